@@ -1,0 +1,181 @@
+"""The ``reasoning-bench`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import socket
+import sys
+from urllib.parse import urlparse
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from reasoning import Budget
+from reasoning.errors import AuthenticationError, BackendUnavailable, BadModel, ConfigError, ReasoningError
+
+console = Console(stderr=True)
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser("run", help="run a strategy over a dataset (resumable)")
+    run.add_argument("--dataset", required=True, help="math500 | gsm8k | aime2024 | aime2025 | amc2023 | PATH.jsonl | hub name")
+    run.add_argument("--limit", type=int, help="first K problems")
+    run.add_argument("--strategy", default="self-consistency", help="see `reasoning-bench strategies`")
+    run.add_argument("--n", type=int, help="samples per problem (self-consistency, best-of-n)")
+    run.add_argument("--verifier", help="verifier for best-of-n / weighted voting: judge | confidence")
+    run.add_argument("--backend", default="local", help="local | local:PATH | litellm:MODEL | openai:MODEL | scripted[:A,B]")
+    run.add_argument("--api-base", help="base URL of an OpenAI-compatible server")
+    run.add_argument("--api-key", help="API key (default: the provider's environment variable)")
+    run.add_argument("--budget", default="", help="per problem, e.g. tokens=20000,usd=0.1,seconds=60")
+    run.add_argument("--run-budget", default="", help="cap for the whole run, same syntax")
+    run.add_argument("--concurrency", type=int, default=16, help="problems in flight at once")
+    run.add_argument("--max-tokens", type=int, default=1024, help="max new tokens per sample")
+    run.add_argument("--temperature", type=float, default=0.7)
+    run.add_argument("--out", default="runs/latest", help="output folder; rerun with the same one to resume")
+
+
+def _check_reachable(api_base: str | None) -> None:
+    """Fail fast, before loading data or models, when --api-base cannot be reached."""
+    if not api_base:
+        return
+    url = urlparse(api_base)
+    if not url.hostname:
+        raise ConfigError(f"--api-base {api_base!r} is not a URL")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=5).close()
+    except OSError as failed:
+        raise ConfigError(f"cannot reach --api-base {api_base} ({failed.strerror or failed})") from None
+
+
+def _strategy_from_args(args: argparse.Namespace):
+    from strategies import create
+    from verifiers import make_verifier
+
+    verifier = make_verifier(args.verifier) if args.verifier else None
+    return create(args.strategy, n=args.n, verifier=verifier)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from reasoning.backends import from_spec
+
+    from .datasets import load_items
+    from .run import RunConfig
+
+    # Everything a user can get wrong is checked before anything slow (model loading).
+    Budget.parse(args.budget)
+    Budget.parse(args.run_budget)
+    if args.concurrency < 1:
+        raise ConfigError("--concurrency must be >= 1")
+    strategy = _strategy_from_args(args)
+    items = load_items(args.dataset, args.limit)
+    _check_reachable(args.api_base)
+    backend = from_spec(args.backend, api_base=args.api_base, api_key=args.api_key)
+    config = RunConfig(
+        dataset=args.dataset,
+        limit=args.limit,
+        strategy=args.strategy,
+        strategy_options={k: v for k, v in {"n": args.n, "verifier": args.verifier}.items() if v is not None},
+        backend=args.backend,
+        api_base=args.api_base,
+        budget=str(Budget.parse(args.budget)),
+        run_budget=str(Budget.parse(args.run_budget)),
+        concurrency=args.concurrency,
+        max_tokens=args.max_tokens,
+        temperature=args.temperature,
+        out=args.out,
+    )
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        summary = asyncio.run(_run_and_close(config, strategy, backend, items, progress))
+    _print_summary(summary)
+    return 0
+
+
+async def _run_and_close(config, strategy, backend, items, progress):
+    from .run import run_benchmark
+
+    try:
+        return await run_benchmark(config, strategy, backend, items=items, progress=progress)
+    finally:
+        await backend.aclose()
+
+
+def _print_summary(summary: dict) -> None:
+    usage = summary["usage"]
+    table = Table(title=f"{summary['config']['strategy']} on {summary['config']['dataset']}")
+    for column in ("accuracy", "problems", "tokens", "calls", "USD", "seconds", "stopped by"):
+        table.add_column(column)
+    stopped = ", ".join(f"{k}: {v}" for k, v in summary["stopped_by"].items()) or "-"
+    table.add_row(
+        f"{summary['accuracy']:.1%} ({summary['n_correct']}/{summary['n_problems']})",
+        str(summary["n_problems"]) + ("" if summary["complete"] else " (incomplete)"),
+        f"{usage['tokens']:,}",
+        f"{usage['calls']:,}",
+        f"{usage['usd']:.4f}",
+        f"{summary['wall_seconds']:.1f}",
+        stopped,
+    )
+    Console().print(table)
+    console.print(f"results: {summary['config']['out']}/results.jsonl, summary: {summary['config']['out']}/summary.json")
+
+
+def cmd_strategies(args: argparse.Namespace) -> int:
+    from strategies import available
+    from strategies.registry import options_of
+
+    table = Table(title="strategies")
+    table.add_column("name")
+    table.add_column("options")
+    table.add_column("what it does")
+    for name, cls in available().items():
+        options = ", ".join(
+            f"{k}={p.default!r}" if p.default is not p.empty else k for k, p in options_of(cls).items()
+        )
+        doc = (inspect.getdoc(sys.modules[cls.__module__]) or "").split("\n")[0]
+        table.add_row(name, options, doc)
+    Console().print(table)
+    return 0
+
+
+def cmd_prepare_model(args: argparse.Namespace) -> int:
+    from reasoning.backends.local_model import ensure_local_model
+
+    path = ensure_local_model(args.name) if args.name else ensure_local_model()
+    print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reasoning-bench", description="test-time-compute reasoning benchmarks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    sub.add_parser("strategies", help="list strategies and their options")
+    prepare = sub.add_parser("prepare-model", help="assemble and convert the embedded model into the cache")
+    prepare.add_argument("--name", help="model name (default: the embedded 0.5B)")
+    return parser
+
+
+COMMANDS = {"run": cmd_run, "strategies": cmd_strategies, "prepare-model": cmd_prepare_model}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted: finished problems are saved; rerun with the same --out to resume[/]")
+        return 130
+    except (ConfigError, AuthenticationError, BadModel, BackendUnavailable) as error:
+        console.print(f"[red]error:[/] {error}")
+        return 2
+    except ReasoningError as error:
+        console.print(f"[red]error:[/] {type(error).__name__}: {error}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

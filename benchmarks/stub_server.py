@@ -1,0 +1,407 @@
+"""A real OpenAI-compatible HTTP server for tests and benchmarks, on 127.0.0.1 only.
+
+    with StubServer(failures=[429, 200], latency=0.01) as server:
+        backend = OpenAICompatible("stub-model", server.base_url)
+        ...
+        assert server.count == 2
+
+or, from a shell: ``python -m benchmarks.stub_server --port 8000``.
+
+Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health.
+
+Deterministic rules (tests rely on them):
+  * A token is a whitespace-separated word (``str.split()``). Prompt tokens are the words of
+    every message's content (chat) or of the prompt (completions; a list of token ids counts
+    its length). So prompt tokens <= UTF-8 bytes: the byte bound of backends always holds.
+  * The responder gives one text per sample; the server then cuts it at the earliest ``stop``
+    string (finish_reason "stop") and at ``max_tokens`` words (finish_reason "length", the
+    kept words joined by single spaces). completion_tokens is the word count of what is sent.
+  * Token logprobs (when asked) are ``-0.05 * (1 + j % 5)`` for the j-th token of a sample.
+
+Request handling order: record, auth (401), injected failure (next code of ``failures``),
+unknown model (404), n > 1 without ``supports_n`` (400), ``latency``, respond. Attributes
+(``failures``, ``latency``, ``responder``...) may be changed while the server runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+Responder = Callable[[dict[str, Any]], "str | Sequence[str]"]
+
+DEFAULT_MODEL = "stub-model"
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    404: "invalid_request_error",
+    429: "rate_limit_exceeded",
+}
+
+
+def prompt_words(body: dict[str, Any]) -> int:
+    """Prompt tokens of a request body, by the stub's word rule."""
+    if "messages" in body:
+        return sum(len(_content_text(m.get("content")).split()) for m in body["messages"])
+    prompt = body.get("prompt", "")
+    if isinstance(prompt, str):
+        return len(prompt.split())
+    if prompt and all(isinstance(t, int) for t in prompt):
+        return len(prompt)
+    return sum(len(p.split()) for p in prompt if isinstance(p, str))
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, list):  # content parts: [{"type": "text", "text": ...}]
+        return " ".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return content or ""
+
+
+def default_responder(body: dict[str, Any]) -> list[str]:
+    """Distinct, deterministic texts derived from the prompt size, seed and sample index."""
+    words = prompt_words(body)
+    seed = body.get("seed")
+    return [
+        f"Read {words} prompt words (seed {seed}, sample {i}). The answer is \\boxed{{42}}."
+        for i in range(int(body.get("n") or 1))
+    ]
+
+
+def logprob(j: int) -> float:
+    return -0.05 * (1 + j % 5)
+
+
+@dataclass(slots=True)
+class RecordedRequest:
+    method: str
+    path: str
+    body: dict[str, Any] | None
+    headers: dict[str, str]
+
+
+def _error(status: int, message: str, code: str | None = None) -> web.Response:
+    body = {
+        "error": {
+            "message": message,
+            "type": _ERROR_TYPES.get(status, "server_error"),
+            "param": None,
+            "code": code or str(status),
+        }
+    }
+    return web.json_response(body, status=status)
+
+
+def _finish(text: str, stop: list[str], max_tokens: int | None) -> tuple[str, list[str], str]:
+    """Apply stop strings, then the max_tokens word cap; return (text, tokens, finish)."""
+    finish = "stop"
+    cuts = [i for s in stop if s and (i := text.find(s)) >= 0]
+    if cuts:
+        text = text[: min(cuts)]
+    words = text.split()
+    if max_tokens is not None and len(words) > max_tokens:
+        words = words[:max_tokens]
+        text = " ".join(words)
+        finish = "length"
+    return text, words, finish
+
+
+class StubServer:
+    """The server, run in a background thread with its own event loop."""
+
+    def __init__(
+        self,
+        *,
+        responder: Responder | None = None,
+        api_key: str | None = None,
+        unknown_models: Iterable[str] = (),
+        models: Sequence[str] = (DEFAULT_MODEL,),
+        failures: Iterable[int] = (),
+        latency: float = 0.0,
+        supports_n: bool = True,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError("the stub server only binds to loopback addresses")
+        self.responder: Responder = responder or default_responder
+        self.api_key = api_key
+        self.unknown_models = set(unknown_models)
+        self.models = list(models)
+        self.failures: deque[int] = deque(failures)
+        self.latency = latency
+        self.supports_n = supports_n
+        self.host = host
+        self.port = port
+        self.requests: list[RecordedRequest] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._start_error: BaseException | None = None
+
+    # ---- inspection ----------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def count(self) -> int:
+        """Generation requests received (chat + completions), failed ones included."""
+        return sum(1 for r in self.requests if r.method == "POST")
+
+    def generation_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.method == "POST"]
+
+    def reset(self) -> None:
+        self.requests.clear()
+        self.failures.clear()
+        self.max_in_flight = self.in_flight
+
+    # ---- app -----------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/completions", self._completions)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/health", self._health)
+        return app
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _models(self, request: web.Request) -> web.Response:
+        self.requests.append(RecordedRequest("GET", request.path, None, dict(request.headers)))
+        if (denied := self._check_auth(request)) is not None:
+            return denied
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": "stub"} for m in self.models]
+        return web.json_response({"object": "list", "data": data})
+
+    def _check_auth(self, request: web.Request) -> web.Response | None:
+        if self.api_key is None or request.headers.get("Authorization") == f"Bearer {self.api_key}":
+            return None
+        return _error(401, "Incorrect API key provided.", "invalid_api_key")
+
+    async def _chat(self, request: web.Request) -> web.Response:
+        return await self._generate(request, chat=True)
+
+    async def _completions(self, request: web.Request) -> web.Response:
+        return await self._generate(request, chat=False)
+
+    async def _generate(self, request: web.Request, chat: bool) -> web.Response:
+        try:
+            body = await request.json()
+        except json.JSONDecodeError:
+            return _error(400, "request body is not valid JSON")
+        self.requests.append(RecordedRequest("POST", request.path, body, dict(request.headers)))
+        self.in_flight += 1  # only touched on the server's loop thread
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._respond(request, body, chat)
+        finally:
+            self.in_flight -= 1
+
+    async def _respond(self, request: web.Request, body: dict[str, Any], chat: bool) -> web.Response:
+        if (denied := self._check_auth(request)) is not None:
+            return denied
+        if self.failures and (status := self.failures.popleft()) != 200:
+            return _error(status, f"injected failure {status}")
+        model = body.get("model")
+        if model in self.unknown_models:
+            return _error(404, f"The model `{model}` does not exist or you do not have access to it.",
+                          "model_not_found")
+        n = int(body.get("n") or 1)
+        if n > 1 and not self.supports_n:
+            return _error(400, "n > 1 is not supported by this provider; n must be 1", "invalid_n")
+        if self.latency > 0:
+            await asyncio.sleep(self.latency)
+        try:
+            texts = self.responder(body)
+        except Exception as exc:  # a test's responder failed: report it as the server would
+            return _error(500, f"responder failed: {exc!r}")
+        if isinstance(texts, str):
+            texts = [texts] * n
+        return web.json_response(self._payload(body, list(texts), chat))
+
+    def _payload(self, body: dict[str, Any], texts: list[str], chat: bool) -> dict[str, Any]:
+        stop = body.get("stop") or []
+        stop = [stop] if isinstance(stop, str) else list(stop)
+        max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+        logprobs = body.get("logprobs")
+        want_logprobs = bool(logprobs) if chat else logprobs is not None
+        choices, completion_tokens = [], 0
+        for index, raw in enumerate(texts):
+            text, words, finish = _finish(raw, stop, max_tokens)
+            completion_tokens += len(words)
+            if chat:
+                choice: dict[str, Any] = {
+                    "index": index,
+                    "message": {"role": "assistant", "content": text},
+                    "logprobs": _chat_logprobs(words) if want_logprobs else None,
+                    "finish_reason": finish,
+                }
+            else:
+                choice = {
+                    "index": index,
+                    "text": text,
+                    "logprobs": _text_logprobs(words, int(logprobs or 0)) if want_logprobs else None,
+                    "finish_reason": finish,
+                }
+            choices.append(choice)
+        prompt_tokens = prompt_words(body)
+        return {
+            "id": f"{'chatcmpl' if chat else 'cmpl'}-stub-{len(self.requests)}",
+            "object": "chat.completion" if chat else "text_completion",
+            "created": int(time.time()),
+            "model": body.get("model", DEFAULT_MODEL),
+            "choices": choices,
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+
+    # ---- lifecycle -----------------------------------------------------------------
+
+    async def _start_site(self) -> None:
+        # shutdown_timeout: do not wait a minute for sleeping handlers when a test ends.
+        self._runner = web.AppRunner(self.app(), handle_signals=False, access_log=None,
+                                     shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, backlog=1024)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    def _serve(self, ready: threading.Event) -> None:
+        assert self._loop is not None
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._start_site())
+        except OSError as exc:  # port taken: let start() raise it in the caller's thread
+            self._start_error = exc
+            ready.set()
+            return
+        ready.set()
+        self._loop.run_forever()
+        assert self._runner is not None
+        self._loop.run_until_complete(self._runner.cleanup())
+        self._loop.close()
+
+    def start(self) -> StubServer:
+        self._loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, args=(ready,), name="stub-server", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if self._start_error is not None:
+            raise self._start_error
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+        self._thread = None
+
+    def __enter__(self) -> StubServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _chat_logprobs(words: list[str]) -> dict[str, Any]:
+    content = []
+    for j, word in enumerate(words):
+        token = word if j == 0 else " " + word
+        lp = logprob(j)
+        content.append({"token": token, "logprob": lp, "bytes": list(token.encode()),
+                        "top_logprobs": [{"token": token, "logprob": lp, "bytes": list(token.encode())}]})
+    return {"content": content}
+
+
+def _text_logprobs(words: list[str], top: int) -> dict[str, Any]:
+    tokens = [w if j == 0 else " " + w for j, w in enumerate(words)]
+    offsets, at = [], 0
+    for token in tokens:
+        offsets.append(at)
+        at += len(token)
+    lps = [logprob(j) for j in range(len(tokens))]
+    return {
+        "tokens": tokens,
+        "token_logprobs": lps,
+        "top_logprobs": [{t: lp} for t, lp in zip(tokens, lps)] if top > 0 else None,
+        "text_offset": offsets,
+    }
+
+
+@contextmanager
+def stub_process(*args: str) -> Iterator[str]:
+    """Run the stub in a child process (no GIL shared with the client); yields base_url.
+
+    ``args`` are CLI flags, e.g. ``stub_process("--latency", "0.01")``.
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.stub_server", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # "listening on http://127.0.0.1:PORT/v1"
+        if not line.startswith("listening on "):
+            raise RuntimeError(f"stub server failed to start: {line!r}")
+        yield line.split()[-1]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
+    parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
+    parser.add_argument("--no-n", action="store_true", help="reject n > 1 with 400")
+    parser.add_argument("--unknown-model", action="append", default=[], help="answer 404 for it")
+    parser.add_argument("--fail", default="", help="status codes to answer first, e.g. 429,500")
+    opts = parser.parse_args(argv)
+    server = StubServer(
+        api_key=opts.api_key,
+        unknown_models=opts.unknown_model,
+        failures=[int(code) for code in opts.fail.split(",") if code],
+        latency=opts.latency,
+        supports_n=not opts.no_n,
+        host=opts.host,
+        port=opts.port,
+    )
+
+    async def serve() -> None:
+        await server._start_site()
+        print(f"listening on {server.base_url}", flush=True)
+        await asyncio.Event().wait()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

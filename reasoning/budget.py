@@ -1,0 +1,289 @@
+"""Compute budgets that are enforced, not just counted.
+
+A ``Budget`` is a set of limits. A ``Ledger`` enforces one budget over time: before every
+backend call it *reserves* the worst case (prompt bound + n x max_tokens, the calls, the
+USD and FLOPs that implies); a call that does not fit is shrunk (fewer samples, then fewer
+max_tokens) or refused. After the call the actual usage is *committed* and the rest of the
+reservation released. Ledgers nest: a child ledger (a slice handed to a sub-strategy) checks
+its own limits and every ancestor's, and its usage counts in all of them.
+
+Invariant (property-tested): as long as backends report no more than their declared
+upper bounds, recorded usage never exceeds any limit of any ledger in the chain.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, fields
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import BudgetExhausted, ConfigError
+
+# The limits a Budget may set, in the order they are checked and reported.
+LIMITS = ("tokens", "completion_tokens", "calls", "usd", "flops", "seconds")
+
+
+class Budget(BaseModel):
+    """Limits for one problem, one run, or one slice of a strategy. ``None`` = unlimited.
+
+    tokens counts prompt + completion tokens; seconds is wall time, enforced by cancelling
+    in-flight calls at the deadline.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tokens: int | None = Field(default=None, ge=0)
+    completion_tokens: int | None = Field(default=None, ge=0)
+    calls: int | None = Field(default=None, ge=0)
+    usd: float | None = Field(default=None, ge=0)
+    flops: float | None = Field(default=None, ge=0)
+    seconds: float | None = Field(default=None, gt=0)
+
+    @classmethod
+    def parse(cls, text: str | None) -> Budget:
+        """Parse ``"tokens=20000,usd=0.1,seconds=60"`` (the CLI syntax)."""
+        if not text or text.strip() in ("unlimited", "none"):
+            return cls()
+        values: dict[str, float] = {}
+        for part in text.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            key, sep, raw = part.partition("=")
+            key = key.strip().replace("-", "_")
+            if not sep or not raw.strip():
+                raise ConfigError(f"budget item {part!r} is not of the form name=value")
+            if key not in LIMITS:
+                raise ConfigError(f"unknown budget limit {key!r}; known: {', '.join(LIMITS)}")
+            try:
+                number = float(raw.strip().replace("_", ""))
+            except ValueError:
+                raise ConfigError(f"budget value for {key!r} is not a number: {raw.strip()!r}") from None
+            if key in values:
+                raise ConfigError(f"budget limit {key!r} given twice")
+            if number < 0 or (key == "seconds" and number == 0):
+                raise ConfigError(f"budget value for {key!r} must be positive, got {raw.strip()}")
+            values[key] = int(number) if key in ("tokens", "completion_tokens", "calls") else number
+        return cls(**values)
+
+    def limits(self) -> dict[str, float]:
+        return {name: value for name in LIMITS if (value := getattr(self, name)) is not None}
+
+    def __str__(self) -> str:
+        return ",".join(f"{k}={v:g}" for k, v in self.limits().items()) or "unlimited"
+
+
+@dataclass(slots=True)
+class Usage:
+    """Resources used, exactly as backends reported them (seconds: wall time)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    calls: int = 0
+    usd: float = 0.0
+    flops: float = 0.0
+    seconds: float = 0.0
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def add(self, other: Usage) -> None:
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.calls += other.calls
+        self.usd += other.usd
+        self.flops += other.flops
+        self.seconds += other.seconds
+
+    def minus(self, other: Usage) -> Usage:
+        return Usage(*(getattr(self, f.name) - getattr(other, f.name) for f in fields(self)))
+
+    def value(self, limit: str) -> float:
+        return self.tokens if limit == "tokens" else getattr(self, limit)
+
+    def to_dict(self) -> dict[str, float]:
+        data = asdict(self)
+        data["tokens"] = self.tokens
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Usage:
+        return cls(**{f.name: data.get(f.name, 0) for f in fields(cls)})
+
+
+@dataclass(frozen=True, slots=True)
+class CallShape:
+    """How much a call of n samples x max_tokens may cost, at most, on one backend."""
+
+    prompt_tokens: int  # upper bound for one copy of the prompt
+    prompt_copies_per_sample: bool  # fan-out backends pay the prompt once per sample
+    calls_per_sample: bool  # fan-out backends make one provider call per sample
+    usd_per_prompt_token: float = 0.0
+    usd_per_completion_token: float = 0.0
+    flops_per_token: float = 0.0
+
+    def worst_case(self, n: int, max_tokens: int) -> Usage:
+        prompt = self.prompt_tokens * (n if self.prompt_copies_per_sample else 1)
+        completion = n * max_tokens
+        return Usage(
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            calls=n if self.calls_per_sample else 1,
+            usd=prompt * self.usd_per_prompt_token + completion * self.usd_per_completion_token,
+            flops=(prompt + completion) * self.flops_per_token,
+        )
+
+
+@dataclass(slots=True)
+class Reservation:
+    ledger: Ledger
+    amount: Usage
+    n: int
+    max_tokens: int
+    shrunk_by: str | None  # the limit that made us ask for less than requested
+    open: bool = True
+
+
+class Ledger:
+    """Enforces one Budget; a child ledger also answers to all its ancestors."""
+
+    def __init__(
+        self,
+        budget: Budget | None = None,
+        parent: Ledger | None = None,
+        *,
+        label: str = "",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.budget = budget or Budget()
+        self.parent = parent
+        self.label = label  # prefixed to limit names in stopped_by ("run:tokens")
+        self.clock = parent.clock if parent else clock
+        self.started = self.clock()
+        own_deadline = self.started + self.budget.seconds if self.budget.seconds else math.inf
+        self.deadline = min(own_deadline, parent.deadline if parent else math.inf)
+        self.used = Usage()
+        self.reserved = Usage()
+        self.stopped_by: str | None = None  # first limit that shrank or refused a call
+        self._refused = False
+
+    # -- structure -------------------------------------------------------------
+    def child(self, budget: Budget | None = None, *, label: str = "") -> Ledger:
+        """A slice: its own limits, checked together with all of this ledger's."""
+        return Ledger(budget, parent=self, label=label)
+
+    def chain(self) -> Iterator[Ledger]:
+        ledger: Ledger | None = self
+        while ledger is not None:
+            yield ledger
+            ledger = ledger.parent
+
+    # -- queries ---------------------------------------------------------------
+    def seconds_left(self) -> float:
+        return self.deadline - self.clock()
+
+    def elapsed(self) -> float:
+        return self.clock() - self.started
+
+    def remaining(self, limit: str) -> float:
+        """Smallest headroom for ``limit`` over the chain (inf when nobody limits it)."""
+        if limit == "seconds":
+            return max(0.0, self.seconds_left())
+        best = math.inf
+        for ledger in self.chain():
+            cap = getattr(ledger.budget, limit)
+            if cap is not None:
+                best = min(best, cap - ledger.used.value(limit) - ledger.reserved.value(limit))
+        return best
+
+    @property
+    def exhausted(self) -> bool:
+        """True once a call was refused; strategies with loops stop on it."""
+        return self._refused
+
+    def usage(self) -> Usage:
+        usage = self.used.minus(Usage())
+        usage.seconds = self.elapsed()
+        return usage
+
+    def _violation(self, amount: Usage) -> str | None:
+        """Name of the first limit ``amount`` would break, or None if it fits."""
+        for ledger in self.chain():
+            for limit, cap in ledger.budget.limits().items():
+                if limit == "seconds":
+                    if ledger.clock() >= ledger.deadline:
+                        return ledger.label + limit
+                    continue
+                taken = ledger.used.value(limit) + ledger.reserved.value(limit)
+                # A tiny tolerance so float USD sums do not refuse an exactly-fitting call.
+                if taken + amount.value(limit) > cap * (1 + 1e-12) + 1e-15:
+                    return ledger.label + limit
+        return None
+
+    # -- reserve / commit ------------------------------------------------------
+    def reserve(self, shape: CallShape, n: int, max_tokens: int, min_tokens: int = 1) -> Reservation:
+        """Reserve the worst case of the largest call that fits, shrinking n then max_tokens.
+
+        Raises BudgetExhausted when not even one sample of ``min_tokens`` fits.
+        """
+        min_tokens = max(1, min(min_tokens, max_tokens))
+        first_violation = self._violation(shape.worst_case(n, max_tokens))
+        if first_violation is None:
+            return self._hold(shape.worst_case(n, max_tokens), n, max_tokens, None)
+        if first_violation.endswith("seconds"):
+            self._refuse(first_violation)
+        # Fewer samples at the full length first: a truncated sample is usually wasted.
+        for fewer in range(n - 1, 0, -1):
+            if self._violation(shape.worst_case(fewer, max_tokens)) is None:
+                return self._hold(shape.worst_case(fewer, max_tokens), fewer, max_tokens, first_violation)
+        # One sample: the longest max_tokens that fits (binary search, cost is monotone).
+        lo, hi = min_tokens - 1, max_tokens - 1
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self._violation(shape.worst_case(1, mid)) is None:
+                lo = mid
+            else:
+                hi = mid - 1
+        if lo >= min_tokens:
+            return self._hold(shape.worst_case(1, lo), 1, lo, first_violation)
+        self._refuse(self._violation(shape.worst_case(1, min_tokens)) or first_violation)
+
+    def _hold(self, amount: Usage, n: int, max_tokens: int, shrunk_by: str | None) -> Reservation:
+        for ledger in self.chain():
+            ledger.reserved.add(amount)
+        if shrunk_by:
+            self._mark_stopped(shrunk_by)
+        return Reservation(self, amount, n, max_tokens, shrunk_by)
+
+    def _refuse(self, limit: str) -> None:
+        self._mark_stopped(limit, refused=True)
+        raise BudgetExhausted(limit)
+
+    def _mark_stopped(self, limit: str, refused: bool = False) -> None:
+        for ledger in self.chain():
+            if ledger.stopped_by is None:
+                ledger.stopped_by = limit
+            if refused:
+                ledger._refused = True
+
+    def mark_deadline(self) -> None:
+        """Record that in-flight work was cancelled at the deadline."""
+        limit = next((lg.label + "seconds" for lg in self.chain() if lg.deadline == self.deadline), "seconds")
+        self._mark_stopped(limit, refused=True)
+
+    def commit(self, reservation: Reservation, actual: Usage) -> None:
+        """Release the reservation and record what the backend actually reported."""
+        if not reservation.open:
+            raise RuntimeError("reservation committed twice")
+        reservation.open = False
+        for ledger in self.chain():
+            ledger.reserved = ledger.reserved.minus(reservation.amount)
+            ledger.used.add(actual)
+
+    def release(self, reservation: Reservation) -> None:
+        """Give a reservation back unused (the call never reached the backend)."""
+        self.commit(reservation, Usage())

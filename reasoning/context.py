@@ -1,0 +1,209 @@
+"""The small world a strategy sees: generate, verify, budget, trace.
+
+Strategies never touch backends, ledgers or timers directly. ``ctx.generate`` reserves
+the worst case in the ledger (shrinking or refusing the call), enforces the deadline by
+cancelling the in-flight call, commits what the backend reported, records a trace node
+and extracts answers with the one shared extractor. A refused or cancelled call returns
+an empty list, so a strategy finishes with its best answer so far without special cases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .budget import Budget, Ledger, Usage
+from .errors import BudgetExhausted
+from .trace import Trace
+from .types import Completion, GenerationRequest, Message
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
+    from .strategy import Verifier
+
+Extractor = Callable[[str], "str | None"]
+PromptInput = str | Sequence[Message] | GenerationRequest | None
+
+
+@dataclass(slots=True)
+class Problem:
+    """What a strategy may know about the task (never the gold answer)."""
+
+    text: str
+    id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Sample:
+    """One candidate solution: text, its extracted answer, and where it came from."""
+
+    text: str
+    answer: str | None
+    completion: Completion | None = None
+    score: float | None = None
+    node: int | None = None  # trace node of the call that produced it
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """Default sampling settings; a strategy overrides per call."""
+
+    max_tokens: int = 1024
+    temperature: float = 0.7
+    top_p: float = 1.0
+    min_tokens: int = 64  # a call shrunk below this is refused instead (too short to answer)
+
+
+class Context:
+    def __init__(
+        self,
+        problem: Problem,
+        backend: Backend,
+        ledger: Ledger,
+        trace: Trace,
+        *,
+        messages: Sequence[Message],
+        extract: Extractor,
+        sampling: Sampling = Sampling(),
+        parent: int | None = None,
+    ) -> None:
+        self.problem = problem
+        self.backend = backend
+        self.budget = ledger
+        self.trace = trace
+        self.messages = tuple(messages)  # the problem as a chat prompt
+        self.extract = extract
+        self.sampling = sampling
+        self.parent = parent
+
+    # -- structure -------------------------------------------------------------
+    def _derive(self, *, ledger: Ledger | None = None, parent: int | None = None) -> Context:
+        return Context(
+            self.problem,
+            self.backend,
+            ledger or self.budget,
+            self.trace,
+            messages=self.messages,
+            extract=self.extract,
+            sampling=self.sampling,
+            parent=self.parent if parent is None else parent,
+        )
+
+    @asynccontextmanager
+    async def span(self, name: str, **info: Any):
+        """Group the calls made inside under one trace node."""
+        node = self.trace.add("span", name, self.parent, info=info)
+        try:
+            yield self._derive(parent=node.id)
+        finally:
+            self.trace.close(node)
+
+    def slice(self, budget: Budget, name: str = "slice") -> Context:
+        """A child context with its own limits, also bound by all of this one's."""
+        node = self.trace.add("span", name, self.parent, info={"budget": budget.limits()})
+        return self._derive(ledger=self.budget.child(budget), parent=node.id)
+
+    # -- generation ------------------------------------------------------------
+    def request(
+        self,
+        prompt: PromptInput = None,
+        *,
+        n: int = 1,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        stop: Sequence[str] = (),
+        seed: int | None = None,
+        logprobs: bool = False,
+    ) -> GenerationRequest:
+        """Build a request; ``prompt`` None means the problem's own chat prompt."""
+        if isinstance(prompt, GenerationRequest):
+            return prompt
+        common = dict(
+            n=n,
+            max_tokens=max_tokens or self.sampling.max_tokens,
+            temperature=self.sampling.temperature if temperature is None else temperature,
+            top_p=self.sampling.top_p if top_p is None else top_p,
+            stop=tuple(stop),
+            seed=seed,
+            logprobs=logprobs,
+        )
+        if prompt is None:
+            return GenerationRequest(messages=self.messages, **common)
+        if isinstance(prompt, str):
+            return GenerationRequest(messages=(Message("user", prompt),), **common)
+        return GenerationRequest(messages=tuple(prompt), **common)
+
+    async def generate(
+        self, prompt: PromptInput = None, *, name: str = "generate", min_tokens: int | None = None, **options: Any
+    ) -> list[Sample]:
+        """Sample up to ``n`` completions within the budget (maybe fewer, maybe none)."""
+        request = self.request(prompt, **options)
+        ledger = self.budget
+        floor = self.sampling.min_tokens if min_tokens is None else min_tokens
+        try:
+            if ledger.seconds_left() <= 0:
+                ledger.mark_deadline()
+                raise BudgetExhausted(ledger.stopped_by or "seconds")
+            reservation = ledger.reserve(self.backend.call_shape(request), request.n, request.max_tokens, floor)
+        except BudgetExhausted as refused:
+            node = self.trace.add("generate", name, self.parent, request=request.to_dict(), error=str(refused))
+            self.trace.close(node)
+            return []
+        asked = (request.n, request.max_tokens)
+        request = request.replace(n=reservation.n, max_tokens=reservation.max_tokens)
+        info = {"backend": self.backend.name}
+        if reservation.shrunk_by:
+            info["shrunk"] = {"by": reservation.shrunk_by, "asked_n": asked[0], "asked_max_tokens": asked[1]}
+        node = self.trace.add("generate", name, self.parent, request=request.to_dict(), info=info)
+        try:
+            response = await _within(self.backend.generate(request), ledger.seconds_left())
+        except TimeoutError:
+            # The provider saw the call; its tokens are unknown, so only the call is counted.
+            ledger.commit(reservation, Usage(calls=reservation.amount.calls))
+            ledger.mark_deadline()
+            node.error = "cancelled at the deadline"
+            node.usage = {"calls": reservation.amount.calls}
+            self.trace.close(node)
+            return []
+        except BaseException as failed:
+            ledger.release(reservation)
+            node.error = f"{type(failed).__name__}: {failed}"
+            self.trace.close(node)
+            raise
+        flops_per_token = 2.0 * self.backend.params if self.backend.params else 0.0
+        actual = Usage(
+            prompt_tokens=response.prompt_tokens,
+            completion_tokens=response.completion_tokens,
+            calls=response.calls,
+            usd=response.usd,
+            flops=flops_per_token * (response.prompt_tokens + response.completion_tokens),
+        )
+        ledger.commit(reservation, actual)
+        node.completions = [c.to_dict() for c in response.completions]
+        node.usage = actual.to_dict()
+        node.info.update(response.info)
+        self.trace.close(node)
+        return [Sample(c.text, self.extract(c.text), c, node=node.id) for c in response.completions]
+
+    # -- verification ----------------------------------------------------------
+    async def verify(self, samples: list[Sample], verifier: Verifier) -> list[float]:
+        """Score samples with ``verifier`` (which may itself call the model, within budget)."""
+        async with self.span("verify", verifier=verifier.name) as sub:
+            scores = await verifier.score(sub, samples)
+        for sample, score in zip(samples, scores, strict=True):
+            sample.score = score
+        return scores
+
+
+async def _within(awaitable, seconds: float):
+    if math.isinf(seconds):
+        return await awaitable
+    async with asyncio.timeout(max(0.0, seconds)):
+        return await awaitable

@@ -1,0 +1,150 @@
+"""Value types shared by backends, the ledger and strategies.
+
+Plain dataclasses: they sit on the hot path (one per backend call / sample), so no
+validation overhead here; pydantic lives at the edges (config, results, server).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Role = Literal["system", "user", "assistant"]
+FinishReason = Literal["stop", "length", "cancelled", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: Role
+    content: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """One declarative request to a backend: a prompt and how to sample from it.
+
+    Exactly one of ``messages`` (chat), ``prompt`` (raw text, no chat template) or
+    ``prompt_token_ids`` (exact tokens, for prefix-sharing continuations) is set.
+    A backend that cannot honour a field (e.g. token ids over an HTTP API) raises
+    ``UnsupportedRequest`` instead of silently ignoring it.
+    """
+
+    messages: tuple[Message, ...] | None = None
+    prompt: str | None = None
+    prompt_token_ids: tuple[int, ...] | None = None
+    n: int = 1
+    max_tokens: int = 1024
+    temperature: float = 0.7
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    logprobs: bool = False
+    # Continue the last assistant message instead of starting a new turn.
+    continue_final_message: bool = False
+
+    def __post_init__(self) -> None:
+        given = sum(x is not None for x in (self.messages, self.prompt, self.prompt_token_ids))
+        if given != 1:
+            raise ValueError("GenerationRequest needs exactly one of messages, prompt, prompt_token_ids")
+        if self.n < 1:
+            raise ValueError(f"n must be >= 1, got {self.n}")
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+    def replace(self, **changes: Any) -> GenerationRequest:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {
+            "n": self.n,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "stop": list(self.stop),
+            "seed": self.seed,
+            "logprobs": self.logprobs,
+        }
+        if self.messages is not None:
+            data["messages"] = [m.to_dict() for m in self.messages]
+        if self.prompt is not None:
+            data["prompt"] = self.prompt
+        if self.prompt_token_ids is not None:
+            data["prompt_token_ids"] = list(self.prompt_token_ids)
+        if self.continue_final_message:
+            data["continue_final_message"] = True
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GenerationRequest:
+        data = dict(data)
+        if data.get("messages") is not None:
+            data["messages"] = tuple(Message(**m) for m in data["messages"])
+        if data.get("prompt_token_ids") is not None:
+            data["prompt_token_ids"] = tuple(data["prompt_token_ids"])
+        data["stop"] = tuple(data.get("stop") or ())
+        return cls(**data)
+
+    def prompt_text(self) -> str:
+        """All prompt text, for byte-based token bounds and cache keys."""
+        if self.messages is not None:
+            return "".join(m.content for m in self.messages)
+        return self.prompt or ""
+
+
+@dataclass(slots=True)
+class Completion:
+    text: str
+    completion_tokens: int
+    finish_reason: FinishReason = "stop"
+    # Log-probability of each sampled token, when the backend can give them.
+    token_logprobs: list[float] | None = None
+    token_ids: list[int] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "text": self.text,
+            "completion_tokens": self.completion_tokens,
+            "finish_reason": self.finish_reason,
+        }
+        if self.token_logprobs is not None:
+            data["token_logprobs"] = self.token_logprobs
+        if self.token_ids is not None:
+            data["token_ids"] = self.token_ids
+        return data
+
+    @property
+    def mean_logprob(self) -> float | None:
+        if not self.token_logprobs:
+            return None
+        return sum(self.token_logprobs) / len(self.token_logprobs)
+
+
+@dataclass(slots=True)
+class GenerationResponse:
+    """What a backend reports for one request, exactly as it counted it."""
+
+    completions: list[Completion]
+    prompt_tokens: int
+    completion_tokens: int
+    calls: int = 1  # provider requests made (fan-out backends make n)
+    usd: float = 0.0
+    # Backend-specific facts worth keeping in the trace (cache hits, KV usage, model id).
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    native_n: bool = False  # one request returns n samples sharing the prompt
+    logprobs: bool = False
+    prefix_caching: bool = False
+    token_ids: bool = False  # accepts prompt_token_ids / returns token ids
+    exact_prompt_tokens: bool = False  # count_prompt_tokens is exact, not an upper bound
+    max_n: int | None = None  # largest n one request may carry

@@ -1,0 +1,11 @@
+"""Strategies: one file each, registered by name for the CLI and the server.
+
+Adding one is writing a file here with a ``@register("name")`` class; nothing else changes.
+"""
+
+from .registry import available, create, get, register
+from .greedy import Greedy
+from .self_consistency import SelfConsistency
+from .best_of_n import BestOfN
+
+__all__ = ["BestOfN", "Greedy", "SelfConsistency", "available", "create", "get", "register"]

@@ -1,0 +1,45 @@
+"""Self-consistency (Wang et al. 2022): sample n reasoning paths, majority-vote the answers.
+
+With a verifier, votes are weighted by its scores (weighted self-consistency). With a
+sampler strategy, each vote is that strategy's outcome instead of one raw sample.
+"""
+
+from __future__ import annotations
+
+from reasoning.context import Context
+from reasoning.strategy import Outcome, Strategy, Verifier
+
+from .candidates import sample_candidates
+from .registry import register
+from .voting import majority
+
+
+@register("self-consistency")
+class SelfConsistency(Strategy):
+    def __init__(
+        self,
+        n: int = 8,
+        *,
+        verifier: Verifier | None = None,
+        sampler: Strategy | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> None:
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        self.n = n
+        self.verifier = verifier
+        self.sampler = sampler
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+
+    async def run(self, ctx: Context) -> Outcome:
+        samples = await sample_candidates(
+            ctx, self.n, sampler=self.sampler, verifier=self.verifier,
+            max_tokens=self.max_tokens, temperature=self.temperature,
+        )
+        weights = await ctx.verify(samples, self.verifier) if self.verifier and samples else None
+        vote = majority(samples, weights)
+        text = vote.sample.text if vote.sample else None
+        return Outcome(vote.answer, text, samples, {"votes": vote.tally, "share": vote.share, "n": len(samples)})
+

@@ -1,0 +1,41 @@
+"""Majority voting over extracted answers, shared by every voting strategy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from reasoning.context import Sample
+from verifiers import normalize_answer
+
+
+@dataclass(slots=True)
+class Vote:
+    answer: str | None  # the winning answer as first written by a sample
+    sample: Sample | None  # the first sample that gave it
+    tally: dict[str, float]  # normalised answer -> total weight
+    share: float  # winner's weight / total weight (0 when nothing voted)
+
+
+def majority(samples: Sequence[Sample], weights: Sequence[float] | None = None) -> Vote:
+    """Weighted majority over answers equal after normalisation.
+
+    Samples without an answer do not vote. Ties go to the answer seen first, so the
+    result depends only on the order of samples, never on hashing or timing.
+    """
+    if weights is not None and len(weights) != len(samples):
+        raise ValueError("one weight per sample")
+    tally: dict[str, float] = {}
+    first: dict[str, Sample] = {}
+    for index, sample in enumerate(samples):
+        if sample.answer is None:
+            continue
+        key = normalize_answer(sample.answer)
+        tally[key] = tally.get(key, 0.0) + (1.0 if weights is None else weights[index])
+        first.setdefault(key, sample)
+    if not tally:
+        return Vote(None, None, {}, 0.0)
+    # dicts keep insertion order, and max() keeps the first maximal item: deterministic ties.
+    winner = max(tally, key=tally.__getitem__)
+    total = sum(tally.values())
+    return Vote(first[winner].answer, first[winner], tally, tally[winner] / total if total > 0 else 0.0)

@@ -1,0 +1,132 @@
+"""The ledger: reserve the worst case, shrink or refuse, commit actuals, nest."""
+
+import math
+
+import pytest
+
+from reasoning import Budget, BudgetExhausted, CallShape, ConfigError, Ledger, Usage
+
+
+def shape(prompt=100, fan_out=False, usd=(0.0, 0.0), flops=0.0):
+    return CallShape(prompt, fan_out, fan_out, usd[0], usd[1], flops)
+
+
+def test_budget_parse_accepts_cli_syntax():
+    budget = Budget.parse("tokens=20000, usd=0.1,seconds=60,calls=16,completion_tokens=5_000")
+    assert budget.tokens == 20000 and budget.usd == 0.1 and budget.seconds == 60
+    assert budget.calls == 16 and budget.completion_tokens == 5000
+    assert Budget.parse("") == Budget()
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("tokens", "name=value"),
+        ("tokens=abc", "not a number"),
+        ("gpus=2", "unknown budget limit"),
+        ("tokens=1,tokens=2", "twice"),
+        ("usd=-1", "positive"),
+        ("seconds=0", "positive"),
+    ],
+)
+def test_budget_parse_rejects_bad_syntax_clearly(text, message):
+    with pytest.raises(ConfigError, match=message):
+        Budget.parse(text)
+
+
+def test_call_that_fits_is_reserved_whole_and_commit_releases_the_rest():
+    ledger = Ledger(Budget(tokens=10_000))
+    reservation = ledger.reserve(shape(prompt=100), n=8, max_tokens=1000)
+    assert (reservation.n, reservation.max_tokens, reservation.shrunk_by) == (8, 1000, None)
+    assert ledger.reserved.tokens == 8100
+    ledger.commit(reservation, Usage(prompt_tokens=90, completion_tokens=2000, calls=1))
+    assert ledger.reserved.tokens == 0
+    assert ledger.used.tokens == 2090
+    assert ledger.remaining("tokens") == 10_000 - 2090
+
+
+def test_call_that_does_not_fit_loses_samples_before_length():
+    ledger = Ledger(Budget(tokens=3_200))
+    reservation = ledger.reserve(shape(prompt=100), n=8, max_tokens=1000)
+    assert (reservation.n, reservation.max_tokens) == (3, 1000)
+    assert reservation.shrunk_by == "tokens"
+    assert ledger.stopped_by == "tokens"
+    assert not ledger.exhausted
+
+
+def test_one_sample_is_shortened_to_what_is_left_then_refused():
+    ledger = Ledger(Budget(completion_tokens=300))
+    reservation = ledger.reserve(shape(), n=4, max_tokens=1000, min_tokens=64)
+    assert (reservation.n, reservation.max_tokens) == (1, 300)
+    ledger.commit(reservation, Usage(completion_tokens=250))
+    with pytest.raises(BudgetExhausted) as refused:
+        ledger.reserve(shape(), n=1, max_tokens=1000, min_tokens=64)
+    assert refused.value.limit == "completion_tokens"
+    assert ledger.exhausted
+
+
+def test_fan_out_backends_pay_prompt_and_call_per_sample():
+    ledger = Ledger(Budget(calls=3))
+    reservation = ledger.reserve(shape(fan_out=True), n=8, max_tokens=100)
+    assert reservation.n == 3 and reservation.amount.calls == 3
+    native = Ledger(Budget(calls=1)).reserve(shape(fan_out=False), n=8, max_tokens=100)
+    assert native.n == 8 and native.amount.calls == 1
+
+
+def test_usd_limit_uses_prices_for_worst_case():
+    ledger = Ledger(Budget(usd=0.01))
+    # 1e-5 $/token: prompt 100 -> 0.001; each sample of 300 tokens -> 0.003.
+    reservation = ledger.reserve(shape(prompt=100, usd=(1e-5, 1e-5)), n=8, max_tokens=300)
+    assert reservation.n == 3
+    assert reservation.amount.usd == pytest.approx(0.01)
+
+
+def test_flops_limit():
+    ledger = Ledger(Budget(flops=2 * 1e6 * 1100))
+    reservation = ledger.reserve(shape(prompt=100, flops=2 * 1e6), n=4, max_tokens=1000)
+    assert reservation.n == 1 and reservation.max_tokens == 1000
+
+
+def test_child_slice_answers_to_parent_and_counts_in_it():
+    parent = Ledger(Budget(tokens=5_000))
+    child = parent.child(Budget(tokens=10_000))
+    reservation = child.reserve(shape(prompt=0), n=10, max_tokens=1000)
+    assert reservation.n == 5  # the parent's limit binds
+    child.commit(reservation, Usage(completion_tokens=4000))
+    assert parent.used.completion_tokens == 4000
+    assert parent.reserved.tokens == 0 and child.reserved.tokens == 0
+    sibling = parent.child(Budget(tokens=500))
+    assert sibling.reserve(shape(prompt=0), n=4, max_tokens=1000, min_tokens=10).max_tokens == 500
+
+
+def test_refusal_in_a_child_is_reported_up_the_chain():
+    run = Ledger(Budget(tokens=100), label="run:")
+    problem = run.child(Budget())
+    with pytest.raises(BudgetExhausted):
+        problem.reserve(shape(prompt=200), n=1, max_tokens=10)
+    assert problem.stopped_by == "run:tokens"
+
+
+def test_deadline_is_inherited_and_refuses_calls():
+    now = [0.0]
+    parent = Ledger(Budget(seconds=10), clock=lambda: now[0])
+    child = parent.child(Budget(seconds=100))
+    assert child.deadline == 10
+    now[0] = 11
+    with pytest.raises(BudgetExhausted, match="seconds"):
+        child.reserve(shape(), n=1, max_tokens=10)
+    assert child.seconds_left() < 0 and parent.remaining("seconds") == 0
+
+
+def test_unlimited_budget_never_refuses():
+    ledger = Ledger()
+    assert ledger.reserve(shape(prompt=10**9), n=64, max_tokens=10**6).n == 64
+    assert math.isinf(ledger.remaining("tokens"))
+
+
+def test_commit_twice_is_an_error():
+    ledger = Ledger()
+    reservation = ledger.reserve(shape(), n=1, max_tokens=10)
+    ledger.commit(reservation, Usage())
+    with pytest.raises(RuntimeError):
+        ledger.commit(reservation, Usage())

@@ -1,0 +1,133 @@
+"""`reasoning-bench` end to end on the Scripted backend: outputs, resume, errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmarks.cli import main
+from benchmarks.run import read_done
+
+
+def run_cli(*args):
+    return main(list(args))
+
+
+def test_run_writes_results_and_summary(tmp_path):
+    out = tmp_path / "out"
+    code = run_cli(
+        "run", "--dataset", "gsm8k", "--limit", "4", "--strategy", "self-consistency", "--n", "3",
+        "--backend", "scripted:18,18,7", "--budget", "tokens=20000", "--out", str(out),
+    )
+    assert code == 0
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in sorted(rows, key=lambda r: int(r["id"]))] == ["0", "1", "2", "3"]
+    assert all(r["answer"] == "18" for r in rows)
+    # GSM8K test item 0 has gold 18: graded by the shared equivalence checker.
+    assert next(r for r in rows if r["id"] == "0")["correct"] is True
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_problems"] == 4 and summary["complete"]
+    assert summary["accuracy"] == sum(r["correct"] for r in rows) / 4
+    assert summary["usage"]["calls"] == 4
+    assert len((out / "traces.jsonl").read_text().splitlines()) == 4
+
+
+def test_rerun_with_same_out_resumes_without_redoing(tmp_path):
+    out = tmp_path / "out"
+    common = ["--dataset", "gsm8k", "--strategy", "greedy", "--backend", "scripted:1", "--out", str(out)]
+    assert run_cli("run", "--limit", "3", *common) == 0
+    first = (out / "results.jsonl").read_text()
+    assert run_cli("run", "--limit", "5", *common) == 0
+    lines = (out / "results.jsonl").read_text().splitlines()
+    assert (out / "results.jsonl").read_text().startswith(first)
+    assert sorted(json.loads(l)["id"] for l in lines) == ["0", "1", "2", "3", "4"]
+    assert json.loads((out / "summary.json").read_text())["usage"]["calls"] == 5
+
+
+def test_half_written_last_line_is_dropped_and_redone(tmp_path):
+    path = tmp_path / "results.jsonl"
+    path.write_text('{"id": "0", "usage": {}}\n{"id": "1", "us')
+    assert list(read_done(path)) == ["0"]
+    assert path.read_text() == '{"id": "0", "usage": {}}\n'
+
+
+def test_run_budget_spans_restarts(tmp_path):
+    out = tmp_path / "out"
+    common = ["--dataset", "gsm8k", "--strategy", "greedy", "--backend", "scripted:1", "--out", str(out),
+              "--max-tokens", "100", "--run-budget", "calls=3"]
+    assert run_cli("run", "--limit", "2", *common) == 0
+    assert run_cli("run", "--limit", "6", *common) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["usage"]["calls"] == 3
+    assert summary["stopped_by"] == {"run:calls": 3}
+
+
+def test_resume_refuses_a_different_strategy(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run_cli("run", "--dataset", "gsm8k", "--limit", "1", "--strategy", "greedy", "--backend", "scripted", "--out", str(out)) == 0
+    code = run_cli("run", "--dataset", "gsm8k", "--limit", "1", "--strategy", "self-consistency", "--backend", "scripted", "--out", str(out))
+    assert code == 2
+    assert "different strategy" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dataset", "nope"], "unknown dataset"),
+        (["--dataset", "gsm8k", "--strategy", "nope"], "unknown strategy"),
+        (["--dataset", "gsm8k", "--backend", "nope"], "unknown backend"),
+        (["--dataset", "gsm8k", "--budget", "tokens=lots"], "not a number"),
+        (["--dataset", "gsm8k", "--budget", "gpus=1"], "unknown budget limit"),
+        (["--dataset", "gsm8k", "--verifier", "nope"], "unknown verifier"),
+        (["--dataset", "gsm8k", "--backend", "litellm:openai/x", "--api-base", "http://127.0.0.1:9"], "cannot reach"),
+    ],
+)
+def test_bad_input_gives_clear_error_and_nonzero_exit(tmp_path, capsys, args, message):
+    code = run_cli("run", "--limit", "1", "--out", str(tmp_path / "o"), *args)
+    assert code != 0
+    assert message in capsys.readouterr().err
+
+
+def test_malformed_jsonl_reports_file_and_line(tmp_path, capsys):
+    data = tmp_path / "mine.jsonl"
+    data.write_text('{"problem": "1+1", "answer": "2"}\n{"problem": "2+2", "answer": \n')
+    code = run_cli("run", "--dataset", str(data), "--backend", "scripted:2", "--out", str(tmp_path / "o"))
+    assert code == 2
+    assert f"{data}:2" in capsys.readouterr().err
+
+
+def test_users_own_jsonl_with_question_field(tmp_path):
+    data = tmp_path / "mine.jsonl"
+    data.write_text('{"question": "1+1", "answer": "2"}\n{"question": "2+3", "answer": "5", "id": "q2"}\n')
+    out = tmp_path / "o"
+    assert run_cli("run", "--dataset", str(data), "--strategy", "greedy", "--backend", "scripted:2", "--out", str(out)) == 0
+    rows = {r["id"]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    assert rows["0"]["correct"] is True and rows["q2"]["correct"] is False
+
+
+def test_killed_run_resumes_and_nothing_is_counted_twice(tmp_path):
+    """A real SIGKILL mid-run, then a resume: every problem once, usage equal to a clean run."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "benchmarks.cli", "run", "--dataset", "gsm8k", "--limit", "30",
+           "--strategy", "greedy", "--backend", "scripted:1?latency=0.05", "--concurrency", "2", "--out", str(out)]
+    env = dict(os.environ)
+    proc = subprocess.Popen(cmd, env=env, cwd=Path(__file__).parent.parent,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results = out / "results.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline and (not results.exists() or len(results.read_text().splitlines()) < 5):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = len(read_done(results))
+    assert 5 <= partial < 30
+    assert subprocess.run(cmd, env=env, cwd=Path(__file__).parent.parent, capture_output=True).returncode == 0
+    ids = [json.loads(l)["id"] for l in results.read_text().splitlines()]
+    assert sorted(ids, key=int) == [str(i) for i in range(30)]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["usage"]["calls"] == 30 and summary["n_problems"] == 30

@@ -1,0 +1,153 @@
+"""Strategy logic on the deterministic Scripted backend."""
+
+import asyncio
+
+import pytest
+
+import reasoning as rz
+from reasoning.backends import Scripted
+from strategies import BestOfN, Greedy, SelfConsistency, create
+from strategies.voting import majority
+from verifiers import Confidence, LLMJudge
+
+
+def solve(strategy, backend, budget=None, **kw):
+    return asyncio.run(rz.asolve("What is 6*7?", strategy, backend, budget, **kw))
+
+
+def test_self_consistency_takes_the_majority_in_one_batched_call():
+    backend = Scripted(["41", "42", "42", "7", "42", "41"])
+    result = solve(SelfConsistency(n=6), backend)
+    assert result.answer == "42"
+    assert len(backend.requests) == 1 and backend.requests[0].n == 6
+    assert result.info["votes"] == {"41": 2.0, "42": 3.0, "7": 1.0}
+    assert result.usage.calls == 1 and result.stopped_by is None
+
+
+def test_vote_ties_go_to_the_answer_seen_first():
+    result = solve(SelfConsistency(n=4), Scripted(["5", "9", "9", "5"]))
+    assert result.answer == "5"
+
+
+def test_equivalent_spellings_vote_together():
+    result = solve(SelfConsistency(n=5), Scripted(["1,000", "7", "1000", "7", "1000.0"]))
+    assert result.answer in ("1,000", "1000")
+    assert max(result.info["votes"].values()) == 3.0
+
+
+def test_weighted_vote_uses_verifier_scores():
+    samples = [rz.Sample("a", "1"), rz.Sample("b", "2"), rz.Sample("c", "2")]
+    assert majority(samples).answer == "2"
+    assert majority(samples, [5.0, 1.0, 1.0]).answer == "1"
+    assert majority([rz.Sample("x", None)]).answer is None
+
+
+def test_greedy_uses_temperature_zero_and_one_sample():
+    backend = Scripted(["3"])
+    result = solve(Greedy(), backend)
+    assert result.answer == "3"
+    assert backend.requests[0].temperature == 0.0 and backend.requests[0].n == 1
+
+
+def judge_backend(good="42", run=1):
+    """Solutions answer 41/42 alternating in runs of ``run``; the judge scores 9 for the good one."""
+
+    def respond(request, index):
+        content = request.messages[-1].content
+        if "Proposed solution" in content:
+            return "Looks right. Score: 9" if f"boxed{{{good}}}" in content else "Wrong. Score: 2"
+        return f"so \\boxed{{{41 + (index // run) % 2}}}"
+
+    return Scripted(responder=respond)
+
+
+def test_best_of_n_keeps_the_best_judged_candidate():
+    backend = judge_backend()
+    result = solve(BestOfN(n=4, verifier=LLMJudge()), backend)
+    assert result.answer == "42"
+    assert sorted(result.info["scores"]) == [0.2, 0.2, 0.9, 0.9]
+    # 1 batched sampling call + 4 judge calls, all in one trace.
+    assert result.usage.calls == 5 and len(result.trace.calls()) == 5
+
+
+def test_best_of_n_with_confidence_requests_logprobs():
+    backend = Scripted(["1", "2", "3"])
+    result = solve(BestOfN(n=3, verifier=Confidence()), backend)
+    assert backend.requests[0].logprobs is True
+    assert result.answer in ("1", "2", "3")
+    assert all(0 < s <= 1 for s in result.info["scores"])
+
+
+def test_best_of_n_over_self_consistency_groups_shares_one_ledger():
+    backend = judge_backend(run=4)  # each SC group of 4 agrees; groups alternate
+    strategy = BestOfN(n=3, verifier=LLMJudge(), sampler=SelfConsistency(n=4))
+    result = solve(strategy, backend, rz.Budget(tokens=100_000))
+    assert result.answer == "42"
+    groups = [n for n in result.trace.nodes if n.kind == "span" and n.name.startswith("self-consistency-")]
+    assert len(groups) == 3
+    total = sum(node.usage.get("tokens", 0) for node in result.trace.calls())
+    assert total == result.usage.tokens
+
+
+def test_strategies_stop_with_best_so_far_when_budget_refuses():
+    backend = judge_backend()
+    # Enough for the samples, not for all judge calls: the answer still comes back.
+    result = solve(BestOfN(n=4, verifier=LLMJudge(max_tokens=256)), backend, rz.Budget(completion_tokens=4 * 20 + 300))
+    assert result.answer in ("41", "42")
+    assert result.stopped_by == "completion_tokens"
+    assert result.usage.completion_tokens <= 380
+
+
+def test_refused_first_call_gives_no_answer_and_names_the_limit():
+    result = solve(SelfConsistency(n=8), Scripted(["1"]), rz.Budget(tokens=5))
+    assert result.answer is None and result.stopped_by == "tokens" and result.usage.calls == 0
+
+
+def test_deadline_cancels_in_flight_call():
+    backend = Scripted(["1"], latency=5.0)
+    result = solve(SelfConsistency(n=2), backend, rz.Budget(seconds=0.3))
+    assert result.stopped_by == "seconds"
+    assert result.usage.seconds < 1.5
+    assert result.trace.calls()[0].error == "cancelled at the deadline"
+
+
+def test_backend_errors_propagate_with_their_type():
+    backend = Scripted(["1"], failures=[rz.backends.ScriptedFailure(frozenset({1}), rz.BadModel("no such model"))])
+    with pytest.raises(rz.BadModel):
+        solve(SelfConsistency(n=2), backend)
+
+
+def test_trace_is_json_serialisable_and_round_trips():
+    result = solve(SelfConsistency(n=3), Scripted(["1", "2", "1"]))
+    data = result.model_dump_json()
+    assert '"trace"' in data
+    trace = rz.Trace.from_list(result.trace.to_list())
+    call = trace.calls()[0]
+    assert call.request["n"] == 3 and len(call.completions) == 3 and call.usage["calls"] == 1
+    assert rz.GenerationRequest.from_dict(call.request).n == 3
+
+
+def test_solve_many_respects_a_run_budget():
+    backend = Scripted(["1"], completion_tokens=50)
+    results = rz.solve_many(
+        [f"problem {i}" for i in range(10)], SelfConsistency(n=4), backend, rz.Budget(tokens=1000),
+        run_budget=rz.Budget(tokens=1200), concurrency=3, sampling=rz.Sampling(max_tokens=100),
+    )
+    total = sum(r.usage.tokens for r in results)
+    assert total <= 1200
+    assert any(r.stopped_by == "run:tokens" for r in results)
+
+
+def test_sync_facade_reuses_one_loop_across_calls():
+    backend = Scripted(["1"])
+    first = rz.solve("a", Greedy(), backend)
+    second = rz.solve("b", Greedy(), backend)
+    assert first.answer == second.answer == "1"
+
+
+def test_registry_builds_strategies_by_name_and_reports_bad_ones():
+    assert isinstance(create("self-consistency", n=3), SelfConsistency)
+    with pytest.raises(rz.ConfigError, match="unknown strategy"):
+        create("no-such-strategy")
+    with pytest.raises(rz.ConfigError, match="n must be"):
+        create("self-consistency", n=0)

@@ -1,0 +1,89 @@
+"""Small brace-aware helpers shared by extraction and normalisation (pure python)."""
+
+from __future__ import annotations
+
+import re
+
+_BOX_COMMAND = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])")
+# `\boxed 5` (no braces): the argument runs to the next `$`, whitespace or end.
+_UNBRACED_BOX_ARG = re.compile(r"\s+([^\s${}]+)")
+_UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
+
+
+def matching_brace(text: str, open_index: int) -> int | None:
+    """Index of the `}` closing the `{` at ``open_index``; None if never closed.
+
+    Escaped braces (`\\{`, `\\}`) do not count, so `\\boxed{\\{1,2\\}}` works.
+    """
+    depth = 0
+    i = open_index
+    while i < len(text):
+        char = text[i]
+        if char == "\\":
+            i += 2
+            continue
+        if char == "{":
+            depth += 1
+        elif char == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return None
+
+
+def box_argument(text: str, command_end: int) -> tuple[str, int] | None:
+    """Argument of a `\\boxed` whose name ends at ``command_end``, and where it ends."""
+    rest_start = command_end
+    while rest_start < len(text) and text[rest_start] in " \t":
+        rest_start += 1
+    if rest_start < len(text) and text[rest_start] == "{":
+        close = matching_brace(text, rest_start)
+        if close is None:
+            return None
+        return text[rest_start + 1 : close], close + 1
+    unbraced = _UNBRACED_BOX_ARG.match(text, command_end)
+    if unbraced:
+        return unbraced.group(1), unbraced.end()
+    return None
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last well-formed `\\boxed{...}` / `\\fbox{...}` / `\\boxed x`."""
+    for command in reversed(list(_BOX_COMMAND.finditer(text))):
+        argument = box_argument(text, command.end())
+        if argument is not None:
+            return argument[0]
+    return None
+
+
+def _unwrap_once(s: str) -> str:
+    for opener, closer in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"), ("**", "**")):
+        if len(s) > len(opener) + len(closer) - 1 and s.startswith(opener) and s.endswith(closer):
+            inner = s[len(opener) : len(s) - len(closer)]
+            # `$1$ and $2$` is two spans, not one wrapped answer.
+            if opener in ("$", "$$") and _UNESCAPED_DOLLAR.search(inner):
+                continue
+            return inner
+    command = _BOX_COMMAND.match(s)
+    if command:
+        argument = box_argument(s, command.end())
+        if argument is not None and argument[1] == len(s):
+            return argument[0]
+    return s
+
+
+def strip_answer_wrappers(s: str) -> str:
+    """Remove wrappers around a whole answer: `$..$`, `$$..$$`, `\\(..\\)`, `\\[..\\]`,
+    `\\boxed{..}`, `\\fbox{..}`, `**..**`, plus surrounding whitespace and a trailing period.
+
+    Applied repeatedly, so `$\\boxed{5}$.` gives `5`. Only wrappers enclosing the
+    whole string are removed: `\\boxed{1} + \\boxed{2}` is left as it is.
+    """
+    current = s.strip()
+    while True:
+        trimmed = current.rstrip(".").strip() if not current.endswith("..") else current
+        unwrapped = _unwrap_once(trimmed).strip()
+        if unwrapped == current:
+            return current
+        current = unwrapped
