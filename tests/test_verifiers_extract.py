@@ -170,7 +170,13 @@ def test_normalize_answer_number_format(answer: str, key: str) -> None:
 
 @pytest.mark.parametrize(
     ("answer", "value", "is_percent"),
-    [("10\\%", 10, True), ("-1,234.5", -1234.5, False), (r"\frac{3}{4}", 0.75, False), ("x", None, None), ("1/0", None, None)],
+    [
+        ("10\\%", 10, True),
+        ("-1,234.5", -1234.5, False),
+        (r"\frac{3}{4}", 0.75, False),
+        ("x", None, None),
+        ("1/0", None, None),
+    ],
 )
 def test_parse_plain_number(answer: str, value: float | None, is_percent: bool | None) -> None:
     number = parse_plain_number(answer)
@@ -188,3 +194,24 @@ def test_normalize_answer_is_fast() -> None:
     for answer in answers:
         normalize_answer(answer)
     assert time.perf_counter() - start < 1.0  # 2000 keys; ~20 us each in practice
+
+
+@pytest.mark.parametrize(
+    "degenerate_output",
+    [
+        r"\boxed{" * 15_000,
+        ". " * 50_000 + "x",
+        "1," * 50_000,
+        "The answer is " * 7_000,
+        "$1" * 50_000,
+        "1 " + "ab " * 30_000,
+    ],
+    ids=["unclosed-boxes", "full-stops", "commas", "phrases", "dollars", "words"],
+)
+def test_degenerate_outputs_are_handled_in_linear_time(degenerate_output: str) -> None:
+    import time
+
+    start = time.perf_counter()
+    extract_answer(degenerate_output)
+    normalize_answer(degenerate_output)
+    assert time.perf_counter() - start < 1.0

@@ -72,7 +72,7 @@ def main(read_fd: int, write_fd: int) -> None:
             return
         try:
             outbox.send(("ok", JOBS[job_name](*args)))
-        except Exception as error:  # report and keep serving: one bad input must not kill the worker
+        except Exception as error:  # noqa: BLE001 - reported to the parent; one bad input must not kill the worker
             outbox.send(("error", f"{type(error).__name__}: {error}"[:500]))
 
 

@@ -29,9 +29,7 @@ _ANSWER_PHRASE = re.compile(
     re.IGNORECASE,
 )
 _GSM8K_MARKER = re.compile(r"####\s*([^\n]+)")
-_MATH_SPAN = re.compile(
-    r"\$\$((?:\\.|[^$\\])+)\$\$|\$((?:\\.|[^$\\])+)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]"
-)
+_MATH_SPAN = re.compile(r"\$\$((?:\\.|[^$\\])+)\$\$|\$((?:\\.|[^$\\])+)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]")
 # Inside a would-be math span, these mean we paired two currency signs: "$18. Then $x$".
 _PROSE_IN_SPAN = re.compile(r"(?<!\\)\b[a-zA-Z]{3,}\s+[a-zA-Z]{2,}|\.\s+[A-Z]")
 # End of a sentence: a period not inside a number, or a line break.

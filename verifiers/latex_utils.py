@@ -8,6 +8,9 @@ _BOX_COMMAND = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])")
 # `\boxed 5` (no braces): the argument runs to the next `$`, whitespace or end.
 _UNBRACED_BOX_ARG = re.compile(r"\s+([^\s${}]+)")
 _UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
+_TRAILING_STOPS = " \t\r\n."
+# Real answers have a few layers (`$\boxed{..}$.`); a cap keeps degenerate input linear.
+_MAX_WRAPPER_LAYERS = 16
 
 
 def matching_brace(text: str, open_index: int) -> int | None:
@@ -32,13 +35,16 @@ def matching_brace(text: str, open_index: int) -> int | None:
     return None
 
 
-def box_argument(text: str, command_end: int) -> tuple[str, int] | None:
-    """Argument of a `\\boxed` whose name ends at ``command_end``, and where it ends."""
+def box_argument(text: str, command_end: int, pairs: dict[int, int] | None = None) -> tuple[str, int] | None:
+    """Argument of a `\\boxed` whose name ends at ``command_end``, and where it ends.
+
+    ``pairs`` (from brace_pairs) saves rescanning when called many times on one text.
+    """
     rest_start = command_end
     while rest_start < len(text) and text[rest_start] in " \t":
         rest_start += 1
     if rest_start < len(text) and text[rest_start] == "{":
-        close = matching_brace(text, rest_start)
+        close = pairs.get(rest_start) if pairs is not None else matching_brace(text, rest_start)
         if close is None:
             return None
         return text[rest_start + 1 : close], close + 1
@@ -48,10 +54,33 @@ def box_argument(text: str, command_end: int) -> tuple[str, int] | None:
     return None
 
 
+def brace_pairs(text: str) -> dict[int, int]:
+    """Index of every closed `{` mapped to its `}`, in one pass (escaped braces skipped)."""
+    pairs: dict[int, int] = {}
+    open_stack: list[int] = []
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char == "\\":
+            i += 2
+            continue
+        if char == "{":
+            open_stack.append(i)
+        elif char == "}" and open_stack:
+            pairs[open_stack.pop()] = i
+        i += 1
+    return pairs
+
+
 def last_boxed(text: str) -> str | None:
     """Content of the last well-formed `\\boxed{...}` / `\\fbox{...}` / `\\boxed x`."""
-    for command in reversed(list(_BOX_COMMAND.finditer(text))):
-        argument = box_argument(text, command.end())
+    commands = list(_BOX_COMMAND.finditer(text))
+    if not commands:
+        return None
+    # One pass over the text: scanning each unclosed `\\boxed{` to the end would be quadratic.
+    pairs = brace_pairs(text)
+    for command in reversed(commands):
+        argument = box_argument(text, command.end(), pairs)
         if argument is not None:
             return argument[0]
     return None
@@ -81,9 +110,11 @@ def strip_answer_wrappers(s: str) -> str:
     whole string are removed: `\\boxed{1} + \\boxed{2}` is left as it is.
     """
     current = s.strip()
-    while True:
-        trimmed = current.rstrip(".").strip() if not current.endswith("..") else current
+    for _ in range(_MAX_WRAPPER_LAYERS):
+        # A final full stop goes; an ellipsis `...` stays.
+        trimmed = current if current.endswith("..") else current.rstrip(_TRAILING_STOPS)
         unwrapped = _unwrap_once(trimmed).strip()
         if unwrapped == current:
-            return current
+            break
         current = unwrapped
+    return current

@@ -63,9 +63,7 @@ async def ais_equivalent(gold: str, pred: str | None, timeout: float = DEFAULT_T
     return verdict
 
 
-def is_equivalent_many(
-    pairs: Iterable[tuple[str, str | None]], timeout: float = DEFAULT_TIMEOUT
-) -> list[bool | None]:
+def is_equivalent_many(pairs: Iterable[tuple[str, str | None]], timeout: float = DEFAULT_TIMEOUT) -> list[bool | None]:
     """`is_equivalent` over (gold, pred) pairs, keeping every worker busy; same order as given."""
     pairs = list(pairs)
     verdicts = [_quick_verdict(gold, pred) for gold, pred in pairs]
@@ -73,7 +71,7 @@ def is_equivalent_many(
     if pending:
         with ThreadPoolExecutor(max_workers=min(len(pending), WORKER_COUNT)) as threads:
             slow = threads.map(lambda index: _worker_verdict(*pairs[index], timeout), pending)
-            for index, verdict in zip(pending, slow):
+            for index, verdict in zip(pending, slow, strict=True):
                 verdicts[index] = verdict
     return verdicts
 

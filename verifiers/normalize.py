@@ -50,6 +50,9 @@ _LATEX_FRACTION = re.compile(
     r"(?P<sign>[-+]?)\s*\\frac\s*\{\s*(?P<numerator>[-+]?\s*\d+)\s*\}\s*\{\s*(?P<denominator>\d+)\s*\}"
 )
 _ROW_BREAK = "\x01"
+# Longer "numbers" are degenerate output; int() refuses them beyond 4300 digits anyway.
+_MAX_NUMBER_LENGTH = 1000
+_MAX_PEELING_ROUNDS = 4  # bounded so degenerate input stays linear
 _PERCENT = re.compile(r"\\%|%|\\text\{\s*percent\s*\}|\bpercent\b")
 
 
@@ -67,6 +70,8 @@ def parse_plain_number(answer: str) -> PlainNumber | None:
     text = _strip_decorations(answer, keep_percent=True)
     is_percent = text.endswith("%")
     text = text.removesuffix("%").strip()
+    if len(text) > _MAX_NUMBER_LENGTH:
+        return None
     if match := _LATEX_FRACTION.fullmatch(text):
         numerator = int(re.sub(r"\s", "", match["numerator"]))
         value = Fraction(numerator, int(match["denominator"])) if int(match["denominator"]) else None
@@ -142,12 +147,13 @@ def _strip_decorations(answer: str, keep_percent: bool = False) -> str:
     text = text.replace(_ROW_BREAK, "\\\\")
     text = _PERCENT.sub("%" if keep_percent else "", text)
     text = text.strip()
-    previous = None
-    while previous != text:  # `x = 5\text{ cm}` needs both passes
+    for _ in range(_MAX_PEELING_ROUNDS):  # `$x = 5\text{ cm}$` needs several rounds
         previous = text
         text = _TRAILING_UNIT.sub("", text).strip()
         text = _SINGLE_VARIABLE_PREFIX.sub("", text, count=1) if text.count("=") <= 1 else text
         text = strip_answer_wrappers(text)
+        if text == previous:
+            break
     text = _TEXT_COMMAND.sub(lambda m: m.group(1).strip(), text)
     return text.lstrip("+").strip() if re.match(r"\+\s*[\d.]", text) else text
 

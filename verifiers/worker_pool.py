@@ -105,7 +105,7 @@ class WorkerPool:
             worker = self._borrow()
             try:
                 result = worker.run(job_name, args, timeout)
-            except WorkerFailed:
+            except BaseException:  # overran, crashed, or we were interrupted mid-job: never reuse it
                 worker.kill()
                 raise
             self._idle.put(worker)

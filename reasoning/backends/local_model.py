@@ -228,6 +228,9 @@ def convert_gguf(gguf: Path, dest: Path, spec: ModelSpec) -> Path:
     gen.eos_token_id = list(spec.eos_token_ids)
     gen.pad_token_id = spec.pad_token_id
     gen.bos_token_id = tokenizer.bos_token_id
+    # Read back by Local to refuse requests that overflow the context.
+    tokenizer.model_max_length = model.config.max_position_embeddings
+    tokenizer.init_kwargs.pop("local_files_only", None)
     dest.mkdir(parents=True)
     model.save_pretrained(dest)
     tokenizer.save_pretrained(dest)
@@ -242,9 +245,14 @@ def local_model_info(name: str = DEFAULT_MODEL, cache_dir: Path | None = None) -
     """
     path = ensure_local_model(name, cache_dir)
     counts = _param_counts(path)
-    total = sum(counts.values())
+    return {"name": name, "path": str(path), "params": sum(counts.values()), "flops_params": flops_params(path)}
+
+
+def flops_params(path: Path) -> int:
+    """Weights that cost a multiply-add per token: all but the input embedding table."""
+    counts = _param_counts(path)
     embedding = sum(n for key, n in counts.items() if key.endswith("embed_tokens.weight"))
-    return {"name": name, "path": str(path), "params": total, "flops_params": total - embedding}
+    return sum(counts.values()) - embedding
 
 
 def _param_counts(path: Path) -> dict[str, int]:

@@ -1,0 +1,486 @@
+"""Local CPU backend: transformers ``generate`` on the embedded model or any HF folder.
+
+One worker thread owns the model, so only one ``generate`` runs at a time and the event
+loop is never blocked. Requests that arrive while it is busy wait in a queue; those with
+the same sampling settings (temperature, top_p, max_tokens, stop) are run together as one
+left-padded batch (micro-batching: many problems run concurrently, and a CPU is far more
+efficient on a batch than one row at a time). A request with a ``seed`` always runs alone,
+so that its samples do not depend on what it was batched with.
+
+Choices, measured or documented:
+- dtype bfloat16 by default: on this AVX512-BF16 CPU it decodes ~4x faster than float32
+  (18 vs 6 tok/s for one row, 83 vs 21 tok/s for 8). CPUs without native bf16 may prefer
+  ``dtype="float32"``.
+- temperature 0 is greedy; with n > 1 the one greedy sample is returned n times (and
+  counted n times, as an engine that computed them would).
+- ``token_logprobs`` are of the raw model distribution (log_softmax of the logits before
+  temperature / top_p), as vLLM reports them by default.
+- Stop strings are matched on the decoded text, each step, so a stop string inside a
+  token is found too; the text is cut before it (as OpenAI does) and the tokens counted
+  run up to the one that completed it.
+- ``seed`` on the constructor seeds the sampler once at load (a run is reproducible if its
+  calls come in the same order); a request's own ``seed`` makes that request reproducible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import BackendError, BackendUnavailable, ConfigError, ReasoningError, UnsupportedRequest
+from ..types import Capabilities, Completion, GenerationRequest, GenerationResponse
+from .base import Backend
+from .local_model import DEFAULT_MODEL, MODELS, COMPLETE_MARKER, ensure_local_model, flops_params, model_dir
+
+_STOP_WORKER = object()
+
+
+@dataclass(eq=False)
+class _Job:
+    request: GenerationRequest
+    prompt_ids: list[int]
+    future: Future[GenerationResponse] = field(default_factory=Future)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def greedy(self) -> bool:
+        return self.request.temperature == 0
+
+    @property
+    def rows(self) -> int:
+        return 1 if self.greedy else self.request.n
+
+    @property
+    def batch_key(self) -> tuple[Any, ...]:
+        r = self.request
+        if r.seed is not None:  # alone: its samples must not depend on its batch mates
+            return ("seeded", id(self))
+        return (r.temperature, r.top_p, r.max_tokens, r.stop)
+
+
+class Local(Backend):
+    """A model on this machine's CPU through transformers (see the module docstring)."""
+
+    capabilities = Capabilities(
+        native_n=True, logprobs=True, token_ids=True, exact_prompt_tokens=True, prefix_caching=False
+    )
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        *,
+        dtype: str = "bfloat16",
+        threads: int | None = None,
+        seed: int | None = None,
+        max_batch_rows: int = 16,
+        batch_window_s: float = 0.005,
+    ) -> None:
+        if model is None or (isinstance(model, str) and model in MODELS):
+            self._model_name: str | None = model or DEFAULT_MODEL
+            self._path: Path | None = None
+            label = self._model_name
+            ready = model_dir(self._model_name)
+            self.params = flops_params(ready) if (ready / COMPLETE_MARKER).is_file() else None
+        else:
+            self._model_name = None
+            self._path = Path(model).expanduser()
+            if not (self._path / "config.json").is_file():
+                raise BackendUnavailable(
+                    f"{self._path} is not an HF model folder (no config.json); known embedded "
+                    f"models: {', '.join(sorted(MODELS))}"
+                )
+            label = self._path.name
+            self.params = flops_params(self._path)
+        self.name = f"local:{label}"
+        self.dtype = dtype
+        self.threads = threads or len(os.sched_getaffinity(0))
+        self.seed = seed
+        self.max_batch_rows = max_batch_rows
+        self.batch_window_s = batch_window_s
+        self._tokenizer: Any = None
+        self._model: Any = None
+        self._eos_ids: list[int] = []
+        self._pad_id = 0
+        self._load_lock = threading.Lock()
+        self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._worker: threading.Thread | None = None
+        self._worker_lock = threading.Lock()
+
+    # -- loading ---------------------------------------------------------------------
+
+    def _resolve_path(self) -> Path:
+        if self._path is None:
+            assert self._model_name is not None
+            self._path = ensure_local_model(self._model_name)
+            self.params = flops_params(self._path)
+        return self._path
+
+    def _load_tokenizer(self) -> Any:
+        with self._load_lock:
+            if self._tokenizer is None:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                from transformers import AutoTokenizer
+
+                self._tokenizer = AutoTokenizer.from_pretrained(self._resolve_path(), local_files_only=True)
+            return self._tokenizer
+
+    def _load_model(self) -> Any:
+        tokenizer = self._load_tokenizer()
+        with self._load_lock:
+            if self._model is None:
+                import torch
+                from transformers import AutoModelForCausalLM
+
+                dtype = getattr(torch, self.dtype) if isinstance(self.dtype, str) else self.dtype
+                model = AutoModelForCausalLM.from_pretrained(
+                    self._resolve_path(), dtype=dtype, local_files_only=True
+                )
+                model.eval()
+                eos = model.generation_config.eos_token_id
+                self._eos_ids = list(eos) if isinstance(eos, (list, tuple)) else [eos]
+                pad = model.generation_config.pad_token_id
+                self._pad_id = pad if pad is not None else tokenizer.pad_token_id or self._eos_ids[0]
+                if self.seed is not None:
+                    torch.manual_seed(self.seed)
+                self._model = model
+            return self._model
+
+    async def load(self) -> None:
+        """Prepare (first time: assemble and convert) and load the model, off the event loop."""
+        await asyncio.to_thread(self._load_model)
+
+    async def aclose(self) -> None:
+        """Stop the worker (queued requests fail) and free the model; a later call reloads."""
+        with self._worker_lock:
+            worker, self._worker = self._worker, None
+        if worker is not None:
+            self._inbox.put(_STOP_WORKER)
+            await asyncio.to_thread(worker.join)
+        with self._load_lock:
+            self._model = None
+
+    # -- prompt tokens -----------------------------------------------------------------
+
+    def prompt_ids(self, request: GenerationRequest) -> list[int]:
+        """The exact token ids the model is fed for ``request``."""
+        if request.prompt_token_ids is not None:
+            return list(request.prompt_token_ids)
+        tokenizer = self._load_tokenizer()
+        if request.messages is not None:
+            text = tokenizer.apply_chat_template(
+                [m.to_dict() for m in request.messages],
+                tokenize=False,
+                add_generation_prompt=not request.continue_final_message,
+                continue_final_message=request.continue_final_message,
+            )
+            return tokenizer(text, add_special_tokens=False)["input_ids"]
+        return tokenizer(request.prompt)["input_ids"]
+
+    def count_prompt_tokens(self, request: GenerationRequest) -> int:
+        return len(self.prompt_ids(request))
+
+    # -- generation ----------------------------------------------------------------------
+
+    async def generate(self, request: GenerationRequest) -> GenerationResponse:
+        self.check_supported(request)
+        if self._tokenizer is None:
+            await asyncio.to_thread(self._load_tokenizer)
+        ids = self.prompt_ids(request)
+        self._check_prompt(ids, request)
+        job = _Job(request, ids)
+        self._ensure_worker()
+        self._inbox.put(job)
+        try:
+            return await asyncio.wrap_future(job.future)
+        except asyncio.CancelledError:
+            job.cancelled.set()  # the worker drops its rows within a step
+            raise
+
+    def _check_prompt(self, ids: Sequence[int], request: GenerationRequest) -> None:
+        if not ids:
+            raise ConfigError("empty prompt: nothing to condition on")
+        vocab = len(self._tokenizer)
+        if any(not 0 <= i < vocab for i in ids):
+            raise ConfigError(f"prompt_token_ids outside the vocabulary [0, {vocab})")
+        limit = getattr(self._tokenizer, "model_max_length", None)
+        if limit and len(ids) + request.max_tokens > limit:
+            raise UnsupportedRequest(
+                f"{self.name}: prompt ({len(ids)}) + max_tokens ({request.max_tokens}) exceeds the context ({limit})"
+            )
+
+    def _ensure_worker(self) -> None:
+        with self._worker_lock:
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._serve, name=f"{self.name}-worker", daemon=True)
+                self._worker.start()
+
+    def _serve(self) -> None:
+        import torch
+
+        torch.set_num_threads(self.threads)  # per thread under OpenMP: set it where generate runs
+        pending: deque[_Job] = deque()
+        while True:
+            if not pending:
+                item = self._inbox.get()
+                if item is _STOP_WORKER:
+                    break
+                pending.append(item)
+                time.sleep(self.batch_window_s)  # let requests sent together share the first batch
+            if not self._drain_inbox(pending):
+                break
+            self._run(_take_batch(pending, self.max_batch_rows))
+        for job in pending:
+            if job.future.set_running_or_notify_cancel():
+                job.future.set_exception(BackendUnavailable(f"{self.name} was closed"))
+
+    def _drain_inbox(self, pending: deque[_Job]) -> bool:
+        """Move waiting requests to ``pending``; False once the worker is told to stop."""
+        while True:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return True
+            if item is _STOP_WORKER:
+                return False
+            pending.append(item)
+
+    def _run(self, jobs: list[_Job]) -> None:
+        live = [j for j in jobs if j.future.set_running_or_notify_cancel() and not j.cancelled.is_set()]
+        if not live:
+            return
+        try:
+            responses = self._generate_batch(live)
+        except ReasoningError as exc:
+            for job in live:
+                job.future.set_exception(exc)
+            return
+        except Exception as exc:  # the worker must outlive any one batch: hand the error to its callers
+            error = BackendError(f"{self.name}: generation failed: {exc!r}")
+            error.__cause__ = exc
+            for job in live:
+                job.future.set_exception(error)
+            return
+        for job, response in zip(live, responses):
+            job.future.set_result(response)
+
+    def _generate_batch(self, jobs: list[_Job]) -> list[GenerationResponse]:
+        import torch
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+
+        model = self._load_model()
+        first = jobs[0].request
+        row_jobs = [job for job in jobs for _ in range(job.rows)]
+        input_ids, attention_mask = _left_pad([job.prompt_ids for job in row_jobs], self._pad_id)
+        width = input_ids.shape[1]
+        tap = _LogprobTap() if any(job.request.logprobs for job in jobs) else None
+        stopper = _RowStopper(width, [job.cancelled for job in row_jobs], first.stop, self._tokenizer, tap)
+        sampling = first.temperature > 0
+        config = GenerationConfig(
+            max_new_tokens=first.max_tokens,
+            do_sample=sampling,
+            eos_token_id=self._eos_ids,
+            pad_token_id=self._pad_id,
+            **({"temperature": 1.0, "top_k": 0, "top_p": 1.0} if sampling else {}),
+        )
+        # Our processors run after generate's own (none here), so the tap sees raw logits.
+        processors = LogitsProcessorList([tap] if tap else [])
+        if sampling:
+            from transformers import TemperatureLogitsWarper, TopPLogitsWarper
+
+            if first.temperature != 1.0:
+                processors.append(TemperatureLogitsWarper(first.temperature))
+            if first.top_p < 1.0:
+                processors.append(TopPLogitsWarper(first.top_p))
+        started = time.perf_counter()
+        with torch.inference_mode():
+            if first.seed is not None:
+                torch.manual_seed(first.seed)
+            output = model.generate(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                generation_config=config,
+                logits_processor=processors,
+                stopping_criteria=StoppingCriteriaList([stopper]),
+            )
+        seconds = time.perf_counter() - started
+        generated = output[:, width:].tolist()
+        logprobs = torch.stack(stopper.logprobs, dim=1).tolist() if tap else None
+        info = {
+            "model": self.name.removeprefix("local:"),
+            "device": "cpu",
+            "dtype": str(self.dtype),
+            "batch_requests": len(jobs),
+            "batch_rows": len(row_jobs),
+            "seconds": round(seconds, 3),
+        }
+        return self._responses(jobs, row_jobs, generated, logprobs, info)
+
+    def _responses(
+        self,
+        jobs: list[_Job],
+        row_jobs: list[_Job],
+        generated: list[list[int]],
+        logprobs: list[list[float]] | None,
+        info: dict[str, Any],
+    ) -> list[GenerationResponse]:
+        by_job: dict[int, list[Completion]] = {id(job): [] for job in jobs}
+        for row, job in enumerate(row_jobs):
+            completion = _completion(generated[row], job.request, set(self._eos_ids), self._tokenizer)
+            if job.request.logprobs and logprobs is not None:
+                completion.token_logprobs = logprobs[row][: completion.completion_tokens]
+            by_job[id(job)].append(completion)
+        responses = []
+        for job in jobs:
+            completions = by_job[id(job)]
+            if job.greedy:  # one greedy row stands for all n identical samples
+                one = completions[0]
+                completions = [_copy(one) for _ in range(job.request.n)]
+            responses.append(
+                GenerationResponse(
+                    completions=completions,
+                    prompt_tokens=len(job.prompt_ids),
+                    completion_tokens=sum(c.completion_tokens for c in completions),
+                    info=dict(info),
+                )
+            )
+        return responses
+
+    def describe(self) -> dict[str, object]:
+        return {"backend": self.name, "dtype": str(self.dtype), "threads": self.threads, "params": self.params}
+
+
+def _take_batch(pending: deque[_Job], max_rows: int) -> list[_Job]:
+    """The oldest job plus every later one with the same settings, up to ``max_rows`` rows."""
+    first = pending.popleft()
+    batch, rows, kept = [first], first.rows, deque()
+    while pending:
+        job = pending.popleft()
+        if job.batch_key == first.batch_key and rows + job.rows <= max_rows:
+            batch.append(job)
+            rows += job.rows
+        else:
+            kept.append(job)
+    pending.extend(kept)
+    return batch
+
+
+def _left_pad(prompts: list[list[int]], pad_id: int) -> tuple[Any, Any]:
+    import torch
+
+    width = max(len(p) for p in prompts)
+    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, ids in enumerate(prompts):
+        input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[row, width - len(ids) :] = 1
+    return input_ids, attention_mask
+
+
+class _LogprobTap:
+    """A logits processor that keeps the raw log-distribution of the current step."""
+
+    def __init__(self) -> None:
+        self.current: Any = None
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        self.current = torch.log_softmax(scores.float(), dim=-1)
+        return scores
+
+
+class _RowStopper:
+    """Per-row stopping criterion: cancelled rows and stop strings; also collects logprobs.
+
+    It runs after each step's token is appended, so it sees exactly the sampled token.
+    """
+
+    def __init__(
+        self,
+        prompt_width: int,
+        cancelled: list[threading.Event],
+        stop: Sequence[str],
+        tokenizer: Any,
+        tap: _LogprobTap | None,
+    ) -> None:
+        self.prompt_width = prompt_width
+        self.cancelled = cancelled
+        self.stop = tuple(s for s in stop if s)
+        # A stop string ending in the newest token starts at most this many tokens back.
+        self.window = 2 * max((len(s) for s in self.stop), default=0) + 4
+        self.tokenizer = tokenizer
+        self.tap = tap
+        self.logprobs: list[Any] = []
+        self.done = [False] * len(cancelled)
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        if self.tap is not None:
+            self.logprobs.append(self.tap.current.gather(1, input_ids[:, -1:]).squeeze(1))
+        start = max(self.prompt_width, input_ids.shape[1] - self.window)
+        for row, event in enumerate(self.cancelled):
+            if self.done[row]:
+                continue
+            if event.is_set():
+                self.done[row] = True
+            elif self.stop:
+                tail = self.tokenizer.decode(input_ids[row, start:].tolist(), skip_special_tokens=True)
+                self.done[row] = any(s in tail for s in self.stop)
+        return torch.tensor(self.done, dtype=torch.bool)
+
+
+def _completion(tokens: list[int], request: GenerationRequest, eos: set[int], tokenizer: Any) -> Completion:
+    """Trim one generated row (EOS, stop string, padding) and count what was generated."""
+    end = next((i for i, t in enumerate(tokens) if t in eos), None)
+    body = tokens if end is None else tokens[:end]
+    cut = _stop_cut(body, request.stop, tokenizer)
+    if cut is not None:
+        kept = body[:cut]
+        text = tokenizer.decode(kept, skip_special_tokens=True)
+        text = text[: min(text.find(s) for s in request.stop if s and s in text)]
+        return Completion(text=text, completion_tokens=len(kept), finish_reason="stop", token_ids=kept)
+    decoded = tokenizer.decode(body, skip_special_tokens=True)
+    if end is not None:  # the EOS token was generated: it counts
+        kept = tokens[: end + 1]
+        return Completion(text=decoded, completion_tokens=len(kept), finish_reason="stop", token_ids=kept)
+    return Completion(text=decoded, completion_tokens=len(body), finish_reason="length", token_ids=body)
+
+
+def _stop_cut(body: list[int], stop: Sequence[str], tokenizer: Any) -> int | None:
+    """The fewest leading tokens of ``body`` whose text holds a stop string, or None."""
+    stop = [s for s in stop if s]
+
+    def holds(k: int) -> bool:
+        text = tokenizer.decode(body[:k], skip_special_tokens=True)
+        return any(s in text for s in stop)
+
+    if not stop or not holds(len(body)):
+        return None
+    low, high = 1, len(body)
+    while low < high:
+        mid = (low + high) // 2
+        if holds(mid):
+            high = mid
+        else:
+            low = mid + 1
+    return low
+
+
+def _copy(completion: Completion) -> Completion:
+    return Completion(
+        text=completion.text,
+        completion_tokens=completion.completion_tokens,
+        finish_reason=completion.finish_reason,
+        token_logprobs=list(completion.token_logprobs) if completion.token_logprobs is not None else None,
+        token_ids=list(completion.token_ids) if completion.token_ids is not None else None,
+    )
