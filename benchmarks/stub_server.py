@@ -21,12 +21,16 @@ Deterministic rules (tests rely on them):
 Request handling order: record, auth (401), injected failure (next code of ``failures``),
 unknown model (404), n > 1 without ``supports_n`` (400), ``latency``, respond. Attributes
 (``failures``, ``latency``, ``responder``...) may be changed while the server runs.
+``requests`` keeps every request (body, headers, the status answered, the usage reported);
+``max_in_flight`` is the most generation requests served at once. ``stub_process()`` runs
+the server in a child process, so that a benchmark's client does not share its GIL.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -34,9 +38,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -89,17 +93,23 @@ class RecordedRequest:
     path: str
     body: dict[str, Any] | None
     headers: dict[str, str]
+    status: int = 0  # the status answered (0 while in flight)
+    usage: dict[str, int] | None = None  # the usage reported, for successful generations
+
+
+def _error_body(status: int, message: str, code: str | None = None) -> tuple[int, dict[str, Any]]:
+    """An OpenAI-style error: {"error": {"message", "type", "param", "code"}}."""
+    error = {
+        "message": message,
+        "type": _ERROR_TYPES.get(status, "server_error"),
+        "param": None,
+        "code": code or str(status),
+    }
+    return status, {"error": error}
 
 
 def _error(status: int, message: str, code: str | None = None) -> web.Response:
-    body = {
-        "error": {
-            "message": message,
-            "type": _ERROR_TYPES.get(status, "server_error"),
-            "param": None,
-            "code": code or str(status),
-        }
-    }
+    status, body = _error_body(status, message, code)
     return web.json_response(body, status=status)
 
 
@@ -186,15 +196,13 @@ class StubServer:
 
     async def _models(self, request: web.Request) -> web.Response:
         self.requests.append(RecordedRequest("GET", request.path, None, dict(request.headers)))
-        if (denied := self._check_auth(request)) is not None:
-            return denied
+        if not self._authorized(request):
+            return _error(401, "Incorrect API key provided.", "invalid_api_key")
         data = [{"id": m, "object": "model", "created": 0, "owned_by": "stub"} for m in self.models]
         return web.json_response({"object": "list", "data": data})
 
-    def _check_auth(self, request: web.Request) -> web.Response | None:
-        if self.api_key is None or request.headers.get("Authorization") == f"Bearer {self.api_key}":
-            return None
-        return _error(401, "Incorrect API key provided.", "invalid_api_key")
+    def _authorized(self, request: web.Request) -> bool:
+        return self.api_key is None or request.headers.get("Authorization") == f"Bearer {self.api_key}"
 
     async def _chat(self, request: web.Request) -> web.Response:
         return await self._generate(request, chat=True)
@@ -207,35 +215,41 @@ class StubServer:
             body = await request.json()
         except json.JSONDecodeError:
             return _error(400, "request body is not valid JSON")
-        self.requests.append(RecordedRequest("POST", request.path, body, dict(request.headers)))
+        record = RecordedRequest("POST", request.path, body, dict(request.headers))
+        self.requests.append(record)
         self.in_flight += 1  # only touched on the server's loop thread
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            return await self._respond(request, body, chat)
+            status, payload = await self._respond(request, body, chat)
         finally:
             self.in_flight -= 1
+        record.status = status
+        if status == 200:
+            record.usage = payload["usage"]
+        return web.json_response(payload, status=status)
 
-    async def _respond(self, request: web.Request, body: dict[str, Any], chat: bool) -> web.Response:
-        if (denied := self._check_auth(request)) is not None:
-            return denied
+    async def _respond(self, request: web.Request, body: dict[str, Any], chat: bool) -> tuple[int, dict[str, Any]]:
+        if not self._authorized(request):
+            return _error_body(401, "Incorrect API key provided.", "invalid_api_key")
         if self.failures and (status := self.failures.popleft()) != 200:
-            return _error(status, f"injected failure {status}")
+            return _error_body(status, f"injected failure {status}")
         model = body.get("model")
         if model in self.unknown_models:
-            return _error(404, f"The model `{model}` does not exist or you do not have access to it.",
-                          "model_not_found")
+            return _error_body(
+                404, f"The model `{model}` does not exist or you do not have access to it.", "model_not_found"
+            )
         n = int(body.get("n") or 1)
         if n > 1 and not self.supports_n:
-            return _error(400, "n > 1 is not supported by this provider; n must be 1", "invalid_n")
+            return _error_body(400, "n > 1 is not supported by this provider; n must be 1", "invalid_n")
         if self.latency > 0:
             await asyncio.sleep(self.latency)
         try:
             texts = self.responder(body)
-        except Exception as exc:  # a test's responder failed: report it as the server would
-            return _error(500, f"responder failed: {exc!r}")
+        except Exception as exc:  # noqa: BLE001 - a test's responder failed: answer 500 as a server would
+            return _error_body(500, f"responder failed: {exc!r}")
         if isinstance(texts, str):
             texts = [texts] * n
-        return web.json_response(self._payload(body, list(texts), chat))
+        return 200, self._payload(body, list(texts), chat)
 
     def _payload(self, body: dict[str, Any], texts: list[str], chat: bool) -> dict[str, Any]:
         stop = body.get("stop") or []
@@ -280,8 +294,7 @@ class StubServer:
 
     async def _start_site(self) -> None:
         # shutdown_timeout: do not wait a minute for sleeping handlers when a test ends.
-        self._runner = web.AppRunner(self.app(), handle_signals=False, access_log=None,
-                                     shutdown_timeout=0.5)
+        self._runner = web.AppRunner(self.app(), handle_signals=False, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, backlog=1024)
         await site.start()
@@ -300,9 +313,14 @@ class StubServer:
         self._loop.run_forever()
         assert self._runner is not None
         self._loop.run_until_complete(self._runner.cleanup())
+        # Handlers still sleeping (latency) would be destroyed pending: cancel them first.
+        pending = asyncio.all_tasks(self._loop)
+        for task in pending:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         self._loop.close()
 
-    def start(self) -> StubServer:
+    def start(self) -> Self:
         self._loop = asyncio.new_event_loop()
         ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, args=(ready,), name="stub-server", daemon=True)
@@ -318,7 +336,7 @@ class StubServer:
             self._thread.join()
         self._thread = None
 
-    def __enter__(self) -> StubServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -330,8 +348,14 @@ def _chat_logprobs(words: list[str]) -> dict[str, Any]:
     for j, word in enumerate(words):
         token = word if j == 0 else " " + word
         lp = logprob(j)
-        content.append({"token": token, "logprob": lp, "bytes": list(token.encode()),
-                        "top_logprobs": [{"token": token, "logprob": lp, "bytes": list(token.encode())}]})
+        content.append(
+            {
+                "token": token,
+                "logprob": lp,
+                "bytes": list(token.encode()),
+                "top_logprobs": [{"token": token, "logprob": lp, "bytes": list(token.encode())}],
+            }
+        )
     return {"content": content}
 
 
@@ -345,31 +369,32 @@ def _text_logprobs(words: list[str], top: int) -> dict[str, Any]:
     return {
         "tokens": tokens,
         "token_logprobs": lps,
-        "top_logprobs": [{t: lp} for t, lp in zip(tokens, lps)] if top > 0 else None,
+        "top_logprobs": [{t: lp} for t, lp in zip(tokens, lps, strict=True)] if top > 0 else None,
         "text_offset": offsets,
     }
 
 
-@contextmanager
+@contextlib.contextmanager
 def stub_process(*args: str) -> Iterator[str]:
     """Run the stub in a child process (no GIL shared with the client); yields base_url.
 
     ``args`` are CLI flags, e.g. ``stub_process("--latency", "0.01")``.
     """
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "benchmarks.stub_server", "--port", "0", *args],
         stdout=subprocess.PIPE,
         text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()  # "listening on http://127.0.0.1:PORT/v1"
-        if not line.startswith("listening on "):
-            raise RuntimeError(f"stub server failed to start: {line!r}")
-        yield line.split()[-1]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        cwd=Path(__file__).resolve().parent.parent,  # the repository root, for -m
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()  # "listening on http://127.0.0.1:PORT/v1"
+            if not line.startswith("listening on "):
+                raise RuntimeError(f"stub server failed to start: {line!r}")
+            yield line.split()[-1]
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -397,10 +422,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"listening on {server.base_url}", flush=True)
         await asyncio.Event().wait()
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve())
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ symbolic equivalence: `\\sqrt{12}` and `2\\sqrt{3}` stay different keys.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -122,7 +123,14 @@ def normalize_answer(answer: str) -> str:
     """
     if answer is None:
         return ""
-    text = _strip_decorations(str(answer))
+    return _normalize_cached(str(answer))
+
+
+# Votes repeat the same few answers many times: caching the pure function makes the
+# voting key nearly free on the hot path (thousands of samples per second).
+@lru_cache(maxsize=1 << 16)
+def _normalize_cached(answer: str) -> str:
+    text = _strip_decorations(answer)
     number = parse_plain_number(text)
     if number is not None:
         return format_number(number.value)

@@ -23,10 +23,18 @@ from .openai_compat import build_response, gather_all, merge_responses, translat
 
 # Providers known to honour n > 1 in one request (litellm must also list "n" as supported;
 # some that it lists, e.g. groq, reject n > 1 at runtime).
-NATIVE_N_PROVIDERS = frozenset({
-    "openai", "azure", "azure_text", "text-completion-openai", "custom_openai",
-    "hosted_vllm", "together_ai", "fireworks_ai",
-})
+NATIVE_N_PROVIDERS = frozenset(
+    {
+        "openai",
+        "azure",
+        "azure_text",
+        "text-completion-openai",
+        "custom_openai",
+        "hosted_vllm",
+        "together_ai",
+        "fireworks_ai",
+    }
+)
 # Providers whose text completion is a real /completions call, not a chat message in disguise.
 TEXT_COMPLETION_PROVIDERS = frozenset({"text-completion-openai", "azure_text", "text-completion-codestral"})
 # Providers that continue a trailing assistant message natively (prefill).
@@ -36,8 +44,11 @@ _PROMPT_PRICE = re.compile(r"input_cost_per_token(_above_\d+k_tokens)?")
 _COMPLETION_PRICE = re.compile(r"output_cost_per_(reasoning_)?token(_above_\d+k_tokens)?")
 
 
+# Before any import of litellm: read the bundled cost map, never fetch one over the network.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
 def _litellm() -> Any:
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before the import: no network
     import litellm
 
     litellm.suppress_debug_info = True  # no "Give Feedback" banners on every error
@@ -71,8 +82,10 @@ class LiteLLM(Backend):
         try:
             bare_model, provider, _, _ = litellm.get_llm_provider(model, api_base=api_base)
         except litellm.exceptions.BadRequestError as exc:
-            raise BadModel(f"litellm cannot tell the provider of model {model!r}; prefix it, "
-                           f"e.g. 'openai/{model}' or 'hosted_vllm/{model}'") from exc
+            raise BadModel(
+                f"litellm cannot tell the provider of model {model!r}; prefix it, "
+                f"e.g. 'openai/{model}' or 'hosted_vllm/{model}'"
+            ) from exc
         self.model = model
         self.api_base = api_base
         self.api_key = api_key
@@ -114,7 +127,7 @@ class LiteLLM(Backend):
             return self._litellm.cost_per_token(
                 model=self._bare_model, custom_llm_provider=self.provider, prompt_tokens=1, completion_tokens=1
             )
-        except Exception:  # litellm raises assorted Exception subclasses for unmapped models
+        except Exception:  # noqa: BLE001 - litellm raises assorted Exception subclasses for unmapped models
             return 0.0, 0.0
 
     def _usd(self, response: Any, prompt_tokens: int, completion_tokens: int) -> float:
@@ -122,7 +135,7 @@ class LiteLLM(Backend):
             return 0.0
         try:
             return float(self._litellm.completion_cost(completion_response=response))
-        except Exception:  # pricing quirks must not fail a paid-for call: use the table prices
+        except Exception:  # noqa: BLE001 - pricing quirks must not fail a paid-for call: use table prices
             return prompt_tokens * self._prices[0] + completion_tokens * self._prices[1]
 
     # ---- calls ----------------------------------------------------------------------
@@ -203,8 +216,12 @@ class LiteLLM(Backend):
 
     def _translate(self, exc: BaseException, attempts: int) -> BaseException:
         return translate_error(
-            exc, name=self.name, model=self.model, url=self.api_base or f"the {self.provider} API",
-            attempts=attempts, key_hint=self._key_hint(exc),
+            exc,
+            name=self.name,
+            model=self.model,
+            url=self.api_base or f"the {self.provider} API",
+            attempts=attempts,
+            key_hint=self._key_hint(exc),
             hint="if the provider rejects n > 1, pass native_n=False",
         )
 

@@ -138,7 +138,7 @@ class Local(Backend):
         with self._load_lock:
             if self._model is None:
                 import torch
-                from transformers import AutoModelForCausalLM
+                from transformers import AutoModelForCausalLM, GenerationConfig
 
                 dtype = getattr(torch, self.dtype) if isinstance(self.dtype, str) else self.dtype
                 model = AutoModelForCausalLM.from_pretrained(
@@ -149,6 +149,11 @@ class Local(Backend):
                 self._eos_ids = list(eos) if isinstance(eos, (list, tuple)) else [eos]
                 pad = model.generation_config.pad_token_id
                 self._pad_id = pad if pad is not None else tokenizer.pad_token_id or self._eos_ids[0]
+                # generate() fills every unset option from the model's generation_config: keep
+                # only the token ids, so a folder's top_k / repetition_penalty never sneak in.
+                model.generation_config = GenerationConfig(
+                    eos_token_id=self._eos_ids, pad_token_id=self._pad_id, bos_token_id=tokenizer.bos_token_id
+                )
                 if self.seed is not None:
                     torch.manual_seed(self.seed)
                 self._model = model

