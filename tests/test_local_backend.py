@@ -116,7 +116,9 @@ def test_logprobs(backend):
         # They are the raw model's (before temperature): recompute them in one forward pass.
         with torch.inference_mode():
             logits = backend._model(torch.tensor([prompt + c.token_ids])).logits[0].float()
-        reference = torch.log_softmax(logits, dim=-1)[len(prompt) - 1 : -1].gather(1, torch.tensor(c.token_ids)[:, None])
+        reference = torch.log_softmax(logits, dim=-1)[len(prompt) - 1 : -1].gather(
+            1, torch.tensor(c.token_ids)[:, None]
+        )
         assert max(abs(a - b) for a, b in zip(reference.squeeze(1).tolist(), c.token_logprobs)) < 0.3
     plain = run(backend, request.replace(logprobs=False, n=1))
     assert plain.completions[0].token_logprobs is None
@@ -125,11 +127,17 @@ def test_logprobs(backend):
 def test_prompt_token_counts_are_exact(backend):
     tokenizer = backend._tokenizer
     request = chat(GSM8K, max_tokens=1, temperature=0)
-    templated = tokenizer.apply_chat_template([{"role": "user", "content": GSM8K}], add_generation_prompt=True, tokenize=False)
+    templated = tokenizer.apply_chat_template(
+        [{"role": "user", "content": GSM8K}], add_generation_prompt=True, tokenize=False
+    )
     assert backend.count_prompt_tokens(request) == len(tokenizer(templated)["input_ids"])
     assert run(backend, request).prompt_tokens == backend.count_prompt_tokens(request)
     raw = GenerationRequest(prompt="def fib(n):", max_tokens=1, temperature=0)
-    assert run(backend, raw).prompt_tokens == backend.count_prompt_tokens(raw) == len(tokenizer("def fib(n):")["input_ids"])
+    assert (
+        run(backend, raw).prompt_tokens
+        == backend.count_prompt_tokens(raw)
+        == len(tokenizer("def fib(n):")["input_ids"])
+    )
     partial = GenerationRequest(
         messages=(Message("user", "Say hi."), Message("assistant", "Hi")),
         continue_final_message=True,
@@ -180,7 +188,10 @@ def test_cancellation_returns_promptly_and_model_stays_usable(backend):
 
 def test_concurrent_requests_are_batched_and_kept_apart(backend):
     words = ["apple", "banana", "cherry", "grape", "lemon", "mango"]
-    requests = [chat(f"Reply with only the word, in lower case: {w}" + " please" * i, max_tokens=6, temperature=0) for i, w in enumerate(words)]
+    requests = [
+        chat(f"Reply with only the word, in lower case: {w}" + " please" * i, max_tokens=6, temperature=0)
+        for i, w in enumerate(words)
+    ]
 
     async def all_at_once() -> list[GenerationResponse]:
         return await asyncio.gather(*(backend.generate(r) for r in requests))

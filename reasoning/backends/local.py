@@ -39,7 +39,7 @@ from typing import Any
 from ..errors import BackendError, BackendUnavailable, ConfigError, ReasoningError, UnsupportedRequest
 from ..types import Capabilities, Completion, GenerationRequest, GenerationResponse
 from .base import Backend
-from .local_model import DEFAULT_MODEL, MODELS, COMPLETE_MARKER, ensure_local_model, flops_params, model_dir
+from .local_model import COMPLETE_MARKER, DEFAULT_MODEL, MODELS, ensure_local_model, flops_params, model_dir
 
 _STOP_WORKER = object()
 
@@ -101,6 +101,8 @@ class Local(Backend):
             label = self._path.name
             self.params = flops_params(self._path)
         self.name = f"local:{label}"
+        if dtype not in ("bfloat16", "float32", "float16"):
+            raise ConfigError(f"dtype must be bfloat16, float32 or float16, got {dtype!r}")
         self.dtype = dtype
         self.threads = threads or len(os.sched_getaffinity(0))
         self.seed = seed
@@ -111,8 +113,8 @@ class Local(Backend):
         self._eos_ids: list[int] = []
         self._pad_id = 0
         self._load_lock = threading.Lock()
-        self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
+        self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._worker_lock = threading.Lock()
 
     # -- loading ---------------------------------------------------------------------
@@ -140,13 +142,11 @@ class Local(Backend):
                 import torch
                 from transformers import AutoModelForCausalLM, GenerationConfig
 
-                dtype = getattr(torch, self.dtype) if isinstance(self.dtype, str) else self.dtype
                 model = AutoModelForCausalLM.from_pretrained(
-                    self._resolve_path(), dtype=dtype, local_files_only=True
+                    self._resolve_path(), dtype=getattr(torch, self.dtype), local_files_only=True
                 )
                 model.eval()
-                eos = model.generation_config.eos_token_id
-                self._eos_ids = list(eos) if isinstance(eos, (list, tuple)) else [eos]
+                self._eos_ids = _eos_ids(model.generation_config.eos_token_id, tokenizer.eos_token_id)
                 pad = model.generation_config.pad_token_id
                 self._pad_id = pad if pad is not None else tokenizer.pad_token_id or self._eos_ids[0]
                 # generate() fills every unset option from the model's generation_config: keep
@@ -167,8 +167,8 @@ class Local(Backend):
         """Stop the worker (queued requests fail) and free the model; a later call reloads."""
         with self._worker_lock:
             worker, self._worker = self._worker, None
-        if worker is not None:
             self._inbox.put(_STOP_WORKER)
+        if worker is not None:
             await asyncio.to_thread(worker.join)
         with self._load_lock:
             self._model = None
@@ -202,8 +202,7 @@ class Local(Backend):
         ids = self.prompt_ids(request)
         self._check_prompt(ids, request)
         job = _Job(request, ids)
-        self._ensure_worker()
-        self._inbox.put(job)
+        self._submit(job)
         try:
             return await asyncio.wrap_future(job.future)
         except asyncio.CancelledError:
@@ -222,41 +221,34 @@ class Local(Backend):
                 f"{self.name}: prompt ({len(ids)}) + max_tokens ({request.max_tokens}) exceeds the context ({limit})"
             )
 
-    def _ensure_worker(self) -> None:
+    def _submit(self, job: _Job) -> None:
         with self._worker_lock:
-            if self._worker is None:
-                self._worker = threading.Thread(target=self._serve, name=f"{self.name}-worker", daemon=True)
+            if self._worker is None:  # each worker gets its own inbox, so a closing one takes no new work
+                self._inbox = queue.SimpleQueue()
+                self._worker = threading.Thread(
+                    target=self._serve, args=(self._inbox,), name=f"{self.name}-worker", daemon=True
+                )
                 self._worker.start()
+            self._inbox.put(job)
 
-    def _serve(self) -> None:
+    def _serve(self, inbox: queue.SimpleQueue[Any]) -> None:
         import torch
 
         torch.set_num_threads(self.threads)  # per thread under OpenMP: set it where generate runs
         pending: deque[_Job] = deque()
         while True:
             if not pending:
-                item = self._inbox.get()
+                item = inbox.get()
                 if item is _STOP_WORKER:
                     break
                 pending.append(item)
                 time.sleep(self.batch_window_s)  # let requests sent together share the first batch
-            if not self._drain_inbox(pending):
+            if not _drain(inbox, pending):
                 break
             self._run(_take_batch(pending, self.max_batch_rows))
         for job in pending:
             if job.future.set_running_or_notify_cancel():
                 job.future.set_exception(BackendUnavailable(f"{self.name} was closed"))
-
-    def _drain_inbox(self, pending: deque[_Job]) -> bool:
-        """Move waiting requests to ``pending``; False once the worker is told to stop."""
-        while True:
-            try:
-                item = self._inbox.get_nowait()
-            except queue.Empty:
-                return True
-            if item is _STOP_WORKER:
-                return False
-            pending.append(item)
 
     def _run(self, jobs: list[_Job]) -> None:
         live = [j for j in jobs if j.future.set_running_or_notify_cancel() and not j.cancelled.is_set()]
@@ -268,7 +260,7 @@ class Local(Backend):
             for job in live:
                 job.future.set_exception(exc)
             return
-        except Exception as exc:  # the worker must outlive any one batch: hand the error to its callers
+        except Exception as exc:  # noqa: BLE001 (the worker outlives any one batch: callers get the error)
             error = BackendError(f"{self.name}: generation failed: {exc!r}")
             error.__cause__ = exc
             for job in live:
@@ -322,7 +314,7 @@ class Local(Backend):
         info = {
             "model": self.name.removeprefix("local:"),
             "device": "cpu",
-            "dtype": str(self.dtype),
+            "dtype": self.dtype,
             "batch_requests": len(jobs),
             "batch_rows": len(row_jobs),
             "seconds": round(seconds, 3),
@@ -360,7 +352,25 @@ class Local(Backend):
         return responses
 
     def describe(self) -> dict[str, object]:
-        return {"backend": self.name, "dtype": str(self.dtype), "threads": self.threads, "params": self.params}
+        return {"backend": self.name, "dtype": self.dtype, "threads": self.threads, "params": self.params}
+
+
+def _drain(inbox: queue.SimpleQueue[Any], pending: deque[_Job]) -> bool:
+    """Move waiting requests to ``pending``; False once the worker is told to stop."""
+    while True:
+        try:
+            item = inbox.get_nowait()
+        except queue.Empty:
+            return True
+        if item is _STOP_WORKER:
+            return False
+        pending.append(item)
+
+
+def _eos_ids(configured: int | list[int] | None, tokenizer_eos: int | None) -> list[int]:
+    ids = list(configured) if isinstance(configured, (list, tuple)) else [configured]
+    ids.append(tokenizer_eos)  # chat models end turns on the tokenizer's EOS even if the config forgets it
+    return list(dict.fromkeys(i for i in ids if i is not None))
 
 
 def _take_batch(pending: deque[_Job], max_rows: int) -> list[_Job]:

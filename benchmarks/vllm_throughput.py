@@ -1,0 +1,329 @@
+"""Throughput of the framework on vLLM against raw vLLM, in one process on one device.
+
+The first ``--limit`` GSM8K test problems, rendered with the project's ``solve_math`` prompt
+and the model's chat template (token ids made once, identical for every phase), each
+sampled ``--n`` times with at most ``--max-tokens`` tokens:
+
+  sync_llm   raw ``vllm.LLM(...).generate(all prompts, SamplingParams(n=...))``: vLLM's own
+             offline path, for reference. Its engine is shut down (its process exits, so
+             the GPU memory is freed) before the next engine loads: one GPU cannot hold two
+             engines at 0.9 utilisation. ``--skip-sync-llm`` leaves it out.
+  raw_async  the async engine (``AsyncLLM``) built by the VLLM backend, driven directly:
+             one ``engine.generate`` per problem with the same SamplingParams, all at once
+             with ``asyncio.gather``. The floor for any async client of that engine.
+  framework  ``rz.asolve_many(problems, SelfConsistency(n), VLLM backend, concurrency=limit)``
+             on the same engine: budgets, traces, answer extraction and voting included.
+
+raw_async and framework share the engine, its settings and the warm-up; the prefix cache is
+emptied before each, so neither reuses the other's prompts. The headline ratio is
+framework / raw_async tokens per second (target >= 0.95). Tokens per second count generated
+tokens. Accuracy: maj@n (the vote) and pass@1 (mean over samples), graded by
+``verifiers.is_equivalent`` against the gold answers.
+
+GPU host:  python -m benchmarks.vllm_throughput --model PATH --out vllm_throughput.json
+CPU check: python -m benchmarks.vllm_throughput --limit 4 --n 2 --max-tokens 32 --out /tmp/v.json
+Build engines only under ``if __name__ == "__main__":`` (vLLM starts worker processes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+DATA = Path(__file__).parent / "data" / "gsm8k_test.jsonl"
+WARMUP_PROBLEMS = 8
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=None, help="HF model folder (default: the embedded model)")
+    parser.add_argument("--limit", type=int, default=200, help="first N GSM8K test problems")
+    parser.add_argument("--n", type=int, default=16, help="samples per problem")
+    parser.add_argument("--max-tokens", type=int, default=1024)
+    parser.add_argument("--temperature", type=float, default=0.7)
+    parser.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    parser.add_argument("--max-model-len", type=int, default=4096)
+    parser.add_argument("--enforce-eager", action="store_true", help="no CUDA graphs / compile (faster load)")
+    parser.add_argument("--skip-sync-llm", action="store_true", help="leave out the vllm.LLM phase")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat raw_async + framework, report medians")
+    parser.add_argument("--out", type=Path, default=None, help="write the figures here as JSON")
+    return parser.parse_args(argv)
+
+
+def load_problems(limit: int) -> list[dict[str, str]]:
+    rows = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if limit + WARMUP_PROBLEMS > len(rows):
+        raise SystemExit(f"--limit {limit} leaves no warm-up problems ({len(rows)} in {DATA.name})")
+    return [{"id": str(row["id"]), "question": row["question"], "answer": str(row["answer"])} for row in rows]
+
+
+def device_name() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
+    return f"CPU {platform.processor() or platform.machine()} ({len(os.sched_getaffinity(0))} cores)"
+
+
+def phase(name: str, wall: float, completions: list[list[list[int]]], prompt_tokens: int, **extra: Any) -> dict:
+    generated = sum(len(ids) for per_problem in completions for ids in per_problem)
+    figures = {
+        "wall_s": round(wall, 2),
+        "completion_tokens": generated,
+        "prompt_tokens": prompt_tokens,
+        "tokens_per_s": round(generated / wall, 1),
+        **extra,
+    }
+    rate = figures["tokens_per_s"]
+    print(f"{name:>10}: {figures['wall_s']:8.2f} s  {generated:>9,} tokens  {rate:>9,.1f} tok/s", flush=True)
+    return figures
+
+
+# -- phase (a): vllm.LLM, then freed -----------------------------------------------------
+
+
+def run_sync_llm(args: argparse.Namespace, model: str, prompts: list[list[int]], warmup: list[list[int]]) -> dict:
+    from vllm import LLM, SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    started = time.perf_counter()
+    llm = LLM(
+        model=model,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        max_model_len=args.max_model_len,
+        enforce_eager=args.enforce_eager,
+        enable_prefix_caching=True,
+        seed=0,
+    )
+    load_s = time.perf_counter() - started
+    params = SamplingParams(n=args.n, temperature=args.temperature, top_p=1.0, max_tokens=args.max_tokens)
+    warm = SamplingParams(n=args.n, temperature=args.temperature, max_tokens=min(64, args.max_tokens))
+    llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in warmup], warm, use_tqdm=False)
+    started = time.perf_counter()
+    outputs = llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in prompts], params, use_tqdm=False)
+    wall = time.perf_counter() - started
+    completions = [[list(o.token_ids) for o in out.outputs] for out in outputs]
+    texts = [[o.text for o in out.outputs] for out in outputs]
+    figures = phase("sync_llm", wall, completions, sum(map(len, prompts)), load_s=round(load_s, 1))
+    _free_llm(llm)
+    return {"figures": figures, "texts": texts}
+
+
+def _free_llm(llm: Any) -> None:
+    """Stop the engine's processes so that the next engine gets the whole GPU."""
+    engine = getattr(llm, "llm_engine", None)
+    core = getattr(engine, "engine_core", None)
+    if core is not None and hasattr(core, "shutdown"):
+        core.shutdown()
+    del llm, engine, core
+    gc.collect()
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# -- phases (b) and (c): one AsyncLLM ------------------------------------------------------
+
+
+async def run_raw_async(backend: Any, prompts: list[list[int]], params: Any) -> tuple[float, list, list]:
+    from reasoning.backends.vllm_backend import token_prompt
+
+    engine = backend.engine
+
+    async def one(index: int, ids: list[int]) -> Any:
+        final = None
+        async for output in engine.generate(token_prompt(ids), params, f"raw-{index}-{time.monotonic_ns()}"):
+            final = output
+        return final
+
+    started = time.perf_counter()
+    outputs = await asyncio.gather(*(one(i, ids) for i, ids in enumerate(prompts)))
+    wall = time.perf_counter() - started
+    completions = [[list(o.token_ids) for o in out.outputs] for out in outputs]
+    texts = [[o.text for o in out.outputs] for out in outputs]
+    return wall, completions, texts
+
+
+async def run_framework(backend: Any, problems: list[Any], args: argparse.Namespace) -> tuple[float, list]:
+    import reasoning as rz
+
+    started = time.perf_counter()
+    results = await rz.asolve_many(problems, _strategy(args, args.max_tokens), backend, concurrency=len(problems))
+    return time.perf_counter() - started, results
+
+
+async def run_async_phases(args: argparse.Namespace, model: str, prompts, warmup, problems, spare) -> dict:
+    import reasoning as rz
+    from reasoning.backends.vllm_backend import VLLM
+    from reasoning.types import GenerationRequest
+
+    backend = VLLM(
+        model,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        max_model_len=args.max_model_len,
+        enforce_eager=args.enforce_eager,
+        enable_prefix_caching=True,
+        seed=0,
+    )
+    started = time.perf_counter()
+    await backend.start()
+    load_s = time.perf_counter() - started
+    warm = GenerationRequest(prompt_token_ids=(0,), n=args.n, max_tokens=min(64, args.max_tokens))
+    await asyncio.gather(*(backend.generate(warm.replace(prompt_token_ids=tuple(ids))) for ids in warmup))
+    await rz.asolve_many(spare, _strategy(args, max_tokens=16), backend)  # the framework's code paths too
+    params = backend.sampling_params(
+        GenerationRequest(prompt_token_ids=(0,), n=args.n, max_tokens=args.max_tokens, temperature=args.temperature)
+    )
+    rounds: dict[str, list[dict]] = {"raw_async": [], "framework": []}
+    last: dict[str, Any] = {}
+
+    async def raw() -> None:
+        wall, completions, texts = await run_raw_async(backend, prompts, params)
+        rounds["raw_async"].append(phase("raw_async", wall, completions, sum(map(len, prompts)), cache=backend.stats()))
+        last["raw_texts"] = texts
+
+    async def framework() -> None:
+        wall, results = await run_framework(backend, problems, args)
+        completions = [[c["token_ids"] for call in r.trace.calls() for c in call.completions] for r in results]
+        prompt_tokens = sum(r.usage.prompt_tokens for r in results)
+        rounds["framework"].append(phase("framework", wall, completions, prompt_tokens, cache=backend.stats()))
+        last["results"] = results
+
+    for index in range(args.rounds):
+        # Alternate the order, so that neither side always runs on a warmer (or hotter) device.
+        for run in (raw, framework) if index % 2 == 0 else (framework, raw):
+            await backend.reset_prefix_cache()  # neither side reuses the other's prompts
+            backend.reset_stats()
+            await run()
+    await backend.aclose()
+    return {"load_s": round(load_s, 1), "rounds": rounds, **last}
+
+
+def _strategy(args: argparse.Namespace, max_tokens: int) -> Any:
+    from strategies import SelfConsistency
+
+    return SelfConsistency(n=args.n, max_tokens=max_tokens, temperature=args.temperature)
+
+
+# -- grading ---------------------------------------------------------------------------------
+
+
+def grade(golds: list[str], votes: list[str | None], samples: list[list[str]]) -> dict[str, float]:
+    """maj@n from ``votes``; pass@1 as the mean correctness of the samples' own answers."""
+    from verifiers import extract_answer, is_equivalent_many
+
+    answers = [[extract_answer(text) for text in texts] for texts in samples]
+    pairs = list({(gold, vote) for gold, vote in zip(golds, votes, strict=True)}
+                 | {(gold, a) for gold, per in zip(golds, answers, strict=True) for a in per})
+    verdict = dict(zip(pairs, is_equivalent_many(pairs), strict=True))  # each distinct pair graded once
+    maj = [bool(verdict[(gold, vote)]) for gold, vote in zip(golds, votes, strict=True)]
+    pass1 = [
+        sum(bool(verdict[(gold, a)]) for a in per) / len(per) if per else 0.0
+        for gold, per in zip(golds, answers, strict=True)
+    ]
+    return {"maj@n": round(sum(maj) / len(maj), 4), "pass@1": round(sum(pass1) / len(pass1), 4)}
+
+
+def majority_votes(samples: list[list[str]]) -> list[str | None]:
+    from reasoning.context import Sample
+    from strategies.voting import majority
+    from verifiers import extract_answer
+
+    return [majority([Sample(t, extract_answer(t)) for t in texts]).answer for texts in samples]
+
+
+# -- main ----------------------------------------------------------------------------------------
+
+
+def _median(figures: list[dict], key: str) -> float:
+    return statistics.median(f[key] for f in figures)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    import torch
+
+    if not torch.cuda.is_available():  # small CPU defaults, unless set by the caller
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "4")
+    import vllm
+
+    from prompts import load_prompt
+    from reasoning import Problem
+    from reasoning.backends.vllm_backend import VLLM
+    from reasoning.types import GenerationRequest
+
+    rows = load_problems(args.limit)
+    chosen, spare = rows[: args.limit], rows[args.limit : args.limit + WARMUP_PROBLEMS]
+    tokenizer_backend = VLLM(args.model)  # renders prompts exactly as the framework will
+    model = tokenizer_backend.model_path()
+    template = load_prompt("solve_math")
+
+    def ids_of(question: str) -> list[int]:
+        return tokenizer_backend.prompt_ids(GenerationRequest(messages=template.render(problem=question)))
+
+    prompts = [ids_of(row["question"]) for row in chosen]
+    warmup = [ids_of(row["question"]) for row in spare]
+    problems = [Problem(row["question"], row["id"]) for row in chosen]
+    spare_problems = [Problem(row["question"], row["id"]) for row in spare]
+    golds = [row["answer"] for row in chosen]
+    report: dict[str, Any] = {
+        "command": shlex.join(["python", "-m", "benchmarks.vllm_throughput", *(argv or sys.argv[1:])]),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "device": device_name(),
+        "vllm": vllm.__version__,
+        "torch": torch.__version__,
+        "model": model,
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "prompt_tokens_per_problem_mean": round(sum(map(len, prompts)) / len(prompts), 1),
+    }
+    print(f"{report['device']}  vllm {report['vllm']}  {args.limit} problems x n={args.n}, "
+          f"max_tokens {args.max_tokens}", flush=True)
+
+    sync = None if args.skip_sync_llm else run_sync_llm(args, model, prompts, warmup)
+    run = asyncio.run(run_async_phases(args, model, prompts, warmup, problems, spare_problems))
+
+    results = run["results"]
+    framework_samples = [[c["text"] for call in r.trace.calls() for c in call.completions] for r in results]
+    report["accuracy"] = {
+        "framework": grade(golds, [r.answer for r in results], framework_samples),
+        "raw_async": grade(golds, majority_votes(run["raw_texts"]), run["raw_texts"]),
+    }
+    if sync is not None:
+        report["sync_llm"] = sync["figures"]
+        report["accuracy"]["sync_llm"] = grade(golds, majority_votes(sync["texts"]), sync["texts"])
+    report["async_engine_load_s"] = run["load_s"]
+    report["rounds"] = run["rounds"]
+    raw = _median(run["rounds"]["raw_async"], "tokens_per_s")
+    framework = _median(run["rounds"]["framework"], "tokens_per_s")
+    report["tokens_per_s"] = {"raw_async": raw, "framework": framework}
+    report["ratio_framework_to_raw_async"] = round(framework / raw, 4)
+    if sync is not None:
+        report["tokens_per_s"]["sync_llm"] = sync["figures"]["tokens_per_s"]
+        report["ratio_framework_to_sync_llm"] = round(framework / sync["figures"]["tokens_per_s"], 4)
+    last_framework = run["rounds"]["framework"][-1]
+    report["prefix_cache"] = last_framework["cache"]
+    report["stopped_by"] = sorted({r.stopped_by for r in results if r.stopped_by})
+
+    print(json.dumps({k: report[k] for k in ("tokens_per_s", "accuracy", "prefix_cache")}, indent=1))
+    print(f"framework / raw_async = {report['ratio_framework_to_raw_async']:.3f} (target >= 0.95)")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {args.out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
