@@ -115,9 +115,24 @@ def run_sync_llm(args: argparse.Namespace, model: str, prompts: list[list[int]],
     wall = time.perf_counter() - started
     completions = [[list(o.token_ids) for o in out.outputs] for out in outputs]
     texts = [[o.text for o in out.outputs] for out in outputs]
-    figures = phase("sync_llm", wall, completions, sum(map(len, prompts)), load_s=round(load_s, 1))
+    facts = engine_facts(llm.llm_engine.vllm_config)
+    figures = phase("sync_llm", wall, completions, sum(map(len, prompts)), load_s=round(load_s, 1), engine=facts)
     _free_llm(llm)
     return {"figures": figures, "texts": texts}
+
+
+def engine_facts(config: Any) -> dict[str, Any]:
+    """The settings that decide throughput, to check that the engines compared match."""
+    scheduler, cache = config.scheduler_config, config.cache_config
+    return {
+        "max_num_seqs": scheduler.max_num_seqs,
+        "max_num_batched_tokens": scheduler.max_num_batched_tokens,
+        "max_model_len": config.model_config.max_model_len,
+        "block_size": cache.block_size,
+        "kv_cache_blocks": getattr(cache, "num_gpu_blocks", None),
+        "prefix_caching": cache.enable_prefix_caching,
+        "dtype": str(config.model_config.dtype),
+    }
 
 
 def _free_llm(llm: Any) -> None:
@@ -180,6 +195,7 @@ async def run_async_phases(args: argparse.Namespace, model: str, prompts, warmup
     started = time.perf_counter()
     await backend.start()
     load_s = time.perf_counter() - started
+    facts = engine_facts(backend.engine.vllm_config)
     warm = GenerationRequest(prompt_token_ids=(0,), n=args.n, max_tokens=min(64, args.max_tokens))
     await asyncio.gather(*(backend.generate(warm.replace(prompt_token_ids=tuple(ids))) for ids in warmup))
     await rz.asolve_many(spare, _strategy(args, max_tokens=16), backend)  # the framework's code paths too
@@ -208,7 +224,7 @@ async def run_async_phases(args: argparse.Namespace, model: str, prompts, warmup
             backend.reset_stats()
             await run()
     await backend.aclose()
-    return {"load_s": round(load_s, 1), "rounds": rounds, **last}
+    return {"load_s": round(load_s, 1), "engine": facts, "rounds": rounds, **last}
 
 
 def _strategy(args: argparse.Namespace, max_tokens: int) -> Any:
@@ -304,6 +320,7 @@ def main(argv: list[str] | None = None) -> dict:
         report["sync_llm"] = sync["figures"]
         report["accuracy"]["sync_llm"] = grade(golds, majority_votes(sync["texts"]), sync["texts"])
     report["async_engine_load_s"] = run["load_s"]
+    report["async_engine"] = run["engine"]
     report["rounds"] = run["rounds"]
     raw = _median(run["rounds"]["raw_async"], "tokens_per_s")
     framework = _median(run["rounds"]["framework"], "tokens_per_s")
