@@ -148,7 +148,10 @@ async def run_benchmark(
             progress.advance(task)
 
     problems = [Problem(item.problem, item.id, item.metadata) for item in todo]
+    previous_wall = _previous_wall_seconds(out)
     try:
+        if todo:
+            await backend.load()  # a model load must not eat the first problems' seconds budget
         await asolve_many(
             problems,
             strategy,
@@ -162,9 +165,17 @@ async def run_benchmark(
     finally:
         results_file.close()
         traces_file.close()
-        summary = summarise(config, items, done, time.monotonic() - started)
+        summary = summarise(config, items, done, previous_wall + time.monotonic() - started)
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _previous_wall_seconds(out: Path) -> float:
+    """Wall time of earlier attempts at this run, so a resumed run reports the total."""
+    try:
+        return float(json.loads((out / "summary.json").read_text())["wall_seconds"])
+    except (FileNotFoundError, KeyError, ValueError, TypeError):
+        return 0.0
 
 
 def summarise(config: RunConfig, items: list[Item], done: dict[str, dict[str, Any]], wall: float) -> dict[str, Any]:

@@ -42,11 +42,14 @@ def test_rerun_with_same_out_resumes_without_redoing(tmp_path):
     common = ["--dataset", "gsm8k", "--strategy", "greedy", "--backend", "scripted:1", "--out", str(out)]
     assert run_cli("run", "--limit", "3", *common) == 0
     first = (out / "results.jsonl").read_text()
+    first_wall = json.loads((out / "summary.json").read_text())["wall_seconds"]
     assert run_cli("run", "--limit", "5", *common) == 0
     lines = (out / "results.jsonl").read_text().splitlines()
     assert (out / "results.jsonl").read_text().startswith(first)
     assert sorted(json.loads(l)["id"] for l in lines) == ["0", "1", "2", "3", "4"]
-    assert json.loads((out / "summary.json").read_text())["usage"]["calls"] == 5
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["usage"]["calls"] == 5
+    assert summary["wall_seconds"] > first_wall  # the total over both attempts
 
 
 def test_half_written_last_line_is_dropped_and_redone(tmp_path):

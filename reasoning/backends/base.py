@@ -75,6 +75,12 @@ class Backend(ABC):
         if request.logprobs and not caps.logprobs:
             raise UnsupportedRequest(f"{self.name} does not return logprobs")
 
+    async def load(self) -> None:
+        """Load weights / start engines now, so that no budgeted call pays for it.
+
+        Backends load lazily on their first call otherwise; remote ones have nothing to load.
+        """
+
     async def aclose(self) -> None:
         """Release connections, engines, threads."""
 
