@@ -149,6 +149,62 @@ def cmd_prepare_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_service_options(parser: argparse.ArgumentParser) -> None:
+    """What `serve` and `mcp` share: the backend and the budget rules."""
+    parser.add_argument("--backend", default="local", help="local | local:PATH | litellm:MODEL | openai:MODEL | scripted[:A,B]")
+    parser.add_argument("--api-base", help="base URL of the upstream OpenAI-compatible server")
+    parser.add_argument("--upstream-api-key", help="API key for the upstream model (default: the provider's environment variable)")
+    parser.add_argument("--default-budget", default="", help="budget of requests that ask for none, e.g. tokens=20000,seconds=60 "
+                        "(limits it leaves out come from --budget-cap)")
+    parser.add_argument("--budget-cap", default="tokens=200000,seconds=600",
+                        help="largest budget one request may ask for (default: %(default)s; 'unlimited' for none)")
+    parser.add_argument("--max-n", type=int, default=64, help="largest n (samples) one request may ask for")
+    parser.add_argument("--concurrency", type=int, default=64, help="requests solving at once; more wait their turn")
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    serve = sub.add_parser("serve", help="OpenAI-compatible HTTP server: the model name picks the strategy")
+    _add_service_options(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind; non-loopback needs --api-key")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (default: env REASONING_API_KEY)")
+    serve.add_argument("--max-request-bytes", type=int, default=1_000_000, help="larger request bodies get 413")
+    serve.add_argument("--log-level", default="info", help="uvicorn log level")
+
+
+def _service_from_args(args: argparse.Namespace):
+    from reasoning.serve import BackendPool, ReasoningService
+
+    cap, default = Budget.parse(args.budget_cap), Budget.parse(args.default_budget)
+    _check_reachable(args.api_base)
+    pool = BackendPool(args.backend, api_base=args.api_base, api_key=args.upstream_api_key)
+    return ReasoningService(pool, default_budget=default, budget_cap=cap, max_n=args.max_n, concurrency=args.concurrency)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    from reasoning.serve.app import check_bind, create_app, uvicorn_server
+
+    api_key = args.api_key or os.environ.get("REASONING_API_KEY") or None
+    check_bind(args.host, api_key)  # before anything slow: a refused start must be quick and clear
+    if args.max_request_bytes < 1:
+        raise ConfigError("--max-request-bytes must be >= 1")
+    service = _service_from_args(args)
+    app = create_app(service, api_key=api_key, max_request_bytes=args.max_request_bytes)
+    console.print(f"serving {args.backend} on http://{args.host}:{args.port}/v1 (auth {'on' if api_key else 'off'}, "
+                  f"budget cap {service.cap}, default budget {service.default_budget})")
+    uvicorn_server(app, args.host, args.port, log_level=args.log_level).run()
+    return 0
+
+
+def cmd_mcp(args: argparse.Namespace) -> int:
+    from reasoning.serve.mcp_server import build_mcp_server
+
+    build_mcp_server(_service_from_args(args)).run()  # stdio: stdout carries the protocol, logs go to stderr
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reasoning-bench", description="test-time-compute reasoning benchmarks")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -156,10 +212,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("strategies", help="list strategies and their options")
     prepare = sub.add_parser("prepare-model", help="assemble and convert the embedded model into the cache")
     prepare.add_argument("--name", help="model name (default: the embedded 0.5B)")
+    _add_serve(sub)
+    mcp = sub.add_parser("mcp", help="MCP tool server on stdio: a `solve` tool for agents")
+    _add_service_options(mcp)
     return parser
 
 
-COMMANDS = {"run": cmd_run, "strategies": cmd_strategies, "prepare-model": cmd_prepare_model}
+COMMANDS = {
+    "run": cmd_run,
+    "strategies": cmd_strategies,
+    "prepare-model": cmd_prepare_model,
+    "serve": cmd_serve,
+    "mcp": cmd_mcp,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
