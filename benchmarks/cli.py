@@ -25,6 +25,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--limit", type=int, help="first K problems")
     run.add_argument("--strategy", default="self-consistency", help="see `reasoning-bench strategies`")
     run.add_argument("--n", type=int, help="samples per problem (self-consistency, best-of-n)")
+    run.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                     help="any strategy option, repeatable: --option k_verifications=4 (see `reasoning-bench strategies`)")
     run.add_argument("--verifier", help="verifier for best-of-n / weighted voting: judge | confidence")
     run.add_argument("--backend", default="local", help="local | local:PATH | litellm:MODEL | openai:MODEL | scripted[:A,B]")
     run.add_argument("--api-base", help="base URL of an OpenAI-compatible server")
@@ -51,12 +53,39 @@ def _check_reachable(api_base: str | None) -> None:
         raise ConfigError(f"cannot reach --api-base {api_base} ({failed.strerror or failed})") from None
 
 
+def _parse_options(strategy: str, items: list[str]) -> dict[str, object]:
+    """``--option key=value`` pairs, checked against the strategy's own options."""
+    from strategies import get
+    from strategies.registry import options_of
+
+    known = options_of(get(strategy))
+    options: dict[str, object] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep:
+            raise ConfigError(f"--option {item!r} is not of the form key=value")
+        if key not in known:
+            raise ConfigError(f"strategy {strategy!r} has no option {key!r}; it has: {', '.join(known)}")
+        options[key] = _number_or_text(raw.strip())
+    return options
+
+
+def _number_or_text(raw: str) -> object:
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "none": None}.get(raw.lower(), raw)
+
+
 def _strategy_from_args(args: argparse.Namespace):
     from strategies import create
     from verifiers import make_verifier
 
     verifier = make_verifier(args.verifier) if args.verifier else None
-    return create(args.strategy, n=args.n, verifier=verifier)
+    return create(args.strategy, n=args.n, verifier=verifier, **_parse_options(args.strategy, args.option))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -78,7 +107,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         limit=args.limit,
         strategy=args.strategy,
-        strategy_options={k: v for k, v in {"n": args.n, "verifier": args.verifier}.items() if v is not None},
+        strategy_options={
+            **{k: v for k, v in {"n": args.n, "verifier": args.verifier}.items() if v is not None},
+            **_parse_options(args.strategy, args.option),
+        },
         backend=args.backend,
         api_base=args.api_base,
         budget=str(Budget.parse(args.budget)),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import time
 from collections import Counter
@@ -96,6 +97,86 @@ class _Appender:
         self.handle.close()
 
 
+CODE_TIMEOUT_S = 10.0  # wall clock per program run against its tests
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k (Chen et al. 2021): 1 - C(n-c, k) / C(n, k), for n samples, c correct."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n} c={c} k={k}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def pass_ks(n: int) -> list[int]:
+    """k = 1, every power of two below n, and n."""
+    ks, k = [], 1
+    while k < n:
+        ks.append(k)
+        k *= 2
+    return sorted(set(ks + [n])) if n >= 1 else []
+
+
+def code_program(item: Item, code: str) -> tuple[str, str, str | None]:
+    """(program, tests, entry_point) for ``run_code_tests`` on a code item."""
+    from verifiers.code_extract import assemble_humaneval
+
+    meta = item.metadata
+    if meta.get("format") == "humaneval":
+        return assemble_humaneval(meta["prompt"], code, meta["entry_point"]), meta["test"], meta["entry_point"]
+    imports = "\n".join(meta.get("test_imports") or [])
+    return f"{imports}\n{code}", "\n".join(meta["test_list"]), None
+
+
+def sample_texts(trace: list[dict[str, Any]]) -> list[str]:
+    """Texts of every solution sample in a trace: generate nodes not inside a verify span."""
+    by_id = {node["id"]: node for node in trace}
+
+    def in_verify(node: dict[str, Any]) -> bool:
+        parent = node.get("parent")
+        while parent is not None:
+            up = by_id[parent]
+            if up["kind"] == "verify" or up["name"] == "verify":
+                return True
+            parent = up.get("parent")
+        return False
+
+    return [c["text"] for node in trace if node["kind"] == "generate" and not in_verify(node)
+            for c in node.get("completions", [])]
+
+
+async def grade_code(item: Item, answer: str | None, texts: list[str]) -> dict[str, Any]:
+    """Run the chosen program and every sample's program; pass@k over the samples."""
+    from verifiers.code_exec import arun_code_tests
+    from verifiers.code_extract import extract_code
+
+    entry = item.metadata.get("entry_point")
+    verdicts: dict[str, Any] = {}
+
+    async def verdict(code: str | None) -> Any:
+        if code is None:
+            return None
+        if code not in verdicts:
+            verdicts[code] = asyncio.ensure_future(arun_code_tests(*code_program(item, code), timeout=CODE_TIMEOUT_S))
+        return await verdicts[code]
+
+    sample_codes = [extract_code(text, entry) for text in texts]
+    results = await asyncio.gather(*(verdict(code) for code in [answer, *sample_codes]))
+    chosen, per_sample = results[0], results[1:]
+    statuses = [v.status if v else "no_code" for v in per_sample]
+    n, c = len(per_sample), sum(bool(v and v.passed) for v in per_sample)
+    return {
+        "correct": bool(chosen and chosen.passed),
+        "status": chosen.status if chosen else "no_code",
+        "detail": chosen.detail if chosen else "no code found in the answer",
+        "n_samples": n,
+        "n_passed": c,
+        "sample_status": statuses,
+        "pass_at": {str(k): pass_at_k(n, c, k) for k in pass_ks(n)},
+    }
+
+
 async def grade(gold: str, answer: str | None) -> bool | None:
     from verifiers import ais_equivalent
 
@@ -130,38 +211,57 @@ async def run_benchmark(
     started = time.monotonic()
 
     async def on_result(index: int, result: Result) -> None:
-        item: Item = todo[index]
-        correct = await grade(item.answer, result.answer)
+        item: Item = group[index]
+        trace = result.trace.to_list()
+        if item.kind == "code":
+            graded = await grade_code(item, result.answer, sample_texts(trace))
+            correct: bool | None = graded["correct"]
+        else:
+            graded, correct = {}, await grade(item.answer, result.answer)
         row = {
             "id": item.id,
             "answer": result.answer,
             "gold": item.answer,
             "correct": bool(correct),
             "unverifiable": correct is None,
+            **{k: v for k, v in graded.items() if k != "correct"},
             "usage": result.usage.to_dict(),
             "stopped_by": result.stopped_by,
         }
-        traces_file.write({"id": item.id, "text": result.text, "info": result.info, "trace": result.trace.to_list()})
+        traces_file.write({"id": item.id, "text": result.text, "info": result.info, "trace": trace})
         results_file.write(row)
         done[item.id] = row
         if progress is not None:
             progress.advance(task)
 
-    problems = [Problem(item.problem, item.id, item.metadata) for item in todo]
     previous_wall = _previous_wall_seconds(out)
+    group: list[Item] = []
     try:
         if todo:
             await backend.load()  # a model load must not eat the first problems' seconds budget
-        await asolve_many(
-            problems,
-            strategy,
-            backend,
-            Budget.parse(config.budget),
-            run_ledger=run_ledger,
-            concurrency=config.concurrency,
-            on_result=on_result,
-            sampling=Sampling(max_tokens=config.max_tokens, temperature=config.temperature),
-        )
+        # Code tasks get the code prompt and the code extractor: a sample's "answer" is its
+        # program, so self-consistency votes among identical programs.
+        for kind in ("math", "code"):
+            group = [item for item in todo if item.kind == kind]
+            if not group:
+                continue
+            options: dict[str, Any] = {}
+            if kind == "code":
+                from verifiers.code_extract import extract_code
+
+                options = {"prompt": "solve_code", "extract": extract_code}
+            problems = [Problem(item.problem, item.id, item.metadata) for item in group]
+            await asolve_many(
+                problems,
+                strategy,
+                backend,
+                Budget.parse(config.budget),
+                run_ledger=run_ledger,
+                concurrency=config.concurrency,
+                on_result=on_result,
+                sampling=Sampling(max_tokens=config.max_tokens, temperature=config.temperature),
+                **options,
+            )
     finally:
         results_file.close()
         traces_file.close()
@@ -184,6 +284,17 @@ def summarise(config: RunConfig, items: list[Item], done: dict[str, dict[str, An
     for row in rows:
         total.add(Usage.from_dict(row["usage"]))
     correct = sum(row["correct"] for row in rows)
+    code: dict[str, Any] = {}
+    coded = [row for row in rows if "pass_at" in row]
+    if coded:
+        ks = sorted({int(k) for row in coded for k in row["pass_at"]})
+        # pass@k averages over the problems that drew at least k samples.
+        code["pass_at"] = {
+            str(k): sum(row["pass_at"][str(k)] for row in coded if str(k) in row["pass_at"])
+            / sum(str(k) in row["pass_at"] for row in coded)
+            for k in ks
+        }
+        code["status"] = dict(Counter(row["status"] for row in coded))
     return {
         "accuracy": correct / len(rows) if rows else 0.0,
         "n_problems": len(rows),
@@ -193,5 +304,6 @@ def summarise(config: RunConfig, items: list[Item], done: dict[str, dict[str, An
         "usage": total.to_dict(),
         "stopped_by": dict(Counter(row["stopped_by"] for row in rows if row["stopped_by"])),
         "wall_seconds": wall,
+        **code,
         "config": config.model_dump(),
     }

@@ -11,6 +11,8 @@ import reasoning as rz
 from reasoning.backends import Scripted
 from reasoning.strategy import Outcome, Strategy
 from strategies import BestOfN, Greedy, SelfConsistency
+from strategies.genrm_best_of_n import GenRMBestOfN
+from strategies.pessimistic_best_of_n import PessimisticBestOfN
 from verifiers import Confidence, LLMJudge
 
 
@@ -69,6 +71,14 @@ strategies_ = st.one_of(
     ),
     st.builds(SlicedSelfConsistency, st.integers(1, 4), st.integers(1, 6), st.integers(0, 3000)),
     st.builds(Loop),
+    st.builds(
+        GenRMBestOfN, n_solutions=st.integers(1, 5), k_verifications=st.integers(1, 4),
+        solution_share=st.sampled_from([None, 0.3, 0.7]), verify_max_tokens=st.integers(1, 96),
+    ),
+    st.builds(
+        PessimisticBestOfN, n_solutions=st.integers(1, 5), k_verifications=st.integers(1, 3),
+        solution_share=st.sampled_from([None, 0.5]), verify_max_tokens=st.integers(1, 96),
+    ),
 )
 
 

@@ -134,3 +134,18 @@ def test_killed_run_resumes_and_nothing_is_counted_twice(tmp_path):
     assert sorted(ids, key=int) == [str(i) for i in range(30)]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["usage"]["calls"] == 30 and summary["n_problems"] == 30
+
+
+def test_strategy_options_pass_through_and_unknown_ones_are_refused(tmp_path, capsys):
+    out = tmp_path / "o"
+    code = run_cli("run", "--dataset", "gsm8k", "--limit", "1", "--strategy", "genrm-best-of-n",
+                   "--option", "n_solutions=2", "--option", "k_verifications=1", "--backend", "scripted:18",
+                   "--out", str(out))
+    assert code == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["strategy_options"] == {"n_solutions": 2, "k_verifications": 1}
+    trace = json.loads((out / "traces.jsonl").read_text().splitlines()[0])["trace"]
+    assert [n["request"]["n"] for n in trace if n["kind"] == "generate"] == [2, 1, 1]
+    code = run_cli("run", "--dataset", "gsm8k", "--limit", "1", "--strategy", "greedy", "--option", "k=3",
+                   "--backend", "scripted", "--out", str(tmp_path / "p"))
+    assert code == 2 and "has no option 'k'" in capsys.readouterr().err

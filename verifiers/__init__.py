@@ -1,15 +1,30 @@
 """Answer extraction and math equivalence checking shared by every strategy."""
 
+from verifiers.code_exec import CodeVerdict, arun_code_tests, run_code_tests
+from verifiers.code_extract import assemble_humaneval, extract_code
 from verifiers.extract import extract_answer
+from verifiers.genrm import GenRM, parse_verdict
 from verifiers.latex_utils import strip_answer_wrappers
 from verifiers.math_equiv import ais_equivalent, is_equivalent, is_equivalent_many
 from verifiers.normalize import normalize_answer
+from verifiers.pessimistic import Pessimistic, wilson_lower_bound
+from verifiers.process import LLMProcessReward, RewardModelPRM, aggregate_steps, split_steps
 from verifiers.scorers import VERIFIERS, Confidence, LLMJudge, make_verifier, parse_grade
 
 __all__ = [
+    "CodeVerdict",
+    "arun_code_tests",
+    "assemble_humaneval",
+    "extract_code",
+    "run_code_tests",
     "VERIFIERS",
     "Confidence",
+    "GenRM",
     "LLMJudge",
+    "LLMProcessReward",
+    "Pessimistic",
+    "RewardModelPRM",
+    "aggregate_steps",
     "ais_equivalent",
     "extract_answer",
     "is_equivalent",
@@ -17,5 +32,8 @@ __all__ = [
     "make_verifier",
     "normalize_answer",
     "parse_grade",
+    "parse_verdict",
+    "split_steps",
     "strip_answer_wrappers",
+    "wilson_lower_bound",
 ]

@@ -15,6 +15,10 @@ from reasoning.context import Context, Sample
 from reasoning.errors import ConfigError
 from reasoning.strategy import Verifier
 
+from .genrm import GenRM
+from .pessimistic import Pessimistic
+from .process import LLMProcessReward
+
 _SCORE = re.compile(r"score\s*[:=]\s*\**\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
 
 
@@ -78,7 +82,13 @@ class Confidence(Verifier):
         return scores
 
 
-VERIFIERS: dict[str, type[Verifier]] = {"judge": LLMJudge, "confidence": Confidence}
+VERIFIERS: dict[str, type[Verifier]] = {
+    "judge": LLMJudge,
+    "confidence": Confidence,
+    "genrm": GenRM,
+    "pessimistic": Pessimistic,
+    "prm": LLMProcessReward,
+}
 
 
 def make_verifier(name: str) -> Verifier:

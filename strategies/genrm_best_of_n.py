@@ -1,0 +1,124 @@
+"""GenRM best-of-N: sample S solutions, verify each with V GenRM chains, keep the best.
+
+After Singhi et al. 2025, "When To Solve, When To Verify: Compute-Optimal Problem Solving
+and Generative Verification for LLM Reasoning". Each solution gets ``k_verifications``
+verification chains-of-thought ending in a Yes/No verdict (``verifiers.GenRM``); its score is
+the mean P(Yes); the highest score wins, ties to the earlier solution.
+
+Compute-matched accounting (the paper's): with S solutions, V verifications per solution and
+λ = (verification length) / (solution length), GenRM costs
+
+    C(S, V) = S · (1 + λ·V)        solution-lengths of generation,
+
+so self-consistency with ``sc_matched_n(S, V, λ) = floor(C)`` samples uses the same compute.
+The paper finds SC ahead at most practical budgets (GenRM needs up to 8x the compute to
+match it) and that compute-optimal GenRM grows S faster than V. ``Outcome.info`` records the
+observed λ (mean verification chain tokens / mean solution tokens) and the matched SC n.
+
+Budget: solutions and verifications draw from the one ledger of the context. With
+``solution_share`` set and a token limit in force (``tokens`` and/or ``completion_tokens``),
+the solutions run in a slice holding that share of what remains; the verifications get the
+rest (plus whatever the solutions left unspent). A budget shrink leaves some candidates
+fewer verification chains: they still compete on the mean of the chains they got; a candidate
+with none scores 0; if no candidate got a single chain the answer falls back to the majority
+vote of the solutions (``info["fallback"] = "majority"``).
+"""
+
+from __future__ import annotations
+
+import math
+
+from reasoning.budget import Budget
+from reasoning.context import Context, Sample
+from reasoning.strategy import Outcome, Strategy, Verifier
+from verifiers.genrm import GenRM
+
+from .registry import register
+from .voting import majority
+
+
+def genrm_compute(S: int, V: int, lam: float) -> float:
+    """Compute of GenRM best-of-N in units of one solution generation: S·(1 + λ·V)."""
+    return S * (1.0 + lam * V)
+
+
+def sc_matched_n(S: int, V: int, lam: float) -> int:
+    """Self-consistency sample count with (at most) the compute of GenRM with S, V, λ."""
+    return max(1, math.floor(genrm_compute(S, V, lam) + 1e-9))
+
+
+@register("genrm-best-of-n")
+class GenRMBestOfN(Strategy):
+    def __init__(
+        self,
+        n_solutions: int = 4,
+        k_verifications: int = 4,
+        *,
+        verifier: Verifier | None = None,
+        solution_share: float | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        verify_max_tokens: int = 512,
+    ) -> None:
+        if n_solutions < 1 or k_verifications < 1:
+            raise ValueError("n_solutions and k_verifications must be >= 1")
+        if solution_share is not None and not 0 < solution_share < 1:
+            raise ValueError(f"solution_share must be in (0, 1), got {solution_share}")
+        self.n_solutions = n_solutions
+        self.k_verifications = k_verifications
+        self.verifier = verifier or GenRM(k=k_verifications, max_tokens=verify_max_tokens)
+        self.solution_share = solution_share
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.verify_max_tokens = verify_max_tokens
+
+    async def run(self, ctx: Context) -> Outcome:
+        solving = self.solution_context(ctx)
+        samples = await solving.generate(
+            n=self.n_solutions, max_tokens=self.max_tokens, temperature=self.temperature, name="solutions"
+        )
+        if not samples:
+            return Outcome(None)
+        scores = await ctx.verify(samples, self.verifier)
+        info = self.accounting(samples, scores)
+        if not any(self.verified(s) for s in samples):
+            vote = majority(samples)
+            info["fallback"] = "majority"
+            return Outcome(vote.answer, vote.sample.text if vote.sample else None, samples, info)
+        best = samples[self.select(samples, scores)]
+        return Outcome(best.answer, best.text, samples, info)
+
+    def solution_context(self, ctx: Context) -> Context:
+        """The context solutions are drawn in: a slice of ``solution_share`` of the tokens left."""
+        if self.solution_share is None:
+            return ctx
+        limits = {}
+        for limit in ("tokens", "completion_tokens"):
+            left = ctx.budget.remaining(limit)
+            if math.isfinite(left):
+                limits[limit] = max(0, math.floor(self.solution_share * left))
+        return ctx.slice(Budget(**limits), name="solutions") if limits else ctx
+
+    def select(self, samples: list[Sample], scores: list[float]) -> int:
+        """Index of the highest score; ties to the earlier sample."""
+        return max(range(len(samples)), key=lambda i: (scores[i], -i))
+
+    @staticmethod
+    def verified(sample: Sample) -> bool:
+        record = sample.info.get("genrm")
+        return record is None or record["chains"] > 0
+
+    def accounting(self, samples: list[Sample], scores: list[float]) -> dict:
+        solution_tokens = [s.completion.completion_tokens for s in samples if s.completion]
+        chain_tokens = [t for s in samples for t in s.info.get("genrm", {}).get("tokens", [])]
+        info: dict = {
+            "scores": scores,
+            "chains": [s.info.get("genrm", {}).get("chains") for s in samples],
+            "n_solutions": len(samples),
+        }
+        if solution_tokens and chain_tokens and sum(solution_tokens):
+            lam = (sum(chain_tokens) / len(chain_tokens)) / (sum(solution_tokens) / len(solution_tokens))
+            info["lambda"] = lam
+            info["compute"] = genrm_compute(len(samples), self.k_verifications, lam)
+            info["sc_matched_n"] = sc_matched_n(len(samples), self.k_verifications, lam)
+        return info

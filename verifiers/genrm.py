@@ -1,0 +1,156 @@
+"""GenRM: generative verification as next-token prediction.
+
+After "When To Solve, When To Verify: Compute-Optimal Problem Solving and Generative
+Verification for LLM Reasoning" (Singhi et al., 2025), which builds on GenRM (Zhang et al.,
+2024, "Generative Verifiers: Reward Modeling as Next-Token Prediction"). For each candidate
+solution the model writes ``k`` verification chains-of-thought (prompt
+``prompts/genrm_verify.md``), each ending in a verdict; the candidate's score is the mean
+P(Yes) over its chains.
+
+Verdict format (exact): the last line of a chain is
+
+    Is the answer correct (Yes/No)? Yes        or        Is the answer correct (Yes/No)? No
+
+Case, surrounding markdown emphasis (``**Yes**``) and trailing punctuation are tolerated; the
+*last* cue in the chain wins. A chain without a parseable verdict (truncated, off-format)
+counts as P(Yes) = 0 in the mean: the conservative choice, so verbosity never helps a candidate.
+
+P(Yes) of one chain:
+
+* with logprobs and token ids (Local, vLLM, or any backend offering ``token_texts(ids)``), the
+  verdict token is located (the Yes/No token of the last cue; see ``verdict_token_index``)
+  and ``p = exp(logprob of the sampled verdict token)``; P(Yes) = p if it sampled "Yes",
+  else 1 - p. This is the *sampled-token approximation*: the paper reads P("Yes") from the
+  full next-token distribution; when only the sampled token's logprob is returned, the
+  mass not on the sampled verdict is assigned entirely to the other verdict.
+* otherwise (no logprobs, or the token cannot be located): the hard verdict, 1.0 for Yes and
+  0.0 for No, so the mean is the fraction of Yes verdicts.
+
+One batched ``ctx.generate(n=k)`` per candidate, all candidates concurrently, all through
+the context's ledger: verification draws from the same budget as the solutions. A budget
+shrink leaves a candidate fewer chains (its mean is over those it got); a candidate with no
+chain at all scores 0 and is marked ``chains == 0`` in ``sample.info["genrm"]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from reasoning.context import Context, Sample
+from reasoning.strategy import Verifier
+
+ANSWER_CUE = r"Is\s+the\s+answer\s+correct"
+_VERDICT_TAIL = r"\s*\(\s*Yes\s*/\s*No\s*\)\s*\??\s*[*_`\"']*\s*(Yes|No)\b"
+
+
+def _cue_pattern(cue: str) -> re.Pattern[str]:
+    return re.compile(cue + _VERDICT_TAIL, re.IGNORECASE)
+
+
+_ANSWER_VERDICT = _cue_pattern(ANSWER_CUE)
+_WORD = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
+
+
+def parse_verdict(text: str, pattern: re.Pattern[str] = _ANSWER_VERDICT) -> tuple[bool | None, int]:
+    """(True for Yes / False for No / None, char offset just past the verdict word) of the last cue."""
+    found = None
+    for found in pattern.finditer(text):
+        pass
+    if found is None:
+        return None, -1
+    return found.group(1).lower() == "yes", found.end(1)
+
+
+def token_texts(backend: Any, ids: Sequence[int]) -> list[str] | None:
+    """The text of each token id, when the backend can tell (else None).
+
+    A backend may offer ``token_texts(ids)``; otherwise a loaded Hugging Face tokenizer
+    (Local and vLLM keep one) decodes each id on its own.
+    """
+    hook = getattr(backend, "token_texts", None)
+    if callable(hook):
+        return list(hook(list(ids)))
+    tokenizer = getattr(backend, "tokenizer", None) or getattr(backend, "_tokenizer", None)
+    if tokenizer is not None and hasattr(tokenizer, "decode"):
+        return [tokenizer.decode([i]) for i in ids]
+    return None
+
+
+def verdict_token_index(text: str, offset: int, pieces: Sequence[str]) -> int | None:
+    """Index of the verdict token among ``pieces`` (token texts), or None.
+
+    The verdict word ending at char ``offset`` of ``text`` is followed by ``m`` more stand-alone
+    yes/no words; so it is the (m+1)-th token from the end whose letters read "yes"/"no".
+    """
+    after = len(_WORD.findall(text[offset:]))
+    seen = 0
+    for index in range(len(pieces) - 1, -1, -1):
+        letters = re.sub(r"[^a-z]", "", pieces[index].lower())
+        if letters in ("yes", "no"):
+            if seen == after:
+                return index
+            seen += 1
+    return None
+
+
+def chain_p_yes(
+    sample: Sample, backend: Any, pattern: re.Pattern[str] = _ANSWER_VERDICT
+) -> tuple[bool | None, float, str]:
+    """(verdict, P(Yes), source) of one verification chain; source is logprob|verdict|none."""
+    verdict, offset = parse_verdict(sample.text, pattern)
+    if verdict is None:
+        return None, 0.0, "none"
+    completion = sample.completion
+    if completion is not None and completion.token_logprobs and completion.token_ids:
+        ids = completion.token_ids[: len(completion.token_logprobs)]
+        pieces = token_texts(backend, ids)
+        index = verdict_token_index(sample.text, offset, pieces) if pieces else None
+        if index is not None:
+            sampled_yes = re.sub(r"[^a-z]", "", pieces[index].lower()) == "yes"
+            if sampled_yes == verdict:  # the token agrees with the parsed verdict
+                p = min(1.0, math.exp(completion.token_logprobs[index]))
+                return verdict, (p if verdict else 1.0 - p), "logprob"
+    return verdict, (1.0 if verdict else 0.0), "verdict"
+
+
+class GenRM(Verifier):
+    """Mean P(Yes) over ``k`` verification chains per candidate (see the module docstring)."""
+
+    name = "genrm"
+
+    def __init__(self, k: int = 4, max_tokens: int = 512, temperature: float = 0.7, prompt: str = "genrm_verify"):
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        self.k = k
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.prompt = prompt
+
+    async def score(self, ctx: Context, samples: list[Sample]) -> list[float]:
+        from prompts import load_prompt
+
+        template = load_prompt(self.prompt)
+        logprobs = bool(ctx.backend.capabilities.logprobs)
+
+        async def one(sample: Sample) -> float:
+            messages = template.render(problem=ctx.problem.text, solution=sample.text)
+            chains = await ctx.generate(
+                messages, n=self.k, max_tokens=self.max_tokens, temperature=self.temperature,
+                logprobs=logprobs, name="genrm", min_tokens=min(32, self.max_tokens),
+            )
+            judged = [chain_p_yes(chain, ctx.backend) for chain in chains]
+            p_yes = [p for _, p, _ in judged]
+            sample.info["genrm"] = {
+                "chains": len(chains),
+                "verdicts": [v for v, _, _ in judged],
+                "p_yes": p_yes,
+                "sources": [s for _, _, s in judged],
+                "tokens": [c.completion.completion_tokens if c.completion else 0 for c in chains],
+            }
+            return sum(p_yes) / len(p_yes) if p_yes else 0.0
+
+        return list(await asyncio.gather(*(one(s) for s in samples)))
