@@ -7,5 +7,7 @@ from .registry import available, create, get, register
 from .greedy import Greedy
 from .self_consistency import SelfConsistency
 from .best_of_n import BestOfN
+from .genrm_best_of_n import GenRMBestOfN
+from .pessimistic_best_of_n import PessimisticBestOfN
 
-__all__ = ["BestOfN", "Greedy", "SelfConsistency", "available", "create", "get", "register"]
+__all__ = ["BestOfN", "GenRMBestOfN", "Greedy", "PessimisticBestOfN", "SelfConsistency", "available", "create", "get", "register"]
