@@ -39,6 +39,159 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--out", default="runs/latest", help="output folder; rerun with the same one to resume")
 
 
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    sweep = sub.add_parser("sweep", help="strategies x budgets x datasets at matched compute (resumable, cached)")
+    sweep.add_argument("--config", help="YAML or TOML file with the sweep's fields; flags given here override it")
+    sweep.add_argument("--dataset", action="append", help="repeatable: math500 | gsm8k | ... | PATH.jsonl")
+    sweep.add_argument("--limit", type=int, help="first K problems of each dataset")
+    sweep.add_argument("--strategy", action="append", metavar="NAME[:KEY=VALUE,...]",
+                       help="repeatable, e.g. self-consistency or genrm-best-of-n:k_verifications=2,verify_max_tokens=256")
+    sweep.add_argument("--n", help="sample-count points, e.g. 1,2,4,8,16")
+    sweep.add_argument("--budget-grid", metavar="KIND=V1,V2,...", help="per-problem budget points, e.g. tokens=1000,2000,4000 "
+                       "(kinds: tokens, completion_tokens, usd, flops, calls)")
+    sweep.add_argument("--backend", help="local | vllm[:PATH] | litellm:MODEL | openai:MODEL | scripted[:A,B] (default local)")
+    sweep.add_argument("--api-base", help="base URL of an OpenAI-compatible server")
+    sweep.add_argument("--api-key", help="API key (default: the provider's environment variable)")
+    sweep.add_argument("--max-tokens", type=int, help="max new tokens per sample (default 1024)")
+    sweep.add_argument("--temperature", type=float, help="default 0.7")
+    sweep.add_argument("--no-reuse", dest="reuse", action="store_const", const=False,
+                       help="run every point for real instead of subsampling one pool per problem")
+    sweep.add_argument("--pool", type=int, help="pool size per problem for budget grids with reuse (default from the largest budget)")
+    sweep.add_argument("--max-n", type=int, help="n given to direct strategies on a budget grid (default 64)")
+    sweep.add_argument("--subsets", type=int, help="random subsets per (problem, k) for majority@k / best-of-k (default 32)")
+    sweep.add_argument("--x-axis", choices=["tokens", "completion_tokens", "usd", "flops", "eflops", "n"],
+                       help="compute measure of the plots and the saturation test (default tokens)")
+    sweep.add_argument("--intensity", type=float, help="hardware FLOPs per byte for effective FLOPs (default 295, H100)")
+    sweep.add_argument("--saturation-threshold", type=float, help="accuracy gain per doubling below which a curve saturates (default 0.01)")
+    sweep.add_argument("--no-coverage", dest="coverage", action="store_const", const=False, help="skip coverage curves")
+    sweep.add_argument("--concurrency", type=int, help="problems in flight at once (default 32)")
+    sweep.add_argument("--cache", help="generation cache file (default OUT/generations.sqlite)")
+    sweep.add_argument("--out", help="output folder; rerun with the same one to resume")
+
+
+def _parse_strategy_spec(text: str) -> dict[str, object]:
+    """``name`` or ``name:key=value,key=value`` -> a StrategySpec's fields."""
+    from strategies import get
+    from strategies.registry import options_of
+
+    name, _, rest = text.partition(":")
+    name = name.strip()
+    known = options_of(get(name))
+    options: dict[str, object] = {}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep:
+            raise ConfigError(f"--strategy {text!r}: {item!r} is not of the form key=value")
+        if key not in known:
+            raise ConfigError(f"strategy {name!r} has no option {key!r}; it has: {', '.join(known)}")
+        options[key] = _number_or_text(raw.strip())
+    return {"name": name, "options": options, "label": text if options else None}
+
+
+def _sweep_config(args: argparse.Namespace):
+    from .sweep import SweepConfig
+
+    fields: dict[str, object] = {
+        "datasets": args.dataset,
+        "limit": args.limit,
+        "strategies": [_parse_strategy_spec(s) for s in args.strategy] if args.strategy else None,
+        "backend": args.backend,
+        "api_base": args.api_base,
+        "max_tokens": args.max_tokens,
+        "temperature": args.temperature,
+        "reuse": args.reuse,
+        "pool": args.pool,
+        "max_n": args.max_n,
+        "subsets": args.subsets,
+        "x_axis": args.x_axis,
+        "intensity": args.intensity,
+        "saturation_threshold": args.saturation_threshold,
+        "coverage": args.coverage,
+        "concurrency": args.concurrency,
+        "cache": args.cache,
+        "out": args.out,
+    }
+    if args.n:
+        try:
+            fields["n"] = [int(v) for v in args.n.split(",") if v.strip()]
+        except ValueError:
+            raise ConfigError(f"--n {args.n!r}: expected comma-separated integers like 1,2,4,8") from None
+    if args.budget_grid:
+        kind, sep, values = args.budget_grid.partition("=")
+        try:
+            fields["budget_grid"] = {kind.strip(): [float(v) for v in values.split(",") if v.strip()]}
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ConfigError(f"--budget-grid {args.budget_grid!r}: expected KIND=V1,V2,... like tokens=1000,2000")
+    try:
+        if args.config:
+            return SweepConfig.from_file(args.config, **fields)
+        if "out" not in fields or fields["out"] is None:
+            fields["out"] = "runs/sweep"
+        return SweepConfig(**{k: v for k, v in fields.items() if v is not None})
+    except ValueError as bad:  # pydantic's ValidationError: list every problem at once
+        raise ConfigError(f"invalid sweep: {bad}") from None
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from reasoning.backends import from_spec
+    from reasoning.backends.cache import CachedBackend
+
+    from .sweep import Sweep, format_fit
+
+    config = _sweep_config(args)
+    sweep_backend = from_spec(config.backend, api_base=config.api_base, api_key=args.api_key)
+    _check_reachable(config.api_base)
+    backend = CachedBackend(sweep_backend, config.cache or Path(config.out) / "generations.sqlite")
+    sweep = Sweep(config, backend)  # builds every strategy: bad options fail before the model loads
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        sweep.progress = progress
+        summary = asyncio.run(_sweep_and_close(sweep, backend))
+    table = Table(title=f"sweep ({config.x_axis} per problem)")
+    for column in ("dataset", "strategy", "point", "accuracy", "95% CI", "mean n", config.x_axis, "saturated"):
+        table.add_column(column)
+    from .sweep import x_value
+
+    for row in summary["cells"]:
+        table.add_row(row["dataset"], row["strategy"], row["point"], f"{row['accuracy']:.3f}",
+                      f"{row['ci95'][0]:.3f}-{row['ci95'][1]:.3f}", f"{row['mean_n']:.2f}" if row["mean_n"] is not None else "-",
+                      f"{x_value(row, config.x_axis):,.4g}", "yes" if row["saturation_point"] else "")
+    Console().print(table)
+    for dataset, strategies in summary["coverage"].items():
+        for strategy, data in strategies.items():
+            Console().print(f"coverage {dataset} / {strategy}: @1 {data['coverage'][0]:.3f}, "
+                            f"@{data['k'][-1]} {data['coverage'][-1]:.3f}; {format_fit(data['fit'])}")
+    console.print(f"cache: {backend.hits} samples reused, {backend.misses} generated")
+    from .report import render
+
+    console.print(f"rows: {config.out}/sweep.jsonl, report: {render(config.out)}")
+    return 0
+
+
+async def _sweep_and_close(sweep, backend):
+    try:
+        return await sweep.run()
+    finally:
+        await backend.aclose()
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .report import render
+
+    out = Path(args.out)
+    if not (out / "sweep.jsonl").is_file() or not (out / "config.json").is_file():
+        raise ConfigError(f"{out} is not a sweep folder (no sweep.jsonl / config.json)")
+    print(render(out))
+    return 0
+
+
 def _check_reachable(api_base: str | None) -> None:
     """Fail fast, before loading data or models, when --api-base cannot be reached."""
     if not api_base:
@@ -244,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("strategies", help="list strategies and their options")
     prepare = sub.add_parser("prepare-model", help="assemble and convert the embedded model into the cache")
     prepare.add_argument("--name", help="model name (default: the embedded 0.5B)")
+    _add_sweep(sub)
+    report = sub.add_parser("report", help="(re)draw the plots and report.html of a sweep folder")
+    report.add_argument("out", help="the sweep's --out folder")
     _add_serve(sub)
     mcp = sub.add_parser("mcp", help="MCP tool server on stdio: a `solve` tool for agents")
     _add_service_options(mcp)
@@ -252,6 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {
     "run": cmd_run,
+    "sweep": cmd_sweep,
+    "report": cmd_report,
     "strategies": cmd_strategies,
     "prepare-model": cmd_prepare_model,
     "serve": cmd_serve,

@@ -185,6 +185,32 @@ async def grade(gold: str, answer: str | None) -> bool | None:
     return await ais_equivalent(gold, answer)
 
 
+def solve_options(kind: str) -> dict[str, Any]:
+    """``asolve`` options for a kind of item. Code tasks get the code prompt and the code
+    extractor: a sample's "answer" is its program, so self-consistency votes among identical
+    programs. Everything else uses the math prompt and the shared answer extractor."""
+    if kind == "code":
+        from verifiers.code_extract import extract_code
+
+        return {"prompt": "solve_code", "extract": extract_code}
+    return {}
+
+
+async def grade_item(item: Item, answer: str | None, texts: list[str]) -> tuple[bool | None, dict[str, Any]]:
+    """Grade one finished problem by its kind: (correct or None if unverifiable, extra fields).
+    ``texts`` are the solution samples' texts (code tasks report pass@k over them)."""
+    if item.kind == "code":
+        graded = await grade_code(item, answer, texts)
+        return graded["correct"], {k: v for k, v in graded.items() if k != "correct"}
+    if item.kind == "expression":
+        from verifiers.expression import check_expression
+
+        meta = item.metadata
+        verdict = check_expression(answer, meta["numbers"], meta["target"], use_all=meta.get("use_all", True))
+        return verdict.valid, {"detail": verdict.reason}
+    return await grade(item.answer, answer), {}
+
+
 async def run_benchmark(
     config: RunConfig,
     strategy: Strategy,
@@ -213,18 +239,14 @@ async def run_benchmark(
     async def on_result(index: int, result: Result) -> None:
         item: Item = group[index]
         trace = result.trace.to_list()
-        if item.kind == "code":
-            graded = await grade_code(item, result.answer, sample_texts(trace))
-            correct: bool | None = graded["correct"]
-        else:
-            graded, correct = {}, await grade(item.answer, result.answer)
+        correct, graded = await grade_item(item, result.answer, sample_texts(trace) if item.kind == "code" else [])
         row = {
             "id": item.id,
             "answer": result.answer,
             "gold": item.answer,
             "correct": bool(correct),
             "unverifiable": correct is None,
-            **{k: v for k, v in graded.items() if k != "correct"},
+            **graded,
             "usage": result.usage.to_dict(),
             "stopped_by": result.stopped_by,
         }
@@ -239,17 +261,9 @@ async def run_benchmark(
     try:
         if todo:
             await backend.load()  # a model load must not eat the first problems' seconds budget
-        # Code tasks get the code prompt and the code extractor: a sample's "answer" is its
-        # program, so self-consistency votes among identical programs.
-        for kind in ("math", "code"):
+        for kind in dict.fromkeys(item.kind for item in todo):  # each kind once, in order
             group = [item for item in todo if item.kind == kind]
-            if not group:
-                continue
-            options: dict[str, Any] = {}
-            if kind == "code":
-                from verifiers.code_extract import extract_code
-
-                options = {"prompt": "solve_code", "extract": extract_code}
+            options = solve_options(kind)
             problems = [Problem(item.problem, item.id, item.metadata) for item in group]
             await asolve_many(
                 problems,

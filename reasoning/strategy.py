@@ -42,10 +42,34 @@ class Strategy(ABC):
         return {"strategy": self.name, **{k: _describe(v) for k, v in options.items()}}
 
 
+class SampleReuse(ABC):
+    """Mixin for strategies whose answer is a pure choice among n i.i.d. candidates.
+
+    ``draw(ctx, n)`` makes (and scores) the candidates; ``choose(samples)`` picks the answer
+    without calling the model. A sweep then draws the largest n once per problem and
+    evaluates every smaller n on random subsets of that pool (search-and-learn style),
+    which is exact in expectation because each candidate is drawn independently.
+    """
+
+    @abstractmethod
+    async def draw(self, ctx: Context, n: int) -> list[Sample]: ...
+
+    @abstractmethod
+    def choose(self, samples: list[Sample]) -> Outcome: ...
+
+    @property
+    def reusable(self) -> bool:
+        """False when a candidate's score depends on the other candidates drawn with it."""
+        return True
+
+
 class Verifier(ABC):
     """Scores candidates; higher is better. May call the model through ``ctx``."""
 
     name: ClassVar[str] = "verifier"
+    # True when a sample's score depends on the other samples scored with it (e.g. pooling
+    # verdicts over answer groups); such scores cannot be reused on subsets.
+    set_dependent: ClassVar[bool] = False
 
     @abstractmethod
     async def score(self, ctx: Context, samples: list[Sample]) -> list[float]: ...

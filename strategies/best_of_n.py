@@ -8,8 +8,8 @@ self-consistency groups); all candidates and verifications draw from one ledger.
 
 from __future__ import annotations
 
-from reasoning.context import Context
-from reasoning.strategy import Outcome, Strategy, Verifier
+from reasoning.context import Context, Sample
+from reasoning.strategy import Outcome, SampleReuse, Strategy, Verifier
 
 from .candidates import sample_candidates
 from .registry import register
@@ -17,7 +17,7 @@ from .voting import majority
 
 
 @register("best-of-n")
-class BestOfN(Strategy):
+class BestOfN(Strategy, SampleReuse):
     def __init__(
         self,
         n: int = 8,
@@ -44,13 +44,21 @@ class BestOfN(Strategy):
         self.temperature = temperature
 
     async def run(self, ctx: Context) -> Outcome:
+        return self.choose(await self.draw(ctx, self.n))
+
+    async def draw(self, ctx: Context, n: int) -> list[Sample]:
         samples = await sample_candidates(
-            ctx, self.n, sampler=self.sampler, verifier=self.verifier,
+            ctx, n, sampler=self.sampler, verifier=self.verifier,
             max_tokens=self.max_tokens, temperature=self.temperature,
         )
+        if samples:
+            await ctx.verify(samples, self.verifier)  # sets sample.score
+        return samples
+
+    def choose(self, samples: list[Sample]) -> Outcome:
         if not samples:
             return Outcome(None)
-        scores = await ctx.verify(samples, self.verifier)
+        scores = [s.score or 0.0 for s in samples]
         if self.aggregate == "sum":
             vote = majority(samples, scores)
             best = vote.sample
@@ -58,3 +66,7 @@ class BestOfN(Strategy):
             # Highest score; ties to the earlier sample.
             best = samples[max(range(len(samples)), key=lambda i: (scores[i], -i))]
         return Outcome(best.answer, best.text, samples, {"scores": scores})
+
+    @property
+    def reusable(self) -> bool:
+        return not self.verifier.set_dependent

@@ -30,7 +30,7 @@ import math
 
 from reasoning.budget import Budget
 from reasoning.context import Context, Sample
-from reasoning.strategy import Outcome, Strategy, Verifier
+from reasoning.strategy import Outcome, SampleReuse, Strategy, Verifier
 from verifiers.genrm import GenRM
 
 from .registry import register
@@ -48,7 +48,7 @@ def sc_matched_n(S: int, V: int, lam: float) -> int:
 
 
 @register("genrm-best-of-n")
-class GenRMBestOfN(Strategy):
+class GenRMBestOfN(Strategy, SampleReuse):
     def __init__(
         self,
         n_solutions: int = 4,
@@ -73,13 +73,21 @@ class GenRMBestOfN(Strategy):
         self.verify_max_tokens = verify_max_tokens
 
     async def run(self, ctx: Context) -> Outcome:
+        return self.choose(await self.draw(ctx, self.n_solutions))
+
+    async def draw(self, ctx: Context, n: int) -> list[Sample]:
         solving = self.solution_context(ctx)
         samples = await solving.generate(
-            n=self.n_solutions, max_tokens=self.max_tokens, temperature=self.temperature, name="solutions"
+            n=n, max_tokens=self.max_tokens, temperature=self.temperature, name="solutions"
         )
+        if samples:
+            await ctx.verify(samples, self.verifier)  # sets sample.score
+        return samples
+
+    def choose(self, samples: list[Sample]) -> Outcome:
         if not samples:
             return Outcome(None)
-        scores = await ctx.verify(samples, self.verifier)
+        scores = [s.score or 0.0 for s in samples]
         info = self.accounting(samples, scores)
         if not any(self.verified(s) for s in samples):
             vote = majority(samples)
@@ -87,6 +95,10 @@ class GenRMBestOfN(Strategy):
             return Outcome(vote.answer, vote.sample.text if vote.sample else None, samples, info)
         best = samples[self.select(samples, scores)]
         return Outcome(best.answer, best.text, samples, info)
+
+    @property
+    def reusable(self) -> bool:
+        return not self.verifier.set_dependent
 
     def solution_context(self, ctx: Context) -> Context:
         """The context solutions are drawn in: a slice of ``solution_share`` of the tokens left."""

@@ -6,8 +6,8 @@ sampler strategy, each vote is that strategy's outcome instead of one raw sample
 
 from __future__ import annotations
 
-from reasoning.context import Context
-from reasoning.strategy import Outcome, Strategy, Verifier
+from reasoning.context import Context, Sample
+from reasoning.strategy import Outcome, SampleReuse, Strategy, Verifier
 
 from .candidates import sample_candidates
 from .registry import register
@@ -15,7 +15,7 @@ from .voting import majority
 
 
 @register("self-consistency")
-class SelfConsistency(Strategy):
+class SelfConsistency(Strategy, SampleReuse):
     def __init__(
         self,
         n: int = 8,
@@ -34,12 +34,24 @@ class SelfConsistency(Strategy):
         self.temperature = temperature
 
     async def run(self, ctx: Context) -> Outcome:
+        return self.choose(await self.draw(ctx, self.n))
+
+    async def draw(self, ctx: Context, n: int) -> list[Sample]:
         samples = await sample_candidates(
-            ctx, self.n, sampler=self.sampler, verifier=self.verifier,
+            ctx, n, sampler=self.sampler, verifier=self.verifier,
             max_tokens=self.max_tokens, temperature=self.temperature,
         )
-        weights = await ctx.verify(samples, self.verifier) if self.verifier and samples else None
+        if self.verifier and samples:
+            await ctx.verify(samples, self.verifier)  # sets sample.score
+        return samples
+
+    def choose(self, samples: list[Sample]) -> Outcome:
+        weights = [s.score or 0.0 for s in samples] if self.verifier else None
         vote = majority(samples, weights)
         text = vote.sample.text if vote.sample else None
         return Outcome(vote.answer, text, samples, {"votes": vote.tally, "share": vote.share, "n": len(samples)})
+
+    @property
+    def reusable(self) -> bool:
+        return not (self.verifier and self.verifier.set_dependent)
 

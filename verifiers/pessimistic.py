@@ -86,6 +86,8 @@ class Pessimistic(Verifier):
     Runs ``base`` (default ``GenRM()``) first; usable by any best-of-N or weighted vote.
     """
 
+    set_dependent = True  # a sample's score pools the verdicts of its whole answer group
+
     name = "pessimistic"
 
     def __init__(self, base: Verifier | None = None, z: float = DEFAULT_Z):

@@ -353,6 +353,11 @@ class Local(Backend):
             )
         return responses
 
+    @property
+    def model_path(self) -> Path | None:
+        """The model folder once known (after ``load`` for the embedded model)."""
+        return self._path
+
     def describe(self) -> dict[str, object]:
         return {"backend": self.name, "dtype": self.dtype, "threads": self.threads, "params": self.params}
 

@@ -1,0 +1,516 @@
+"""``reasoning-bench sweep``: strategies x budgets x datasets, compared at matched compute.
+
+A sweep is a grid. Each *cell* is one (dataset, strategy, point), where a point is either a
+sample count (``--n 1,2,4``) or a per-problem budget (``--budget-grid tokens=1000,2000``; any
+ledger limit: tokens, completion_tokens, usd, flops, calls). Two ways to fill a cell:
+
+- **Sample reuse** (strategies implementing ``reasoning.strategy.SampleReuse`` — self-
+  consistency, best-of-N, GenRM best-of-N — unless ``reuse: false``): per problem, the
+  strategy draws one pool of N candidates (N = the largest n, or ``pool``), scored by its
+  verifier; every point is then evaluated on random subsets of that pool without new model
+  calls (majority@k / best-of-k averaged over ``subsets`` random k-subsets, as
+  search-and-learn does). A point's compute is k/N of the pool's, exact in expectation since
+  candidates are i.i.d. A budget point b gets, per problem, the largest k whose expected
+  cost k·(pool cost)/N fits b (capped at N, marked ``capped``).
+- **Direct**: every other strategy runs once per problem and point, the point's budget enforced
+  by the ledger (strategies with an ``n`` option get ``n = max_n`` so that the budget binds; an
+  n point sets ``n`` itself).
+
+Every backend call goes through a disk cache (``reasoning.backends.cache``) keyed by model,
+prompt, sampling parameters and seed: re-running a sweep, extending N, or adding a strategy
+costs only the new samples. Results are appended per problem to ``DIR/problems.jsonl``
+(fsync'd), so an interrupted sweep resumes where it stopped. At the end ``DIR/sweep.jsonl``
+holds one row per cell (accuracy, 95 % bootstrap CI over problems, mean usage per problem
+incl. FLOPs and effective FLOPs, saturation), ``DIR/coverage.json`` the pass@k coverage
+curves with their power-law fits, and ``DIR/report.html`` the plots and tables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from reasoning import Budget, Problem, asolve
+from reasoning.backends.base import Backend
+from reasoning.budget import LIMITS, Usage
+from reasoning.context import Context, Sample, Sampling
+from reasoning.errors import ConfigError
+from reasoning.strategy import Outcome, SampleReuse, Strategy
+
+from .compute import H100_INTENSITY, ComputeModel, ModelShape
+from .datasets import Item, load_items
+from .estimators import bootstrap_ci, coverage_curve, fit_coverage, saturation, subset_mean
+from .run import _Appender, grade_item, read_done, solve_options
+
+BUDGET_KINDS = tuple(limit for limit in LIMITS if limit != "seconds")  # seconds are not comparable across runs
+
+
+class StrategySpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    options: dict[str, Any] = {}
+    label: str | None = None  # how it is called in tables and plots (default: the name)
+
+    @property
+    def key(self) -> str:
+        return self.label or self.name
+
+
+class SweepConfig(BaseModel):
+    """A sweep, from the command line or a YAML/TOML file (same field names)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    datasets: list[str] = Field(min_length=1)
+    limit: int | None = Field(default=None, ge=1)
+    strategies: list[StrategySpec] = Field(min_length=1)
+    n: list[int] = []  # sample-count points
+    budget_grid: dict[str, list[float]] = {}  # one limit -> per-problem budget points
+    backend: str = "local"
+    api_base: str | None = None
+    max_tokens: int = Field(default=1024, ge=1)
+    temperature: float = Field(default=0.7, ge=0)
+    reuse: bool = True
+    pool: int | None = Field(default=None, ge=1)  # pool size for budget grids with reuse
+    max_n: int = Field(default=64, ge=1)  # n given to direct strategies on a budget grid
+    subsets: int = Field(default=32, ge=1)  # random subsets per (problem, k)
+    bootstrap: int = Field(default=1000, ge=100)
+    saturation_threshold: float = Field(default=0.01, ge=0)  # accuracy gain per doubling
+    coverage: bool = True
+    intensity: float = Field(default=H100_INTENSITY, gt=0)  # FLOPs/byte for effective FLOPs
+    decode_batch: int = Field(default=64, ge=1)
+    x_axis: Literal["tokens", "completion_tokens", "usd", "flops", "eflops", "n"] = "tokens"
+    concurrency: int = Field(default=32, ge=1)
+    seed: int = 0
+    out: str
+    cache: str | None = None  # default: OUT/generations.sqlite
+
+    @field_validator("n")
+    @classmethod
+    def _positive(cls, values: list[int]) -> list[int]:
+        if any(v < 1 for v in values):
+            raise ValueError("every n must be >= 1")
+        return sorted(set(values))
+
+    @field_validator("budget_grid")
+    @classmethod
+    def _grid(cls, grid: dict[str, list[float]]) -> dict[str, list[float]]:
+        if len(grid) > 1:
+            raise ValueError(f"one budget kind per sweep, got {', '.join(grid)}")
+        for kind, values in grid.items():
+            if kind not in BUDGET_KINDS:
+                raise ValueError(f"unknown budget kind {kind!r}; use one of {', '.join(BUDGET_KINDS)}")
+            if not values or any(v <= 0 for v in values):
+                raise ValueError(f"budget points for {kind!r} must be positive")
+        return {kind: sorted(set(values)) for kind, values in grid.items()}
+
+    @model_validator(mode="after")
+    def _one_grid(self) -> SweepConfig:
+        if bool(self.n) == bool(self.budget_grid):
+            raise ValueError("give exactly one of n (sample counts) or budget_grid (per-problem budgets)")
+        keys = [s.key for s in self.strategies]
+        if len(set(keys)) != len(keys):
+            raise ValueError("two strategies share a label; give them distinct `label`s")
+        return self
+
+    @property
+    def budget_kind(self) -> str | None:
+        return next(iter(self.budget_grid), None)
+
+    def points(self) -> list[dict[str, float]]:
+        if self.n:
+            return [{"n": n} for n in self.n]
+        kind = self.budget_kind
+        return [{kind: value} for value in self.budget_grid[kind]]
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> SweepConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"sweep config not found: {path}")
+        text = path.read_text(encoding="utf-8")
+        try:
+            if path.suffix == ".toml":
+                import tomllib
+
+                data = tomllib.loads(text)
+            else:
+                import yaml
+
+                data = yaml.safe_load(text)
+        except Exception as bad:  # both parsers raise their own types; the message is what matters
+            raise ConfigError(f"{path}: cannot parse ({bad})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of sweep fields")
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.model_validate(data)
+
+
+def point_key(point: dict[str, float]) -> str:
+    ((kind, value),) = point.items()
+    return f"{kind}={value:g}"
+
+
+# -- the two ways to fill cells ----------------------------------------------------------
+class _DrawPool(Strategy):
+    """Draws a reusable strategy's pool of candidates; the answer is chosen later, per subset."""
+
+    name = "pool"
+
+    def __init__(self, inner: SampleReuse, size: int) -> None:
+        self.inner = inner
+        self.size = size
+
+    async def run(self, ctx: Context) -> Outcome:
+        samples = await self.inner.draw(ctx, self.size)
+        return Outcome(None, samples=samples, info={"pool_samples": samples})
+
+    def describe(self) -> dict[str, Any]:
+        return {"strategy": "pool", "of": self.inner.describe(), "size": self.size}
+
+
+class Sweep:
+    def __init__(self, config: SweepConfig, backend: Backend, *, progress: Any | None = None) -> None:
+        from strategies.registry import get, options_of
+
+        self.config = config
+        self.backend = backend
+        self.progress = progress
+        self.out = Path(config.out)
+        self.compute: ComputeModel | None = None
+        self.strategies: dict[str, Strategy] = {}
+        self.accepts_n: dict[str, bool] = {}
+        for spec in config.strategies:
+            self.accepts_n[spec.key] = "n" in options_of(get(spec.name))
+            self.strategies[spec.key] = self._create(spec)
+
+    @staticmethod
+    def _create(spec: StrategySpec, **overrides: Any) -> Strategy:
+        from strategies import create
+        from verifiers import make_verifier
+
+        options = {**spec.options, **overrides}
+        if isinstance(options.get("verifier"), str):  # a verifier by name, as on the command line
+            options["verifier"] = make_verifier(options["verifier"])
+        return create(spec.name, **options)
+
+    # -- setup ---------------------------------------------------------------------
+    def reusing(self, key: str) -> bool:
+        strategy = self.strategies[key]
+        return self.config.reuse and isinstance(strategy, SampleReuse) and strategy.reusable
+
+    def pool_size(self) -> int:
+        c = self.config
+        if c.n:
+            return max(c.n)
+        if c.pool:
+            return c.pool
+        # Enough candidates for the largest budget at a quarter of max_tokens each, at most 64.
+        kind, top = c.budget_kind, max(c.budget_grid[c.budget_kind])
+        if kind in ("tokens", "completion_tokens"):
+            return int(min(64, max(1, math.ceil(top / (c.max_tokens / 4)))))
+        if kind == "calls":
+            return int(min(64, top))
+        return 64
+
+    def strategy_for(self, key: str, point: dict[str, float]) -> Strategy:
+        spec = next(s for s in self.config.strategies if s.key == key)
+        if not self.accepts_n[key]:
+            return self.strategies[key]
+        return self._create(spec, n=int(point["n"]) if "n" in point else self.config.max_n)
+
+    def _check_identity(self) -> None:
+        """A resumed sweep must mean the same thing: same backend and sampling."""
+        path = self.out / "config.json"
+        identity = ("backend", "max_tokens", "temperature", "reuse", "subsets", "seed")
+        if path.exists():
+            old = json.loads(path.read_text())
+            changed = [k for k in identity if old.get(k) != getattr(self.config, k)]
+            if changed:
+                raise ConfigError(f"{self.out} holds a sweep with a different {', '.join(changed)}; use another --out")
+        path.write_text(self.config.model_dump_json(indent=2))
+
+    async def _load_compute(self) -> None:
+        model_dir = getattr(self.backend, "model_path", None)
+        if model_dir and (Path(model_dir) / "config.json").is_file():
+            self.compute = ComputeModel(
+                ModelShape.from_dir(model_dir, self.backend.params), self.config.intensity, self.config.decode_batch
+            )
+
+    # -- run -----------------------------------------------------------------------
+    async def run(self) -> dict[str, Any]:
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._check_identity()
+        done = read_done_rows(self.out / "problems.jsonl")
+        items = {name: load_items(name, self.config.limit) for name in self.config.datasets}
+        jobs = self._jobs(items, done)
+        total_units = sum(len(points) for _, _, points, _ in jobs)
+        task = self.progress.add_task("sweep", total=total_units) if self.progress else None
+        started = time.monotonic()
+        if jobs:
+            await self.backend.load()
+        await self._load_compute()
+        writer = _Appender(self.out / "problems.jsonl")
+        gate = asyncio.Semaphore(self.config.concurrency)
+
+        async def one(dataset: str, key: str, points: list[dict[str, float]], item: Item) -> None:
+            async with gate:
+                if self.reusing(key):
+                    rows = await self._pooled(dataset, key, points, item)
+                else:
+                    rows = [await self._direct(dataset, key, points[0], item)]
+            for row in rows:
+                writer.write(row)
+                done.add(row_key(row))
+            if task is not None:
+                self.progress.advance(task, len(points))
+
+        try:
+            await _gather_all(one(*job) for job in jobs)
+        finally:
+            writer.close()
+        report = self.summarise(items, time.monotonic() - started)
+        return report
+
+    def _jobs(self, items: dict[str, list[Item]], done: set[tuple]) -> list[tuple[str, str, list[dict], Item]]:
+        """Units of work not finished yet: one per (problem, pooled strategy) covering all its
+        points, one per (problem, direct strategy, point)."""
+        jobs = []
+        for dataset, dataset_items in items.items():
+            for key in self.strategies:
+                points = self.config.points()
+                for item in dataset_items:
+                    todo = [p for p in points if (dataset, key, point_key(p), item.id) not in done]
+                    if not todo:
+                        continue
+                    if self.reusing(key):
+                        jobs.append((dataset, key, points, item))  # one pool serves every point
+                    else:
+                        jobs.extend((dataset, key, [p], item) for p in todo)
+        return jobs
+
+    async def _solve(self, strategy: Strategy, item: Item, budget: Budget | None):
+        return await asolve(
+            Problem(item.problem, item.id, item.metadata), strategy, self.backend, budget,
+            sampling=Sampling(max_tokens=self.config.max_tokens, temperature=self.config.temperature),
+            **solve_options(item.kind),
+        )
+
+    def _costs(self, result) -> dict[str, float]:
+        usage: Usage = result.usage
+        costs = {
+            "tokens": float(usage.tokens),
+            "completion_tokens": float(usage.completion_tokens),
+            "usd": usage.usd,
+            "calls": float(usage.calls),
+            "seconds": usage.seconds,
+        }
+        if self.compute is not None:
+            native = self.backend.capabilities.native_n
+            costs["flops"], costs["eflops"] = self.compute.of_trace(result.trace.to_list(), native)
+        else:
+            costs["flops"] = usage.flops  # 2 x params x tokens when the backend knows params
+        return costs
+
+    async def _direct(self, dataset: str, key: str, point: dict[str, float], item: Item) -> dict[str, Any]:
+        budget = None if "n" in point else Budget(**{k: v for k, v in point.items()})
+        result = await self._solve(self.strategy_for(key, point), item, budget)
+        correct, _ = await grade_item(item, result.answer, [])
+        return {
+            "dataset": dataset, "strategy": key, "point": point_key(point), "id": item.id,
+            "correct": float(bool(correct)), "answer": result.answer, "mode": "direct",
+            "cost": self._costs(result), "n": None, "stopped_by": result.stopped_by,
+        }
+
+    async def _pooled(self, dataset: str, key: str, points: list[dict[str, float]], item: Item) -> list[dict[str, Any]]:
+        strategy = self.strategies[key]
+        size = self.pool_size()
+        result = await self._solve(_DrawPool(strategy, size), item, None)
+        samples: list[Sample] = _pool_samples(result)
+        pool_cost = self._costs(result)
+        verdicts: dict[str | None, bool] = {}
+
+        async def correct(answer: str | None) -> bool:
+            if answer not in verdicts:
+                verdicts[answer] = bool((await grade_item(item, answer, []))[0]) if answer is not None else False
+            return verdicts[answer]
+
+        for sample in samples:  # grade each distinct answer once, for coverage and choices
+            await correct(sample.answer)
+        rng = random.Random(f"{self.config.seed}:{dataset}:{key}:{item.id}")
+        chosen: dict[int, float] = {}
+
+        def accuracy_at(k: int) -> float:
+            if k not in chosen:
+                if k < 1 or not samples:
+                    chosen[k] = 0.0
+                else:
+                    chosen[k] = subset_mean(
+                        samples, k, lambda subset: float(verdicts.get(strategy.choose(subset).answer, False)),
+                        draws=self.config.subsets, rng=rng,
+                    )
+            return chosen[k]
+
+        # choose() may return an answer no single sample wrote verbatim (never for our
+        # strategies), so grade whatever the full pool chooses too.
+        if samples:
+            await correct(strategy.choose(samples).answer)
+        n_pool = len(samples)
+        per_sample = {kind: value / n_pool for kind, value in pool_cost.items()} if n_pool else {}
+        rows = []
+        for point in points:
+            capped = False
+            if "n" in point:
+                k = min(int(point["n"]), n_pool)
+                capped = int(point["n"]) > n_pool
+            else:
+                ((kind, limit),) = point.items()
+                unit = per_sample.get(kind, 0.0)
+                if unit <= 0:
+                    raise ConfigError(f"cannot sweep {kind} budgets: the backend reports no {kind} usage")
+                k = min(int(limit // unit), n_pool) if n_pool else 0
+                capped = n_pool > 0 and limit // unit > n_pool
+            rows.append({
+                "dataset": dataset, "strategy": key, "point": point_key(point), "id": item.id,
+                "correct": accuracy_at(k), "mode": "reuse", "n": k, "pool": n_pool, "capped": capped,
+                "pool_correct": sum(verdicts.get(s.answer, False) for s in samples),
+                "cost": {kind: value * k for kind, value in per_sample.items()},
+            })
+        return rows
+
+    # -- summary -------------------------------------------------------------------
+    def summarise(self, items: dict[str, list[Item]], wall: float) -> dict[str, Any]:
+        return summarise_dir(self.out, self.config, items, wall)
+
+
+def _pool_samples(result) -> list[Sample]:
+    """The candidates of a pool draw (with their scores), as ``_DrawPool`` handed them over."""
+    return list(result.info.get("pool_samples") or [])
+
+
+async def _gather_all(coroutines) -> None:
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+def row_key(row: dict[str, Any]) -> tuple[str, str, str, str]:
+    return (row["dataset"], row["strategy"], row["point"], str(row["id"]))
+
+
+def read_done_rows(path: Path) -> set[tuple]:
+    return {row_key(row) for row in _read_rows(path)}
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    rows = []
+    read_done(path)  # drops a half-written last line
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            rows.append(json.loads(line))
+    return rows
+
+
+def summarise_dir(out: Path, config: SweepConfig, items: dict[str, list[Item]] | None = None, wall: float = 0.0) -> dict[str, Any]:
+    """Aggregate ``problems.jsonl`` into ``sweep.jsonl`` and ``coverage.json``."""
+    rows = _read_rows(out / "problems.jsonl")
+    latest: dict[tuple, dict[str, Any]] = {}
+    for row in rows:
+        latest[row_key(row)] = row  # a re-run of a problem replaces the earlier row
+    expected = {name: len(found) for name, found in items.items()} if items else {}
+    cells: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for row in latest.values():
+        cells.setdefault((row["dataset"], row["strategy"], row["point"]), []).append(row)
+    order = {point_key(p): i for i, p in enumerate(config.points())}
+    table = []
+    for (dataset, strategy, point), members in sorted(cells.items(), key=lambda kv: (kv[0][0], kv[0][1], order.get(kv[0][2], 1e9))):
+        values = [float(r["correct"]) for r in members]
+        low, high = bootstrap_ci(values, resamples=config.bootstrap, seed=config.seed)
+        kinds = sorted({k for r in members for k in r["cost"]})
+        cost = {k: sum(r["cost"].get(k, 0.0) for r in members) / len(members) for k in kinds}
+        ns = [r["n"] for r in members if r.get("n") is not None]
+        table.append({
+            "dataset": dataset, "strategy": strategy, "point": point,
+            "budget": _point_value(point), "budget_kind": point.split("=")[0],
+            "accuracy": sum(values) / len(values), "ci95": [low, high],
+            "n_problems": len(members), "complete": len(members) >= expected.get(dataset, len(members)),
+            "mode": members[0]["mode"], "mean_n": sum(ns) / len(ns) if ns else None,
+            "capped": sum(bool(r.get("capped")) for r in members),
+            "usage": cost,
+        })
+    _mark_saturation(table, config)
+    with (out / "sweep.jsonl").open("w", encoding="utf-8") as handle:
+        for row in table:
+            handle.write(json.dumps(row) + "\n")
+    coverage = _coverage(latest.values(), config) if config.coverage else {}
+    (out / "coverage.json").write_text(json.dumps(coverage, indent=2))
+    summary = {"cells": table, "coverage": coverage, "wall_seconds": wall, "out": str(out)}
+    return summary
+
+
+def _point_value(point: str) -> float:
+    return float(point.split("=", 1)[1])
+
+
+def x_value(row: dict[str, Any], axis: str) -> float:
+    """The x coordinate of a sweep row: mean compute per problem on ``axis``."""
+    if axis == "n":
+        return row["mean_n"] if row["mean_n"] is not None else row["budget"]
+    return row["usage"].get(axis, 0.0)
+
+
+def _mark_saturation(table: list[dict[str, Any]], config: SweepConfig) -> None:
+    curves: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in table:
+        curves.setdefault((row["dataset"], row["strategy"]), []).append(row)
+    for members in curves.values():
+        xs = [x_value(r, config.x_axis) for r in members]
+        usable = [i for i, x in enumerate(xs) if x > 0]
+        for row in members:
+            row["gain_per_doubling"], row["saturation_point"] = None, False
+        if len(usable) < 2:
+            continue
+        gains, point = saturation([xs[i] for i in usable], [members[i]["accuracy"] for i in usable], config.saturation_threshold)
+        for position, index in enumerate(usable):
+            members[index]["gain_per_doubling"] = gains[position]
+        if point is not None:
+            members[usable[point]]["saturation_point"] = True
+
+
+def _coverage(rows, config: SweepConfig) -> dict[str, Any]:
+    """Per (dataset, pooled strategy): coverage@k for k = 1..N and its power-law fit."""
+    pools: dict[tuple[str, str], dict[str, tuple[int, int]]] = {}
+    for row in rows:
+        if row.get("mode") == "reuse" and row.get("pool"):
+            pools.setdefault((row["dataset"], row["strategy"]), {})[str(row["id"])] = (row["pool"], row["pool_correct"])
+    found: dict[str, Any] = {}
+    for (dataset, strategy), per_problem in sorted(pools.items()):
+        top = max(n for n, _ in per_problem.values())
+        ks = list(range(1, top + 1))
+        curve = coverage_curve(list(per_problem.values()), ks)
+        fit = fit_coverage(ks, curve)
+        found.setdefault(dataset, {})[strategy] = {
+            "k": ks, "coverage": curve, "problems": len(per_problem),
+            "fit": fit.to_dict() if fit else None,
+        }
+    return found
+
+
+def format_fit(fit: dict[str, float] | None) -> str:
+    if not fit:
+        return "no fit (fewer than two points strictly between 0 and 1)"
+    return f"coverage(k) ≈ exp({fit['a']:.3f} · k^{fit['b']:.3f})  (R² = {fit['r2']:.3f} over {fit['points']} points)"
+

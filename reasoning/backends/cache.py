@@ -1,0 +1,168 @@
+"""A disk cache of generations in front of any backend, for sweeps and re-runs.
+
+Completions are stored in SQLite, keyed by the model (the backend's description), the
+prompt, the sampling parameters and the seed; ``n`` is not part of the key. A request for
+n completions takes the first n stored under its key and generates only the missing ones
+(asking the backend for ``n - stored``, with a seed derived from the original one so the
+new samples differ from the stored ones). So re-running a sweep costs nothing, and raising
+N from 16 to 64 costs only 48 new samples per prompt.
+
+Accounting stays honest and reproducible: a cached completion reports the tokens (and
+USD) it cost when it was generated, so ledgers, budgets and results are the same whether
+a sample came from the cache or not; ``response.info["cache"]`` says how many were reused.
+Every write is committed before the response returns (nothing is lost on a crash).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+from ..types import Completion, GenerationRequest, GenerationResponse
+from .base import Backend
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS completions (
+    key TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    completion TEXT NOT NULL,   -- Completion.to_dict() as JSON
+    prompt_tokens INTEGER NOT NULL,  -- of the call that produced it, shared by its siblings
+    call_n INTEGER NOT NULL,         -- how many completions that call produced
+    usd REAL NOT NULL,               -- this completion's share of the call's cost
+    PRIMARY KEY (key, idx)
+);
+"""
+
+
+def request_key(model: str, request: GenerationRequest) -> str:
+    """Hash of everything that determines the distribution of one completion: the model
+    (the backend's name, e.g. ``vllm:/models/qwen`` or ``litellm:openai/gpt-4o-mini``), the
+    prompt, the sampling parameters and the seed; not n."""
+    data = request.to_dict()
+    data.pop("n", None)
+    return hashlib.sha256(json.dumps({"model": model, "request": data}, sort_keys=True).encode()).hexdigest()
+
+
+def _derived_seed(seed: int | None, already: int) -> int | None:
+    """The seed for samples after the first ``already`` of a key (None stays None)."""
+    if seed is None or already == 0:
+        return seed
+    digest = hashlib.sha256(f"{seed}:{already}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+class CachedBackend(Backend):
+    def __init__(self, inner: Backend, path: str | Path) -> None:
+        self.inner = inner
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+        self._db_lock = threading.Lock()
+        self._key_locks: dict[str, asyncio.Lock] = {}
+        self.hits = 0  # completions served from disk
+        self.misses = 0  # completions generated
+        self.name = inner.name
+        self.capabilities = inner.capabilities
+        self.params = inner.params
+
+    # -- delegation --------------------------------------------------------------
+    def count_prompt_tokens(self, request: GenerationRequest) -> int:
+        return self.inner.count_prompt_tokens(request)
+
+    def prices(self) -> tuple[float, float]:
+        return self.inner.prices()
+
+    def call_shape(self, request: GenerationRequest):
+        return self.inner.call_shape(request)
+
+    def check_supported(self, request: GenerationRequest) -> None:
+        self.inner.check_supported(request)
+
+    async def load(self) -> None:
+        await self.inner.load()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+        with self._db_lock:
+            self._db.close()
+
+    def describe(self) -> dict[str, object]:
+        return {**self.inner.describe(), "cache": str(self.path)}
+
+    def __getattr__(self, name: str) -> Any:
+        # Backend-specific extras (a tokenizer for GenRM's logprob path, engine stats).
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    # -- the cache -----------------------------------------------------------------
+    def _stored(self, key: str, limit: int) -> list[tuple[str, int, int, float]]:
+        with self._db_lock:
+            return self._db.execute(
+                "SELECT completion, prompt_tokens, call_n, usd FROM completions WHERE key = ? ORDER BY idx LIMIT ?",
+                (key, limit),
+            ).fetchall()
+
+    def _store(self, key: str, start: int, response: GenerationResponse) -> None:
+        count = len(response.completions)
+        rows = [
+            (key, start + i, json.dumps(c.to_dict()), response.prompt_tokens, count, response.usd / max(1, count))
+            for i, c in enumerate(response.completions)
+        ]
+        with self._db_lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?)", rows)
+            self._db.execute("COMMIT")
+
+    async def generate(self, request: GenerationRequest) -> GenerationResponse:
+        key = request_key(self.inner.name, request)
+        lock = self._key_locks.setdefault(key, asyncio.Lock())
+        async with lock:  # two concurrent asks for one key must not both generate its samples
+            stored = self._stored(key, request.n)
+            fresh: GenerationResponse | None = None
+            if len(stored) < request.n:
+                missing = request.replace(n=request.n - len(stored), seed=_derived_seed(request.seed, len(stored)))
+                fresh = await self.inner.generate(missing)
+                self._store(key, len(stored), fresh)
+        completions = [_completion(json.loads(row[0])) for row in stored]
+        # Prompt tokens as the calls that made them counted them: once per call for
+        # native-n backends (prorated over the call's samples), once per sample otherwise.
+        prompt_tokens = round(sum(row[1] / row[2] for row in stored))
+        usd = sum(row[3] for row in stored)
+        calls = 0
+        if fresh is not None:
+            completions += fresh.completions
+            # One native-n call pays the prompt once: never report more than that bound.
+            native = self.capabilities.native_n
+            prompt_tokens = fresh.prompt_tokens if native else prompt_tokens + fresh.prompt_tokens
+            usd += fresh.usd
+            calls += fresh.calls
+        self.hits += len(stored)
+        self.misses += len(completions) - len(stored)
+        info = dict(fresh.info) if fresh is not None else {}
+        info["cache"] = {"reused": len(stored), "generated": len(completions) - len(stored)}
+        return GenerationResponse(
+            completions=completions,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=sum(c.completion_tokens for c in completions),
+            calls=calls or 1,
+            usd=usd,
+            info=info,
+        )
+
+
+def _completion(data: dict[str, Any]) -> Completion:
+    return Completion(
+        text=data["text"],
+        completion_tokens=data["completion_tokens"],
+        finish_reason=data.get("finish_reason", "stop"),
+        token_logprobs=data.get("token_logprobs"),
+        token_ids=data.get("token_ids"),
+    )

@@ -1,0 +1,328 @@
+"""Sweeps: estimators, the generation cache, sample reuse, budgets, resume, config, report."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import math
+import random
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from benchmarks.cli import main
+from benchmarks.compute import ComputeModel, ModelShape
+from benchmarks.estimators import bootstrap_ci, coverage_curve, fit_coverage, pass_at_k, saturation, subset_mean
+from benchmarks.sweep import Sweep, SweepConfig
+from reasoning.backends import Scripted
+from reasoning.backends.cache import CachedBackend
+from reasoning.errors import ConfigError
+from reasoning.types import GenerationRequest, Message
+
+GOLD = {}  # gsm8k gold answers of the first problems, filled lazily
+
+
+def gsm8k_gold(limit: int) -> dict[str, str]:
+    from benchmarks.datasets import load_items
+
+    return {item.problem: item.answer for item in load_items("gsm8k", limit)}
+
+
+def per_problem_responder(right_every: int, golds: dict[str, str]):
+    """Sample i of a problem is right when i % right_every == 0, else a wrong answer that
+    depends on i, so votes split and pools differ across problems."""
+    counts: Counter[str] = Counter()
+
+    def respond(request: GenerationRequest, _index: int) -> str:
+        text = request.prompt_text()
+        gold = next((g for q, g in golds.items() if q in text), "0")
+        i = counts[text]
+        counts[text] += 1
+        answer = gold if i % right_every == 0 else f"{1000 + i % 5}"
+        return f"Reasoning {i}. \\boxed{{{answer}}}"
+
+    return respond
+
+
+# -- estimators -------------------------------------------------------------------------
+def test_pass_at_k_matches_brute_force():
+    for n in range(1, 7):
+        for c in range(n + 1):
+            for k in range(1, n + 1):
+                outcomes = [1] * c + [0] * (n - c)
+                subsets = list(itertools.combinations(outcomes, k))
+                assert pass_at_k(n, c, k) == pytest.approx(sum(any(s) for s in subsets) / len(subsets))
+
+
+def test_subset_mean_is_exact_when_it_can_enumerate_and_close_when_it_samples():
+    pool = [1, 0, 0, 1, 0, 1, 1, 0]
+    rng = random.Random(0)
+    exact = sum(max(set(s), key=s.count) for s in itertools.combinations(pool, 3)) / math.comb(8, 3)
+    # A majority of 3 binary values has no ties: enumeration must be exact.
+    assert subset_mean(pool, 3, lambda s: max(set(s), key=s.count), draws=1000, rng=rng) == pytest.approx(exact)
+    sampled = subset_mean(pool, 3, lambda s: max(set(s), key=s.count), draws=20, rng=rng)
+    assert abs(sampled - exact) < 0.3
+    with pytest.raises(ValueError):
+        subset_mean(pool, 9, sum, draws=10, rng=rng)
+
+
+def test_bootstrap_ci_brackets_the_mean_and_narrows_with_more_problems():
+    few = [1.0, 0.0] * 10
+    many = [1.0, 0.0] * 500
+    low, high = bootstrap_ci(few, seed=1)
+    assert low < 0.5 < high
+    low2, high2 = bootstrap_ci(many, seed=1)
+    assert low2 < 0.5 < high2 and (high2 - low2) < (high - low) / 3
+    assert bootstrap_ci([1.0] * 5) == (1.0, 1.0)
+
+
+def test_fit_coverage_recovers_an_exponentiated_power_law():
+    ks = list(range(1, 65))
+    curve = [math.exp(-1.7 * k**-0.45) for k in ks]
+    fit = fit_coverage(ks, curve)
+    assert fit.a == pytest.approx(-1.7, rel=1e-6) and fit.b == pytest.approx(-0.45, rel=1e-6)
+    assert fit.r2 == pytest.approx(1.0) and fit(10) == pytest.approx(curve[9])
+    assert fit_coverage([1, 2], [1.0, 1.0]) is None  # saturated: nothing to fit
+
+
+def test_coverage_curve_averages_unbiased_pass_at_k():
+    curve = coverage_curve([(4, 1), (4, 0), (4, 4)], [1, 2, 4])
+    assert curve == pytest.approx([(0.25 + 0 + 1) / 3, (0.5 + 0 + 1) / 3, (1 + 0 + 1) / 3])
+
+
+def test_saturation_marks_the_first_budget_after_which_doublings_stop_paying():
+    budgets = [1, 2, 4, 8, 16]
+    accuracy = [0.2, 0.4, 0.5, 0.505, 0.507]
+    gains, point = saturation(budgets, accuracy, threshold=0.01)
+    assert gains[0] == pytest.approx(0.2) and gains[-1] is None
+    assert point == 2  # from 4 on, every doubling gains < 1 point
+    assert saturation(budgets, [0.1, 0.2, 0.3, 0.4, 0.5], 0.01)[1] is None
+
+
+# -- compute ----------------------------------------------------------------------------
+def test_flops_include_attention_and_effective_flops_charge_kv_reads():
+    shape = ModelShape(params=1e6, layers=2, d_attn=8, d_kv=4)
+    model = ComputeModel(shape, intensity=100.0, batch=1)
+    flops, effective = model.call(10, [5])
+    context = 10 * 5 + 5 * 5 / 2
+    expected = 2e6 * 10 + 2 * 2 * 8 * 100 + 2e6 * 5 + 4 * 2 * 8 * context
+    assert flops == pytest.approx(expected)
+    kv_bytes = 2.0 * 2 * 2 * 4 * context
+    assert effective == pytest.approx(expected + 100.0 * (kv_bytes + 2.0 * 1e6 * 5))
+    # Longer generations: attention grows quadratically, so FLOPs per token rise.
+    assert model.call(0, [4000])[0] / 4000 > model.call(0, [40])[0] / 40
+    # Without native n each sample prefills its own copy of the prompt.
+    assert model.call(20, [5, 5], prefill_per_sample=True)[0] > model.call(10, [5, 5])[0]
+
+
+def test_model_shape_from_a_hf_config():
+    config = {"hidden_size": 896, "num_attention_heads": 14, "num_key_value_heads": 2, "num_hidden_layers": 24,
+              "intermediate_size": 4864, "vocab_size": 151936, "tie_word_embeddings": True}
+    shape = ModelShape.from_config(config)
+    assert (shape.layers, shape.d_attn, shape.d_kv) == (24, 896, 128)
+    assert 3.5e8 < shape.params < 3.7e8  # Qwen2.5-0.5B without embeddings: ~358M
+    assert ModelShape.from_config(config, params=123).params == 123
+
+
+# -- the generation cache ---------------------------------------------------------------
+def run(coro):
+    return asyncio.run(coro)
+
+
+def request(n: int, temperature: float = 0.7) -> GenerationRequest:
+    return GenerationRequest(messages=(Message("user", "What is 2+2?"),), n=n, max_tokens=50, temperature=temperature)
+
+
+def test_cache_serves_stored_samples_and_generates_only_missing_ones(tmp_path):
+    inner = Scripted(responder=lambda req, i: f"sample {i} \\boxed{{{i}}}", completion_tokens=7)
+    cached = CachedBackend(inner, tmp_path / "gen.sqlite")
+    first = run(cached.generate(request(3)))
+    assert [c.text for c in first.completions] == [f"sample {i} \\boxed{{{i}}}" for i in range(3)]
+    again = run(cached.generate(request(2)))
+    assert [c.text for c in again.completions] == [c.text for c in first.completions[:2]]
+    assert inner.calls == 1 and again.info["cache"] == {"reused": 2, "generated": 0}
+    more = run(cached.generate(request(5)))
+    assert inner.calls == 2 and inner.requests[-1].n == 2  # only the two missing samples
+    assert [c.text for c in more.completions[:3]] == [c.text for c in first.completions]
+    assert more.completion_tokens == 5 * 7
+    run(cached.generate(request(2, temperature=0.0)))  # other sampling parameters: another key
+    assert inner.calls == 3
+    run(cached.aclose())
+    # A new process (new instance) finds everything on disk.
+    reopened = CachedBackend(Scripted(responder=lambda req, i: "never"), tmp_path / "gen.sqlite")
+    assert [c.text for c in run(reopened.generate(request(5))).completions] == [c.text for c in more.completions]
+    assert reopened.inner.calls == 0
+
+
+def test_cached_usage_equals_the_original_usage(tmp_path):
+    inner = Scripted(completion_tokens=11, usd_per_token=(1e-6, 2e-6))
+    cached = CachedBackend(inner, tmp_path / "gen.sqlite")
+    fresh = run(cached.generate(request(4)))
+    hit = run(cached.generate(request(4)))
+    assert (hit.prompt_tokens, hit.completion_tokens) == (fresh.prompt_tokens, fresh.completion_tokens)
+    assert hit.usd == pytest.approx(fresh.usd)
+
+
+def test_concurrent_requests_for_one_key_generate_once(tmp_path):
+    inner = Scripted(latency=0.05)
+    cached = CachedBackend(inner, tmp_path / "gen.sqlite")
+
+    async def both():
+        return await asyncio.gather(cached.generate(request(4)), cached.generate(request(4)))
+
+    a, b = run(both())
+    assert inner.calls == 1 and [c.text for c in a.completions] == [c.text for c in b.completions]
+
+
+# -- sweeps end to end --------------------------------------------------------------------
+def make_sweep(tmp_path, backend, **fields) -> tuple[Sweep, CachedBackend]:
+    config = SweepConfig(**{"datasets": ["gsm8k"], "limit": 4, "out": str(tmp_path / "sweep"), **fields})
+    cached = CachedBackend(backend, tmp_path / "sweep" / "generations.sqlite")
+    return Sweep(config, cached), cached
+
+
+def rows_of(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_reuse_at_full_pool_equals_a_direct_run_and_small_n_is_a_subset_average(tmp_path):
+    golds = gsm8k_gold(4)
+    backend = Scripted(responder=per_problem_responder(3, golds))
+    sweep, cached = make_sweep(tmp_path, backend, strategies=[{"name": "self-consistency"}], n=[1, 2, 8], subsets=64)
+    summary = run(sweep.run())
+    cells = {row["point"]: row for row in summary["cells"]}
+    # 8 samples: 3 right (i = 0, 3, 6); the wrong ones split 1001/1002/1004/1000/1002: right wins.
+    assert cells["n=8"]["accuracy"] == 1.0
+    # n=1: a random single sample is right with probability 3/8.
+    assert cells["n=1"]["accuracy"] == pytest.approx(3 / 8)
+    assert 3 / 8 <= cells["n=2"]["accuracy"] <= 1.0
+    assert backend.calls == 4  # one pool per problem served every n
+    # Costs scale with n (k/N of the pool's).
+    assert cells["n=8"]["usage"]["tokens"] == pytest.approx(8 * cells["n=1"]["usage"]["tokens"])
+    # The same strategy run directly with n=8 sees the same (cached) samples and the same answer.
+    direct, _ = make_sweep(tmp_path / "direct", backend, strategies=[{"name": "self-consistency"}], n=[8], reuse=False,
+                           cache=str(tmp_path / "sweep" / "generations.sqlite"))
+    direct.backend = cached
+    assert run(direct.run())["cells"][0]["accuracy"] == 1.0
+    assert backend.calls == 4
+    coverage = summary["coverage"]["gsm8k"]["self-consistency"]
+    assert coverage["coverage"][0] == pytest.approx(3 / 8) and coverage["coverage"][-1] == 1.0
+
+
+def test_budget_grid_with_reuse_fits_each_problem_in_its_budget(tmp_path):
+    backend = Scripted(completion_tokens=100)
+    sweep, _ = make_sweep(tmp_path, backend, strategies=[{"name": "self-consistency"}],
+                          budget_grid={"tokens": [250, 1000, 100000]}, pool=8)
+    run(sweep.run())
+    rows = rows_of(tmp_path / "sweep" / "problems.jsonl")
+    for row in rows:
+        limit = float(row["point"].split("=")[1])
+        assert row["cost"]["tokens"] <= limit + 1e-9
+        per_sample = row["cost"]["tokens"] / row["n"] if row["n"] else 0
+        if not row["capped"]:
+            assert per_sample * (row["n"] + 1) > limit  # the largest k that fits
+    assert all(row["capped"] for row in rows if row["point"] == "tokens=100000")
+    assert {row["n"] for row in rows if row["point"] == "tokens=100000"} == {8}
+
+
+def test_direct_strategies_run_under_the_enforced_budget(tmp_path):
+    backend = Scripted(completion_tokens=100)
+    sweep, _ = make_sweep(tmp_path, backend, strategies=[{"name": "self-consistency"}], reuse=False,
+                          budget_grid={"tokens": [400, 1200]}, max_tokens=100)
+    summary = run(sweep.run())
+    rows = rows_of(tmp_path / "sweep" / "problems.jsonl")
+    assert all(row["mode"] == "direct" for row in rows)
+    for row in rows:
+        assert row["cost"]["tokens"] <= float(row["point"].split("=")[1])
+    small, large = sorted(summary["cells"], key=lambda r: r["budget"])
+    assert small["usage"]["tokens"] < large["usage"]["tokens"]
+
+
+def test_a_killed_sweep_resumes_without_regenerating(tmp_path):
+    golds = gsm8k_gold(4)
+    backend = Scripted(responder=per_problem_responder(2, golds))
+    sweep, cached = make_sweep(tmp_path, backend, strategies=[{"name": "self-consistency"}, {"name": "greedy"}], n=[1, 4])
+    first = run(sweep.run())
+    run(cached.aclose())
+    problems = tmp_path / "sweep" / "problems.jsonl"
+    lines = problems.read_bytes().splitlines(keepends=True)
+    problems.write_bytes(b"".join(lines[:-3]) + lines[-3][:10])  # lost rows and a torn last line
+    again_backend = Scripted(responder=lambda req, i: "never called")
+    sweep2, cached2 = make_sweep(tmp_path, again_backend, strategies=[{"name": "self-consistency"}, {"name": "greedy"}], n=[1, 4])
+    second = run(sweep2.run())
+    assert again_backend.calls == 0 and cached2.hits > 0
+    assert [(r["strategy"], r["point"], r["accuracy"]) for r in second["cells"]] == \
+        [(r["strategy"], r["point"], r["accuracy"]) for r in first["cells"]]
+    assert all(r["n_problems"] == 4 for r in second["cells"])
+    # The same folder with other sampling settings is refused.
+    other, _ = make_sweep(tmp_path, again_backend, strategies=[{"name": "greedy"}], n=[1], temperature=0.1)
+    with pytest.raises(ConfigError, match="temperature"):
+        run(other.run())
+
+
+def test_genrm_pools_are_reused_with_verification_cost_per_candidate(tmp_path):
+    def respond(req: GenerationRequest, i: int) -> str:
+        text = req.prompt_text()
+        if "Is the answer correct" in text or "Verification" in text or "verify" in text.lower():
+            return "The solution checks out. Verification: Is the answer correct (Yes/No)? Yes"
+        return f"Work. \\boxed{{{i % 4}}}"
+
+    backend = Scripted(responder=respond, completion_tokens=30, logprobs=False)
+    sweep, _ = make_sweep(tmp_path, backend, limit=2,
+                          strategies=[{"name": "genrm-best-of-n", "options": {"k_verifications": 2, "verify_max_tokens": 64}}],
+                          n=[1, 2, 4])
+    summary = run(sweep.run())
+    cells = {row["point"]: row for row in summary["cells"]}
+    # Each candidate costs its solution plus two verification chains.
+    per_candidate = cells["n=1"]["usage"]["completion_tokens"]
+    assert per_candidate == pytest.approx(30 * 3)
+    assert cells["n=4"]["usage"]["completion_tokens"] == pytest.approx(4 * per_candidate)
+
+
+def test_sweep_config_validation_and_files(tmp_path):
+    with pytest.raises(ValueError, match="exactly one"):
+        SweepConfig(datasets=["gsm8k"], strategies=[{"name": "greedy"}], out="x")
+    with pytest.raises(ValueError, match="unknown budget kind"):
+        SweepConfig(datasets=["gsm8k"], strategies=[{"name": "greedy"}], budget_grid={"parsecs": [1]}, out="x")
+    with pytest.raises(ValueError, match="distinct"):
+        SweepConfig(datasets=["gsm8k"], strategies=[{"name": "greedy"}, {"name": "greedy"}], n=[1], out="x")
+    yaml_file = tmp_path / "s.yaml"
+    yaml_file.write_text("datasets: [gsm8k]\nlimit: 3\nstrategies:\n  - name: self-consistency\n"
+                         "  - name: best-of-n\n    options: {verifier: confidence}\nn: [4, 1, 2]\nout: OUT\n")
+    config = SweepConfig.from_file(yaml_file, out=str(tmp_path / "o"))
+    assert config.n == [1, 2, 4] and config.out == str(tmp_path / "o") and config.strategies[1].options == {"verifier": "confidence"}
+    toml_file = tmp_path / "s.toml"
+    toml_file.write_text('datasets = ["gsm8k"]\nout = "o"\n[budget_grid]\ntokens = [1000, 2000]\n'
+                         '[[strategies]]\nname = "self-consistency"\n')
+    assert SweepConfig.from_file(toml_file).budget_grid == {"tokens": [1000.0, 2000.0]}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("datasets: [gsm8k\n")
+    with pytest.raises(ConfigError, match="cannot parse"):
+        SweepConfig.from_file(bad)
+
+
+def test_cli_sweep_writes_rows_plots_and_report(tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = main(["sweep", "--dataset", "gsm8k", "--limit", "3", "--strategy", "self-consistency",
+                 "--strategy", "best-of-n:verifier=confidence", "--n", "1,2,4", "--backend", "scripted:18,3,18,5",
+                 "--out", str(out)])
+    assert code == 0
+    rows = rows_of(out / "sweep.jsonl")
+    assert {(r["strategy"], r["point"]) for r in rows} == {
+        (s, f"n={n}") for s in ("self-consistency", "best-of-n:verifier=confidence") for n in (1, 2, 4)}
+    for row in rows:
+        assert row["ci95"][0] <= row["accuracy"] <= row["ci95"][1] and row["n_problems"] == 3
+    html = (out / "report.html").read_text()
+    assert "accuracy_gsm8k.png" in html and "coverage_gsm8k.png" in html
+    assert (out / "accuracy_gsm8k.png").read_bytes()[:4] == b"\x89PNG"
+    printed = capsys.readouterr().out
+    assert re.search(r"coverage gsm8k / self-consistency: @1 [\d.]+, @4 [\d.]+; coverage\(k\) ≈ exp", printed) or "no fit" in printed
+    (out / "report.html").unlink()
+    assert main(["report", str(out)]) == 0 and (out / "report.html").exists()
+    assert main(["sweep", "--dataset", "gsm8k", "--strategy", "greedy", "--n", "1", "--budget-grid", "tokens=5",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert main(["sweep", "--dataset", "gsm8k", "--strategy", "greedy:bogus=1", "--n", "1", "--out", str(tmp_path / "bad")]) == 2
+    assert main(["report", str(tmp_path)]) == 2
