@@ -237,6 +237,10 @@ def _strategy_from_args(args: argparse.Namespace):
     from strategies import create
     from verifiers import make_verifier
 
+    from strategies import get
+
+    if args.n is not None and get(args.strategy).size_option is None:
+        raise ConfigError(f"strategy {args.strategy!r} has no sample count; drop --n (see `reasoning-bench strategies`)")
     verifier = make_verifier(args.verifier) if args.verifier else None
     return create(args.strategy, n=args.n, verifier=verifier, **_parse_options(args.strategy, args.option))
 

@@ -58,6 +58,21 @@ class StrategySpec(BaseModel):
     name: str
     options: dict[str, Any] = {}
     label: str | None = None  # how it is called in tables and plots (default: the name)
+    # This strategy's own sample-count points (a subset of the sweep's n is typical: a
+    # costly verifier need not draw the largest pool). Only with an n grid.
+    n: list[int] | None = None
+    # The option an n point (or, on a budget grid, max_n) sets when the strategy runs
+    # directly; default: the strategy's ``size_option`` ("n" for self-consistency, "max_n"
+    # for early-stop-sc, "paths" for parallel-thinking). A strategy without one runs with its
+    # own options: once on an n grid, at every point of a budget grid.
+    n_option: str | None = None
+
+    @field_validator("n")
+    @classmethod
+    def _positive(cls, values: list[int] | None) -> list[int] | None:
+        if values is not None and (not values or any(v < 1 for v in values)):
+            raise ValueError("a strategy's n points must be a non-empty list of integers >= 1")
+        return sorted(set(values)) if values is not None else None
 
     @property
     def key(self) -> str:
@@ -119,15 +134,19 @@ class SweepConfig(BaseModel):
         keys = [s.key for s in self.strategies]
         if len(set(keys)) != len(keys):
             raise ValueError("two strategies share a label; give them distinct `label`s")
+        if self.budget_grid and any(s.n for s in self.strategies):
+            raise ValueError("a strategy's own n points need an n grid, not a budget grid")
         return self
 
     @property
     def budget_kind(self) -> str | None:
         return next(iter(self.budget_grid), None)
 
-    def points(self) -> list[dict[str, float]]:
+    def points(self, strategy: str | None = None) -> list[dict[str, float]]:
+        """The grid's points, or one strategy's (its own n points when it has them)."""
+        spec = next((s for s in self.strategies if s.key == strategy), None)
         if self.n:
-            return [{"n": n} for n in self.n]
+            return [{"n": n} for n in (spec.n if spec and spec.n else self.n)]
         kind = self.budget_kind
         return [{kind: value} for value in self.budget_grid[kind]]
 
@@ -189,7 +208,8 @@ class Sweep:
         self.strategies: dict[str, Strategy] = {}
         self.accepts_n: dict[str, bool] = {}
         for spec in config.strategies:
-            self.accepts_n[spec.key] = "n" in options_of(get(spec.name))
+            option = spec.n_option or get(spec.name).size_option
+            self.accepts_n[spec.key] = option is not None and option in options_of(get(spec.name))
             self.strategies[spec.key] = self._create(spec)
 
     @staticmethod
@@ -207,10 +227,10 @@ class Sweep:
         strategy = self.strategies[key]
         return self.config.reuse and isinstance(strategy, SampleReuse) and strategy.reusable
 
-    def pool_size(self) -> int:
+    def pool_size(self, key: str) -> int:
         c = self.config
         if c.n:
-            return max(c.n)
+            return int(max(p["n"] for p in c.points(key)))
         if c.pool:
             return c.pool
         # Enough candidates for the largest budget at a quarter of max_tokens each, at most 64.
@@ -225,7 +245,10 @@ class Sweep:
         spec = next(s for s in self.config.strategies if s.key == key)
         if not self.accepts_n[key]:
             return self.strategies[key]
-        return self._create(spec, n=int(point["n"]) if "n" in point else self.config.max_n)
+        from strategies import get
+
+        value = int(point["n"]) if "n" in point else self.config.max_n
+        return self._create(spec, **{spec.n_option or get(spec.name).size_option: value})
 
     def _check_identity(self) -> None:
         """A resumed sweep must mean the same thing: same backend and sampling."""
@@ -286,7 +309,9 @@ class Sweep:
         jobs = []
         for dataset, dataset_items in items.items():
             for key in self.strategies:
-                points = self.config.points()
+                points = self.config.points(key)
+                if self.config.n and not self.reusing(key) and not self.accepts_n[key]:
+                    points = points[:1]  # n would not change it: one run, at its own settings
                 for item in dataset_items:
                     todo = [p for p in points if (dataset, key, point_key(p), item.id) not in done]
                     if not todo:
@@ -311,8 +336,7 @@ class Sweep:
             "completion_tokens": float(usage.completion_tokens),
             "usd": usage.usd,
             "calls": float(usage.calls),
-            "seconds": usage.seconds,
-        }
+        }  # no seconds: wall time depends on load and on the cache, not on the method
         if self.compute is not None:
             native = self.backend.capabilities.native_n
             costs["flops"], costs["eflops"] = self.compute.of_trace(result.trace.to_list(), native)
@@ -332,7 +356,7 @@ class Sweep:
 
     async def _pooled(self, dataset: str, key: str, points: list[dict[str, float]], item: Item) -> list[dict[str, Any]]:
         strategy = self.strategies[key]
-        size = self.pool_size()
+        size = self.pool_size(key)
         result = await self._solve(_DrawPool(strategy, size), item, None)
         samples: list[Sample] = _pool_samples(result)
         pool_cost = self._costs(result)
@@ -434,7 +458,9 @@ def summarise_dir(out: Path, config: SweepConfig, items: dict[str, list[Item]] |
     cells: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for row in latest.values():
         cells.setdefault((row["dataset"], row["strategy"], row["point"]), []).append(row)
-    order = {point_key(p): i for i, p in enumerate(config.points())}
+    order = {point_key(p): i for i, p in enumerate(sorted(
+        {point_key(p): p for s in config.strategies for p in config.points(s.key)}.values(),
+        key=lambda p: next(iter(p.values()))))}
     table = []
     for (dataset, strategy, point), members in sorted(cells.items(), key=lambda kv: (kv[0][0], kv[0][1], order.get(kv[0][2], 1e9))):
         values = [float(r["correct"]) for r in members]

@@ -32,6 +32,9 @@ class Strategy(ABC):
     one instance serves many problems concurrently."""
 
     name: ClassVar[str] = "strategy"
+    # The option that says how many samples/paths to draw, which `--n`, the server's model
+    # names (self-consistency-8) and sweeps set; None when the strategy has no such knob.
+    size_option: ClassVar[str | None] = "n"
 
     @abstractmethod
     async def run(self, ctx: Context) -> Outcome: ...

@@ -9,5 +9,11 @@ from .self_consistency import SelfConsistency
 from .best_of_n import BestOfN
 from .genrm_best_of_n import GenRMBestOfN
 from .pessimistic_best_of_n import PessimisticBestOfN
+from .parallel_thinking import ParallelThinking
+from .summarization_loop import SummarizationLoop
+from .early_stop_sc import EarlyStopSC
 
-__all__ = ["BestOfN", "GenRMBestOfN", "Greedy", "PessimisticBestOfN", "SelfConsistency", "available", "create", "get", "register"]
+__all__ = [
+    "BestOfN", "EarlyStopSC", "GenRMBestOfN", "Greedy", "ParallelThinking", "PessimisticBestOfN", "SelfConsistency",
+    "SummarizationLoop", "available", "create", "get", "register",
+]

@@ -49,6 +49,8 @@ def sc_matched_n(S: int, V: int, lam: float) -> int:
 
 @register("genrm-best-of-n")
 class GenRMBestOfN(Strategy, SampleReuse):
+    size_option = "n_solutions"
+
     def __init__(
         self,
         n_solutions: int = 4,

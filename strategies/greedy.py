@@ -10,6 +10,8 @@ from .registry import register
 
 @register("greedy")
 class Greedy(Strategy):
+    size_option = None
+
     def __init__(self, max_tokens: int | None = None) -> None:
         self.max_tokens = max_tokens
 

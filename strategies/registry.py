@@ -52,6 +52,10 @@ def create(name: str, **options: Any) -> Strategy:
     a missing required one is a ConfigError naming it."""
     cls = get(name)
     accepted = options_of(cls)
+    if "n" in options and cls.size_option not in (None, "n"):
+        options = dict(options)  # n means this strategy's own size option (paths, max_n, ...)
+        size = options.pop("n")
+        options.setdefault(cls.size_option, size)
     kwargs = {k: v for k, v in options.items() if k in accepted and v is not None}
     missing = [k for k, p in accepted.items() if p.default is p.empty and k not in kwargs]
     if missing:

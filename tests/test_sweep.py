@@ -272,10 +272,13 @@ def test_genrm_pools_are_reused_with_verification_cost_per_candidate(tmp_path):
 
     backend = Scripted(responder=respond, completion_tokens=30, logprobs=False)
     sweep, _ = make_sweep(tmp_path, backend, limit=2,
-                          strategies=[{"name": "genrm-best-of-n", "options": {"k_verifications": 2, "verify_max_tokens": 64}}],
+                          strategies=[{"name": "genrm-best-of-n", "options": {"k_verifications": 2, "verify_max_tokens": 64}},
+                                      {"name": "self-consistency", "n": [1, 8]}],
                           n=[1, 2, 4])
     summary = run(sweep.run())
-    cells = {row["point"]: row for row in summary["cells"]}
+    # A strategy's own n points replace the grid's for it (and size its pool).
+    assert [r["point"] for r in summary["cells"] if r["strategy"] == "self-consistency"] == ["n=1", "n=8"]
+    cells = {row["point"]: row for row in summary["cells"] if row["strategy"] == "genrm-best-of-n"}
     # Each candidate costs its solution plus two verification chains.
     per_candidate = cells["n=1"]["usage"]["completion_tokens"]
     assert per_candidate == pytest.approx(30 * 3)
@@ -326,3 +329,31 @@ def test_cli_sweep_writes_rows_plots_and_report(tmp_path, capsys):
                  "--out", str(tmp_path / "bad")]) == 2
     assert main(["sweep", "--dataset", "gsm8k", "--strategy", "greedy:bogus=1", "--n", "1", "--out", str(tmp_path / "bad")]) == 2
     assert main(["report", str(tmp_path)]) == 2
+
+
+@pytest.mark.slow
+def test_sweep_on_the_embedded_model_counts_real_tokens_and_flops(tmp_path):
+    """The real model on CPU: a pooled SC sweep, then a second run served wholly by the cache."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "real"
+    cmd = [sys.executable, "-m", "benchmarks.cli", "sweep", "--dataset", "gsm8k", "--limit", "2", "--strategy",
+           "self-consistency", "--n", "1,2", "--backend", "local", "--max-tokens", "96", "--x-axis", "eflops",
+           "--out", str(out)]
+    done = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = rows_of(out / "sweep.jsonl")
+    assert [r["point"] for r in rows] == ["n=1", "n=2"]
+    one, two = rows
+    assert 0 < one["usage"]["completion_tokens"] <= 96 and two["usage"]["tokens"] == pytest.approx(2 * one["usage"]["tokens"])
+    # FLOPs from the model's own config.json: more than 2·params·tokens (attention), and
+    # effective FLOPs (memory traffic) more still.
+    assert one["usage"]["flops"] > 2 * 3.5e8 * one["usage"]["tokens"]
+    assert one["usage"]["eflops"] > one["usage"]["flops"]
+    (out / "problems.jsonl").unlink()  # forget the results, keep the generation cache
+    again = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "4 samples reused, 0 generated" in " ".join(again.stderr.split())
+    assert rows_of(out / "sweep.jsonl") == rows

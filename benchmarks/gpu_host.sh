@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Run a command on the offline GPU host with vLLM and the embedded model ready.
+#
+# The recipe of ../shared/gpu/README.md, made idempotent for a warm host: the payload chunks
+# (vLLM wheels + math-verify + the embedded GGUF, built by ../shared/gpu/make_payload.sh)
+# must already be in $STAGE; the wheels are installed into /tmp/site and the GGUF converted
+# to a bf16 HF folder in $MODEL once, later calls skip both. Then "$@" runs from the repo
+# root with the environment set, e.g.
+#   bash benchmarks/gpu_host.sh python3 -m benchmarks.run_sweeps benchmarks/sweeps/*.yaml \
+#        --backend vllm:/root/model --root /root/sweeps --deadline-s 480
+set -euo pipefail
+STAGE=${STAGE:-/root/stage}
+MODEL=${MODEL:-/root/model}
+if [ ! -f /tmp/site/.reasoning-ready ]; then
+    bash "$STAGE/host_setup.sh" "$STAGE"
+    touch /tmp/site/.reasoning-ready
+fi
+export PYTHONPATH=/tmp/site:$PWD VLLM_USE_FLASHINFER_SAMPLER=0 HF_HUB_OFFLINE=1 VLLM_LOGGING_LEVEL=WARNING
+if [ ! -f "$MODEL/.reasoning-converted" ]; then
+    python3 -c "
+from pathlib import Path
+from reasoning.backends.local_model import convert_gguf, _spec
+convert_gguf(Path('$STAGE/payload/qwen05b.gguf'), Path('$MODEL'), _spec('qwen2.5-coder-0.5b-instruct'))
+"
+    touch "$MODEL/.reasoning-converted"
+fi
+"$@"

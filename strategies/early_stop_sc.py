@@ -1,0 +1,180 @@
+"""Early-stop self-consistency: vote in waves, stop once the vote is decided (Adaptive-Consistency 2023; DeepConf 2025).
+
+After Aggarwal et al. 2023, "Let's Sample Step by Step: Adaptive-Consistency for Efficient
+Reasoning and Coding with LLMs", with the optional trace filter of DeepConf (Fu et al. 2025,
+"Deep Think with Confidence"). Samples are drawn in waves of ``wave`` (one batched call
+each), never more than ``max_n`` in all. After each wave the majority vote of the samples so
+far (``strategies.voting.majority``) is checked, and sampling stops when either:
+
+* **decided** (exact): the leader cannot be overtaken even if every remaining sample
+  (``max_n`` minus those drawn) voted for one challenger, an answer not seen yet included;
+  a tie goes to the answer seen first, as in ``majority``. Without filtering, the answer is
+  then exactly the one all ``max_n`` samples would have voted for;
+* **confident** (``confidence``, None to disable): the Beta stopping rule of
+  Adaptive-Consistency. With a uniform Dirichlet prior over answers, the posterior of the
+  answer probabilities given the vote counts is Dirichlet(counts + 1), and the leader's
+  share among the top two, p1 / (p1 + p2), is then Beta(v1 + 1, v2 + 1) whatever the other
+  answers (Dirichlet aggregation). The rule stops when P(p1 > p2) >= ``confidence``. It is an
+  approximation in that it compares the leader with the runner-up only. For integer counts
+  P(Beta(a, b) > 1/2) = P(Binomial(a + b - 1, 1/2) <= a - 1), computed exactly with
+  ``math.comb`` (no scipy). Unanimous samples give P = 1 - 1/2^(v1+1): 4 of them pass 0.95.
+
+Otherwise it stops at ``max_n`` or when the budget refuses a wave (a wave shrunk by the budget
+still counts; the answer is the vote of whatever was drawn).
+
+DeepConf-style filtering (``drop_low_confidence`` = fraction, 0 = off): when the backend
+returns token logprobs, each trace's confidence is its *lowest group confidence*: the lowest
+mean token logprob over any ``window`` consecutive tokens (the whole trace if shorter).
+Before every vote the floor(fraction x scored) least confident traces are dropped (ties
+drop the later sample). Ours uses the sampled token's logprob, where DeepConf uses the mean
+of the top-k candidates' logprobs. Traces without logprobs are kept. With filtering, a later
+wave can change which earlier traces are dropped, so the "decided" rule is exact only without it.
+
+``Outcome.info``: ``n`` (samples drawn), ``waves``, ``stop`` (decided | confident | max_n |
+budget), the vote (``votes``, ``share``), ``p_leader`` (the Beta posterior at the stop) and
+per-wave ``history``; with filtering, ``dropped`` and ``confidences``. Tokens saved against
+full self-consistency are the benchmark's to compute.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from reasoning.context import Context, Sample
+from reasoning.strategy import Outcome, Strategy
+
+from .registry import register
+from .voting import majority
+
+
+def leader_is_safe(tally: dict[str, float], remaining: int) -> bool:
+    """True when no way of casting ``remaining`` more votes can change the majority winner.
+
+    ``tally`` is in first-seen order (as ``majority`` builds it); ties go to the earlier answer.
+    """
+    if not tally:
+        return False
+    order = list(tally)
+    leader = max(order, key=tally.__getitem__)
+    lead = tally[leader]
+    for key in order:
+        if key == leader:
+            continue
+        challenger = tally[key] + remaining
+        if challenger > lead or (challenger == lead and order.index(key) < order.index(leader)):
+            return False
+    # An answer not seen yet would come after the leader: it must beat it outright.
+    return remaining <= lead
+
+
+def p_leader_ahead(tally: dict[str, float]) -> float:
+    """Posterior P(p_leader > p_runner_up) under a uniform Dirichlet prior (see module docstring)."""
+    counts = sorted(tally.values(), reverse=True)
+    if not counts:
+        return 0.0
+    v1 = round(counts[0])
+    v2 = round(counts[1]) if len(counts) > 1 else 0
+    trials = v1 + v2 + 1  # Beta(v1 + 1, v2 + 1): P(X > 1/2) = P(Binomial(v1 + v2 + 1, 1/2) <= v1)
+    return sum(math.comb(trials, k) for k in range(v1 + 1)) / 2**trials
+
+
+def lowest_group_confidence(logprobs: Sequence[float], window: int) -> float:
+    """Lowest mean token logprob over any ``window`` consecutive tokens (all of them if fewer)."""
+    if len(logprobs) <= window:
+        return sum(logprobs) / len(logprobs)
+    total = sum(logprobs[:window])
+    lowest = total
+    for i in range(window, len(logprobs)):
+        total += logprobs[i] - logprobs[i - window]
+        lowest = min(lowest, total)
+    return lowest / window
+
+
+def drop_least_confident(
+    samples: list[Sample], fraction: float, window: int
+) -> tuple[list[Sample], list[float | None]]:
+    """(kept samples in their order, each sample's confidence or None when it has no logprobs)."""
+    confidences = [
+        lowest_group_confidence(s.completion.token_logprobs, window)
+        if s.completion is not None and s.completion.token_logprobs
+        else None
+        for s in samples
+    ]
+    scored = [i for i, c in enumerate(confidences) if c is not None]
+    # Least confident first; among equals the later sample goes first.
+    ranked = sorted(scored, key=lambda i: (confidences[i], -i))
+    dropped = set(ranked[: math.floor(fraction * len(scored))])
+    return [s for i, s in enumerate(samples) if i not in dropped], confidences
+
+
+@register("early-stop-sc")
+class EarlyStopSC(Strategy):
+    size_option = "max_n"
+
+    def __init__(
+        self,
+        max_n: int = 16,
+        wave: int = 4,
+        *,
+        confidence: float | None = 0.95,
+        drop_low_confidence: float = 0.0,
+        window: int = 64,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> None:
+        if max_n < 1:
+            raise ValueError(f"max_n must be >= 1, got {max_n}")
+        if not 1 <= wave <= max_n:
+            raise ValueError(f"wave must be between 1 and max_n ({max_n}), got {wave}")
+        if confidence is not None and not 0.5 < confidence < 1:
+            raise ValueError(f"confidence must be in (0.5, 1), or None for the exact rule only; got {confidence}")
+        if not 0 <= drop_low_confidence < 1:
+            raise ValueError(f"drop_low_confidence is a fraction in [0, 1), got {drop_low_confidence}")
+        if window < 1:
+            raise ValueError(f"window must be >= 1 token, got {window}")
+        self.max_n = max_n
+        self.wave = wave
+        self.confidence = confidence
+        self.drop_low_confidence = drop_low_confidence
+        self.window = window
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+
+    async def run(self, ctx: Context) -> Outcome:
+        filtering = self.drop_low_confidence > 0 and ctx.backend.capabilities.logprobs
+        samples: list[Sample] = []
+        history: list[dict] = []
+        stop = "max_n"
+        while len(samples) < self.max_n:
+            drawn = await ctx.generate(
+                n=min(self.wave, self.max_n - len(samples)), max_tokens=self.max_tokens,
+                temperature=self.temperature, logprobs=filtering, name=f"wave-{len(history) + 1}",
+            )
+            if not drawn:
+                stop = "budget"
+                break
+            samples += drawn
+            voters = drop_least_confident(samples, self.drop_low_confidence, self.window)[0] if filtering else samples
+            tally = majority(voters).tally
+            p = p_leader_ahead(tally)
+            history.append({"n": len(samples), "votes": dict(tally), "p_leader": p})
+            if len(samples) >= self.max_n:
+                break
+            if leader_is_safe(tally, self.max_n - len(samples)):
+                stop = "decided"
+                break
+            if self.confidence is not None and tally and p >= self.confidence:
+                stop = "confident"
+                break
+
+        info: dict = {"n": len(samples), "waves": len(history), "stop": stop, "history": history}
+        voters = samples
+        if filtering:
+            voters, confidences = drop_least_confident(samples, self.drop_low_confidence, self.window)
+            info.update(dropped=len(samples) - len(voters), confidences=confidences)
+        elif self.drop_low_confidence > 0:
+            info["dropped"] = "not filtered: the backend returns no logprobs"
+        vote = majority(voters)
+        info.update(votes=vote.tally, share=vote.share, p_leader=p_leader_ahead(vote.tally))
+        return Outcome(vote.answer, vote.sample.text if vote.sample else None, samples, info)

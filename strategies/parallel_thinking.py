@@ -1,0 +1,204 @@
+"""Parallel thinking: P diverse reasoning paths, then one call that synthesises them (ParaThinker 2025).
+
+After Wen et al. 2025, "ParaThinker: Native Parallel Thinking as a New Paradigm to Scale LLM
+Test-time Compute" ("width beats depth": many short independent paths plus a summarising
+pass beat one long chain at equal compute). ParaThinker trains the model to think in
+parallel and summarise in one forward pass; ours is the prompt-level version for any model:
+
+1. **Paths.** ``paths`` independent solutions of the problem's own prompt, in ``groups``
+   path groups run concurrently, one batched call each (``n`` = the group's share of the
+   paths; with ``groups=1`` all paths are one call). Several groups must differ by one or
+   more of: seed (group g gets ``seed + g``), temperature (``temperature_spread``: group
+   temperatures spread evenly over temperature ± spread/2, floored at 0) and, with
+   ``hints=true``, an approach hint (line g of ``prompts/parallel_thinking_approaches.md``,
+   cycled) appended to the problem's prompt.
+2. **Synthesis.** One call (``synthesis_prompt``, by default
+   ``prompts/parallel_thinking_synthesis.md``) that shows the question and every path,
+   each labelled with its extracted answer and clipped to ``path_chars`` characters (head
+   and tail kept, the cut marked), and asks for one final answer in ``\\boxed{}``.
+3. **Fallback.** The majority vote of the paths (``strategies.voting.majority``) is the
+   answer instead when the synthesis is refused by the budget (``fallback="refused"``), its
+   answer cannot be extracted (``"unparseable"``), or it was cut at ``synthesis_tokens``
+   before writing a ``\\boxed{}`` (``"truncated"``: the "last number" of a cut-off text is
+   an arbitrary intermediate value).
+
+Budget: the synthesis must not be starved by the paths. With ``synthesis_share`` > 0 the
+paths run in a slice holding (1 - share) of what remains of every limit in force (tokens,
+completion tokens, USD, FLOPs, seconds) and all calls but one (a budget of one call goes to
+the paths, whose vote is then the answer); the synthesis then draws on the
+rest plus whatever the paths left unspent. A tight budget thus costs paths (the ledger
+shrinks n), not the synthesis. ``synthesis_share=0`` reserves nothing.
+
+``Outcome.info``: ``route`` (synthesis | vote | none), ``fallback`` (why it voted),
+``path_answers``, the vote (``votes``, ``share``, ``vote_answer``) and ``synthesis_answer``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+from reasoning.budget import Budget
+from reasoning.context import Context, Sample
+from reasoning.strategy import Outcome, Strategy
+from reasoning.types import Message
+from verifiers.latex_utils import last_boxed
+
+from .registry import register
+from .voting import majority
+
+_SHARED_LIMITS = ("tokens", "completion_tokens", "usd", "flops", "seconds")
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` within ``limit`` characters: its head and tail, the cut marked."""
+    if len(text) <= limit:
+        return text
+    head = limit // 2
+    return f"{text[:head]}\n[... {len(text) - limit} characters omitted ...]\n{text[len(text) - (limit - head):]}"
+
+
+def approach_hints() -> list[str]:
+    from prompts import load_prompt
+
+    (_, body), *_ = load_prompt("parallel_thinking_approaches").sections
+    return [line[2:].strip() for line in body.splitlines() if line.startswith("- ")]
+
+
+@register("parallel-thinking")
+class ParallelThinking(Strategy):
+    size_option = "paths"
+
+    def __init__(
+        self,
+        paths: int = 8,
+        *,
+        groups: int = 1,
+        hints: bool = False,
+        temperature: float | None = None,
+        temperature_spread: float = 0.0,
+        seed: int | None = None,
+        max_tokens: int | None = None,
+        path_chars: int = 2000,
+        synthesis_tokens: int = 512,
+        synthesis_temperature: float = 0.0,
+        synthesis_share: float = 0.25,
+        synthesis_prompt: str = "parallel_thinking_synthesis",
+    ) -> None:
+        if paths < 1:
+            raise ValueError(f"paths must be >= 1, got {paths}")
+        if not 1 <= groups <= paths:
+            raise ValueError(f"groups must be between 1 and paths ({paths}), got {groups}")
+        if (hints or temperature_spread) and groups < 2:
+            raise ValueError("hints and temperature_spread make path groups differ: set groups >= 2")
+        if groups > 1 and not (hints or temperature_spread or seed is not None):
+            raise ValueError("groups > 1 needs hints, temperature_spread or seed to make them differ "
+                             "(identical paths are one batched call: groups=1)")
+        if temperature_spread < 0 or (temperature is not None and temperature < 0):
+            raise ValueError("temperature and temperature_spread must be >= 0")
+        if path_chars < 20:
+            raise ValueError(f"path_chars must be >= 20, got {path_chars}")
+        if synthesis_tokens < 1:
+            raise ValueError(f"synthesis_tokens must be >= 1, got {synthesis_tokens}")
+        if not 0 <= synthesis_share < 1:
+            raise ValueError(f"synthesis_share is a fraction in [0, 1), got {synthesis_share}")
+        self.paths = paths
+        self.groups = groups
+        self.hints = hints
+        self.temperature = temperature
+        self.temperature_spread = temperature_spread
+        self.seed = seed
+        self.max_tokens = max_tokens
+        self.path_chars = path_chars
+        self.synthesis_tokens = synthesis_tokens
+        self.synthesis_temperature = synthesis_temperature
+        self.synthesis_share = synthesis_share
+        self.synthesis_prompt = synthesis_prompt
+
+    async def run(self, ctx: Context) -> Outcome:
+        paths = await self.think(self.path_context(ctx))
+        vote = majority(paths)
+        info: dict = {
+            "paths": len(paths),
+            "path_answers": [p.answer for p in paths],
+            "votes": vote.tally,
+            "share": vote.share,
+            "vote_answer": vote.answer,
+        }
+        if not paths:
+            return Outcome(None, None, [], {**info, "route": "none"})
+
+        async with ctx.span("synthesis") as sub:
+            synthesis = await sub.generate(
+                self.synthesis_messages(ctx, paths), max_tokens=self.synthesis_tokens,
+                temperature=self.synthesis_temperature, name="synthesis",
+            )
+        fallback = self.unusable(synthesis)
+        if fallback is None:
+            final = synthesis[0]
+            info.update(route="synthesis", synthesis_answer=final.answer)
+            return Outcome(final.answer, final.text, paths, info)
+        info.update(route="vote", fallback=fallback, synthesis_answer=synthesis[0].answer if synthesis else None)
+        return Outcome(vote.answer, vote.sample.text if vote.sample else None, paths, info)
+
+    # -- phases ----------------------------------------------------------------
+    def path_context(self, ctx: Context) -> Context:
+        """Where paths are drawn: all but ``synthesis_share`` of each limit in force, and one call."""
+        limits: dict = {}
+        if self.synthesis_share > 0:
+            for limit in _SHARED_LIMITS:
+                left = ctx.budget.remaining(limit)
+                if math.isfinite(left) and left > 0:
+                    keep = (1 - self.synthesis_share) * left
+                    limits[limit] = math.floor(keep) if "tokens" in limit else keep
+            calls = ctx.budget.remaining("calls")
+            if math.isfinite(calls):  # one call for the synthesis, unless that leaves the paths none
+                limits["calls"] = max(min(1, int(calls)), int(calls) - 1)
+        return ctx.slice(Budget(**limits), name="paths")
+
+    async def think(self, ctx: Context) -> list[Sample]:
+        """All paths: one batched call per group, the groups concurrently."""
+        base = ctx.sampling.temperature if self.temperature is None else self.temperature
+        hints = approach_hints() if self.hints else []
+        sizes = [self.paths // self.groups + (g < self.paths % self.groups) for g in range(self.groups)]
+
+        async def group(g: int) -> list[Sample]:
+            offset = g / (self.groups - 1) - 0.5 if self.groups > 1 else 0.0
+            return await ctx.generate(
+                self.hinted(ctx, hints[g % len(hints)]) if hints else None,
+                n=sizes[g], max_tokens=self.max_tokens, name=f"paths-{g}",
+                temperature=max(0.0, base + offset * self.temperature_spread),
+                seed=None if self.seed is None else self.seed + g,
+            )
+
+        return [path for found in await asyncio.gather(*(group(g) for g in range(self.groups))) for path in found]
+
+    @staticmethod
+    def hinted(ctx: Context, hint: str) -> tuple[Message, ...]:
+        """The problem's own prompt with ``hint`` appended to its last user message."""
+        last = max(i for i, m in enumerate(ctx.messages) if m.role == "user")
+        message = ctx.messages[last]
+        return (*ctx.messages[:last], Message("user", f"{message.content}\n\n{hint}"), *ctx.messages[last + 1 :])
+
+    def synthesis_messages(self, ctx: Context, paths: list[Sample]) -> tuple[Message, ...]:
+        from prompts import load_prompt
+
+        shown = "\n\n".join(
+            f"Attempt {i} (its final answer: {'none' if p.answer is None else p.answer}):\n"
+            f"{clip(p.text, self.path_chars)}"
+            for i, p in enumerate(paths, 1)
+        )
+        return load_prompt(self.synthesis_prompt).render(problem=ctx.problem.text, paths=shown)
+
+    @staticmethod
+    def unusable(synthesis: list[Sample]) -> str | None:
+        """Why the synthesis cannot give the answer (None when it can)."""
+        if not synthesis:
+            return "refused"
+        final = synthesis[0]
+        if final.answer is None:
+            return "unparseable"
+        cut = final.completion is not None and final.completion.finish_reason == "length"
+        if cut and last_boxed(final.text) is None:
+            return "truncated"
+        return None

@@ -1,0 +1,164 @@
+"""Early-stop self-consistency on the Scripted backend: waves, the two stopping rules, max_n,
+budget refusal and DeepConf-style filtering."""
+
+import asyncio
+import math
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+import reasoning as rz
+from reasoning.backends import Scripted
+from strategies import SelfConsistency, create
+from strategies.early_stop_sc import EarlyStopSC, leader_is_safe, lowest_group_confidence, p_leader_ahead
+
+
+def solve(strategy, backend, budget=None, **kw):
+    return asyncio.run(rz.asolve("What is 6*7?", strategy, backend, budget, **kw))
+
+
+def boxed(answer):
+    return "no idea" if answer is None else f"so \\boxed{{{answer}}}"
+
+
+def scripted(answers, **kw):
+    """One scripted sample per entry of ``answers``, in order (None: a sample with no answer)."""
+    return Scripted(responder=lambda request, index: boxed(answers[index % len(answers)]), **kw)
+
+
+def test_unanimous_first_wave_stops_on_the_beta_rule():
+    backend = Scripted(["7"])
+    result = solve(EarlyStopSC(max_n=16, wave=4), backend)
+    assert result.answer == "7"
+    assert [r.n for r in backend.requests] == [4]
+    # 4 of 4 agree: P(p1 > p2) = 1 - 1/2^5 = 0.96875 >= 0.95, while 12 more samples could still overturn it.
+    assert result.info["stop"] == "confident" and result.info["n"] == 4 and result.info["waves"] == 1
+    assert result.info["p_leader"] == pytest.approx(1 - 1 / 32)
+
+
+def test_beta_rule_stops_after_the_wave_that_crosses_the_threshold():
+    backend = scripted(["7", "7", "7", "8", "7", "7", "7", "7"] + ["9"] * 40)
+    result = solve(EarlyStopSC(max_n=40, wave=4, confidence=0.95), backend)
+    history = result.info["history"]
+    assert history[0]["p_leader"] == pytest.approx(26 / 32)  # 3 vs 1: below 0.95, keep sampling
+    assert history[1]["p_leader"] == pytest.approx(1 - 10 / 512)  # 7 vs 1: above
+    assert result.info["stop"] == "confident" and result.info["waves"] == 2 and result.info["n"] == 8
+    assert result.answer == "7" and len(backend.requests) == 2
+
+
+def test_exact_rule_stops_as_soon_as_the_leader_cannot_be_overtaken():
+    # After 4 samples A leads 4-0 with 4 left: the best a challenger can do is tie, and ties
+    # go to the answer seen first, so all 8 would still vote A.
+    backend = scripted(["A", "A", "A", "A", "B", "B", "B", "B"])
+    result = solve(EarlyStopSC(max_n=8, wave=2, confidence=None), backend)
+    assert result.info["stop"] == "decided" and result.info["waves"] == 2 and result.info["n"] == 4
+    assert result.answer == "A"
+    assert solve(SelfConsistency(n=8), scripted(["A", "A", "A", "A", "B", "B", "B", "B"])).answer == "A"
+
+
+def test_leader_rule_is_exact_about_ties_and_unseen_answers():
+    assert leader_is_safe({"a": 3.0, "b": 1.0}, 2)  # b can reach 3: a tie, and a was first
+    assert not leader_is_safe({"b": 1.0, "a": 3.0}, 2)  # b was first: a tie would go to b
+    assert not leader_is_safe({"a": 3.0, "b": 1.0}, 3)  # b can reach 4
+    assert leader_is_safe({"a": 2.0}, 2) and not leader_is_safe({"a": 2.0}, 3)  # an unseen answer
+    assert not leader_is_safe({}, 0)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    answers=st.lists(st.sampled_from(["1", "2", "3", None]), min_size=1, max_size=12),
+    wave=st.integers(1, 5),
+)
+@example(answers=["1", "2", "2"], wave=1)  # an answer not seen yet can still win
+@example(answers=["2", "1", "1", "2", "1"], wave=2)  # a tie would go to the answer seen first
+def test_exact_rule_never_changes_the_answer_of_all_max_n_samples(answers, wave):
+    max_n = len(answers)
+    wave = min(wave, max_n)
+    backend = scripted(answers)
+    early = solve(EarlyStopSC(max_n=max_n, wave=wave, confidence=None), backend)
+    full = solve(SelfConsistency(n=max_n), scripted(answers))
+    assert early.answer == full.answer
+    assert early.info["n"] <= max_n and sum(r.n for r in backend.requests) == early.info["n"]
+    assert all(r.n <= wave for r in backend.requests)
+
+
+def test_never_more_than_max_n_and_the_last_wave_is_cut_to_fit():
+    backend = scripted([str(i) for i in range(100)])  # all different: nothing is ever decided early
+    result = solve(EarlyStopSC(max_n=10, wave=4), backend)
+    assert [r.n for r in backend.requests] == [4, 4, 2]
+    assert result.info["n"] == 10 and result.info["stop"] == "max_n" and result.info["waves"] == 3
+    assert result.answer == "0"  # all tied: the first seen
+
+
+def test_beta_probability_matches_numerical_integration():
+    def integral(a, b, steps=20000):  # P(Beta(a, b) > 1/2), midpoint rule
+        norm = math.gamma(a + b) / (math.gamma(a) * math.gamma(b))
+        h = 0.5 / steps
+        return sum(norm * (x := 0.5 + (i + 0.5) * h) ** (a - 1) * (1 - x) ** (b - 1) for i in range(steps)) * h
+
+    for v1, v2 in [(1, 0), (3, 1), (5, 2), (6, 6), (10, 3)]:
+        # Other answers (z, no more votes than the runner-up) do not change it.
+        assert p_leader_ahead({"y": v2, "x": v1, "z": min(1, v2)}) == pytest.approx(integral(v1 + 1, v2 + 1), abs=1e-6)
+    assert p_leader_ahead({}) == 0.0
+
+
+def test_budget_refusal_keeps_the_votes_so_far():
+    backend = scripted(["1", "2", "2", "3"] * 4)
+    budget = rz.Budget(completion_tokens=4 * 20 + 10)  # one wave of 4 x 20 tokens, then not one more sample
+    result = solve(EarlyStopSC(max_n=16, wave=4, max_tokens=20), backend, budget)
+    assert result.info["stop"] == "budget" and result.info["n"] == 4 and result.info["waves"] == 1
+    assert result.answer == "2" and result.stopped_by == "completion_tokens"
+    assert result.usage.completion_tokens <= 90
+
+
+class ConfidenceScripted(Scripted):
+    """Token logprobs chosen per answer: ``dips[answer]`` is put in the middle of the trace."""
+
+    def __init__(self, answers, dips, **kw):
+        super().__init__(responder=lambda r, i: boxed(answers[i % len(answers)]), completion_tokens=100, **kw)
+        self.dips = dips
+
+    async def generate(self, request):
+        response = await super().generate(request)
+        for c in response.completions:
+            if request.logprobs:
+                dip = next((v for k, v in self.dips.items() if f"{{{k}}}" in c.text), -0.1)
+                c.token_logprobs = [-0.1] * 40 + [dip] * 10 + [-0.1] * (c.completion_tokens - 50)
+        return response
+
+
+def test_lowest_group_confidence_is_the_worst_sliding_window():
+    trace = [-0.1] * 40 + [-2.0] * 10 + [-0.1] * 50
+    assert lowest_group_confidence(trace, 10) == pytest.approx(-2.0)
+    assert lowest_group_confidence(trace, 20) == pytest.approx((10 * -2.0 + 10 * -0.1) / 20)
+    assert lowest_group_confidence(trace, 1000) == pytest.approx(sum(trace) / len(trace))
+
+
+def test_drop_low_confidence_removes_the_least_confident_traces_before_voting():
+    answers = ["9", "9", "9", "5", "5", "5"]
+    plain = solve(EarlyStopSC(max_n=6, wave=6), ConfidenceScripted(answers, {"9": -3.0}))
+    assert plain.answer == "9"  # a 3-3 tie goes to the first seen
+    backend = ConfidenceScripted(answers, {"9": -3.0})
+    result = solve(EarlyStopSC(max_n=6, wave=6, drop_low_confidence=0.5, window=8), backend)
+    assert backend.requests[0].logprobs is True
+    assert result.answer == "5" and result.info["dropped"] == 3
+    assert result.info["votes"] == {"5": 3.0}
+    assert [c < -1 for c in result.info["confidences"]] == [True, True, True, False, False, False]
+
+
+def test_filtering_is_skipped_without_logprobs():
+    backend = scripted(["1", "2", "1", "1"], logprobs=False)
+    result = solve(EarlyStopSC(max_n=4, wave=4, drop_low_confidence=0.5), backend)
+    assert backend.requests[0].logprobs is False
+    assert result.answer == "1" and "not filtered" in result.info["dropped"]
+
+
+def test_options_are_validated_and_settable_by_name():
+    assert isinstance(create("early-stop-sc", max_n=8, wave=2, confidence=None), EarlyStopSC)
+    for bad in [{"max_n": 0}, {"max_n": 4, "wave": 5}, {"confidence": 1.0}, {"confidence": 0.5},
+                {"drop_low_confidence": 1.0}, {"window": 0}]:
+        with pytest.raises(ValueError):
+            EarlyStopSC(**bad)
+    with pytest.raises(rz.ConfigError, match="wave must be"):
+        create("early-stop-sc", max_n=2, wave=3)

@@ -1,0 +1,138 @@
+"""Parallel thinking on the Scripted backend: paths, synthesis, fallbacks to the vote, budget reservation."""
+
+import asyncio
+
+import pytest
+
+import reasoning as rz
+from reasoning.backends import Scripted
+from strategies import create
+from strategies.parallel_thinking import ParallelThinking, approach_hints, clip
+
+PROBLEM = "What is 6*7?"
+
+
+def solve(strategy, backend, budget=None, **kw):
+    return asyncio.run(rz.asolve(PROBLEM, strategy, backend, budget, **kw))
+
+
+def is_synthesis(request):
+    return "independent attempts" in request.messages[0].content
+
+
+def backend_for(path_answers, synthesis_text, **kw):
+    """Paths answer ``path_answers`` in order; the synthesis call replies ``synthesis_text``."""
+    paths = iter(range(10**6))
+
+    def respond(request, index):
+        if is_synthesis(request):
+            return synthesis_text
+        return f"Path thinking step by step. So \\boxed{{{path_answers[next(paths) % len(path_answers)]}}}."
+
+    return Scripted(responder=respond, **kw)
+
+
+def test_synthesis_answer_wins_over_the_vote_and_sees_every_path():
+    backend = backend_for(["41", "41", "41", "42"], "Attempt 4 is right: \\boxed{42}")
+    result = solve(ParallelThinking(paths=4), backend)
+    assert result.answer == "42" and result.info["route"] == "synthesis"
+    assert result.info["vote_answer"] == "41" and result.info["path_answers"] == ["41", "41", "41", "42"]
+    # One batched call for the identical path prompts, then one synthesis call.
+    assert [r.n for r in backend.requests] == [4, 1] and not is_synthesis(backend.requests[0])
+    synthesis = backend.requests[1]
+    assert synthesis.temperature == 0.0 and synthesis.max_tokens == 512
+    prompt = synthesis.messages[-1].content
+    assert PROBLEM in prompt and all(f"Attempt {i} (its final answer: " in prompt for i in range(1, 5))
+    assert prompt.count("Path thinking step by step.") == 4
+    spans = [n.name for n in result.trace.nodes if n.kind == "span"]
+    assert "paths" in spans and "synthesis" in spans
+
+
+def test_unparseable_synthesis_falls_back_to_the_majority_vote():
+    backend = backend_for(["41", "41", "42"], "I cannot decide between them.")
+    result = solve(ParallelThinking(paths=3), backend)
+    assert result.answer == "41"
+    assert result.info["route"] == "vote" and result.info["fallback"] == "unparseable"
+    assert result.info["votes"] == {"41": 2.0, "42": 1.0} and result.info["synthesis_answer"] is None
+    assert result.text.startswith("Path thinking")
+
+
+def test_synthesis_cut_off_before_its_box_falls_back_to_the_vote():
+    rambling = "Attempt 1 says 41 and attempt 2 says 42 and " * 40 + "\\boxed{42}"
+    backend = backend_for(["41", "41", "42"], rambling, completion_tokens=lambda text: len(text.split()))
+    result = solve(ParallelThinking(paths=3, synthesis_tokens=30), backend)
+    assert backend.requests[-1].max_tokens == 30
+    assert result.info["route"] == "vote" and result.info["fallback"] == "truncated"
+    assert result.answer == "41"
+
+
+def test_refused_synthesis_falls_back_to_the_vote():
+    backend = backend_for(["7", "8", "7"], "\\boxed{8}")
+    # No reservation and one call: the paths take it, the synthesis is refused.
+    result = solve(ParallelThinking(paths=3, synthesis_share=0), backend, rz.Budget(calls=1))
+    assert result.answer == "7" and result.info["route"] == "vote" and result.info["fallback"] == "refused"
+    assert result.stopped_by == "calls" and len(backend.requests) == 1
+
+
+def test_synthesis_share_keeps_budget_for_the_synthesis():
+    budget = rz.Budget(tokens=380)
+    options = {"paths": 8, "max_tokens": 40, "synthesis_tokens": 60}
+    greedy = solve(ParallelThinking(**options, synthesis_share=0), backend_for(["5"], "\\boxed{5}"), budget)
+    # Without a reservation the 8 paths fit and leave too little for the synthesis.
+    assert greedy.info["paths"] == 8 and greedy.info["fallback"] == "refused"
+
+    backend = backend_for(["5"], "\\boxed{5}")
+    result = solve(ParallelThinking(**options, synthesis_share=0.3), backend, budget)
+    assert result.info["route"] == "synthesis" and result.answer == "5"
+    assert result.info["paths"] < 8  # the paths were shrunk to leave room, not the synthesis
+    assert backend.requests[-1].max_tokens == 60 and is_synthesis(backend.requests[-1])
+    assert result.usage.tokens <= 380 and result.stopped_by == "tokens"
+
+
+def test_calls_reservation_leaves_one_call_for_the_synthesis():
+    backend = backend_for(["1", "2"], "\\boxed{2}")
+    result = solve(ParallelThinking(paths=4, groups=4, seed=0), backend, rz.Budget(calls=3))
+    assert result.info["route"] == "synthesis" and result.info["paths"] < 4
+    assert result.usage.calls == 3 and is_synthesis(backend.requests[-1])
+
+
+def test_groups_differ_by_hint_temperature_and_seed():
+    backend = backend_for(["3"], "\\boxed{3}")
+    strategy = ParallelThinking(paths=5, groups=3, hints=True, temperature=0.6, temperature_spread=0.4, seed=10)
+    result = solve(strategy, backend)
+    paths = [r for r in backend.requests if not is_synthesis(r)]
+    assert sorted(r.n for r in paths) == [1, 2, 2]
+    assert sorted(r.temperature for r in paths) == pytest.approx([0.4, 0.6, 0.8])
+    assert sorted(r.seed for r in paths) == [10, 11, 12]
+    hints = approach_hints()
+    assert len(hints) >= 3
+    endings = {r.messages[-1].content.rsplit("\n\n", 1)[-1] for r in paths}
+    assert endings == set(hints[:3])
+    assert all(r.messages[-1].content.startswith(PROBLEM) for r in paths)  # the problem's own prompt, plus the hint
+    assert result.info["paths"] == 5 and result.info["route"] == "synthesis"
+
+
+def test_long_paths_are_clipped_in_the_synthesis_prompt():
+    long_path = "x" * 5000 + " \\boxed{9}"
+    backend = Scripted(responder=lambda r, i: "\\boxed{9}" if is_synthesis(r) else long_path)
+    result = solve(ParallelThinking(paths=2, path_chars=300), backend)
+    prompt = backend.requests[-1].messages[-1].content
+    assert prompt.count("characters omitted") == 2 and prompt.count("\\boxed{9}") == 2  # the tail is kept
+    assert len(prompt) < len(PROBLEM) + 2 * (300 + 100) + 300
+    assert result.answer == "9"
+    assert clip("abc", 10) == "abc" and len(clip("a" * 1000, 100)) < 150
+
+
+def test_no_paths_no_answer():
+    result = solve(ParallelThinking(paths=4), backend_for(["1"], "\\boxed{1}"), rz.Budget(tokens=5))
+    assert result.answer is None and result.info["route"] == "none" and result.usage.calls == 0
+
+
+def test_options_are_validated_and_settable_by_name():
+    assert isinstance(create("parallel-thinking", paths=4, groups=2, hints=True), ParallelThinking)
+    for bad in [{"paths": 0}, {"paths": 2, "groups": 3}, {"hints": True}, {"temperature_spread": 0.2},
+                {"synthesis_share": 1.0}, {"paths": 4, "groups": 2}, {"path_chars": 5}, {"synthesis_tokens": 0}]:
+        with pytest.raises(ValueError):
+            ParallelThinking(**bad)
+    with pytest.raises(rz.ConfigError, match="groups >= 2"):
+        create("parallel-thinking", hints=True)
