@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from reasoning import Budget, Problem, asolve
 from reasoning.backends.base import Backend
+from reasoning.backends.cache import cache_scope
 from reasoning.budget import LIMITS, Usage
 from reasoning.context import Context, Sample, Sampling
 from reasoning.errors import ConfigError
@@ -323,11 +324,12 @@ class Sweep:
         return jobs
 
     async def _solve(self, strategy: Strategy, item: Item, budget: Budget | None):
-        return await asolve(
-            Problem(item.problem, item.id, item.metadata), strategy, self.backend, budget,
-            sampling=Sampling(max_tokens=self.config.max_tokens, temperature=self.config.temperature),
-            **solve_options(item.kind),
-        )
+        with cache_scope():  # repeated asks within this problem get new samples, a new problem starts over
+            return await asolve(
+                Problem(item.problem, item.id, item.metadata), strategy, self.backend, budget,
+                sampling=Sampling(max_tokens=self.config.max_tokens, temperature=self.config.temperature),
+                **solve_options(item.kind),
+            )
 
     def _costs(self, result) -> dict[str, float]:
         usage: Usage = result.usage

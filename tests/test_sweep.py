@@ -177,6 +177,30 @@ def test_concurrent_requests_for_one_key_generate_once(tmp_path):
     assert inner.calls == 1 and [c.text for c in a.completions] == [c.text for c in b.completions]
 
 
+def test_within_a_scope_repeated_asks_get_new_samples_and_a_new_scope_starts_over(tmp_path):
+    from reasoning.backends.cache import cache_scope
+
+    inner = Scripted(responder=lambda req, i: f"s{i}")
+    cached = CachedBackend(inner, tmp_path / "gen.sqlite")
+
+    async def waves():
+        with cache_scope():
+            first = await cached.generate(request(2))
+            second = await cached.generate(request(2))
+            both = await asyncio.gather(cached.generate(request(1)), cached.generate(request(1)))
+        return first, second, both
+
+    first, second, both = run(waves())
+    texts = [c.text for r in (first, second, *both) for c in r.completions]
+    assert texts[:4] == ["s0", "s1", "s2", "s3"] and sorted(texts[4:]) == ["s4", "s5"]
+    assert inner.calls == 4
+    # A new scope (the next problem or strategy) reuses the stored rows from the start.
+    first_again, second_again, _ = run(waves())
+    assert [c.text for c in second_again.completions] == ["s2", "s3"] and inner.calls == 4
+    # Outside any scope every ask starts from the first row.
+    assert [c.text for c in run(cached.generate(request(2))).completions] == ["s0", "s1"]
+
+
 # -- sweeps end to end --------------------------------------------------------------------
 def make_sweep(tmp_path, backend, **fields) -> tuple[Sweep, CachedBackend]:
     config = SweepConfig(**{"datasets": ["gsm8k"], "limit": 4, "out": str(tmp_path / "sweep"), **fields})

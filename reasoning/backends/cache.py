@@ -7,6 +7,13 @@ n completions takes the first n stored under its key and generates only the miss
 new samples differ from the stored ones). So re-running a sweep costs nothing, and raising
 N from 16 to 64 costs only 48 new samples per prompt.
 
+Within one solve a strategy may ask the same request again and expects new samples (waves of
+early-stop voting, sampler strategies, identical sub-tasks): inside ``cache_scope()`` (one per
+solved problem; sweeps open one around every solve) the k-th ask of a key continues where the
+previous one stopped, rows [offset, offset + n), while a new scope starts again from the first
+row, which is what makes a pool reusable across strategies and re-runs. Outside any scope
+every ask starts from the first row.
+
 Accounting stays honest and reproducible: a cached completion reports the tokens (and
 USD) it cost when it was generated, so ledgers, budgets and results are the same whether
 a sample came from the cache or not; ``response.info["cache"]`` says how many were reused.
@@ -16,6 +23,8 @@ Every write is committed before the response returns (nothing is lost on a crash
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import hashlib
 import json
 import sqlite3
@@ -37,6 +46,23 @@ CREATE TABLE IF NOT EXISTS completions (
     PRIMARY KEY (key, idx)
 );
 """
+
+
+# key -> rows already handed out in the current scope (one solved problem).
+_OFFSETS: contextvars.ContextVar[dict[str, int] | None] = contextvars.ContextVar("cache_offsets", default=None)
+
+
+@contextlib.contextmanager
+def cache_scope():
+    """Within this block repeated asks of one request get successive stored samples.
+
+    Tasks started inside (a strategy's concurrent calls) share the scope's offsets.
+    """
+    token = _OFFSETS.set({})
+    try:
+        yield
+    finally:
+        _OFFSETS.reset(token)
 
 
 def request_key(model: str, request: GenerationRequest) -> str:
@@ -103,11 +129,13 @@ class CachedBackend(Backend):
         return getattr(self.inner, name)
 
     # -- the cache -----------------------------------------------------------------
-    def _stored(self, key: str, limit: int) -> list[tuple[str, int, int, float]]:
+    def _stored(self, key: str, start: int, limit: int) -> list[tuple[str, int, int, float]]:
+        """Up to ``limit`` stored rows of ``key`` from row ``start`` on, in order."""
         with self._db_lock:
             return self._db.execute(
-                "SELECT completion, prompt_tokens, call_n, usd FROM completions WHERE key = ? ORDER BY idx LIMIT ?",
-                (key, limit),
+                "SELECT completion, prompt_tokens, call_n, usd FROM completions WHERE key = ? AND idx >= ? "
+                "ORDER BY idx LIMIT ?",
+                (key, start, limit),
             ).fetchall()
 
     def _store(self, key: str, start: int, response: GenerationResponse) -> None:
@@ -125,12 +153,17 @@ class CachedBackend(Backend):
         key = request_key(self.inner.name, request)
         lock = self._key_locks.setdefault(key, asyncio.Lock())
         async with lock:  # two concurrent asks for one key must not both generate its samples
-            stored = self._stored(key, request.n)
+            offsets = _OFFSETS.get()
+            start = offsets.get(key, 0) if offsets is not None else 0
+            if offsets is not None:
+                offsets[key] = start + request.n
+            stored = self._stored(key, start, request.n)
             fresh: GenerationResponse | None = None
             if len(stored) < request.n:
-                missing = request.replace(n=request.n - len(stored), seed=_derived_seed(request.seed, len(stored)))
+                have = start + len(stored)  # rows of this key on disk
+                missing = request.replace(n=request.n - len(stored), seed=_derived_seed(request.seed, have))
                 fresh = await self.inner.generate(missing)
-                self._store(key, len(stored), fresh)
+                self._store(key, have, fresh)
         completions = [_completion(json.loads(row[0])) for row in stored]
         # Prompt tokens as the calls that made them counted them: once per call for
         # native-n backends (prorated over the call's samples), once per sample otherwise.
