@@ -21,7 +21,7 @@ console = Console(stderr=True)
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="run a strategy over a dataset (resumable)")
-    run.add_argument("--dataset", required=True, help="math500 | gsm8k | aime2024 | aime2025 | amc2023 | PATH.jsonl | hub name")
+    run.add_argument("--dataset", required=True, help="math500 | gsm8k | aime2024 | aime2025 | amc2023 | humaneval | mbpp | countdown | game24 | PATH.jsonl | hub name")
     run.add_argument("--limit", type=int, help="first K problems")
     run.add_argument("--strategy", default="self-consistency", help="see `reasoning-bench strategies`")
     run.add_argument("--n", type=int, help="samples per problem (self-consistency, best-of-n)")

@@ -1,7 +1,9 @@
 """Benchmark datasets: the shipped JSONL files, a user's own JSONL, or a hub name.
 
 Everything loads through ``datasets.load_dataset`` (the "json" builder for files), after a
-line-by-line check so that a malformed line is reported as ``file:line``.
+line-by-line check so that a malformed line is reported as ``file:line``. On a host without
+the ``datasets`` library (the offline GPU host carries only vLLM's wheels) local files are
+read line by line with ``json`` instead: same rows, same order.
 """
 
 from __future__ import annotations
@@ -22,9 +24,19 @@ BUILTIN = {
     "amc2023": "amc2023.jsonl",
     "humaneval": "humaneval.jsonl",
     "mbpp": "mbpp_sanitized.jsonl",
+    "countdown": "countdown_cd3_test.jsonl",
+    "game24": "game24.jsonl",
+    "game24-all": "game24.jsonl",
 }
 # MBPP (sanitized) ships all 427 tasks; the builtin name loads the 257-task "test" split.
 MBPP_SPLIT = "test"
+# Builtin names that load a subset of their file: mbpp its test split; game24 the 100
+# puzzles the Tree-of-Thoughts paper evaluates on (ids 900-999; "game24-all" loads all 1362,
+# ordered by human solve time, easiest first).
+_SUBSETS = {
+    "mbpp": lambda row: row.get("split") == MBPP_SPLIT,
+    "game24": lambda row: row.get("tot_test_subset") is True,
+}
 
 
 @dataclass(slots=True)
@@ -34,7 +46,9 @@ class Item:
     answer: str
     metadata: dict[str, Any] = field(default_factory=dict)
     # "math": graded by answer equivalence; "code": by running metadata's tests
-    # (HumanEval: prompt, entry_point, test; MBPP: test_list, test_imports).
+    # (HumanEval: prompt, entry_point, test; MBPP: test_list, test_imports); "expression":
+    # an arithmetic puzzle (Countdown, Game of 24) graded by ``verifiers.check_expression``
+    # against metadata's numbers, target and use_all.
     kind: str = "math"
 
 
@@ -45,6 +59,33 @@ def code_format(record: dict[str, Any]) -> str | None:
     if isinstance(record.get("test_list"), list):
         return "mbpp"
     return None
+
+
+def is_expression_record(record: dict[str, Any]) -> bool:
+    """A Countdown / Game-of-24 style record: ``numbers`` (a list) and a ``target``."""
+    return isinstance(record.get("numbers"), list) and "target" in record
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def expression_problem(numbers: list[Any], target: Any, use_all: bool = True) -> str:
+    """The puzzle stated with its rules, for a model that has never seen the game."""
+    listed = ", ".join(str(n) for n in numbers)
+    use = (
+        "use every given number exactly once (a number listed twice must be used twice)"
+        if use_all
+        else "use each given number at most once (you need not use them all)"
+    )
+    return (
+        f"Using the numbers {listed}, write an arithmetic expression whose value is exactly {target}.\n"
+        f"Rules: {use}, combined only with +, -, *, / and parentheses. No other numbers, no "
+        "exponents, no joining digits into a new number, no negative signs in front of a "
+        "number. Fractions are allowed in intermediate steps.\n"
+        "Reason step by step, then write the final expression itself (not its value) in "
+        "\\boxed{}, for example \\boxed{(a - b) * c} with a, b, c replaced by given numbers."
+    )
 
 
 def check_jsonl(path: Path) -> int:
@@ -60,6 +101,15 @@ def check_jsonl(path: Path) -> int:
                 raise ConfigError(f"{path}:{number}: not valid JSON ({bad.msg})") from None
             if not isinstance(record, dict):
                 raise ConfigError(f"{path}:{number}: expected a JSON object")
+            if is_expression_record(record):
+                if not record["numbers"] or not all(_is_number(n) for n in record["numbers"]):
+                    raise ConfigError(f"{path}:{number}: 'numbers' must be a non-empty list of numbers")
+                if not _is_number(record["target"]):
+                    raise ConfigError(f"{path}:{number}: 'target' must be a number")
+                if not isinstance(record.get("use_all", True), bool):
+                    raise ConfigError(f"{path}:{number}: 'use_all' must be true or false")
+                count += 1
+                continue
             fmt = code_format(record)
             if fmt is not None:
                 if not isinstance(record.get("prompt"), str):
@@ -104,9 +154,26 @@ def _code_item(index: int, row: dict[str, Any], fmt: str) -> Item:
     return Item(item_id, problem, "", meta, kind="code")
 
 
+def _expression_item(index: int, row: dict[str, Any]) -> Item:
+    row_id = row.get("id")
+    use_all = row.get("use_all", True)
+    meta = {"numbers": list(row["numbers"]), "target": row["target"], "use_all": use_all}
+    puzzle = row.get("problem") or row.get("input")
+    if puzzle is not None:
+        meta["puzzle"] = puzzle
+    for key in ("tot_test_subset", "solved_rate"):
+        if row.get(key) is not None:
+            meta[key] = row[key]
+    problem = expression_problem(meta["numbers"], row["target"], use_all)
+    return Item(str(index if row_id is None else row_id), problem, _gold(row["target"]), meta, kind="expression")
+
+
 def _to_items(rows: Any) -> list[Item]:
     items = []
     for index, row in enumerate(rows):
+        if is_expression_record(row):
+            items.append(_expression_item(index, row))
+            continue
         fmt = code_format(row)
         if fmt is not None:
             items.append(_code_item(index, row, fmt))
@@ -120,9 +187,12 @@ def _to_items(rows: Any) -> list[Item]:
 
 def load_items(name_or_path: str, limit: int | None = None) -> list[Item]:
     """Load a built-in dataset by name, a JSONL path, or (online) a hub dataset name."""
-    import datasets
-
-    datasets.disable_progress_bars()
+    try:
+        import datasets
+    except ImportError:
+        datasets = None
+    else:
+        datasets.disable_progress_bars()
     if name_or_path in BUILTIN:
         path = DATA_DIR / BUILTIN[name_or_path]
     else:
@@ -131,10 +201,14 @@ def load_items(name_or_path: str, limit: int | None = None) -> list[Item]:
         if not path.is_file():
             raise ConfigError(f"dataset file not found: {path}")
         check_jsonl(path)
+        if datasets is None:
+            return _plain_jsonl(path, name_or_path, limit)
         rows = datasets.load_dataset("json", data_files=str(path), split="train")
-        if name_or_path == "mbpp":
-            rows = rows.filter(lambda row: row["split"] == MBPP_SPLIT)
+        if name_or_path in _SUBSETS:
+            rows = rows.filter(_SUBSETS[name_or_path])
     else:
+        if datasets is None:
+            raise ConfigError(f"dataset {name_or_path!r} is not a file, and hub datasets need `pip install datasets`")
         try:
             rows = datasets.load_dataset(name_or_path, split="test")
         except Exception as failed:  # the hub raises many types; the message is what matters
@@ -149,3 +223,13 @@ def load_items(name_or_path: str, limit: int | None = None) -> list[Item]:
             raise ConfigError("--limit must be >= 1")
         rows = rows.select(range(min(limit, len(rows))))
     return _to_items(rows)
+
+
+def _plain_jsonl(path: Path, name: str, limit: int | None) -> list[Item]:
+    if limit is not None and limit < 1:
+        raise ConfigError("--limit must be >= 1")
+    with path.open(encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle if line.strip()]
+    if name in _SUBSETS:
+        rows = [row for row in rows if _SUBSETS[name](row)]
+    return _to_items(rows[:limit] if limit is not None else rows)

@@ -10,6 +10,12 @@ the unfinished work is cancelled: every finished problem is already on disk, the
 coverage are summarised as they stand, and running the same command again resumes (cached
 samples cost nothing). This is how the GPU results in RESULTS.md were made, in calls of at
 most ten minutes.
+
+``--calibrate DATASET:OFFSET:LIMIT:BUDGET:AVERAGE=POLICY`` first learns a compute-optimal
+policy (``benchmarks.calibrate.learn_policy``) on problems OFFSET..OFFSET+LIMIT, each under the
+per-problem token BUDGET with AVERAGE tokens per problem allowed on average, and writes it to
+POLICY (under ``--root``); sweeps whose strategy options name that policy file start once it
+exists, the others at once.
 """
 
 from __future__ import annotations
@@ -27,16 +33,59 @@ from reasoning.backends.cache import CachedBackend
 from .sweep import Sweep, SweepConfig, format_fit, summarise_dir, x_value
 
 
+def _under_root(root: str | None, path: str) -> str:
+    return str(Path(root) / path) if root and not Path(path).is_absolute() else path
+
+
 def _configs(args: argparse.Namespace) -> list[SweepConfig]:
     configs = []
     for path in args.configs:
         config = SweepConfig.from_file(path, backend=args.backend)
-        out = Path(args.root) / config.out if args.root else Path(config.out)
-        cache = config.cache
-        if cache and args.root and not Path(cache).is_absolute():
-            cache = str(Path(args.root) / cache)
-        configs.append(config.model_copy(update={"out": str(out), "cache": cache}))
+        strategies = [
+            spec.model_copy(update={"options": {**spec.options, "policy": _under_root(args.root, spec.options["policy"])}})
+            if isinstance(spec.options.get("policy"), str) else spec
+            for spec in config.strategies
+        ]
+        configs.append(config.model_copy(update={
+            "out": _under_root(args.root, config.out),
+            "cache": _under_root(args.root, config.cache) if config.cache else None,
+            "strategies": strategies,
+        }))
     return configs
+
+
+def _existing(paths: set[str]) -> set[str]:
+    return {path for path in paths if Path(path).is_file()}
+
+
+def _needs(config: SweepConfig) -> set[str]:
+    return {spec.options["policy"] for spec in config.strategies if isinstance(spec.options.get("policy"), str)}
+
+
+async def _calibrate(spec: str, root: str | None, backend, config: SweepConfig | None) -> str:
+    """Learn and write one policy; returns its path."""
+    from reasoning.budget import Budget
+    from reasoning.context import Sampling
+
+    from .calibrate import learn_policy
+    from .datasets import load_items
+
+    what, _, target = spec.partition("=")
+    try:
+        dataset, offset, limit, budget, average = what.split(":")
+        offset_i, limit_i, budget_i, average_f = int(offset), int(limit), int(budget), float(average)
+    except ValueError:
+        raise SystemExit(f"--calibrate {spec!r}: expected DATASET:OFFSET:LIMIT:BUDGET:AVERAGE=POLICY") from None
+    path = _under_root(root, target)
+    if Path(path).is_file():
+        return path  # learned in an earlier call
+    items = load_items(dataset, offset_i + limit_i)[offset_i:]
+    sampling = Sampling(max_tokens=config.max_tokens, temperature=config.temperature) if config else None
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    policy = await learn_policy(items, backend, budget=Budget(tokens=budget_i), token_budget=average_f,
+                                concurrency=32, sampling=sampling, out=path)
+    print(f"policy {path}: {policy.to_dict() if hasattr(policy, 'to_dict') else policy}")
+    return path
 
 
 async def main_async(args: argparse.Namespace) -> int:
@@ -50,13 +99,28 @@ async def main_async(args: argparse.Namespace) -> int:
         path = str(Path(config.cache) if config.cache else Path(config.out) / "generations.sqlite")
         if path not in caches:
             caches[path] = CachedBackend(inner, path)
-        sweeps.append(Sweep(config, caches[path]))
+        # A sweep that waits for a policy is built once the policy exists (its strategy loads it).
+        sweeps.append((config, caches[path], None if _needs(config) - _existing(_needs(config)) else Sweep(config, caches[path])))
     started = time.monotonic()
-    tasks = [asyncio.ensure_future(sweep.run()) for sweep in sweeps]
+    policies: dict[str, asyncio.Future] = {}
+    for spec in args.calibrate:
+        target = _under_root(args.root, spec.partition("=")[2])
+        # The cache and sampling of the first sweep that uses this policy.
+        user = next((c for c in configs if target in _needs(c)), None)
+        cache = caches[str(Path(user.cache) if user and user.cache else Path(configs[0].out) / "generations.sqlite")]
+        policies[target] = asyncio.ensure_future(_calibrate(spec, args.root, cache, user))
+
+    async def after_policies(config: SweepConfig, cache: CachedBackend, sweep: Sweep | None):
+        for needed in _needs(config):
+            if needed in policies:
+                await policies[needed]
+        return await (sweep or Sweep(config, cache)).run()
+
+    tasks = [asyncio.ensure_future(after_policies(*entry)) for entry in sweeps]
     done, pending = await asyncio.wait(tasks, timeout=args.deadline_s)
-    for task in pending:
+    for task in [*pending, *(p for p in policies.values() if not p.done())]:
         task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
+    await asyncio.gather(*pending, *policies.values(), return_exceptions=True)
     failures = [task.exception() for task in done if task.exception() is not None]
     status = {}
     for config, task in zip(configs, tasks):
@@ -89,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", help="folder for every sweep's out (and relative caches)")
     parser.add_argument("--deadline-s", type=float, default=None, help="stop (resumably) after this many seconds")
     parser.add_argument("--status", help="write {out: done | resume later} here")
+    parser.add_argument("--calibrate", action="append", default=[], metavar="DATASET:OFFSET:LIMIT:BUDGET:AVERAGE=POLICY",
+                        help="learn a compute-optimal policy first (see above); repeatable")
     args = parser.parse_args(argv)
     return asyncio.run(main_async(args))
 

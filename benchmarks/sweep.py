@@ -64,8 +64,9 @@ class StrategySpec(BaseModel):
     n: list[int] | None = None
     # The option an n point (or, on a budget grid, max_n) sets when the strategy runs
     # directly; default: the strategy's ``size_option`` ("n" for self-consistency, "max_n"
-    # for early-stop-sc, "paths" for parallel-thinking). A strategy without one runs with its
-    # own options: once on an n grid, at every point of a budget grid.
+    # for early-stop-sc, "paths" for parallel-thinking; on a budget grid a value given in
+    # ``options`` wins). A strategy without one runs with its own options: once on an n
+    # grid, at every point of a budget grid.
     n_option: str | None = None
 
     @field_validator("n")
@@ -248,8 +249,11 @@ class Sweep:
             return self.strategies[key]
         from strategies import get
 
+        option = spec.n_option or get(spec.name).size_option
+        if "n" not in point and option in spec.options:
+            return self.strategies[key]  # on a budget grid an explicit option wins over max_n
         value = int(point["n"]) if "n" in point else self.config.max_n
-        return self._create(spec, **{spec.n_option or get(spec.name).size_option: value})
+        return self._create(spec, **{option: value})
 
     def _check_identity(self) -> None:
         """A resumed sweep must mean the same thing: same backend and sampling."""
@@ -263,7 +267,8 @@ class Sweep:
         path.write_text(self.config.model_dump_json(indent=2))
 
     async def _load_compute(self) -> None:
-        model_dir = getattr(self.backend, "model_path", None)
+        model_path = getattr(self.backend, "model_path", None)  # local and vLLM backends know their folder
+        model_dir = model_path() if callable(model_path) else None
         if model_dir and (Path(model_dir) / "config.json").is_file():
             self.compute = ComputeModel(
                 ModelShape.from_dir(model_dir, self.backend.params), self.config.intensity, self.config.decode_batch

@@ -12,8 +12,10 @@ from .pessimistic_best_of_n import PessimisticBestOfN
 from .parallel_thinking import ParallelThinking
 from .summarization_loop import SummarizationLoop
 from .early_stop_sc import EarlyStopSC
+from .spawn_join import SpawnJoin
+from .compute_optimal import ComputeOptimal
 
 __all__ = [
-    "BestOfN", "EarlyStopSC", "GenRMBestOfN", "Greedy", "ParallelThinking", "PessimisticBestOfN", "SelfConsistency",
-    "SummarizationLoop", "available", "create", "get", "register",
+    "BestOfN", "ComputeOptimal", "EarlyStopSC", "GenRMBestOfN", "Greedy", "ParallelThinking", "PessimisticBestOfN", "SelfConsistency",
+    "SpawnJoin", "SummarizationLoop", "available", "create", "get", "register",
 ]

@@ -381,3 +381,28 @@ def test_sweep_on_the_embedded_model_counts_real_tokens_and_flops(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert "4 samples reused, 0 generated" in " ".join(again.stderr.split())
     assert rows_of(out / "sweep.jsonl") == rows
+
+
+def test_run_sweeps_shares_one_backend_learns_the_policy_first_and_resumes(tmp_path):
+    from benchmarks.run_sweeps import main as run_sweeps
+
+    pooled = tmp_path / "pooled.yaml"
+    pooled.write_text("datasets: [gsm8k]\nlimit: 3\nn: [1, 4]\nstrategies:\n  - name: self-consistency\n"
+                      "out: pooled\ncache: shared.sqlite\nmax_tokens: 64\n")
+    routed = tmp_path / "routed.yaml"
+    routed.write_text("datasets: [gsm8k]\nlimit: 3\nbudget_grid: {tokens: [600]}\nmax_n: 4\nmax_tokens: 64\n"
+                      "strategies:\n  - name: self-consistency\n  - name: compute-optimal\n    options: {policy: policy.json}\n"
+                      "out: routed\ncache: shared.sqlite\n")
+    root = tmp_path / "root"
+    argv = [str(pooled), str(routed), "--backend", "scripted:18,72", "--root", str(root),
+            "--calibrate", "gsm8k:10:4:600:300=policy.json", "--status", str(tmp_path / "status.json")]
+    assert run_sweeps(argv) == 0
+    assert json.loads((tmp_path / "status.json").read_text()) == {str(root / "pooled"): "done", str(root / "routed"): "done"}
+    policy = json.loads((root / "policy.json").read_text())
+    assert policy["bins"] and all("strategy" in b for b in policy["bins"])
+    rows = rows_of(root / "routed" / "sweep.jsonl")
+    assert {r["strategy"] for r in rows} == {"self-consistency", "compute-optimal"}
+    assert all(r["n_problems"] == 3 for r in rows)
+    before = (root / "routed" / "problems.jsonl").read_text()
+    assert run_sweeps(argv) == 0  # everything done: nothing is redone
+    assert (root / "routed" / "problems.jsonl").read_text() == before

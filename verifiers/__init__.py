@@ -2,6 +2,7 @@
 
 from verifiers.code_exec import CodeVerdict, arun_code_tests, run_code_tests
 from verifiers.code_extract import assemble_humaneval, extract_code
+from verifiers.expression import ExpressionVerdict, check_expression, normalize_expression
 from verifiers.extract import extract_answer
 from verifiers.genrm import GenRM, parse_verdict
 from verifiers.latex_utils import strip_answer_wrappers
@@ -19,17 +20,20 @@ __all__ = [
     "run_code_tests",
     "VERIFIERS",
     "Confidence",
+    "ExpressionVerdict",
     "GenRM",
     "LLMJudge",
     "LLMProcessReward",
     "Pessimistic",
     "RewardModelPRM",
     "aggregate_steps",
+    "check_expression",
     "ais_equivalent",
     "extract_answer",
     "is_equivalent",
     "is_equivalent_many",
     "make_verifier",
+    "normalize_expression",
     "normalize_answer",
     "parse_grade",
     "parse_verdict",

@@ -353,10 +353,9 @@ class Local(Backend):
             )
         return responses
 
-    @property
-    def model_path(self) -> Path | None:
-        """The model folder once known (after ``load`` for the embedded model)."""
-        return self._path
+    def model_path(self) -> str:
+        """The model folder (assembled and converted first for the embedded model)."""
+        return str(self._resolve_path())
 
     def describe(self) -> dict[str, object]:
         return {"backend": self.name, "dtype": self.dtype, "threads": self.threads, "params": self.params}

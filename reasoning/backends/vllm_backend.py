@@ -415,11 +415,6 @@ class VLLM(Backend):
         engine = await self.start()
         return bool(await engine.reset_prefix_cache())
 
-    @property
-    def model_path(self) -> Path | None:
-        """The model folder once known (after ``load`` for the embedded model)."""
-        return self._path
-
     def describe(self) -> dict[str, object]:
         options = {k: v for k, v in self.engine_options.items() if isinstance(v, (str, int, float, bool))}
         return {"backend": self.name, **options}

@@ -1,0 +1,298 @@
+"""Spawn-join: the model plans sub-tasks, workers solve them in parallel, the plan resumes with their results.
+
+After Adaptive Parallel Reasoning (Pan et al. 2025) and Multiverse (Yang et al. 2025), at the
+prompt level: no special model, only a small syntax the plan prompt teaches.
+
+Syntax (``prompts/spawn_plan.md``): the model marks each sub-task as
+``<spawn>sub-task text</spawn>``. Tags do not nest; a sub-task is plain text. The plan call
+stops at ``<join`` so a model cannot invent its workers' results.
+
+One node of the tree, at depth d (the root is 0):
+
+1. **plan** — ``spawn_plan`` with the problem and the node's task. Routes:
+   - ``spawn``: balanced tags, no empty sub-task → children (below);
+   - ``direct``: no tags and a ``\\boxed{}`` answer → the plan *is* the solution (no extra
+     call; the prompt allows solving a task that does not split);
+   - ``sequential``: a malformed plan — no tags and no answer, unbalanced or nested tags, an
+     empty sub-task — degrades to plain sequential reasoning: one ordinary solve call (the
+     problem's own prompt at the root, the worker prompt for a sub-task);
+   - ``refused``: the budget refused the plan call; the node has no result.
+2. **spawn** — the first ``max_fanout`` sub-tasks run concurrently, each as a child node in a
+   ``ctx.span`` with its own budget slice. Sub-tasks beyond ``max_fanout`` follow
+   ``overflow``: ``"drop"`` (default) discards them (counted in ``info``), ``"sequential"``
+   runs them one at a time after the concurrent ones, so ``max_fanout`` then bounds
+   concurrency, not the number of children. A child at depth < ``max_depth`` plans again
+   (and may spawn); a child at ``max_depth`` is a leaf: one worker call (``spawn_task``).
+3. **join** — the node's plan conversation is resumed: the plan as the assistant turn, then
+   ``spawn_join`` with one ``<join>`` block per child (its sub-task and conclusion: the
+   last paragraphs of its text, at most 600 characters); the node writes its result, the
+   root its final answer in ``\\boxed{}``.
+
+Budget: every call goes through the ledger (a refused call returns ``[]``). When a node
+spawns k children (k counts the overflow ones run sequentially), each child gets a slice
+``ctx.slice(Budget(...))`` holding, for every limit the chain sets among tokens,
+completion_tokens, calls, usd and flops, ``(1 - join_share) × remaining / k`` of what is
+left after the plan (calls: at least one call is kept back for the join). Slices are
+ceilings: what a child leaves unspent stays with the parent, so the join gets the reserve
+plus every child's leftovers. Seconds are not sliced: concurrent children share the
+deadline. A child whose slice cannot fit a call reports "no result". If the join call is
+refused, or cut at max_tokens before its ``\\boxed{}`` (the "last number" of a cut-off
+text is arbitrary), the node's answer is the majority of its children's answers
+(``info["fallback"]``).
+
+``Outcome.info``: ``route`` (the root's), ``depth`` (deepest node reached), ``children``
+(the root's child count), ``nodes``, ``dropped`` and ``tree`` (per node: depth, route,
+task, children, dropped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from reasoning.budget import Budget
+from reasoning.context import Context, Sample
+from reasoning.strategy import Outcome, Strategy
+from reasoning.types import Message
+from verifiers.latex_utils import last_boxed
+
+from .registry import register
+from .voting import majority
+
+ROOT_TASK = "Solve the problem."
+CONCLUSION_CHARS = 600
+_TAG = re.compile(r"<(/?)spawn>", re.IGNORECASE)
+_SLICED = ("tokens", "completion_tokens", "calls", "usd", "flops")
+_INTEGER_LIMITS = ("tokens", "completion_tokens", "calls")
+OVERFLOW = ("drop", "sequential")
+
+
+class MalformedPlan(ValueError):
+    """A plan whose spawn tags cannot be read; the message says why."""
+
+
+def parse_spawns(plan: str) -> list[str]:
+    """The sub-tasks marked ``<spawn>...</spawn>`` in ``plan``, in order ([] when none).
+
+    Raises MalformedPlan for unbalanced or nested tags and for an empty sub-task.
+    """
+    tasks: list[str] = []
+    opened: int | None = None
+    for tag in _TAG.finditer(plan):
+        closing = tag.group(1) == "/"
+        if not closing:
+            if opened is not None:
+                raise MalformedPlan("nested <spawn> tags")
+            opened = tag.end()
+            continue
+        if opened is None:
+            raise MalformedPlan("</spawn> without an opening <spawn>")
+        text = plan[opened : tag.start()].strip()
+        if not text:
+            raise MalformedPlan("empty sub-task")
+        tasks.append(text)
+        opened = None
+    if opened is not None:
+        raise MalformedPlan("<spawn> never closed")
+    return tasks
+
+
+def conclusion(text: str, limit: int = CONCLUSION_CHARS) -> str:
+    """The last paragraphs of ``text`` that fit in ``limit`` characters (a tail if none fits)."""
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
+    kept: list[str] = []
+    for paragraph in reversed(paragraphs):
+        if sum(len(p) + 2 for p in kept) + len(paragraph) > limit:
+            break
+        kept.insert(0, paragraph)
+    if kept:
+        return "\n\n".join(kept)
+    return "…" + text.strip()[-limit:] if text.strip() else ""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def child_budget(ctx: Context, count: int, join_share: float) -> Budget:
+    """One child's slice: (1 - join_share) of each finite remaining limit, split ``count`` ways."""
+    limits: dict[str, float] = {}
+    for limit in _SLICED:
+        left = ctx.budget.remaining(limit)
+        if math.isinf(left):
+            continue
+        reserve = join_share * left
+        if limit == "calls":
+            reserve = max(1.0, math.ceil(reserve))
+        each = max(0.0, (left - reserve) / count)
+        limits[limit] = math.floor(each) if limit in _INTEGER_LIMITS else each
+    return Budget(**limits)
+
+
+@dataclass(slots=True)
+class _Node:
+    depth: int
+    task: str
+    route: str
+    text: str | None = None
+    answer: str | None = None
+    samples: list[Sample] = field(default_factory=list)
+    children: list[_Node] = field(default_factory=list)
+    dropped: int = 0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def shape(self) -> dict[str, Any]:
+        shape: dict[str, Any] = {"depth": self.depth, "route": self.route, "task": self.task[:120]}
+        if self.children or self.route == "spawn":
+            shape["children"] = [child.shape() for child in self.children]
+        if self.dropped:
+            shape["dropped"] = self.dropped
+        shape.update(self.info)
+        return shape
+
+    def walk(self):
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+
+@register("spawn-join")
+class SpawnJoin(Strategy):
+    size_option = "max_fanout"  # --n / sweeps / "spawn-join-4" set the parallel width
+
+    def __init__(
+        self,
+        max_depth: int = 1,
+        max_fanout: int = 4,
+        *,
+        overflow: str = "drop",
+        join_share: float = 0.25,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> None:
+        for key, value in (("max_depth", max_depth), ("max_fanout", max_fanout), ("max_tokens", max_tokens)):
+            if (value is not None or key != "max_tokens") and (not _is_int(value) or value < 1):
+                raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
+        if overflow not in OVERFLOW:
+            raise ValueError(f"overflow must be one of {', '.join(OVERFLOW)}, got {overflow!r}")
+        if not _is_number(join_share) or not 0 <= join_share < 1:
+            raise ValueError(f"join_share must be a number in [0, 1), got {join_share!r}")
+        if temperature is not None and (not _is_number(temperature) or temperature < 0):
+            raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")
+        self.max_depth = max_depth
+        self.max_fanout = max_fanout
+        self.overflow = overflow
+        self.join_share = float(join_share)
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+
+    async def run(self, ctx: Context) -> Outcome:
+        root = await self._node(ctx, ROOT_TASK, 0)
+        nodes = list(root.walk())
+        info = {
+            "route": root.route,
+            "depth": max(node.depth for node in nodes),
+            "children": len(root.children),
+            "nodes": len(nodes),
+            "dropped": sum(node.dropped for node in nodes),
+            "tree": root.shape(),
+        }
+        samples = [sample for node in nodes for sample in node.samples]
+        return Outcome(root.answer, root.text, samples, info)
+
+    # -- one node of the tree --------------------------------------------------------
+    async def _node(self, ctx: Context, task: str, depth: int) -> _Node:
+        if depth >= self.max_depth:
+            return await self._solve(ctx, task, depth, "leaf")
+        from prompts import load_prompt
+
+        plan_prompt = load_prompt("spawn_plan").render(
+            problem=ctx.problem.text, task=task, max_fanout=str(self.max_fanout)
+        )
+        plans = await ctx.generate(plan_prompt, name="plan", stop=("<join",), **self._sampling())
+        if not plans:
+            return _Node(depth, task, "refused")
+        plan = plans[0]
+        try:
+            subtasks = parse_spawns(plan.text)
+        except MalformedPlan as bad:
+            return await self._solve(ctx, task, depth, "sequential", plans, reason=str(bad))
+        if not subtasks:
+            if last_boxed(plan.text) is not None:
+                return _Node(depth, task, "direct", plan.text, plan.answer, plans)
+            return await self._solve(ctx, task, depth, "sequential", plans, reason="no <spawn> tags and no answer")
+        node = _Node(depth, task, "spawn", samples=list(plans))
+        node.children, node.dropped = await self._spawn(ctx, subtasks, depth)
+        await self._join(ctx, node, plan_prompt, plan.text)
+        return node
+
+    async def _solve(
+        self, ctx: Context, task: str, depth: int, route: str, earlier: Sequence[Sample] = (), reason: str | None = None
+    ) -> _Node:
+        """One ordinary call: the problem's own prompt at the root, the worker prompt below."""
+        if depth == 0:
+            prompt = None
+        else:
+            from prompts import load_prompt
+
+            prompt = load_prompt("spawn_task").render(problem=ctx.problem.text, task=task)
+        samples = await ctx.generate(prompt, name="solve" if depth == 0 else "work", **self._sampling())
+        node = _Node(depth, task, route, samples=[*earlier, *samples])
+        if reason:
+            node.info["reason"] = reason
+        if samples:
+            node.text, node.answer = samples[0].text, samples[0].answer
+        return node
+
+    async def _spawn(self, ctx: Context, subtasks: list[str], depth: int) -> tuple[list[_Node], int]:
+        concurrent = subtasks[: self.max_fanout]
+        later = subtasks[self.max_fanout :] if self.overflow == "sequential" else []
+        dropped = len(subtasks) - len(concurrent) - len(later)
+        budget = child_budget(ctx, len(concurrent) + len(later), self.join_share)
+
+        async def child(index: int, text: str) -> _Node:
+            async with ctx.span(f"spawn-{depth + 1}.{index + 1}", task=text, depth=depth + 1) as sub:
+                return await self._node(sub.slice(budget, name="budget"), text, depth + 1)
+
+        children = list(await asyncio.gather(*(child(i, text) for i, text in enumerate(concurrent))))
+        for offset, text in enumerate(later):
+            children.append(await child(len(concurrent) + offset, text))
+        return children, dropped
+
+    async def _join(self, ctx: Context, node: _Node, plan_prompt: tuple[Message, ...], plan: str) -> None:
+        from prompts import load_prompt
+
+        blocks = []
+        for index, child in enumerate(node.children, 1):
+            result = conclusion(child.text) if child.text else "(no result: the budget ran out)"
+            blocks.append(f"<join>\nSub-task {index}: {child.task}\nResult: {result}\n</join>")
+        messages = (
+            *plan_prompt,
+            Message("assistant", plan.split("<join", 1)[0].rstrip()),
+            *load_prompt("spawn_join").render(joins="\n\n".join(blocks)),
+        )
+        finals = await ctx.generate(messages, name="join", **self._sampling())
+        node.samples.extend(finals)
+        vote = majority([Sample(c.text or "", c.answer) for c in node.children])
+        if finals:
+            final = finals[0]
+            # The "last number" of a join cut off before its \boxed{} is an arbitrary value.
+            cut = final.completion is not None and final.completion.finish_reason == "length"
+            if not (cut and last_boxed(final.text) is None and vote.answer is not None):
+                node.text, node.answer = final.text, final.answer
+                return
+            node.info["fallback"] = "children-vote (join truncated)"
+        else:
+            node.info["fallback"] = "children-vote"
+        node.text, node.answer = (vote.sample.text or None) if vote.sample else None, vote.answer
+
+    def _sampling(self) -> dict[str, Any]:
+        return {"max_tokens": self.max_tokens, "temperature": self.temperature}
