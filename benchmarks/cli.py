@@ -186,9 +186,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report import render
 
     out = Path(args.out)
-    if not (out / "sweep.jsonl").is_file() or not (out / "config.json").is_file():
-        raise ConfigError(f"{out} is not a sweep folder (no sweep.jsonl / config.json)")
-    print(render(out))
+    if not (out / "problems.jsonl").is_file() or not (out / "config.json").is_file():
+        raise ConfigError(f"{out} is not a sweep folder (no problems.jsonl / config.json)")
+    print(render(out, resummarise=True))
     return 0
 
 
@@ -402,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     prepare = sub.add_parser("prepare-model", help="assemble and convert the embedded model into the cache")
     prepare.add_argument("--name", help="model name (default: the embedded 0.5B)")
     _add_sweep(sub)
-    report = sub.add_parser("report", help="(re)draw the plots and report.html of a sweep folder")
+    report = sub.add_parser("report", help="re-summarise a sweep folder and (re)draw its plots and report.html")
     report.add_argument("out", help="the sweep's --out folder")
     _add_serve(sub)
     mcp = sub.add_parser("mcp", help="MCP tool server on stdio: a `solve` tool for agents")

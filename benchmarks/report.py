@@ -140,9 +140,15 @@ def write_html(out: Path, config: SweepConfig, rows: list[dict[str, Any]], cover
     return path
 
 
-def render(out: str | Path) -> Path:
-    """Plots + HTML for a finished (or partial) sweep directory."""
+def render(out: str | Path, *, resummarise: bool = False) -> Path:
+    """Plots + HTML for a finished (or partial) sweep directory; with ``resummarise`` the
+    rows and coverage are first recomputed from ``problems.jsonl`` (e.g. after a sweep that
+    was killed before it could summarise)."""
     out = Path(out)
+    if resummarise:
+        from .sweep import summarise_dir
+
+        summarise_dir(out, SweepConfig.model_validate_json((out / "config.json").read_text()))
     config, rows, coverage = load(out)
     try:
         images = plot(out, config, rows, coverage)

@@ -90,7 +90,11 @@ async def _calibrate(spec: str, root: str | None, backend, config: SweepConfig |
 
 async def main_async(args: argparse.Namespace) -> int:
     configs = _configs(args)
-    inner = from_spec(configs[0].backend)
+    engine: dict[str, object] = {}
+    for item in args.engine:
+        key, _, raw = item.partition("=")
+        engine[key.strip()] = int(raw) if raw.strip().lstrip("-").isdigit() else raw.strip()
+    inner = from_spec(configs[0].backend, **({"engine_kwargs": engine} if engine else {}))
     await inner.load()
     # One cache object per file: sweeps that name the same cache file share its rows.
     caches: dict[str, CachedBackend] = {}
@@ -153,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", help="folder for every sweep's out (and relative caches)")
     parser.add_argument("--deadline-s", type=float, default=None, help="stop (resumably) after this many seconds")
     parser.add_argument("--status", help="write {out: done | resume later} here")
+    parser.add_argument("--engine", action="append", default=[], metavar="KEY=VALUE",
+                        help="vLLM engine argument, repeatable (e.g. max_num_seqs=1024)")
     parser.add_argument("--calibrate", action="append", default=[], metavar="DATASET:OFFSET:LIMIT:BUDGET:AVERAGE=POLICY",
                         help="learn a compute-optimal policy first (see above); repeatable")
     args = parser.parse_args(argv)
