@@ -47,6 +47,7 @@ def _configs(args: argparse.Namespace) -> list[SweepConfig]:
             for spec in config.strategies
         ]
         configs.append(config.model_copy(update={
+            **({"concurrency": args.concurrency} if args.concurrency else {}),
             "out": _under_root(args.root, config.out),
             "cache": _under_root(args.root, config.cache) if config.cache else None,
             "strategies": strategies,
@@ -156,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", help="replaces every file's backend")
     parser.add_argument("--root", help="folder for every sweep's out (and relative caches)")
     parser.add_argument("--deadline-s", type=float, default=None, help="stop (resumably) after this many seconds")
+    parser.add_argument("--concurrency", type=int, help="replaces every file's concurrency (problems in flight per sweep)")
     parser.add_argument("--status", help="write {out: done | resume later} here")
     parser.add_argument("--engine", action="append", default=[], metavar="KEY=VALUE",
                         help="vLLM engine argument, repeatable (e.g. max_num_seqs=1024)")

@@ -359,6 +359,7 @@ class Sweep:
             "dataset": dataset, "strategy": key, "point": point_key(point), "id": item.id,
             "correct": float(bool(correct)), "answer": result.answer, "mode": "direct",
             "cost": self._costs(result), "n": None, "stopped_by": result.stopped_by,
+            "info": _scalars(result.info),  # e.g. route / fallback / stop reason, for analysis
         }
 
     async def _pooled(self, dataset: str, key: str, points: list[dict[str, float]], item: Item) -> list[dict[str, Any]]:
@@ -420,6 +421,11 @@ class Sweep:
     # -- summary -------------------------------------------------------------------
     def summarise(self, items: dict[str, list[Item]], wall: float) -> dict[str, Any]:
         return summarise_dir(self.out, self.config, items, wall)
+
+
+def _scalars(info: dict[str, Any]) -> dict[str, Any]:
+    """The JSON scalars of a strategy's Outcome.info (drops samples, tallies, histories)."""
+    return {k: v for k, v in info.items() if isinstance(v, (str, int, float, bool)) or v is None}
 
 
 def _pool_samples(result) -> list[Sample]:

@@ -259,6 +259,8 @@ def test_direct_strategies_run_under_the_enforced_budget(tmp_path):
     summary = run(sweep.run())
     rows = rows_of(tmp_path / "sweep" / "problems.jsonl")
     assert all(row["mode"] == "direct" for row in rows)
+    # The strategy's scalar info travels with each row (here SC's vote share and n).
+    assert all({"share", "n"} <= set(row["info"]) and "votes" not in row["info"] for row in rows)
     for row in rows:
         assert row["cost"]["tokens"] <= float(row["point"].split("=")[1])
     small, large = sorted(summary["cells"], key=lambda r: r["budget"])
