@@ -16,6 +16,11 @@ ledger limit: tokens, completion_tokens, usd, flops, calls). Two ways to fill a 
   by the ledger (strategies with an ``n`` option get ``n = max_n`` so that the budget binds; an
   n point sets ``n`` itself).
 
+FLOPs budgets: a direct run is held by the ledger, which counts 2·params·tokens; a pooled point
+uses the sweep's own FLOPs (with the attention term, ``benchmarks.compute``), so the two modes
+agree on tokens but not exactly on FLOPs. Seconds are not a sweep axis (they depend on load
+and on the cache).
+
 Every backend call goes through a disk cache (``reasoning.backends.cache``) keyed by model,
 prompt, sampling parameters and seed: re-running a sweep, extending N, or adding a strategy
 costs only the new samples. Results are appended per problem to ``DIR/problems.jsonl``

@@ -125,8 +125,8 @@ class EarlyStopSC(Strategy):
     ) -> None:
         if max_n < 1:
             raise ValueError(f"max_n must be >= 1, got {max_n}")
-        if not 1 <= wave <= max_n:
-            raise ValueError(f"wave must be between 1 and max_n ({max_n}), got {wave}")
+        if wave < 1:
+            raise ValueError(f"wave must be >= 1, got {wave}")
         if confidence is not None and not 0.5 < confidence < 1:
             raise ValueError(f"confidence must be in (0.5, 1), or None for the exact rule only; got {confidence}")
         if not 0 <= drop_low_confidence < 1:
@@ -134,7 +134,7 @@ class EarlyStopSC(Strategy):
         if window < 1:
             raise ValueError(f"window must be >= 1 token, got {window}")
         self.max_n = max_n
-        self.wave = wave
+        self.wave = min(wave, max_n)  # `--n 2` with the default wave of 4: one wave of 2
         self.confidence = confidence
         self.drop_low_confidence = drop_low_confidence
         self.window = window

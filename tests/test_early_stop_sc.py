@@ -156,9 +156,11 @@ def test_filtering_is_skipped_without_logprobs():
 
 def test_options_are_validated_and_settable_by_name():
     assert isinstance(create("early-stop-sc", max_n=8, wave=2, confidence=None), EarlyStopSC)
-    for bad in [{"max_n": 0}, {"max_n": 4, "wave": 5}, {"confidence": 1.0}, {"confidence": 0.5},
+    for bad in [{"max_n": 0}, {"wave": 0}, {"confidence": 1.0}, {"confidence": 0.5},
                 {"drop_low_confidence": 1.0}, {"window": 0}]:
         with pytest.raises(ValueError):
             EarlyStopSC(**bad)
     with pytest.raises(rz.ConfigError, match="wave must be"):
-        create("early-stop-sc", max_n=2, wave=3)
+        create("early-stop-sc", max_n=2, wave=0)
+    # A wave larger than max_n (e.g. `--n 2` with the default wave of 4) is one wave of max_n.
+    assert create("early-stop-sc", n=2).wave == 2
