@@ -71,21 +71,10 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
 
 def _parse_strategy_spec(text: str) -> dict[str, object]:
     """``name`` or ``name:key=value,key=value`` -> a StrategySpec's fields."""
-    from strategies import get
-    from strategies.registry import options_of
-
     name, _, rest = text.partition(":")
     name = name.strip()
-    known = options_of(get(name))
-    options: dict[str, object] = {}
-    for item in filter(None, (part.strip() for part in rest.split(","))):
-        key, sep, raw = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep:
-            raise ConfigError(f"--strategy {text!r}: {item!r} is not of the form key=value")
-        if key not in known:
-            raise ConfigError(f"strategy {name!r} has no option {key!r}; it has: {', '.join(known)}")
-        options[key] = _number_or_text(raw.strip())
+    items = [part.strip() for part in rest.split(",") if part.strip()]
+    options = _parse_options(name, items, flag=f"--strategy {text!r}:")
     return {"name": name, "options": options, "label": text if options else None}
 
 
@@ -206,8 +195,9 @@ def _check_reachable(api_base: str | None) -> None:
         raise ConfigError(f"cannot reach --api-base {api_base} ({failed.strerror or failed})") from None
 
 
-def _parse_options(strategy: str, items: list[str]) -> dict[str, object]:
-    """``--option key=value`` pairs, checked against the strategy's own options."""
+def _parse_options(strategy: str, items: list[str], flag: str = "--option") -> dict[str, object]:
+    """``key=value`` pairs (``--option`` or ``--strategy name:...``), checked against the
+    strategy's own options."""
     from strategies import get
     from strategies.registry import options_of
 
@@ -217,7 +207,7 @@ def _parse_options(strategy: str, items: list[str]) -> dict[str, object]:
         key, sep, raw = item.partition("=")
         key = key.strip().replace("-", "_")
         if not sep:
-            raise ConfigError(f"--option {item!r} is not of the form key=value")
+            raise ConfigError(f"{flag} {item!r} is not of the form key=value")
         if key not in known:
             raise ConfigError(f"strategy {strategy!r} has no option {key!r}; it has: {', '.join(known)}")
         options[key] = _number_or_text(raw.strip())
@@ -234,10 +224,8 @@ def _number_or_text(raw: str) -> object:
 
 
 def _strategy_from_args(args: argparse.Namespace):
-    from strategies import create
+    from strategies import create, get
     from verifiers import make_verifier
-
-    from strategies import get
 
     if args.n is not None and get(args.strategy).size_option is None:
         raise ConfigError(f"strategy {args.strategy!r} has no sample count; drop --n (see `reasoning-bench strategies`)")

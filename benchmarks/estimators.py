@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -32,8 +33,6 @@ def subset_mean(pool: Sequence[T], k: int, value: Callable[[list[T]], float], *,
     if not 1 <= k <= n:
         raise ValueError(f"subset size {k} not in 1..{n}")
     if math.comb(n, k) <= draws:
-        import itertools
-
         subsets = [list(c) for c in itertools.combinations(pool, k)]
         return sum(value(rng.sample(s, k)) for s in subsets) / len(subsets)
     return sum(value(rng.sample(list(pool), k)) for _ in range(draws)) / draws
@@ -103,7 +102,7 @@ def saturation(budgets: Sequence[float], accuracies: Sequence[float], threshold:
     per doubling (and every later step too). None if the curve never saturates."""
     order = sorted(range(len(budgets)), key=lambda i: budgets[i])
     gains: list[float | None] = [None] * len(budgets)
-    for here, there in zip(order, order[1:]):
+    for here, there in itertools.pairwise(order):
         doublings = math.log2(budgets[there] / budgets[here]) if budgets[here] > 0 and budgets[there] > budgets[here] else 0
         gains[here] = (accuracies[there] - accuracies[here]) / doublings if doublings > 0 else None
     point = None

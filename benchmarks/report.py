@@ -102,13 +102,13 @@ def write_html(out: Path, config: SweepConfig, rows: list[dict[str, Any]], cover
     e = html.escape
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>reasoning-bench sweep</title>",
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#eee}"
-        "td:first-child,td:nth-child(2){text-align:left}</style></head><body>",
+        ("<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
+         "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#eee}"
+         "td:first-child,td:nth-child(2){text-align:left}</style></head><body>"),
         "<h1>Sweep report</h1>",
-        f"<p>backend <code>{e(config.backend)}</code>, max_tokens {config.max_tokens}, temperature {config.temperature}, "
-        f"datasets {e(', '.join(config.datasets))} (limit {config.limit}), "
-        f"{'sample reuse on' if config.reuse else 'no sample reuse'}; x axis: {e(AXIS_LABELS[config.x_axis])}.</p>",
+        (f"<p>backend <code>{e(config.backend)}</code>, max_tokens {config.max_tokens}, temperature {config.temperature}, "
+         f"datasets {e(', '.join(config.datasets))} (limit {config.limit}), "
+         f"{'sample reuse on' if config.reuse else 'no sample reuse'}; x axis: {e(AXIS_LABELS[config.x_axis])}.</p>"),
     ]
     for image in images:
         parts.append(f"<p><img src='{e(image.name)}' alt='{e(image.stem)}'></p>")

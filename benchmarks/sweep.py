@@ -163,16 +163,13 @@ class SweepConfig(BaseModel):
         if not path.is_file():
             raise ConfigError(f"sweep config not found: {path}")
         text = path.read_text(encoding="utf-8")
+        import tomllib
+
+        import yaml
+
         try:
-            if path.suffix == ".toml":
-                import tomllib
-
-                data = tomllib.loads(text)
-            else:
-                import yaml
-
-                data = yaml.safe_load(text)
-        except Exception as bad:  # both parsers raise their own types; the message is what matters
+            data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+        except (tomllib.TOMLDecodeError, yaml.YAMLError) as bad:
             raise ConfigError(f"{path}: cannot parse ({bad})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of sweep fields")

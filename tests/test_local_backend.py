@@ -28,13 +28,8 @@ def chat(text: str, **options: object) -> GenerationRequest:
 
 
 @pytest.fixture(scope="module")
-def backend():
-    from reasoning.backends.local import Local
-
-    local = Local()
-    asyncio.run(local.load())
-    yield local
-    asyncio.run(local.aclose())
+def backend(local_backend):
+    return local_backend
 
 
 def run(backend, request: GenerationRequest) -> GenerationResponse:

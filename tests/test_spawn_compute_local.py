@@ -20,13 +20,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def backend():
-    from reasoning.backends.local import Local
-
-    local = Local()
-    asyncio.run(local.load())
-    yield local
-    asyncio.run(local.aclose())
+def backend(local_backend):
+    return local_backend
 
 
 def solve(strategy, backend, problem, budget):

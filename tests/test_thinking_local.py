@@ -4,8 +4,6 @@ logprobs flow through each strategy within its budget, not accuracy."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 import reasoning as rz
@@ -22,13 +20,8 @@ GSM8K = (
 
 
 @pytest.fixture(scope="module")
-def backend():
-    from reasoning.backends.local import Local
-
-    local = Local()
-    asyncio.run(local.load())
-    yield local
-    asyncio.run(local.aclose())
+def backend(local_backend):
+    return local_backend
 
 
 def solve(strategy, backend, budget):
