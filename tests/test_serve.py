@@ -27,6 +27,7 @@ def running(spec="scripted:42", *, api_key=KEY, api_base=None, default=None, cap
     service = ReasoningService(pool, budget_cap=Budget.parse(cap), default_budget=Budget.parse(default_budget),
                                **options)
     with ServerThread(create_app(service, api_key=api_key, max_request_bytes=max_request_bytes)) as server:
+        server.service = service
         yield server
 
 
@@ -265,3 +266,20 @@ def test_fifty_concurrent_clients_all_answered_and_usage_adds_up():
             reported["prompt_tokens"], reported["completion_tokens"])
     # Serialised, 50 requests x 0.2 s would take 10 s: they overlapped.
     assert stub.max_in_flight > 10 and elapsed < 50 * latency / 2
+
+
+def test_a_client_that_hangs_up_cancels_its_solve():
+    """A disconnected client's solve is cancelled: its backend call never completes and the
+    next request does not queue behind it (one solve at a time here)."""
+    with running("scripted:42?latency=3", concurrency=1) as server:
+        backend = server.service.pool.default
+        started = time.monotonic()
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{server.base_url}/chat/completions", json={"model": "self-consistency-2", "messages": PROBLEM},
+                       headers={"Authorization": f"Bearer {KEY}"}, timeout=0.5)
+        # Had the first solve kept running, this one would wait ~3 s for the gate, then 3 s more.
+        response = post(server, {"model": "greedy", "messages": PROBLEM})
+        assert response.status_code == 200
+        assert time.monotonic() - started < 5.0
+        # The hung-up call was made but never completed: only the greedy sample was produced.
+        assert backend.requests[0].n == 2 and backend._sample_index == 1

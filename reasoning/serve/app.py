@@ -20,8 +20,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any, Self
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, Self, TypeVar
 
 from pydantic import ValidationError
 from starlette.applications import Starlette
@@ -38,6 +38,7 @@ from .schemas import ChatCompletionRequest
 from .service import ReasoningService, RequestRejected, SolveRequest
 
 log = logging.getLogger("reasoning.serve")
+T = TypeVar("T")
 DEFAULT_MAX_REQUEST_BYTES = 1_000_000
 STREAM_PIECE_CHARS = 64
 
@@ -153,6 +154,31 @@ def solve_request(body: ChatCompletionRequest, service: ReasoningService) -> Sol
     )
 
 
+class ClientDisconnected(Exception):
+    """The client hung up before its answer was ready."""
+
+
+DISCONNECT_POLL_S = 0.25
+
+
+async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await ``work``, cancelling it as soon as the client disconnects."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                raise ClientDisconnected
+    finally:
+        if not task.done():  # this handler itself was cancelled (server shutdown)
+            task.cancel()
+
+
 def create_app(service: ReasoningService, *, api_key: str | None = None,
                max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> Starlette:
     expected = api_key.encode() if api_key else None
@@ -182,7 +208,12 @@ def create_app(service: ReasoningService, *, api_key: str | None = None,
             message = "request body is not valid JSON" if first["type"] == "json_invalid" else f"{where}: {first['msg']}"
             return error_response(400, message, param=where, code=first["type"])
         try:
-            result = await service.solve(solve_request(body, service))
+            result = await until_disconnected(request, service.solve(solve_request(body, service)))
+        except ClientDisconnected:
+            # Nobody will read the answer: the solve was cancelled (its in-flight calls aborted)
+            # instead of spending the rest of its budget. 499 is nginx's "client closed request".
+            log.info("client disconnected; solve cancelled")
+            return Response(status_code=499)
         except RequestRejected as bad:
             return error_response(bad.status, str(bad), param=bad.param, code=bad.code)
         except ConfigError as bad:
