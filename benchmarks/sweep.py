@@ -276,6 +276,14 @@ class Sweep:
                 ModelShape.from_dir(model_dir, self.backend.params), self.config.intensity, self.config.decode_batch
             )
 
+    def _check_budget_kind(self) -> None:
+        """A budget the backend cannot measure would be silently unlimited (or divide by zero)."""
+        kind = self.config.budget_kind
+        if kind == "usd" and self.backend.prices() == (0.0, 0.0):
+            raise ConfigError(f"cannot sweep usd budgets on {self.backend.name}: it has no prices (a local model costs $0)")
+        if kind == "flops" and not self.backend.params and self.compute is None:
+            raise ConfigError(f"cannot sweep flops budgets on {self.backend.name}: its parameter count is unknown")
+
     # -- run -----------------------------------------------------------------------
     async def run(self) -> dict[str, Any]:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -289,6 +297,7 @@ class Sweep:
         if jobs:
             await self.backend.load()
         await self._load_compute()
+        self._check_budget_kind()
         writer = _Appender(self.out / "problems.jsonl")
         gate = asyncio.Semaphore(self.config.concurrency)
 

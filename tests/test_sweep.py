@@ -408,3 +408,18 @@ def test_run_sweeps_shares_one_backend_learns_the_policy_first_and_resumes(tmp_p
     before = (root / "routed" / "problems.jsonl").read_text()
     assert run_sweeps(argv) == 0  # everything done: nothing is redone
     assert (root / "routed" / "problems.jsonl").read_text() == before
+
+
+def test_budget_kinds_the_backend_cannot_measure_are_refused_up_front(tmp_path):
+    for kind, match in (("usd", "no prices"), ("flops", "parameter count")):
+        sweep, _ = make_sweep(tmp_path / kind, Scripted(), strategies=[{"name": "self-consistency"}],
+                              budget_grid={kind: [1.0]})
+        with pytest.raises(ConfigError, match=match):
+            run(sweep.run())
+    # With prices, USD budgets work: each problem's expected spend fits its budget.
+    priced = Scripted(completion_tokens=100, usd_per_token=(1e-6, 1e-5))
+    sweep, _ = make_sweep(tmp_path / "priced", priced, strategies=[{"name": "self-consistency"}],
+                          budget_grid={"usd": [0.004]}, pool=8)
+    run(sweep.run())
+    rows = rows_of(tmp_path / "priced" / "sweep" / "problems.jsonl")
+    assert all(0 < row["cost"]["usd"] <= 0.004 for row in rows) and all(row["n"] >= 1 for row in rows)
