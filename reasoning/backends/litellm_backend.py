@@ -18,8 +18,8 @@ from typing import Any
 
 from ..errors import BadModel, UnsupportedRequest
 from ..types import Capabilities, GenerationRequest, GenerationResponse
+from ._http import build_response, gather_all, merge_responses, translate_error, with_retries
 from .base import Backend
-from .openai_compat import build_response, gather_all, merge_responses, translate_error, with_retries
 
 # Providers known to honour n > 1 in one request (litellm must also list "n" as supported;
 # some that it lists, e.g. groq, reject n > 1 at runtime).

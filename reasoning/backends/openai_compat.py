@@ -9,261 +9,26 @@ CPU per request than httpcore's at high concurrency (``transport="auto"``).
 
 Retries: the client's own are off (``max_retries=0``); ``with_retries`` (tenacity,
 exponential backoff with full jitter) retries 429, 408/409, 5xx, timeouts and connection
-errors, never other 4xx. Shared with the LiteLLM backend, whose errors subclass openai's.
+errors, never other 4xx (``reasoning.backends._http``, shared with the LiteLLM backend).
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
-import math
-from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn, TypeVar
+from typing import Any
 
-from ..errors import AuthenticationError, BackendError, BackendUnavailable, BadModel
-from ..types import Capabilities, Completion, FinishReason, GenerationRequest, GenerationResponse
-from .base import Backend, byte_bound_prompt_tokens
-
-T = TypeVar("T")
-
-MAX_BACKOFF = 30.0  # seconds, cap of one backoff sleep
-CONNECT_TIMEOUT = 10.0  # seconds; a dead host should not cost the full read timeout
-_TRANSIENT_STATUS = {408, 409, 429}
-
-
-# ---- retries and errors (shared with litellm_backend) ------------------------------------
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Worth retrying: rate limits, server errors, timeouts, connection failures."""
-    import openai
-
-    if isinstance(exc, openai.APIConnectionError):  # timeouts included
-        return True
-    status = getattr(exc, "status_code", None)
-    return (
-        isinstance(exc, openai.OpenAIError)
-        and isinstance(status, int)
-        and (status in _TRANSIENT_STATUS or status >= 500)
-    )
-
-
-async def with_retries(
-    call: Callable[[], Awaitable[T]],
-    retries: int,
-    backoff: float,
-    translate: Callable[[BaseException, int], BaseException],
-) -> tuple[T, int]:
-    """Await ``call()``, retrying transient failures; return (result, attempts made).
-
-    The first attempt runs without tenacity (the hot path); only after a transient failure
-    does tenacity take over, counting that failure as its first attempt. The final error
-    goes through ``translate(error, attempts)``.
-    """
-    import openai  # already loaded by the caller's client; a dict lookup here
-
-    try:
-        return await call(), 1
-    except openai.OpenAIError as exc:  # litellm's errors subclass these; others pass unchanged
-        if retries <= 0 or not is_transient(exc):
-            _reraise(exc, translate(exc, 1))
-        first_error: BaseException | None = exc
-
-    from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
-
-    retrying = AsyncRetrying(
-        stop=stop_after_attempt(retries + 1),
-        wait=wait_random_exponential(multiplier=backoff, max=MAX_BACKOFF),
-        retry=retry_if_exception(is_transient),
-        reraise=True,
-    )
-    attempts = 1
-    try:
-        async for attempt in retrying:
-            with attempt:
-                attempts = attempt.retry_state.attempt_number
-                if first_error is not None:
-                    error, first_error = first_error, None
-                    raise error
-                return await call(), attempts
-    except openai.OpenAIError as exc:
-        _reraise(exc, translate(exc, attempts))
-    raise AssertionError("unreachable: tenacity either returns or reraises")
-
-
-def _reraise(original: BaseException, translated: BaseException) -> NoReturn:
-    if translated is original:
-        raise original
-    raise translated from original
-
-
-def translate_error(
-    exc: BaseException, *, name: str, model: str, url: str, attempts: int, key_hint: str = "", hint: str = ""
-) -> BaseException:
-    """Map an ``openai`` (or litellm) error to our typed errors; others are returned as is."""
-    import openai
-
-    if not isinstance(exc, openai.OpenAIError):
-        return exc
-    tried = f"after {attempts} attempt{'s' if attempts != 1 else ''}"
-    status = getattr(exc, "status_code", None)
-    detail = _provider_message(exc)
-    if status in (401, 403):
-        where = f" ({key_hint})" if key_hint else ""
-        return AuthenticationError(
-            f"{name}: {url} rejected the credentials (HTTP {status}): {detail}. Check the API key / env var{where}."
-        )
-    if status == 404:
-        return BadModel(
-            f"{name}: model {model!r} not found at {url} (HTTP 404; is the model name, "
-            f"and the /v1 in the URL, right?): {detail}"
-        )
-    if (cause := _connection_failure(exc)) is not None:
-        if isinstance(cause, (openai.APITimeoutError, TimeoutError)) or "Timeout" in type(cause).__name__:
-            return BackendUnavailable(f"{name}: no answer from {url} within the timeout ({tried}): {cause!r}")
-        return BackendUnavailable(
-            f"{name}: cannot reach {url} ({tried}): {type(cause).__name__}: {cause}. Is the server up?"
-        )
-    suffix = f" ({hint})" if hint and status == 400 else ""
-    if status is None:
-        return BackendError(f"{name}: {type(exc).__name__} {tried}: {detail}{suffix}")
-    return BackendError(f"{name}: HTTP {status} from {url} {tried}: {detail}{suffix}")
-
-
-def _connection_failure(exc: BaseException) -> BaseException | None:
-    """The root connection error or timeout behind ``exc``, if any (litellm reports a refused
-    connection as a 500 InternalServerError, with the real cause in the chain)."""
-    import httpx
-    import openai
-
-    found, seen = None, 0
-    current: BaseException | None = exc
-    while current is not None and seen < 10:
-        if isinstance(current, (openai.APIConnectionError, httpx.TransportError, ConnectionError, TimeoutError)):
-            found = current
-        current, seen = current.__cause__ or current.__context__, seen + 1
-    return found
-
-
-def _provider_message(exc: BaseException) -> str:
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        error = body.get("error", body)
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"]).rstrip(".")
-    return str(exc).rstrip(".")
-
-
-# ---- response mapping (shared) --------------------------------------------------------
-
-
-def finish_reason(raw: str | None) -> FinishReason:
-    if raw == "length":
-        return "length"
-    if raw == "content_filter":  # the provider cut the text: not a usable answer
-        return "error"
-    return "stop"  # "stop", "eos", "tool_calls", None (some servers omit it)
-
-
-def split_completion_tokens(total: int, texts: list[str], finishes: list[str], max_tokens: int) -> list[int]:
-    """Per-sample token counts that sum to ``total`` when the provider reports only the total.
-
-    Samples cut by "length" made exactly ``max_tokens`` tokens; the rest of the total is
-    split over the others in proportion to their UTF-8 bytes (+1, the end-of-sequence
-    token), capped at ``max_tokens`` (water-filling). Exact in sum, an estimate per sample.
-    """
-    n = len(texts)
-    if n == 1:
-        return [total]
-    counts = [0] * n
-    free = [i for i in range(n) if finishes[i] != "length"]
-    rest = total - max_tokens * (n - len(free))
-    if rest < 0 or (not free and rest):  # provider disagrees with the rule: split everything
-        free, rest = list(range(n)), total
-    else:
-        for i in range(n):
-            if finishes[i] == "length":
-                counts[i] = max_tokens
-    cap = max_tokens if rest <= max_tokens * len(free) else math.inf
-    while free:
-        weights = {i: len(texts[i].encode()) + 1 for i in free}
-        scale = rest / sum(weights.values())
-        over = [i for i in free if weights[i] * scale > cap]
-        if over:  # these hit the cap; re-split what is left among the others
-            for i in over:
-                counts[i] = max_tokens
-            rest -= max_tokens * len(over)
-            free = [i for i in free if i not in over]
-            continue
-        shares = {i: weights[i] * scale for i in free}
-        for i in free:
-            counts[i] = int(shares[i])
-        left = rest - sum(counts[i] for i in free)
-        for i in sorted(free, key=lambda i: shares[i] - int(shares[i]), reverse=True)[:left]:
-            counts[i] += 1
-        break
-    return counts
-
-
-def build_response(
-    choices: list[dict[str, Any]],
-    usage: dict[str, Any] | None,
-    request: GenerationRequest,
-    chat: bool,
-) -> tuple[list[Completion], int, int]:
-    """Completions, prompt_tokens, completion_tokens from one OpenAI-format response (dicts)."""
-    texts: list[str] = []
-    finishes: list[str] = []
-    logprobs: list[list[float] | None] = []
-    for choice in choices:
-        if chat:
-            texts.append((choice.get("message") or {}).get("content") or "")
-        else:
-            texts.append(choice.get("text") or "")
-        finishes.append(finish_reason(choice.get("finish_reason")))
-        logprobs.append(_token_logprobs(choice.get("logprobs"), chat) if request.logprobs else None)
-
-    # One logprob per token: exact per-sample counts.
-    counts = [len(lp) for lp in logprobs] if all(lp is not None for lp in logprobs) else None  # type: ignore[arg-type]
-    if usage and usage.get("completion_tokens") is not None:
-        completion_tokens = int(usage["completion_tokens"])
-        if counts is None or sum(counts) != completion_tokens:
-            counts = split_completion_tokens(completion_tokens, texts, finishes, request.max_tokens)
-    elif counts is None:  # no usage at all: a per-sample upper bound (tokens <= bytes, <= max_tokens)
-        counts = [
-            request.max_tokens if f == "length" else min(len(t.encode()) + 1, request.max_tokens)
-            for t, f in zip(texts, finishes, strict=True)
-        ]
-        completion_tokens = sum(counts)
-    else:
-        completion_tokens = sum(counts)
-    if usage and usage.get("prompt_tokens") is not None:
-        prompt_tokens = int(usage["prompt_tokens"])
-    else:  # unknown: report the bound the ledger reserved
-        prompt_tokens = byte_bound_prompt_tokens(request)
-    completions = [
-        Completion(text=t, completion_tokens=c, finish_reason=f, token_logprobs=lp)  # type: ignore[arg-type]
-        for t, c, f, lp in zip(texts, counts, finishes, logprobs, strict=True)
-    ]
-    return completions, prompt_tokens, completion_tokens
-
-
-def _token_logprobs(raw: Any, chat: bool) -> list[float] | None:
-    if not raw:
-        return None
-    if chat:
-        content = raw.get("content")
-        return None if content is None else [t["logprob"] for t in content]
-    values = raw.get("token_logprobs")
-    return None if values is None else [v for v in values if v is not None]
-
-
-def merge_responses(parts: list[tuple[list[Completion], int, int]]) -> tuple[list[Completion], int, int]:
-    completions = [c for part in parts for c in part[0]]
-    return completions, sum(p[1] for p in parts), sum(p[2] for p in parts)
-
-
-# ---- the backend ------------------------------------------------------------------------
+from ..types import Capabilities, GenerationRequest, GenerationResponse
+from ._http import (  # noqa: F401 (re-exported: tests and older imports use them from here)
+    CONNECT_TIMEOUT,
+    build_response,
+    gather_all,
+    merge_responses,
+    split_completion_tokens,
+    translate_error,
+    with_retries,
+)
+from .base import Backend
 
 
 class OpenAICompatible(Backend):
@@ -439,15 +204,3 @@ def _aiohttp_transport_available() -> bool:
     import openai
 
     return hasattr(openai, "DefaultAioHttpClient") and importlib.util.find_spec("httpx_aiohttp") is not None
-
-
-async def gather_all(coros: list[Awaitable[T]]) -> list[T]:
-    """Like ``asyncio.gather``, but a failure (or cancellation) cancels the siblings."""
-    tasks = [asyncio.ensure_future(c) for c in coros]
-    try:
-        return await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
