@@ -188,11 +188,16 @@ async def grade(gold: str, answer: str | None) -> bool | None:
 def solve_options(kind: str) -> dict[str, Any]:
     """``asolve`` options for a kind of item. Code tasks get the code prompt and the code
     extractor: a sample's "answer" is its program, so self-consistency votes among identical
-    programs. Everything else uses the math prompt and the shared answer extractor."""
+    programs. Puzzles vote valid expressions together. Everything else uses the math prompt
+    and the shared answer extractor."""
     if kind == "code":
         from verifiers.code_extract import extract_code
 
         return {"prompt": "solve_code", "extract": extract_code}
+    if kind == "expression":
+        from verifiers.expression import expression_vote_key
+
+        return {"vote_key": expression_vote_key}  # equivalent valid expressions vote together
     return {}
 
 

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from .strategy import Verifier
 
 Extractor = Callable[[str], "str | None"]
+# (problem, extracted answer) -> the key votes are counted on, when answers that differ as
+# text are the same answer for this problem (e.g. two valid expressions of one puzzle).
+VoteKey = Callable[["Problem", str], str]
 PromptInput = str | Sequence[Message] | GenerationRequest | None
 
 
@@ -72,6 +75,7 @@ class Context:
         extract: Extractor,
         sampling: Sampling = Sampling(),
         parent: int | None = None,
+        vote_key: VoteKey | None = None,
     ) -> None:
         self.problem = problem
         self.backend = backend
@@ -81,6 +85,7 @@ class Context:
         self.extract = extract
         self.sampling = sampling
         self.parent = parent
+        self.vote_key = vote_key
 
     # -- structure -------------------------------------------------------------
     def _derive(self, *, ledger: Ledger | None = None, parent: int | None = None) -> Context:
@@ -93,6 +98,7 @@ class Context:
             extract=self.extract,
             sampling=self.sampling,
             parent=self.parent if parent is None else parent,
+            vote_key=self.vote_key,
         )
 
     @asynccontextmanager
@@ -190,7 +196,12 @@ class Context:
         node.usage = actual.to_dict()
         node.info.update(response.info)
         self.trace.close(node)
-        return [Sample(c.text, self.extract(c.text), c, node=node.id) for c in response.completions]
+        samples = [Sample(c.text, self.extract(c.text), c, node=node.id) for c in response.completions]
+        if self.vote_key is not None:
+            for sample in samples:
+                if sample.answer is not None:
+                    sample.info["vote_key"] = self.vote_key(self.problem, sample.answer)
+        return samples
 
     # -- verification ----------------------------------------------------------
     async def verify(self, samples: list[Sample], verifier: Verifier) -> list[float]:

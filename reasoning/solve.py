@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, field_serializer
 
 from .backends.base import Backend
 from .budget import Budget, Ledger, Usage
-from .context import Context, Extractor, Problem, Sampling
+from .context import Context, Extractor, Problem, Sampling, VoteKey
 from .strategy import Outcome, Strategy
 from .trace import Trace
 from .types import Message
@@ -68,6 +68,7 @@ async def asolve(
     prompt: str = "solve_math",
     sampling: Sampling | None = None,
     extract: Extractor | None = None,
+    vote_key: VoteKey | None = None,
 ) -> Result:
     """Solve one problem with ``strategy`` on ``backend`` within ``budget``.
 
@@ -87,6 +88,7 @@ async def asolve(
         messages=problem_messages(problem, prompt),
         extract=extract or _default_extractor(),
         sampling=sampling or Sampling(),
+        vote_key=vote_key,
     )
     root = trace.add("span", strategy.name, None, info=strategy.describe())
     ctx.parent = root.id

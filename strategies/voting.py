@@ -20,7 +20,9 @@ class Vote:
 def majority(samples: Sequence[Sample], weights: Sequence[float] | None = None) -> Vote:
     """Weighted majority over answers equal after normalisation.
 
-    Samples without an answer (or with one that normalises to nothing) do not vote. Ties go to the answer seen first, so the
+    Answers vote under ``sample.info["vote_key"]`` when the context set one (a per-problem
+    notion of "same answer"), else under their normalised text. Samples without an answer (or
+    with one that normalises to nothing) do not vote. Ties go to the answer seen first, so the
     result depends only on the order of samples, never on hashing or timing.
     """
     if weights is not None and len(weights) != len(samples):
@@ -30,7 +32,7 @@ def majority(samples: Sequence[Sample], weights: Sequence[float] | None = None) 
     for index, sample in enumerate(samples):
         if sample.answer is None:
             continue
-        key = normalize_answer(sample.answer)
+        key = sample.info.get("vote_key") or normalize_answer(sample.answer)
         if not key:  # e.g. an empty \boxed{}: no answer, no vote
             continue
         tally[key] = tally.get(key, 0.0) + (1.0 if weights is None else weights[index])

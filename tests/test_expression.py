@@ -195,3 +195,29 @@ def test_grade_item_grades_expression_items_with_the_checker():
     correct, extra = asyncio.run(grade_item(item, "24", []))
     assert correct is False and extra["detail"] == "uses 24, which is not one of the given numbers"
     assert asyncio.run(grade_item(item, None, []))[0] is False
+
+
+def test_valid_expressions_vote_together():
+    from reasoning import Problem
+    from verifiers.expression import expression_vote_key
+
+    puzzle = Problem("30, 100, 93 -> 23", "0", {"numbers": [30, 100, 93], "target": 23, "use_all": True})
+    keys = {expression_vote_key(puzzle, e) for e in ["30-(100-93)", "30+93-100", "(30 - 100) + 93"]}
+    assert len(keys) == 1
+    assert expression_vote_key(puzzle, "100-77") != next(iter(keys))
+    assert expression_vote_key(puzzle, "100 - 77") == expression_vote_key(puzzle, "100-77")
+
+
+def test_self_consistency_on_a_puzzle_counts_equivalent_solutions_as_one_answer(tmp_path):
+    """Three different valid expressions outvote a wrong one written twice, which would win a
+    vote on the raw text (2 votes against 1, 1, 1)."""
+    import json
+
+    from benchmarks.cli import main
+
+    out = tmp_path / "run"
+    answers = "30-(100-93),30+93-100,(30-100)+93,100-77,100-77"
+    assert main(["run", "--dataset", "countdown", "--limit", "1", "--strategy", "self-consistency", "--n", "5",
+                 "--backend", f"scripted:{answers}", "--out", str(out)]) == 0
+    row = json.loads((out / "results.jsonl").read_text())
+    assert row["correct"] and row["answer"] == "30-(100-93)"

@@ -249,3 +249,12 @@ def _show(value: Fraction) -> str:
 
 def _times(count: int) -> str:
     return "once" if count == 1 else f"{count} times"
+
+
+def expression_vote_key(problem, answer: str) -> str:
+    """Voting key for a puzzle (``Problem.metadata``: numbers, target, use_all): every valid
+    solution is the same answer, so valid expressions vote together; an invalid one votes as
+    its own normalised text."""
+    meta = problem.metadata
+    verdict = check_expression(answer, meta["numbers"], meta["target"], use_all=meta.get("use_all", True))
+    return f"valid expression for {meta['target']}" if verdict.valid else (verdict.expression or answer).replace(" ", "")
