@@ -48,13 +48,14 @@ class RunConfig(BaseModel):
     out: str
 
 
-def read_done(results_path: Path) -> dict[str, dict[str, Any]]:
-    """Finished problems by id; a truncated last line (killed mid-write) is dropped."""
-    if not results_path.exists():
-        return {}
-    done: dict[str, dict[str, Any]] = {}
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The complete rows of an append-only JSONL results file, in order; a truncated last line
+    (killed mid-write) is cut from the file so that appending can resume after it."""
+    if not path.exists():
+        return []
+    rows: list[dict[str, Any]] = []
     good_bytes = 0
-    with results_path.open("rb") as handle:
+    with path.open("rb") as handle:
         for raw in handle:
             try:
                 row = json.loads(raw)
@@ -62,12 +63,17 @@ def read_done(results_path: Path) -> dict[str, dict[str, Any]]:
                 break
             if not raw.endswith(b"\n"):
                 break
-            done[str(row["id"])] = row
+            rows.append(row)
             good_bytes += len(raw)
-    if good_bytes != results_path.stat().st_size:
-        with results_path.open("r+b") as handle:
+    if good_bytes != path.stat().st_size:
+        with path.open("r+b") as handle:
             handle.truncate(good_bytes)
-    return done
+    return rows
+
+
+def read_done(results_path: Path) -> dict[str, dict[str, Any]]:
+    """Finished problems by id; a truncated last line (killed mid-write) is dropped."""
+    return {str(row["id"]): row for row in read_rows(results_path)}
 
 
 def _check_resume(out: Path, config: RunConfig) -> None:

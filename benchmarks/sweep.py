@@ -53,7 +53,7 @@ from reasoning.strategy import Outcome, SampleReuse, Strategy
 from .compute import H100_INTENSITY, ComputeModel, ModelShape
 from .datasets import Item, load_items
 from .estimators import bootstrap_ci, coverage_curve, fit_coverage, saturation, subset_mean
-from .run import _Appender, grade_item, read_done, solve_options
+from .run import _Appender, grade_item, read_rows, solve_options
 
 BUDGET_KINDS = tuple(limit for limit in LIMITS if limit != "seconds")  # seconds are not comparable across runs
 
@@ -458,23 +458,12 @@ def row_key(row: dict[str, Any]) -> tuple[str, str, str, str]:
 
 
 def read_done_rows(path: Path) -> set[tuple]:
-    return {row_key(row) for row in _read_rows(path)}
-
-
-def _read_rows(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    rows = []
-    read_done(path)  # drops a half-written last line
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            rows.append(json.loads(line))
-    return rows
+    return {row_key(row) for row in read_rows(path)}
 
 
 def summarise_dir(out: Path, config: SweepConfig, items: dict[str, list[Item]] | None = None, wall: float = 0.0) -> dict[str, Any]:
     """Aggregate ``problems.jsonl`` into ``sweep.jsonl`` and ``coverage.json``."""
-    rows = _read_rows(out / "problems.jsonl")
+    rows = read_rows(out / "problems.jsonl")
     latest: dict[tuple, dict[str, Any]] = {}
     for row in rows:
         latest[row_key(row)] = row  # a re-run of a problem replaces the earlier row
