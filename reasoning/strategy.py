@@ -62,8 +62,10 @@ class SampleReuse(ABC):
 
     @property
     def reusable(self) -> bool:
-        """False when a candidate's score depends on the other candidates drawn with it."""
-        return True
+        """False when a candidate's score depends on the other candidates drawn with it, i.e.
+        when the strategy's ``verifier`` (if any) is set-dependent."""
+        verifier = getattr(self, "verifier", None)
+        return not (verifier is not None and verifier.set_dependent)
 
 
 class Verifier(ABC):

@@ -66,7 +66,3 @@ class BestOfN(Strategy, SampleReuse):
             # Highest score; ties to the earlier sample.
             best = samples[max(range(len(samples)), key=lambda i: (scores[i], -i))]
         return Outcome(best.answer, best.text, samples, {"scores": scores})
-
-    @property
-    def reusable(self) -> bool:
-        return not self.verifier.set_dependent

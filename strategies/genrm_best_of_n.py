@@ -98,10 +98,6 @@ class GenRMBestOfN(Strategy, SampleReuse):
         best = samples[self.select(samples, scores)]
         return Outcome(best.answer, best.text, samples, info)
 
-    @property
-    def reusable(self) -> bool:
-        return not self.verifier.set_dependent
-
     def solution_context(self, ctx: Context) -> Context:
         """The context solutions are drawn in: a slice of ``solution_share`` of the tokens left."""
         if self.solution_share is None:

@@ -51,7 +51,3 @@ class SelfConsistency(Strategy, SampleReuse):
         text = vote.sample.text if vote.sample else None
         return Outcome(vote.answer, text, samples, {"votes": vote.tally, "share": vote.share, "n": len(samples)})
 
-    @property
-    def reusable(self) -> bool:
-        return not (self.verifier and self.verifier.set_dependent)
-
