@@ -210,10 +210,11 @@ class Sweep:
         self.out = Path(config.out)
         self.compute: ComputeModel | None = None
         self.strategies: dict[str, Strategy] = {}
-        self.accepts_n: dict[str, bool] = {}
+        # The option an n point sets, per strategy (None: the strategy has no sample count).
+        self.size_option: dict[str, str | None] = {}
         for spec in config.strategies:
             option = spec.n_option or get(spec.name).size_option
-            self.accepts_n[spec.key] = option is not None and option in options_of(get(spec.name))
+            self.size_option[spec.key] = option if option in options_of(get(spec.name)) else None
             self.strategies[spec.key] = self._create(spec)
 
     @staticmethod
@@ -247,11 +248,9 @@ class Sweep:
 
     def strategy_for(self, key: str, point: dict[str, float]) -> Strategy:
         spec = next(s for s in self.config.strategies if s.key == key)
-        if not self.accepts_n[key]:
+        option = self.size_option[key]
+        if option is None:
             return self.strategies[key]
-        from strategies import get
-
-        option = spec.n_option or get(spec.name).size_option
         if "n" not in point and option in spec.options:
             return self.strategies[key]  # on a budget grid an explicit option wins over max_n
         value = int(point["n"]) if "n" in point else self.config.max_n
@@ -327,7 +326,7 @@ class Sweep:
         for dataset, dataset_items in items.items():
             for key in self.strategies:
                 points = self.config.points(key)
-                if self.config.n and not self.reusing(key) and not self.accepts_n[key]:
+                if self.config.n and not self.reusing(key) and self.size_option[key] is None:
                     points = points[:1]  # n would not change it: one run, at its own settings
                 for item in dataset_items:
                     todo = [p for p in points if (dataset, key, point_key(p), item.id) not in done]
