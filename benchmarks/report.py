@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .estimators import CoverageFit
 from .sweep import SweepConfig, format_fit, x_value
 
 AXIS_LABELS = {
@@ -55,39 +56,33 @@ def plot(out: Path, config: SweepConfig, rows: list[dict[str, Any]], coverage: d
             for x, y, r in zip(xs, ys, curve):
                 if r.get("saturation_point"):
                     ax.plot([x], [y], marker="o", markersize=14, fillstyle="none", color=line[0].get_color())
-        ax.set_xscale("log")
-        ax.set_xlabel(AXIS_LABELS[axis])
-        ax.set_ylabel("accuracy")
-        ax.set_title(f"{dataset}: accuracy vs compute (95% bootstrap CI; circle = saturation)")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        path = out / f"accuracy_{dataset}.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(plt, fig, ax, out / f"accuracy_{dataset}.png", AXIS_LABELS[axis], "accuracy",
+                             f"{dataset}: accuracy vs compute (95% bootstrap CI; circle = saturation)"))
     for dataset, strategies in sorted(coverage.items()):
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for strategy, data in strategies.items():
             line = ax.plot(data["k"], data["coverage"], marker=".", label=f"{strategy} (pass@k)")
             if data.get("fit"):
-                a, b = data["fit"]["a"], data["fit"]["b"]
-                import math
-
-                ax.plot(data["k"], [math.exp(a * k**b) for k in data["k"]], linestyle="--", color=line[0].get_color(),
-                        label=f"fit exp({a:.2f}·k^{b:.2f})")
-        ax.set_xscale("log")
-        ax.set_xlabel("k (samples)")
-        ax.set_ylabel("coverage (pass@k)")
-        ax.set_title(f"{dataset}: coverage")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        path = out / f"coverage_{dataset}.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        written.append(path)
+                fit = CoverageFit(**data["fit"])
+                ax.plot(data["k"], [fit(k) for k in data["k"]], linestyle="--", color=line[0].get_color(),
+                        label=f"fit exp({fit.a:.2f}·k^{fit.b:.2f})")
+        written.append(_save(plt, fig, ax, out / f"coverage_{dataset}.png", "k (samples)", "coverage (pass@k)",
+                             f"{dataset}: coverage"))
     return written
+
+
+def _save(plt, fig, ax, path: Path, xlabel: str, ylabel: str, title: str) -> Path:
+    """Label a log-x plot, write it as PNG and free it."""
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
