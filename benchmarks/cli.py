@@ -108,12 +108,13 @@ def _sweep_config(args: argparse.Namespace):
             raise ConfigError(f"--n {args.n!r}: expected comma-separated integers like 1,2,4,8") from None
     if args.budget_grid:
         kind, sep, values = args.budget_grid.partition("=")
+        bad = ConfigError(f"--budget-grid {args.budget_grid!r}: expected KIND=V1,V2,... like tokens=1000,2000")
+        if not sep:
+            raise bad
         try:
             fields["budget_grid"] = {kind.strip(): [float(v) for v in values.split(",") if v.strip()]}
         except ValueError:
-            sep = ""
-        if not sep:
-            raise ConfigError(f"--budget-grid {args.budget_grid!r}: expected KIND=V1,V2,... like tokens=1000,2000")
+            raise bad from None
     try:
         if args.config:
             return SweepConfig.from_file(args.config, **fields)

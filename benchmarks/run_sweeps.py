@@ -85,7 +85,7 @@ async def _calibrate(spec: str, root: str | None, backend, config: SweepConfig |
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     policy = await learn_policy(items, backend, budget=Budget(tokens=budget_i), token_budget=average_f,
                                 concurrency=32, sampling=sampling, out=path)
-    print(f"policy {path}: {policy.to_dict() if hasattr(policy, 'to_dict') else policy}")
+    print(f"policy {path}: {policy.to_dict()}")
     return path
 
 
@@ -129,8 +129,10 @@ async def main_async(args: argparse.Namespace) -> int:
     failures = [task.exception() for task in done if task.exception() is not None]
     status = {}
     for config, task in zip(configs, tasks):
-        summary = summarise_dir(Path(config.out), config)  # what is on disk, finished or not
-        status[config.out] = "done" if task in done and task.exception() is None else "resume later"
+        finished = task in done and task.exception() is None
+        # A finished sweep summarised itself; a stopped one is summarised from what is on disk.
+        summary = task.result() if finished else summarise_dir(Path(config.out), config)
+        status[config.out] = "done" if finished else "resume later"
         print(f"\n== {config.out} ({status[config.out]}, {time.monotonic() - started:.0f} s)")
         for row in summary["cells"]:
             ci = row["ci95"]
