@@ -43,6 +43,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from reasoning import Budget, Problem, asolve
+from reasoning.aio import gather_all
 from reasoning.backends.base import Backend
 from reasoning.backends.cache import cache_scope
 from reasoning.budget import LIMITS, Usage
@@ -313,7 +314,7 @@ class Sweep:
                 self.progress.advance(task, len(points))
 
         try:
-            await _gather_all(one(*job) for job in jobs)
+            await gather_all(one(*job) for job in jobs)
         finally:
             writer.close()
         report = self.summarise(items, time.monotonic() - started)
@@ -441,15 +442,6 @@ def _scalars(info: dict[str, Any]) -> dict[str, Any]:
 def _pool_samples(result) -> list[Sample]:
     """The candidates of a pool draw (with their scores), as ``_DrawPool`` handed them over."""
     return list(result.info.get("pool_samples") or [])
-
-
-async def _gather_all(coroutines) -> None:
-    tasks = [asyncio.ensure_future(c) for c in coroutines]
-    try:
-        await asyncio.gather(*tasks)
-    finally:
-        for task in tasks:
-            task.cancel()
 
 
 def row_key(row: dict[str, Any]) -> tuple[str, str, str, str]:

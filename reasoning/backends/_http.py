@@ -7,7 +7,6 @@ and building a ``GenerationResponse`` from an OpenAI-style response body.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
@@ -256,15 +255,3 @@ def merge_responses(parts: list[tuple[list[Completion], int, int]]) -> tuple[lis
 
 
 # ---- the backend ------------------------------------------------------------------------
-
-
-async def gather_all(coros: list[Awaitable[T]]) -> list[T]:
-    """Like ``asyncio.gather``, but a failure (or cancellation) cancels the siblings."""
-    tasks = [asyncio.ensure_future(c) for c in coros]
-    try:
-        return await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise

@@ -16,9 +16,10 @@ import os
 import re
 from typing import Any
 
+from ..aio import gather_all
 from ..errors import BadModel, UnsupportedRequest
 from ..types import Capabilities, GenerationRequest, GenerationResponse
-from ._http import build_response, gather_all, merge_responses, translate_error, with_retries
+from ._http import build_response, merge_responses, translate_error, with_retries
 from .base import Backend
 
 # Providers known to honour n > 1 in one request (litellm must also list "n" as supported;

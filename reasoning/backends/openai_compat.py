@@ -18,11 +18,11 @@ import asyncio
 import importlib.util
 from typing import Any
 
+from ..aio import gather_all
 from ..types import Capabilities, GenerationRequest, GenerationResponse
 from ._http import (  # noqa: F401 (re-exported: tests and older imports use them from here)
     CONNECT_TIMEOUT,
     build_response,
-    gather_all,
     merge_responses,
     split_completion_tokens,
     translate_error,
