@@ -36,6 +36,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--concurrency", type=int, default=16, help="problems in flight at once")
     run.add_argument("--max-tokens", type=int, default=1024, help="max new tokens per sample")
     run.add_argument("--temperature", type=float, default=0.7)
+    run.add_argument("--sandbox", choices=["auto", "strict"], default="auto",
+                     help="code tasks: strict refuses to grade without the sandbox's full isolation (namespaces, "
+                          "read-only files, unprivileged uid); auto grades with what this machine offers")
     run.add_argument("--out", default="runs/latest", help="output folder; rerun with the same one to resume")
 
 
@@ -264,6 +267,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         max_tokens=args.max_tokens,
         temperature=args.temperature,
+        sandbox=args.sandbox,
         out=args.out,
     )
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())

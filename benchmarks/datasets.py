@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from reasoning.errors import ConfigError
+from verifiers.code_extract import defined_functions
 
 DATA_DIR = Path(__file__).parent / "data"
 BUILTIN = {
@@ -146,6 +147,8 @@ def _code_item(index: int, row: dict[str, Any], fmt: str) -> Item:
         problem = row["prompt"]
     else:
         meta = {"format": fmt, "test_list": list(row["test_list"]), "test_imports": list(row.get("test_imports") or [])}
+        if isinstance(row.get("code"), str):  # the reference solution names the functions under test
+            meta["subjects"] = list(defined_functions(row["code"]))
         # The tests name the function; show the first one so the model uses that name.
         problem = f"{row['prompt']}\nYour code should pass this test:\n{row['test_list'][0]}"
     for key in ("task_id", "split"):

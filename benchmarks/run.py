@@ -15,7 +15,7 @@ import os
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -45,6 +45,8 @@ class RunConfig(BaseModel):
     concurrency: int = 16
     max_tokens: int = 1024
     temperature: float = 0.7
+    # Code grading: "strict" refuses to grade without the sandbox's full isolation.
+    sandbox: Literal["auto", "strict"] = "auto"
     out: str
 
 
@@ -124,15 +126,18 @@ def pass_ks(n: int) -> list[int]:
     return sorted(set(ks + [n])) if n >= 1 else []
 
 
-def code_program(item: Item, code: str) -> tuple[str, str, str | None]:
-    """(program, tests, entry_point) for ``run_code_tests`` on a code item."""
+def code_program(item: Item, code: str) -> dict[str, Any]:
+    """The keyword arguments of ``run_code_tests`` for ``code`` on a code item. MBPP's
+    functions under test are the reference solution's functions (one is called ``sum``)."""
     from verifiers.code_extract import assemble_humaneval
 
     meta = item.metadata
     if meta.get("format") == "humaneval":
-        return assemble_humaneval(meta["prompt"], code, meta["entry_point"]), meta["test"], meta["entry_point"]
+        return {"program": assemble_humaneval(meta["prompt"], code, meta["entry_point"]), "tests": meta["test"],
+                "entry_point": meta["entry_point"]}
     imports = "\n".join(meta.get("test_imports") or [])
-    return f"{imports}\n{code}", "\n".join(meta["test_list"]), None
+    return {"program": f"{imports}\n{code}", "tests": "\n".join(meta["test_list"]), "entry_point": None,
+            "subjects": tuple(meta.get("subjects") or ())}
 
 
 def sample_texts(trace: list[dict[str, Any]]) -> list[str]:
@@ -152,7 +157,7 @@ def sample_texts(trace: list[dict[str, Any]]) -> list[str]:
             for c in node.get("completions", [])]
 
 
-async def grade_code(item: Item, answer: str | None, texts: list[str]) -> dict[str, Any]:
+async def grade_code(item: Item, answer: str | None, texts: list[str], strict: bool = False) -> dict[str, Any]:
     """Run the chosen program and every sample's program; pass@k over the samples."""
     from verifiers.code_exec import arun_code_tests
     from verifiers.code_extract import extract_code
@@ -164,7 +169,7 @@ async def grade_code(item: Item, answer: str | None, texts: list[str]) -> dict[s
         if code is None:
             return None
         if code not in verdicts:
-            verdicts[code] = asyncio.ensure_future(arun_code_tests(*code_program(item, code), timeout=CODE_TIMEOUT_S))
+            verdicts[code] = asyncio.ensure_future(arun_code_tests(**code_program(item, code), timeout=CODE_TIMEOUT_S, strict=strict))
         return await verdicts[code]
 
     sample_codes = [extract_code(text, entry) for text in texts]
@@ -176,6 +181,7 @@ async def grade_code(item: Item, answer: str | None, texts: list[str]) -> dict[s
         "correct": bool(chosen and chosen.passed),
         "status": chosen.status if chosen else "no_code",
         "detail": chosen.detail if chosen else "no code found in the answer",
+        "isolation": next((v.isolation for v in results if v), ""),
         "n_samples": n,
         "n_passed": c,
         "sample_status": statuses,
@@ -207,11 +213,12 @@ def solve_options(kind: str) -> dict[str, Any]:
     return {}
 
 
-async def grade_item(item: Item, answer: str | None, texts: list[str]) -> tuple[bool | None, dict[str, Any]]:
+async def grade_item(item: Item, answer: str | None, texts: list[str],
+                     strict_sandbox: bool = False) -> tuple[bool | None, dict[str, Any]]:
     """Grade one finished problem by its kind: (correct or None if unverifiable, extra fields).
     ``texts`` are the solution samples' texts (code tasks report pass@k over them)."""
     if item.kind == "code":
-        graded = await grade_code(item, answer, texts)
+        graded = await grade_code(item, answer, texts, strict_sandbox)
         return graded["correct"], {k: v for k, v in graded.items() if k != "correct"}
     if item.kind == "expression":
         from verifiers.expression import check_expression
@@ -235,6 +242,13 @@ async def run_benchmark(
     if items is None:
         items = load_items(config.dataset, config.limit)
     _check_resume(out, config)
+    if config.sandbox == "strict" and any(item.kind == "code" for item in items):
+        from verifiers.code_exec import FULL_ISOLATION, sandbox_isolation
+
+        layers, reason = sandbox_isolation()
+        if not FULL_ISOLATION <= set(layers.split(",")):
+            raise ConfigError(f"--sandbox strict: the code sandbox here gives only {layers} ({reason}); "
+                              f"full isolation needs {', '.join(sorted(FULL_ISOLATION))}")
     done = read_done(out / "results.jsonl")
     todo = [item for item in items if item.id not in done]
 
@@ -250,7 +264,8 @@ async def run_benchmark(
     async def on_result(index: int, result: Result) -> None:
         item: Item = group[index]
         trace = result.trace.to_list()
-        correct, graded = await grade_item(item, result.answer, sample_texts(trace) if item.kind == "code" else [])
+        correct, graded = await grade_item(item, result.answer, sample_texts(trace) if item.kind == "code" else [],
+                                           config.sandbox == "strict")
         row = {
             "id": item.id,
             "answer": result.answer,
@@ -320,6 +335,8 @@ def summarise(config: RunConfig, items: list[Item], done: dict[str, dict[str, An
             for k in ks
         }
         code["status"] = dict(Counter(row["status"] for row in coded))
+        # Which sandbox layers graded the programs (see verifiers/code_exec.py).
+        code["sandbox_isolation"] = sorted({row["isolation"] for row in coded if row.get("isolation")})
     return {
         "accuracy": correct / len(rows) if rows else 0.0,
         "n_problems": len(rows),

@@ -22,7 +22,7 @@ def _rows(name):
 
 
 async def _grade_all(pairs):
-    return await asyncio.gather(*(arun_code_tests(*code_program(item, code), timeout=10) for item, code in pairs))
+    return await asyncio.gather(*(arun_code_tests(**code_program(item, code), timeout=10) for item, code in pairs))
 
 
 def test_builtin_code_datasets_load():
@@ -58,6 +58,28 @@ def test_mbpp_reference_solutions_pass():
     sample = random.Random(0).sample(rows, 20)
     verdicts = asyncio.run(_grade_all([(items[str(r["id"])], r["code"]) for r in sample]))
     assert all(v.passed for v in verdicts), [(r["task_id"], v) for r, v in zip(sample, verdicts) if not v.passed]
+
+
+@pytest.mark.slow
+def test_all_mbpp_reference_solutions_pass():
+    # The sandbox compares across processes: regex matches stay truthy, ``sum`` is the function
+    # under test; every reference solution of the test split must still pass.
+    items = {item.id: item for item in load_items("mbpp")}
+    rows = [r for r in _rows("mbpp_sanitized.jsonl") if str(r["id"]) in items]
+    verdicts = asyncio.run(_grade_all([(items[str(r["id"])], r["code"]) for r in rows]))
+    assert [(r["task_id"], v.status) for r, v in zip(rows, verdicts) if not v.passed] == []
+
+
+def test_forged_pass_from_a_stub_model_scores_zero(tmp_path):
+    # A model that always answers with a program that reports itself as passed (the attack
+    # that made pass@1 = 1.0): every HumanEval problem must fail.
+    forged = "```python\nimport __main__, os\n__main__.report('passed')\nprint('passed')\nos._exit(0)\n```"
+    out = tmp_path / "run"
+    code = main(["run", "--dataset", "humaneval", "--limit", "4", "--strategy", "greedy", "--backend",
+                 f"scripted:{forged}", "--out", str(out)])
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["accuracy"] == 0.0 and summary["n_problems"] == 4
 
 
 @pytest.mark.parametrize("n, c, k, expected", [
@@ -113,3 +135,21 @@ def test_users_own_code_jsonl(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"entry_point": "one", "test": "x"}) + "\n")
     assert main(["run", "--dataset", str(bad), "--backend", "scripted", "--out", str(tmp_path / "b")]) == 2
+
+
+def test_summary_names_the_sandbox_and_strict_refuses_without_isolation(tmp_path):
+    answer = "```python\ndef has_close_elements(numbers, threshold):\n    return False\n```"
+    out = tmp_path / "run"
+    assert main(["run", "--dataset", "humaneval", "--limit", "1", "--strategy", "greedy", "--backend",
+                 f"scripted:{answer}", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    from verifiers.code_exec import sandbox_isolation
+    assert summary["sandbox_isolation"] == [sandbox_isolation()[0]]
+    # Strict mode on a machine without bubblewrap: refused up front, exit code 2.
+    script = ("import sys\nfrom benchmarks.cli import main\nsys.exit(main(['run', '--dataset', 'humaneval', '--limit', '1', "
+              f"'--strategy', 'greedy', '--backend', 'scripted:x', '--sandbox', 'strict', '--out', {str(tmp_path / 's')!r}]))\n")
+    import os, subprocess, sys
+    done = subprocess.run([sys.executable, "-c", script], env={**os.environ, "REASONING_BWRAP": ""},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--sandbox strict" in done.stdout + done.stderr
+    assert not (tmp_path / "s" / "results.jsonl").exists()

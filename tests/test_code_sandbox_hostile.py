@@ -261,3 +261,19 @@ def test_strict_mode_refuses_without_full_isolation():
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60).stdout
     layers, refused, passed = out.splitlines()
     assert "pid-ns" not in layers and refused.startswith("refused: --sandbox strict") and passed == "True"
+
+
+def test_functions_under_test_may_have_builtin_names():
+    program = "def sum(a, b):\n    return a + b + 1\n"
+    assert run_code_tests(program, "assert sum(1, 2) == 4\n", subjects=("sum",), timeout=5).passed
+    # Without being named the function under test, the program cannot replace the builtin.
+    assert not run_code_tests(program, "assert sum(1, 2) == 4\n", timeout=5).passed
+
+
+def test_values_that_are_not_plain_data_keep_only_their_truth():
+    program = "import re\ndef match(s):\n    return re.search('^a', s)\n"
+    tests = "assert match('abc')\nassert not match('xbc')\nassert match('abc') != 'abc'\n"
+    assert run_code_tests(program, tests, timeout=5).passed
+    assert not run_code_tests(program, "assert match('abc') == match('abc')\n", timeout=5).passed
+    gen = "def f():\n    return (i for i in range(3))\n"
+    assert not run_code_tests(gen, "assert list(f()) == [0, 1, 2]\n", timeout=5).passed

@@ -1,11 +1,11 @@
 """The test host of the code sandbox (its source is run with ``python -I -c``).
 
-It reads ``{"program", "tests", "entry_point", "limits", "uids", "guard"}`` as JSON on stdin,
+It reads ``{"program", "tests", "entry_point", "subjects", "limits", "uids", ...}`` as JSON on stdin,
 starts the candidate's worker process (``_sandbox_worker.py``) with the program, and runs the
 tests *here*, where the candidate's code never executes: every name the program defines is a
 stub that calls into the worker and gets back plain data (a restricted unpickler admits only
 builtin containers, numbers, strings and a few standard value types, so an object whose
-``__eq__`` always says yes cannot arrive). Comparisons, assertions and the verdict happen in
+``__eq__`` always says yes arrives as an ``Opaque`` that equals nothing but itself). Comparisons, assertions and the verdict happen in
 this process, which the worker cannot signal, trace or read (another uid when started as
 root; never dumpable). The verdict is one JSON line on the stdout this process had at start;
 the worker never holds that descriptor.
@@ -101,6 +101,30 @@ def _exception(name, message):
     return RuntimeError(f"{name}: {message}")
 
 
+class Opaque:
+    """A return value that is not plain data (a regex match, a custom object): only its truth
+    value crosses over, as the program computed it; it equals nothing but itself."""
+
+    __slots__ = ("_kind", "_truth", "_source")
+
+    def __init__(self, kind, truth, source):
+        self._kind, self._truth, self._source = kind, truth, source
+
+    def __bool__(self):
+        return self._truth
+
+    def __eq__(self, other):
+        return self is other
+
+    def __ne__(self, other):
+        return self is not other
+
+    __hash__ = object.__hash__
+
+    def __repr__(self):
+        return f"<{self._kind} returned by {self._source}: not plain data>"
+
+
 class Stub:
     """A program-defined callable, called in the worker."""
 
@@ -110,12 +134,13 @@ class Stub:
     def __call__(self, *args, **kwargs):
         self._channel.send((self._name, args, kwargs))
         answer = self._channel.recv()
-        if answer[0] == "ok" and len(answer) == 2 and isinstance(answer[1], bytes):
-            return _plain(answer[1])
+        if answer[0] == "ok" and len(answer) == 4 and isinstance(answer[1], bytes):
+            try:
+                return _plain(answer[1])
+            except CandidateError:
+                return Opaque(str(answer[2])[:60], answer[3] is True, self._name)
         if answer[0] == "raise" and len(answer) >= 3:
             raise _exception(answer[1], answer[2])
-        if answer[0] == "unpicklable" and len(answer) >= 2:
-            raise CandidateError(f"{self._name} returned a {answer[1]!s:.60}, not plain data")
         raise CandidateError("malformed answer")
 
     def __reduce__(self):  # passed as an argument: the worker resolves it to its own object
@@ -209,10 +234,11 @@ def main():
         finish("failed", "malformed answer from the candidate")
 
     namespace = {"__name__": "__main__", "__builtins__": builtins}
+    subjects = set(config["subjects"]) | {config["entry_point"]}
     for name, described in answer[1].items():
         # Program names never shadow builtins the tests rely on (a program-defined ``len``
         # or ``abs`` would otherwise decide the tests' own comparisons).
-        if not isinstance(name, str) or name.startswith("__") or (hasattr(builtins, name) and name != config["entry_point"]):
+        if not isinstance(name, str) or name.startswith("__") or (hasattr(builtins, name) and name not in subjects):
             continue
         if not isinstance(described, tuple) or len(described) != 2:
             continue

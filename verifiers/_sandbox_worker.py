@@ -3,7 +3,7 @@
 It holds the candidate program and nothing else: no test, no expected value, no verdict.
 ``argv[1]`` is the descriptor of a socket to the test host. The first message is ``{"program", "limits", "guard"}``;
 the worker applies the limits, runs the program as ``__main__`` and answers with the names it
-defined. Then it serves calls: ``(name, args, kwargs)`` in, ``("ok", pickled value)`` or
+defined. Then it serves calls: ``(name, args, kwargs)`` in, ``("ok", pickled value, type name, truth value)`` or
 ``("raise", exception type name, message)`` out. Whatever the candidate does to this process
 (patching, printing, writing to fd 3, exiting) can only change the values its functions
 return; the tests and their comparisons run in the host, which it cannot reach.
@@ -134,11 +134,14 @@ def main():
             _send(sock, ("raise",) + _describe(error))
             continue
         try:
+            truth = bool(result)
+        except BaseException:
+            truth = False
+        try:
             payload = pickle.dumps(result, protocol=4)
         except BaseException:
-            _send(sock, ("unpicklable", type(result).__name__, "", None))
-            continue
-        _send(sock, ("ok", payload))
+            payload = b""
+        _send(sock, ("ok", payload, type(result).__name__, truth))
 
 
 if __name__ == "__main__":

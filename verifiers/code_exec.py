@@ -9,8 +9,9 @@ containers and a few standard value types, through a restricted unpickler). Asse
 comparisons and the verdict are evaluated in the host, which writes it on a pipe the worker
 never holds. So nothing the candidate can print, call, read in its own memory or exit with
 turns a failing test into a pass: exiting or being killed is ``failed``/``killed``, a
-returned object whose ``__eq__`` always says yes is refused as "not plain data", and program
-names cannot shadow the builtins the tests use.
+returned object whose ``__eq__`` always says yes arrives as an opaque value that equals
+nothing (only its truth value crosses over, for tests such as ``assert re_match(...)``), and
+program names cannot shadow the builtins the tests use (except the functions under test).
 
 **The sandbox** (``isolation`` on every verdict names the layers that applied):
 
@@ -40,7 +41,7 @@ CLI's ``--sandbox strict``) refuses to grade instead.
 
 What it does not promise: protection against kernel exploits (it is not a VM); a candidate
 that actually computes correct answers passes, however it computes them; return values must
-be plain data (generators, custom classes and functions are failures); tests may only call
+be plain data to compare equal (generators, custom classes, functions are opaque); tests may only call
 program functions, not share mutable state with them (arguments are copied).
 Anchors: OpenAI's HumanEval ``execution.py`` runs the program and tests in one process with a
 ``reliability_guard`` and says plainly it is not a security sandbox; EvalPlus compares
@@ -297,8 +298,11 @@ def _kill(proc: subprocess.Popen) -> None:
 
 
 def run_code_tests(program: str, tests: str, entry_point: str | None = None, timeout: float = 10,
-                   strict: bool = False) -> CodeVerdict:
+                   strict: bool = False, subjects: tuple[str, ...] = ()) -> CodeVerdict:
     """Run ``tests`` (then ``check(entry_point)``) against ``program`` in the sandbox.
+
+    Program names never replace builtins in the tests' namespace, except ``entry_point`` and
+    ``subjects`` (the functions under test, e.g. an MBPP task whose function is called ``sum``).
 
     Never raises for anything the candidate does; a harness failure is ``status="error"``.
     ``strict=True`` raises ``SandboxUnavailable`` when full isolation is not available here.
@@ -312,14 +316,14 @@ def run_code_tests(program: str, tests: str, entry_point: str | None = None, tim
     with _THREAD_SLOTS:
         slot = _take_slot()
         try:
-            return _execute(layout, program, tests, entry_point, timeout, slot)
+            return _execute(layout, program, tests, entry_point, timeout, slot, subjects)
         finally:
             with _SLOTS_LOCK:
                 _UIDS_IN_USE.discard(slot)
 
 
 def _execute(layout: _Layout, program: str, tests: str, entry_point: str | None, timeout: float,
-             slot: int | None) -> CodeVerdict:
+             slot: int | None, subjects: tuple[str, ...] = ()) -> CodeVerdict:
     started = time.monotonic()
     sandboxed = bool(layout.prefix)
     uids = [None, None]
@@ -333,7 +337,7 @@ def _execute(layout: _Layout, program: str, tests: str, entry_point: str | None,
     try:
         with tempfile.TemporaryFile() as output, tempfile.TemporaryFile() as errors:
             config = {
-                "program": program, "tests": tests, "entry_point": entry_point, "uids": uids,
+                "program": program, "tests": tests, "entry_point": entry_point, "subjects": list(subjects), "uids": uids,
                 "output_fd": output.fileno(), "workdir": workdir, "guard": not sandboxed,
                 "env": {"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8"},
                 "worker_source": _WORKER_SOURCE,
@@ -419,7 +423,7 @@ def _read_verdict(stdout: bytes, returncode: int | None, host_errors: str) -> tu
 
 
 async def arun_code_tests(program: str, tests: str, entry_point: str | None = None, timeout: float = 10,
-                          strict: bool = False) -> CodeVerdict:
+                          strict: bool = False, subjects: tuple[str, ...] = ()) -> CodeVerdict:
     """Async ``run_code_tests``: waits for a free slot on the loop, then runs in a thread."""
     loop = asyncio.get_running_loop()
     with _SLOTS_LOCK:
@@ -427,4 +431,4 @@ async def arun_code_tests(program: str, tests: str, entry_point: str | None = No
         if gate is None:
             gate = _LOOP_SLOTS[loop] = asyncio.Semaphore(_MAX)
     async with gate:
-        return await asyncio.to_thread(run_code_tests, program, tests, entry_point, timeout, strict)
+        return await asyncio.to_thread(run_code_tests, program, tests, entry_point, timeout, strict, subjects)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import re
+import warnings
 
 __all__ = ["assemble_humaneval", "defines", "extract_code", "prompt_imports"]
 
@@ -30,6 +31,17 @@ def defines(code: str, name: str) -> bool:
     if re.search(rf"^(?:async\s+)?def\s+{re.escape(name)}\s*\(|^class\s+{re.escape(name)}\b", code, re.MULTILINE):
         return True
     return bool(re.search(rf"^{re.escape(name)}\s*=", code, re.MULTILINE))
+
+
+def defined_functions(code: str) -> tuple[str, ...]:
+    """Names of the top-level functions and classes ``code`` defines (none if it does not parse)."""
+    try:
+        with warnings.catch_warnings():  # e.g. "invalid escape sequence" in a dataset's regexes
+            warnings.simplefilter("ignore")
+            tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return ()
+    return tuple(node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)))
 
 
 def extract_code(text: str | None, entry_point: str | None = None) -> str | None:
