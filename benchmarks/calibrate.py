@@ -47,6 +47,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import PrivateAttr
+
 from reasoning import Budget, Ledger, Usage, asolve_many
 from reasoning.backends.base import Backend
 from reasoning.context import Context, Problem, Sampling
@@ -71,13 +73,14 @@ class _Calibration(Strategy):
     """Probes, then every candidate on the same problem, each in its own slice (not registered)."""
 
     name = "calibration"
+    probes: int
+    candidates: list[Route]
+    budget: Budget
+    sampling: dict[str, Any]
+    _strategies: list[Strategy | None] = PrivateAttr()
 
-    def __init__(self, probes: int, candidates: Sequence[Route], budget: Budget, sampling: dict[str, Any]) -> None:
-        self.probes = probes
-        self.candidates = list(candidates)
-        self.budget = budget
-        self.sampling = sampling
-        self._strategies = [build_route(c, **sampling, where=f"candidate {c.label}") for c in candidates]
+    def model_post_init(self, context: Any) -> None:
+        self._strategies = [build_route(c, **self.sampling, where=f"candidate {c.label}") for c in self.candidates]
 
     async def run(self, ctx: Context) -> Outcome:
         probes = await probe(ctx, self.probes, **self.sampling)

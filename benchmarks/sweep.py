@@ -188,10 +188,8 @@ class _DrawPool(Strategy):
     """Draws a reusable strategy's pool of candidates; the answer is chosen later, per subset."""
 
     name = "pool"
-
-    def __init__(self, inner: SampleReuse, size: int) -> None:
-        self.inner = inner
-        self.size = size
+    inner: SampleReuse
+    size: int
 
     async def run(self, ctx: Context) -> Outcome:
         samples = await self.inner.draw(ctx, self.size)

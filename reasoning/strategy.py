@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic.fields import FieldInfo
 
 from .context import Context, Sample
 
@@ -27,22 +30,92 @@ class Outcome:
         return Sample(self.text or "", self.answer, info={"outcome": self.info})
 
 
-class Strategy(ABC):
+class Strategy(BaseModel, ABC):
     """Pure logic over a Context. Must not keep per-problem state on ``self``:
-    one instance serves many problems concurrently."""
+    one instance serves many problems concurrently.
+
+    Options are declared once, as typed pydantic fields with a default and a one-line
+    ``description``; validation (ranges, types, cross-field rules in a ``model_validator``),
+    ``describe()``, ``reasoning-bench strategies NAME`` and the proxy's schema all read them.
+    Options may also be given positionally, in the order they are declared.
+    """
+
+    # strict: no silent bool -> int or "8" -> 8 (the CLI and JSON already give typed values)
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, protected_namespaces=(), strict=True)
 
     name: ClassVar[str] = "strategy"
     # The option that says how many samples/paths to draw, which `--n`, the server's model
     # names (self-consistency-8) and sweeps set; None when the strategy has no such knob.
     size_option: ClassVar[str | None] = "n"
 
+    def __init__(self, *args: Any, **options: Any) -> None:
+        names = list(type(self).model_fields)
+        if len(args) > len(names):
+            raise TypeError(f"{type(self).__name__} takes at most {len(names)} positional options")
+        for key, value in zip(names, args):
+            if key in options:
+                raise TypeError(f"{type(self).__name__}: option {key!r} given twice")
+            options[key] = value
+        super().__init__(**options)
+
     @abstractmethod
     async def run(self, ctx: Context) -> Outcome: ...
 
     def describe(self) -> dict[str, Any]:
         """Name and options, for summaries and traces."""
-        options = {k: v for k, v in vars(self).items() if not k.startswith("_")}
-        return {"strategy": self.name, **{k: _describe(v) for k, v in options.items()}}
+        return {"strategy": self.name, **{k: _describe(getattr(self, k)) for k in type(self).model_fields}}
+
+    @classmethod
+    def options(cls) -> dict[str, OptionInfo]:
+        """Every option: type, default, help and whether it is plain data (CLI, JSON)."""
+        return {name: OptionInfo.of(name, field) for name, field in cls.model_fields.items()}
+
+
+# Options many strategies share, declared once.
+MaxTokens = Annotated[int | None, Field(ge=1, description="max new tokens per sample (default: the run's --max-tokens)")]
+Temperature = Annotated[float | None, Field(ge=0, description="sampling temperature (default: the run's --temperature)")]
+
+
+@dataclass(frozen=True, slots=True)
+class OptionInfo:
+    """One strategy option as declared: for ``reasoning-bench strategies NAME`` and schemas."""
+
+    name: str
+    annotation: Any
+    default: Any
+    help: str
+    required: bool
+
+    @classmethod
+    def of(cls, name: str, field: FieldInfo) -> OptionInfo:
+        default = None if field.is_required() else _describe(field.get_default(call_default_factory=True))
+        return cls(name, field.annotation, default, field.description or "", field.is_required())
+
+    @property
+    def type(self) -> str:
+        return _type_name(self.annotation)
+
+    @property
+    def plain(self) -> bool:
+        """Settable from a command line or JSON (numbers, strings, booleans, choices)."""
+        kinds = [a for a in (get_args(self.annotation) or (self.annotation,)) if a is not type(None)]
+        if get_origin(self.annotation) is Literal:
+            return True
+        return all(a in (int, float, str, bool) or get_origin(a) is Literal for a in kinds)
+
+    def json_schema(self) -> dict[str, Any]:
+        schema = TypeAdapter(self.annotation).json_schema() if self.plain else {}
+        return {**schema, "description": self.help, **({} if self.required else {"default": self.default})}
+
+
+def _type_name(annotation: Any) -> str:
+    if get_origin(annotation) is Literal:
+        return " | ".join(repr(a) for a in get_args(annotation))
+    if get_args(annotation):
+        return " | ".join(_type_name(a) for a in get_args(annotation))
+    if annotation is type(None):
+        return "None"
+    return getattr(annotation, "__name__", str(annotation))
 
 
 class SampleReuse(ABC):

@@ -9,39 +9,31 @@ self-consistency groups); all candidates and verifications draw from one ledger.
 from __future__ import annotations
 
 from reasoning.context import Context, Sample
-from reasoning.strategy import Outcome, SampleReuse, Strategy, Verifier
+from typing import Literal
+
+from pydantic import Field
+
+from reasoning.strategy import MaxTokens, Outcome, SampleReuse, Strategy, Temperature, Verifier
 
 from .candidates import sample_candidates
 from .registry import register
 from .voting import majority
 
 
+def _default_verifier() -> Verifier:
+    from verifiers import LLMJudge  # the default verifier needs nothing but the model
+
+    return LLMJudge()
+
+
 @register("best-of-n")
 class BestOfN(Strategy, SampleReuse):
-    def __init__(
-        self,
-        n: int = 8,
-        verifier: Verifier | None = None,
-        *,
-        aggregate: str = "max",
-        sampler: Strategy | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-    ) -> None:
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
-        if aggregate not in ("max", "sum"):
-            raise ValueError(f"aggregate must be 'max' or 'sum', got {aggregate!r}")
-        if verifier is None:
-            from verifiers import LLMJudge  # the default verifier needs nothing but the model
-
-            verifier = LLMJudge()
-        self.n = n
-        self.verifier = verifier
-        self.aggregate = aggregate
-        self.sampler = sampler
-        self.max_tokens = max_tokens
-        self.temperature = temperature
+    n: int = Field(8, ge=1, description="candidates sampled and scored")
+    verifier: Verifier = Field(default_factory=_default_verifier, description="scores candidates (default: LLM judge)")
+    aggregate: Literal["max", "sum"] = Field("max", description="max: best single candidate; sum: best answer by total score")
+    sampler: Strategy | None = Field(None, description="each candidate is this strategy's outcome instead of one sample")
+    max_tokens: MaxTokens = None
+    temperature: Temperature = None
 
     async def run(self, ctx: Context) -> Outcome:
         return self.choose(await self.draw(ctx, self.n))

@@ -53,7 +53,9 @@ from typing import Any
 
 from reasoning.context import Context, Sample
 from reasoning.errors import ConfigError
-from reasoning.strategy import Outcome, Strategy
+from pydantic import Field, PrivateAttr
+
+from reasoning.strategy import MaxTokens, Outcome, Strategy, Temperature
 
 from .registry import register
 from .voting import Vote, majority
@@ -261,36 +263,26 @@ async def run_route(ctx: Context, route: Route, strategy: Strategy | None, probe
 class ComputeOptimal(Strategy):
     size_option = None  # the policy decides how many samples; --n does not apply
 
-    def __init__(
-        self,
-        probes: int | None = None,
-        policy: str | None = None,
-        *,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-    ) -> None:
-        for key, value in (("probes", probes), ("max_tokens", max_tokens)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
-        if policy is not None and not isinstance(policy, (str, Path, Policy)):
-            raise ValueError(f"policy must be a path to a JSON file or None, got {policy!r}")
-        if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
-                                        or temperature < 0):
-            raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")
-        if isinstance(policy, Policy):
-            loaded = policy
-        else:
-            loaded = Policy.load(policy) if policy is not None else Policy.default()
-        if probes is not None and probes != loaded.probes:
-            raise ValueError(f"probes={probes} but the policy's thresholds were set for probes={loaded.probes}; "
+    probes: int | None = Field(None, ge=1, description="probe samples whose agreement picks the route "
+                               "(default: the policy's; must match it)")
+    policy: str | Path | Policy | None = Field(None, description="policy JSON from benchmarks/calibrate.py "
+                                               "(default: the built-in policy)")
+    max_tokens: MaxTokens = None
+    temperature: Temperature = None
+    _policy: Policy = PrivateAttr()
+    _strategies: list[Strategy] = PrivateAttr()
+
+    def model_post_init(self, context: Any) -> None:
+        policy = self.policy
+        loaded = policy if isinstance(policy, Policy) else Policy.load(policy) if policy is not None else Policy.default()
+        if self.probes is not None and self.probes != loaded.probes:
+            raise ValueError(f"probes={self.probes} but the policy's thresholds were set for probes={loaded.probes}; "
                              "learn a policy with that probe count or leave probes unset")
         self.probes = loaded.probes
         self.policy = None if isinstance(policy, Policy) or policy is None else str(policy)
-        self.max_tokens = max_tokens
-        self.temperature = temperature
         self._policy = loaded
         self._strategies = [
-            build_route(r, max_tokens=max_tokens, temperature=temperature, where=f"policy bin {i}")
+            build_route(r, max_tokens=self.max_tokens, temperature=self.temperature, where=f"policy bin {i}")
             for i, r in enumerate(loaded.bins)
         ]
 

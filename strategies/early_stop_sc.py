@@ -42,7 +42,9 @@ import math
 from collections.abc import Sequence
 
 from reasoning.context import Context, Sample
-from reasoning.strategy import Outcome, Strategy
+from pydantic import Field, model_validator
+
+from reasoning.strategy import MaxTokens, Outcome, Strategy, Temperature
 
 from .registry import register
 from .voting import majority
@@ -112,34 +114,19 @@ def drop_least_confident(
 class EarlyStopSC(Strategy):
     size_option = "max_n"
 
-    def __init__(
-        self,
-        max_n: int = 16,
-        wave: int = 4,
-        *,
-        confidence: float | None = 0.95,
-        drop_low_confidence: float = 0.0,
-        window: int = 64,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-    ) -> None:
-        if max_n < 1:
-            raise ValueError(f"max_n must be >= 1, got {max_n}")
-        if wave < 1:
-            raise ValueError(f"wave must be >= 1, got {wave}")
-        if confidence is not None and not 0.5 < confidence < 1:
-            raise ValueError(f"confidence must be in (0.5, 1), or None for the exact rule only; got {confidence}")
-        if not 0 <= drop_low_confidence < 1:
-            raise ValueError(f"drop_low_confidence is a fraction in [0, 1), got {drop_low_confidence}")
-        if window < 1:
-            raise ValueError(f"window must be >= 1 token, got {window}")
-        self.max_n = max_n
-        self.wave = min(wave, max_n)  # `--n 2` with the default wave of 4: one wave of 2
-        self.confidence = confidence
-        self.drop_low_confidence = drop_low_confidence
-        self.window = window
-        self.max_tokens = max_tokens
-        self.temperature = temperature
+    max_n: int = Field(16, ge=1, description="most samples drawn")
+    wave: int = Field(4, ge=1, description="samples drawn per wave, between stopping checks")
+    confidence: float | None = Field(0.95, gt=0.5, lt=1, description="stop once the leader's posterior probability "
+                                     "of staying ahead reaches this (None: only when it can no longer lose)")
+    drop_low_confidence: float = Field(0.0, ge=0, lt=1, description="fraction of lowest-confidence traces left out of the vote")
+    window: int = Field(64, ge=1, description="tokens in the sliding window of a trace's confidence")
+    max_tokens: MaxTokens = None
+    temperature: Temperature = None
+
+    @model_validator(mode="after")
+    def _one_wave_at_most(self) -> EarlyStopSC:
+        self.wave = min(self.wave, self.max_n)  # `--n 2` with the default wave of 4: one wave of 2
+        return self
 
     async def run(self, ctx: Context) -> Outcome:
         filtering = self.drop_low_confidence > 0 and ctx.backend.capabilities.logprobs

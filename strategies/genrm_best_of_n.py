@@ -30,7 +30,9 @@ import math
 
 from reasoning.budget import Budget
 from reasoning.context import Context, Sample
-from reasoning.strategy import Outcome, SampleReuse, Strategy, Verifier
+from pydantic import Field, model_validator
+
+from reasoning.strategy import MaxTokens, Outcome, SampleReuse, Strategy, Temperature, Verifier
 from verifiers.genrm import GenRM
 
 from .registry import register
@@ -51,28 +53,23 @@ def sc_matched_n(S: int, V: int, lam: float) -> int:
 class GenRMBestOfN(Strategy, SampleReuse):
     size_option = "n_solutions"
 
-    def __init__(
-        self,
-        n_solutions: int = 4,
-        k_verifications: int = 4,
-        *,
-        verifier: Verifier | None = None,
-        solution_share: float | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        verify_max_tokens: int = 512,
-    ) -> None:
-        if n_solutions < 1 or k_verifications < 1:
-            raise ValueError("n_solutions and k_verifications must be >= 1")
-        if solution_share is not None and not 0 < solution_share < 1:
-            raise ValueError(f"solution_share must be in (0, 1), got {solution_share}")
-        self.n_solutions = n_solutions
-        self.k_verifications = k_verifications
-        self.verifier = verifier or GenRM(k=k_verifications, max_tokens=verify_max_tokens)
-        self.solution_share = solution_share
-        self.max_tokens = max_tokens
-        self.temperature = temperature
-        self.verify_max_tokens = verify_max_tokens
+    n_solutions: int = Field(4, ge=1, description="candidate solutions sampled")
+    k_verifications: int = Field(4, ge=1, description="verification chains per solution")
+    verifier: Verifier | None = Field(None, description="scores solutions (default: GenRM with k_verifications chains)")
+    solution_share: float | None = Field(None, gt=0, lt=1, description="share of the budget for solutions "
+                                         "(default: in proportion to their expected tokens)")
+    max_tokens: MaxTokens = None
+    temperature: Temperature = None
+    verify_max_tokens: int = Field(512, ge=1, description="max tokens of one verification chain")
+
+    @model_validator(mode="after")
+    def _resolve_verifier(self) -> GenRMBestOfN:
+        self.verifier = self.wrap_verifier(self.verifier or GenRM(k=self.k_verifications, max_tokens=self.verify_max_tokens))
+        return self
+
+    def wrap_verifier(self, verifier: Verifier) -> Verifier:
+        """Subclasses may wrap the verifier (pessimistic best-of-N pools its verdicts)."""
+        return verifier
 
     async def run(self, ctx: Context) -> Outcome:
         return self.choose(await self.draw(ctx, self.n_solutions))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from reasoning.context import Context
-from reasoning.strategy import Outcome, Strategy
+from reasoning.strategy import MaxTokens, Outcome, Strategy
 
 from .registry import register
 
@@ -12,8 +12,7 @@ from .registry import register
 class Greedy(Strategy):
     size_option = None
 
-    def __init__(self, max_tokens: int | None = None) -> None:
-        self.max_tokens = max_tokens
+    max_tokens: MaxTokens = None
 
     async def run(self, ctx: Context) -> Outcome:
         samples = await ctx.generate(n=1, temperature=0.0, max_tokens=self.max_tokens)

@@ -40,7 +40,9 @@ import math
 
 from reasoning.budget import Budget
 from reasoning.context import Context, Sample
-from reasoning.strategy import Outcome, Strategy
+from pydantic import Field, model_validator
+
+from reasoning.strategy import MaxTokens, Outcome, Strategy, Temperature
 from reasoning.types import Message
 from verifiers.latex_utils import last_boxed
 
@@ -69,51 +71,29 @@ def approach_hints() -> list[str]:
 class ParallelThinking(Strategy):
     size_option = "paths"
 
-    def __init__(
-        self,
-        paths: int = 8,
-        *,
-        groups: int = 1,
-        hints: bool = False,
-        temperature: float | None = None,
-        temperature_spread: float = 0.0,
-        seed: int | None = None,
-        max_tokens: int | None = None,
-        path_chars: int = 2000,
-        synthesis_tokens: int = 512,
-        synthesis_temperature: float = 0.0,
-        synthesis_share: float = 0.25,
-        synthesis_prompt: str = "parallel_thinking_synthesis",
-    ) -> None:
-        if paths < 1:
-            raise ValueError(f"paths must be >= 1, got {paths}")
-        if not 1 <= groups <= paths:
-            raise ValueError(f"groups must be between 1 and paths ({paths}), got {groups}")
-        if (hints or temperature_spread) and groups < 2:
+    paths: int = Field(8, ge=1, description="reasoning paths drawn in parallel")
+    groups: int = Field(1, ge=1, description="groups of paths that differ (by hint, temperature or seed)")
+    hints: bool = Field(False, description="give each group a different approach hint")
+    temperature: Temperature = None
+    temperature_spread: float = Field(0.0, ge=0, description="groups' temperatures spread this far around temperature")
+    seed: int | None = Field(None, description="base seed; group g uses seed + g")
+    max_tokens: MaxTokens = None
+    path_chars: int = Field(2000, ge=20, description="characters of each path's conclusion shown to the synthesis")
+    synthesis_tokens: int = Field(512, ge=1, description="max tokens of the synthesis")
+    synthesis_temperature: float = Field(0.0, ge=0, description="temperature of the synthesis")
+    synthesis_share: float = Field(0.25, ge=0, lt=1, description="share of the budget kept for the synthesis")
+    synthesis_prompt: str = Field("parallel_thinking_synthesis", description="prompt file (prompts/) of the synthesis")
+
+    @model_validator(mode="after")
+    def _groups_differ(self) -> ParallelThinking:
+        if self.groups > self.paths:
+            raise ValueError(f"groups must be between 1 and paths ({self.paths}), got {self.groups}")
+        if (self.hints or self.temperature_spread) and self.groups < 2:
             raise ValueError("hints and temperature_spread make path groups differ: set groups >= 2")
-        if groups > 1 and not (hints or temperature_spread or seed is not None):
+        if self.groups > 1 and not (self.hints or self.temperature_spread or self.seed is not None):
             raise ValueError("groups > 1 needs hints, temperature_spread or seed to make them differ "
                              "(identical paths are one batched call: groups=1)")
-        if temperature_spread < 0 or (temperature is not None and temperature < 0):
-            raise ValueError("temperature and temperature_spread must be >= 0")
-        if path_chars < 20:
-            raise ValueError(f"path_chars must be >= 20, got {path_chars}")
-        if synthesis_tokens < 1:
-            raise ValueError(f"synthesis_tokens must be >= 1, got {synthesis_tokens}")
-        if not 0 <= synthesis_share < 1:
-            raise ValueError(f"synthesis_share is a fraction in [0, 1), got {synthesis_share}")
-        self.paths = paths
-        self.groups = groups
-        self.hints = hints
-        self.temperature = temperature
-        self.temperature_spread = temperature_spread
-        self.seed = seed
-        self.max_tokens = max_tokens
-        self.path_chars = path_chars
-        self.synthesis_tokens = synthesis_tokens
-        self.synthesis_temperature = synthesis_temperature
-        self.synthesis_share = synthesis_share
-        self.synthesis_prompt = synthesis_prompt
+        return self
 
     async def run(self, ctx: Context) -> Outcome:
         paths = await self.think(self.path_context(ctx))

@@ -10,8 +10,10 @@ best-of-N's (``strategies.genrm_best_of_n``).
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from reasoning.context import Sample
-from verifiers.genrm import GenRM
+from reasoning.strategy import Verifier
 from verifiers.pessimistic import DEFAULT_Z, Pessimistic
 
 from .genrm_best_of_n import GenRMBestOfN
@@ -20,23 +22,10 @@ from .registry import register
 
 @register("pessimistic-best-of-n")
 class PessimisticBestOfN(GenRMBestOfN):
-    def __init__(
-        self,
-        n_solutions: int = 4,
-        k_verifications: int = 4,
-        *,
-        z: float = DEFAULT_Z,
-        solution_share: float | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        verify_max_tokens: int = 512,
-    ) -> None:
-        verifier = Pessimistic(GenRM(k=k_verifications, max_tokens=verify_max_tokens), z=z)
-        super().__init__(
-            n_solutions, k_verifications, verifier=verifier, solution_share=solution_share,
-            max_tokens=max_tokens, temperature=temperature, verify_max_tokens=verify_max_tokens,
-        )
-        self.z = z
+    z: float = Field(DEFAULT_Z, ge=0, description="z of the Wilson lower bound over each answer group's verdicts")
+
+    def wrap_verifier(self, verifier: Verifier) -> Verifier:
+        return verifier if isinstance(verifier, Pessimistic) else Pessimistic(verifier, z=self.z)
 
     def select(self, samples: list[Sample], scores: list[float]) -> int:
         """Highest group lower bound, then highest own mean P(Yes), then the earlier sample."""

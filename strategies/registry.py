@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import importlib
-import inspect
 import pkgutil
 from typing import Any
 
+from pydantic import ValidationError
+
 from reasoning.errors import ConfigError
-from reasoning.strategy import Strategy
+from reasoning.strategy import OptionInfo, Strategy
 
 _REGISTRY: dict[str, type[Strategy]] = {}
 _HELPERS = {"registry", "voting", "candidates"}
@@ -42,9 +43,9 @@ def get(name: str) -> type[Strategy]:
         raise ConfigError(f"unknown strategy {name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
 
 
-def options_of(cls: type[Strategy]) -> dict[str, inspect.Parameter]:
-    params = inspect.signature(cls.__init__).parameters
-    return {k: p for k, p in params.items() if k != "self" and p.kind is not p.VAR_KEYWORD}
+def options_of(cls: type[Strategy]) -> dict[str, OptionInfo]:
+    """The strategy's declared options (typed fields), in declaration order."""
+    return cls.options()
 
 
 def create(name: str, **options: Any) -> Strategy:
@@ -57,13 +58,36 @@ def create(name: str, **options: Any) -> Strategy:
         size = options.pop("n")
         options.setdefault(cls.size_option, size)
     kwargs = {k: v for k, v in options.items() if k in accepted and v is not None}
-    missing = [k for k, p in accepted.items() if p.default is p.empty and k not in kwargs]
+    missing = [k for k, p in accepted.items() if p.required and k not in kwargs]
     if missing:
         raise ConfigError(f"strategy {name!r} needs: {', '.join('--' + m.replace('_', '-') for m in missing)}")
     try:
         return cls(**kwargs)
+    except ValidationError as bad:
+        raise ConfigError(f"strategy {name!r}: {explain(bad)}") from None
     except (TypeError, ValueError) as bad:
         raise ConfigError(f"strategy {name!r}: {bad}") from None
+
+
+_MUST = {
+    "greater_than_equal": ">= {ge}", "greater_than": "> {gt}", "less_than": "< {lt}", "less_than_equal": "<= {le}",
+    "int_type": "an integer", "float_type": "a number", "bool_type": "true or false", "string_type": "a string",
+    "literal_error": "one of {expected}",
+}
+
+
+def explain(error: ValidationError) -> str:
+    """A pydantic error in the project's words, one clause per option: ``n must be >= 1 (got 0)``."""
+    parts = []
+    for issue in error.errors():
+        where = ".".join(str(p) for p in issue["loc"] if not isinstance(p, int))
+        if issue["type"] in _MUST and where:
+            parts.append(f"{where} must be {_MUST[issue['type']].format(**issue.get('ctx', {}))} (got {issue['input']!r})")
+        elif issue["type"] == "extra_forbidden":
+            parts.append(f"no option {where!r}")
+        else:
+            parts.append(issue["msg"].removeprefix("Value error, ") + (f" ({where})" if where else ""))
+    return "; ".join(parts)
 
 
 def available() -> dict[str, type[Strategy]]:

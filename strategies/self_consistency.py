@@ -7,7 +7,9 @@ sampler strategy, each vote is that strategy's outcome instead of one raw sample
 from __future__ import annotations
 
 from reasoning.context import Context, Sample
-from reasoning.strategy import Outcome, SampleReuse, Strategy, Verifier
+from pydantic import Field
+
+from reasoning.strategy import MaxTokens, Outcome, SampleReuse, Strategy, Temperature, Verifier
 
 from .candidates import sample_candidates
 from .registry import register
@@ -16,22 +18,11 @@ from .voting import majority
 
 @register("self-consistency")
 class SelfConsistency(Strategy, SampleReuse):
-    def __init__(
-        self,
-        n: int = 8,
-        *,
-        verifier: Verifier | None = None,
-        sampler: Strategy | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-    ) -> None:
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
-        self.n = n
-        self.verifier = verifier
-        self.sampler = sampler
-        self.max_tokens = max_tokens
-        self.temperature = temperature
+    n: int = Field(8, ge=1, description="reasoning paths sampled and voted on")
+    verifier: Verifier | None = Field(None, description="weights each vote by this verifier's score")
+    sampler: Strategy | None = Field(None, description="each vote is this strategy's outcome instead of one sample")
+    max_tokens: MaxTokens = None
+    temperature: Temperature = None
 
     async def run(self, ctx: Context) -> Outcome:
         return self.choose(await self.draw(ctx, self.n))

@@ -52,11 +52,13 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from reasoning.budget import Budget
 from reasoning.context import Context, Sample
-from reasoning.strategy import Outcome, Strategy
+from pydantic import Field
+
+from reasoning.strategy import MaxTokens, Outcome, Strategy, Temperature
 from reasoning.types import Message
 from verifiers.latex_utils import last_boxed
 
@@ -114,14 +116,6 @@ def conclusion(text: str, limit: int = CONCLUSION_CHARS) -> str:
     return "…" + text.strip()[-limit:] if text.strip() else ""
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def child_budget(ctx: Context, count: int, join_share: float) -> Budget:
     """One child's slice: (1 - join_share) of each finite remaining limit, split ``count`` ways."""
     limits: dict[str, float] = {}
@@ -168,31 +162,13 @@ class _Node:
 class SpawnJoin(Strategy):
     size_option = "max_fanout"  # --n / sweeps / "spawn-join-4" set the parallel width
 
-    def __init__(
-        self,
-        max_depth: int = 1,
-        max_fanout: int = 4,
-        *,
-        overflow: str = "drop",
-        join_share: float = 0.25,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-    ) -> None:
-        for key, value in (("max_depth", max_depth), ("max_fanout", max_fanout), ("max_tokens", max_tokens)):
-            if (value is not None or key != "max_tokens") and (not _is_int(value) or value < 1):
-                raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
-        if overflow not in OVERFLOW:
-            raise ValueError(f"overflow must be one of {', '.join(OVERFLOW)}, got {overflow!r}")
-        if not _is_number(join_share) or not 0 <= join_share < 1:
-            raise ValueError(f"join_share must be a number in [0, 1), got {join_share!r}")
-        if temperature is not None and (not _is_number(temperature) or temperature < 0):
-            raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")
-        self.max_depth = max_depth
-        self.max_fanout = max_fanout
-        self.overflow = overflow
-        self.join_share = float(join_share)
-        self.max_tokens = max_tokens
-        self.temperature = temperature
+    max_depth: int = Field(1, ge=1, description="levels of sub-tasks below the root")
+    max_fanout: int = Field(4, ge=1, description="most sub-tasks one node may spawn")
+    overflow: Literal["drop", "sequential"] = Field("drop", description="sub-tasks past max_fanout: dropped, "
+                                                    "or solved one after another by the parent")
+    join_share: float = Field(0.25, ge=0, lt=1, description="share of a node's budget kept for joining its children")
+    max_tokens: MaxTokens = None
+    temperature: Temperature = None
 
     async def run(self, ctx: Context) -> Outcome:
         root = await self._node(ctx, ROOT_TASK, 0)

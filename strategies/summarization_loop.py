@@ -28,7 +28,9 @@ if there was none) and ``segment_tokens_used`` per round.
 from __future__ import annotations
 
 from reasoning.context import Context, Sample
-from reasoning.strategy import Outcome, Strategy
+from pydantic import Field
+
+from reasoning.strategy import Outcome, Strategy, Temperature
 from reasoning.types import Message
 from verifiers.latex_utils import last_boxed
 
@@ -39,26 +41,12 @@ from .registry import register
 class SummarizationLoop(Strategy):
     size_option = None
 
-    def __init__(
-        self,
-        segment_tokens: int = 512,
-        summary_tokens: int = 128,
-        max_rounds: int = 8,
-        *,
-        temperature: float | None = None,
-        summary_temperature: float = 0.0,
-        continue_prompt: str = "continue_from_summary",
-    ) -> None:
-        if segment_tokens < 1 or summary_tokens < 1:
-            raise ValueError(f"segment_tokens and summary_tokens must be >= 1, got {segment_tokens}, {summary_tokens}")
-        if max_rounds < 1:
-            raise ValueError(f"max_rounds must be >= 1, got {max_rounds}")
-        self.segment_tokens = segment_tokens
-        self.summary_tokens = summary_tokens
-        self.max_rounds = max_rounds
-        self.temperature = temperature
-        self.summary_temperature = summary_temperature
-        self.continue_prompt = continue_prompt
+    segment_tokens: int = Field(512, ge=1, description="tokens of reasoning per round")
+    summary_tokens: int = Field(128, ge=1, description="tokens of the summary that replaces a round's reasoning")
+    max_rounds: int = Field(8, ge=1, description="most reasoning rounds")
+    temperature: Temperature = None
+    summary_temperature: float = Field(0.0, ge=0, description="temperature of the summaries")
+    continue_prompt: str = Field("continue_from_summary", description="prompt file (prompts/) that continues from a summary")
 
     async def run(self, ctx: Context) -> Outcome:
         from prompts import load_prompt

@@ -20,9 +20,9 @@ class SlicedSelfConsistency(Strategy):
     """Hands each of its groups its own slice of the budget (nested ledgers)."""
 
     name = "sliced-sc"
-
-    def __init__(self, groups, n, slice_tokens):
-        self.groups, self.n, self.slice_tokens = groups, n, slice_tokens
+    groups: int
+    n: int
+    slice_tokens: int
 
     async def run(self, ctx):
         async def group(i):
@@ -69,7 +69,7 @@ strategies_ = st.one_of(
         st.integers(1, 4),
         st.integers(1, 4),
     ),
-    st.builds(SlicedSelfConsistency, st.integers(1, 4), st.integers(1, 6), st.integers(0, 3000)),
+    st.builds(SlicedSelfConsistency, groups=st.integers(1, 4), n=st.integers(1, 6), slice_tokens=st.integers(0, 3000)),
     st.builds(Loop),
     st.builds(
         GenRMBestOfN, n_solutions=st.integers(1, 5), k_verifications=st.integers(1, 4),

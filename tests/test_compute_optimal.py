@@ -149,7 +149,7 @@ def test_bad_options_and_files_are_refused(tmp_path):
         create("compute-optimal", policy=str(tmp_path / "bad.json"))
     with pytest.raises(rz.ConfigError, match="thresholds were set for probes=4"):
         create("compute-optimal", probes=8)
-    with pytest.raises(rz.ConfigError, match="probes must be an integer"):
+    with pytest.raises(rz.ConfigError, match="probes must be >= 1"):
         create("compute-optimal", probes=0)
     assert create("compute-optimal", probes=4).probes == 4
 

@@ -251,10 +251,11 @@ def test_child_budget_splits_every_finite_limit_and_keeps_a_call_for_the_join():
 def test_options_are_validated_with_clear_errors():
     assert isinstance(create("spawn-join", max_depth=2, max_fanout=3, overflow="sequential"), SpawnJoin)
     for bad, match in (
-        ({"max_depth": 0}, "max_depth must be an integer >= 1"),
-        ({"max_fanout": 1.5}, "max_fanout must be an integer >= 1"),
-        ({"overflow": "inline"}, "overflow must be one of drop, sequential"),
-        ({"join_share": 1.0}, "join_share must be a number in"),
+        ({"max_depth": 0}, "max_depth must be >= 1"),
+        ({"max_fanout": 1.5}, "max_fanout must be an integer"),
+        ({"max_fanout": True}, "max_fanout must be an integer"),
+        ({"overflow": "inline"}, "overflow must be one of 'drop' or 'sequential'"),
+        ({"join_share": 1.0}, "join_share must be < 1"),
         ({"max_tokens": 0}, "max_tokens must be"),
         ({"temperature": -1}, "temperature must be"),
     ):

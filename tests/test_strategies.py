@@ -161,3 +161,32 @@ def test_a_recorded_trace_replays_without_a_model():
     assert replayed.usage.tokens == original.usage.tokens and replayed.usage.calls == original.usage.calls
     with pytest.raises(rz.BackendError, match="no recorded call"):
         solve(SelfConsistency(n=3), rz.backends.Replay(original.trace))
+
+
+def test_every_option_is_typed_documented_and_described(capsys, monkeypatch):
+    from benchmarks.cli import main
+
+    monkeypatch.setenv("COLUMNS", "400")  # one table row per option
+    from strategies import available
+
+    for name, cls in available().items():
+        options = cls.options()
+        assert options and all(o.help for o in options.values()), name
+        assert set(cls().describe()) >= {"strategy", *options}, name  # (compute-optimal adds its bins)
+        if cls.size_option is not None:
+            assert cls.size_option in options, name
+        assert main(["strategies", name]) == 0
+        shown = capsys.readouterr().out
+        for option in options.values():
+            assert option.name in shown and option.help[:20] in shown.replace("\n", " "), (name, option.name)
+
+
+def test_options_validate_in_one_place_and_accept_positional_order():
+    from strategies import SelfConsistency, SummarizationLoop
+
+    assert SummarizationLoop(30, 12, max_rounds=3).describe()["summary_tokens"] == 12
+    for bad in ({"n": 0}, {"n": True}, {"n": "8"}, {"temperature": float("nan")}, {"bogus": 1}):
+        with pytest.raises(ValueError):
+            SelfConsistency(**bad)
+    with pytest.raises(rz.ConfigError, match="n must be >= 1 \\(got 0\\)"):
+        create("self-consistency", n=0)
