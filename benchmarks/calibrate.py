@@ -1,6 +1,6 @@
 """Learn a compute-optimal routing policy from a calibration split (``strategies.compute_optimal``).
 
-    python -m benchmarks.calibrate --dataset gsm8k --offset 200 --limit 40 --backend local \\
+    python -m reasoning.benchmarks.calibrate --dataset gsm8k --offset 200 --limit 40 --backend local \\
         --token-budget 4000 --out policy.json
 
 Use problems that are NOT in the evaluation split: ``reasoning-bench run --limit N`` evaluates
@@ -54,8 +54,8 @@ from reasoning.backends.base import Backend
 from reasoning.context import Context, Problem, Sampling
 from reasoning.errors import ConfigError, ReasoningError
 from reasoning.strategy import Outcome, Strategy
-from strategies.compute_optimal import Policy, Route, agreement, build_route, check_route, probe, run_route
-from strategies.voting import majority
+from reasoning.strategies.compute_optimal import Policy, Route, agreement, build_route, check_route, probe, run_route
+from reasoning.strategies.voting import majority
 
 from .datasets import Item, load_items
 
@@ -304,7 +304,7 @@ async def learn_policy(
 
 # -- command line -------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.calibrate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m reasoning.benchmarks.calibrate", description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", required=True, help="builtin name or PATH.jsonl (not code tasks)")
     parser.add_argument("--offset", type=int, default=0, help="skip the first K problems (the evaluation split)")
     parser.add_argument("--limit", type=int, required=True, help="calibration problems after the offset")

@@ -202,8 +202,8 @@ def _check_reachable(api_base: str | None) -> None:
 def _parse_options(strategy: str, items: list[str], flag: str = "--option") -> dict[str, object]:
     """``key=value`` pairs (``--option`` or ``--strategy name:...``), checked against the
     strategy's own options."""
-    from strategies import get
-    from strategies.registry import options_of
+    from reasoning.strategies import get
+    from reasoning.strategies.registry import options_of
 
     known = options_of(get(strategy))
     options: dict[str, object] = {}
@@ -228,8 +228,8 @@ def _number_or_text(raw: str) -> object:
 
 
 def _strategy_from_args(args: argparse.Namespace):
-    from strategies import create, get
-    from verifiers import make_verifier
+    from reasoning.strategies import create, get
+    from reasoning.verifiers import make_verifier
 
     if args.n is not None and get(args.strategy).size_option is None:
         raise ConfigError(f"strategy {args.strategy!r} has no sample count; drop --n (see `reasoning-bench strategies`)")
@@ -306,8 +306,8 @@ def _print_summary(summary: dict) -> None:
 
 
 def cmd_strategies(args: argparse.Namespace) -> int:
-    from strategies import available, get
-    from strategies.registry import options_of
+    from reasoning.strategies import available, get
+    from reasoning.strategies.registry import options_of
 
     if args.name:
         cls = get(args.name)

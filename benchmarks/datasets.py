@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from reasoning.errors import ConfigError
-from verifiers.code_extract import defined_functions
+from reasoning.verifiers.code_extract import defined_functions
 
 DATA_DIR = Path(__file__).parent / "data"
 BUILTIN = {

@@ -12,8 +12,8 @@ so every configuration's worst case fits B exactly as the paper's compute C = SÂ
 submitted at once so a batching engine (vLLM) stays full. Prints accuracy and mean tokens
 used per configuration and writes them as JSON.
 
-    python -m benchmarks.genrm_vs_sc --backend vllm:PATH --limit 50 --budgets 2048,4096,8192,16384
-    python -m benchmarks.genrm_vs_sc --backend local --limit 2 --budgets 512 --max-tokens 128 --verify-max-tokens 64
+    python -m reasoning.benchmarks.genrm_vs_sc --backend vllm:PATH --limit 50 --budgets 2048,4096,8192,16384
+    python -m reasoning.benchmarks.genrm_vs_sc --backend local --limit 2 --budgets 512 --max-tokens 128 --verify-max-tokens 64
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from datetime import UTC, datetime
 
 import reasoning as rz
 from reasoning.backends import from_spec
-from strategies import GenRMBestOfN, SelfConsistency
-from verifiers import ais_equivalent
+from reasoning.strategies import GenRMBestOfN, SelfConsistency
+from reasoning.verifiers import ais_equivalent
 
 from .datasets import BUILTIN, DATA_DIR
 
@@ -109,7 +109,7 @@ async def run(args: argparse.Namespace) -> dict:
             "stopped_by_budget": sum(o[3] is not None for o in mine),
         })
     return {
-        "command": "python -m benchmarks.genrm_vs_sc " + " ".join(sys.argv[1:]),
+        "command": "python -m reasoning.benchmarks.genrm_vs_sc " + " ".join(sys.argv[1:]),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "backend": backend.describe(),

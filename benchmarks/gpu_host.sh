@@ -6,7 +6,7 @@
 # must already be in $STAGE; the wheels are installed into /tmp/site and the GGUF converted
 # to a bf16 HF folder in $MODEL once, later calls skip both. Then "$@" runs from the repo
 # root with the environment set, e.g.
-#   bash benchmarks/gpu_host.sh python3 -m benchmarks.run_sweeps benchmarks/sweeps/*.yaml \
+#   bash benchmarks/gpu_host.sh python3 -m reasoning.benchmarks.run_sweeps benchmarks/sweeps/*.yaml \
 #        --backend vllm:/root/model --root /root/sweeps --deadline-s 480
 set -euo pipefail
 STAGE=${STAGE:-/root/stage}

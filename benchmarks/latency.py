@@ -6,7 +6,7 @@ prompt-level version: self-consistency n=P (one batched call), parallel-thinking
 same batched call, then a synthesis call that must read every path) and one greedy sample, each
 problem solved alone so that wall time is latency, not throughput.
 
-    python -m benchmarks.latency --backend vllm:/root/model --dataset gsm8k --limit 30 --paths 8
+    python -m reasoning.benchmarks.latency --backend vllm:/root/model --dataset gsm8k --limit 30 --paths 8
 
 Prints median / mean seconds per problem and tokens, and writes them as JSON (``--out``).
 Warm-up: the first problem of each strategy is solved twice and its first time dropped.
@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from reasoning import Problem, asolve
 from reasoning.backends import from_spec
 from reasoning.context import Sampling
-from strategies import create
+from reasoning.strategies import create
 
 from .datasets import load_items
 

@@ -12,7 +12,7 @@ Self-consistency N=16 over synthetic problems against the local OpenAI-compatibl
 
 Variants are interleaved for ``--repeats`` rounds and the median wall time is reported.
 
-    python -m benchmarks.overhead --problems 200 --repeats 7
+    python -m reasoning.benchmarks.overhead --problems 200 --repeats 7
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import reasoning as rz  # noqa: E402
 from reasoning.solve import problem_messages  # noqa: E402
-from strategies import SelfConsistency  # noqa: E402
+from reasoning.strategies import SelfConsistency  # noqa: E402
 
 from .stub_server import stub_process  # noqa: E402
 
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     median = {name: (statistics.median(w for w, _ in ts), statistics.median(c for _, c in ts)) for name, ts in times.items()}
     floor_wall, floor_cpu = median["raw openai client"]
     report = {
-        "command": "python -m benchmarks.overhead " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m reasoning.benchmarks.overhead " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}",
         "problems": args.problems, "n": args.n, "repeats": args.repeats, "concurrency": args.concurrency,

@@ -129,7 +129,7 @@ def pass_ks(n: int) -> list[int]:
 def code_program(item: Item, code: str) -> dict[str, Any]:
     """The keyword arguments of ``run_code_tests`` for ``code`` on a code item. MBPP's
     functions under test are the reference solution's functions (one is called ``sum``)."""
-    from verifiers.code_extract import assemble_humaneval
+    from reasoning.verifiers.code_extract import assemble_humaneval
 
     meta = item.metadata
     if meta.get("format") == "humaneval":
@@ -159,8 +159,8 @@ def sample_texts(trace: list[dict[str, Any]]) -> list[str]:
 
 async def grade_code(item: Item, answer: str | None, texts: list[str], strict: bool = False) -> dict[str, Any]:
     """Run the chosen program and every sample's program; pass@k over the samples."""
-    from verifiers.code_exec import arun_code_tests
-    from verifiers.code_extract import extract_code
+    from reasoning.verifiers.code_exec import arun_code_tests
+    from reasoning.verifiers.code_extract import extract_code
 
     entry = item.metadata.get("entry_point")
     verdicts: dict[str, Any] = {}
@@ -190,7 +190,7 @@ async def grade_code(item: Item, answer: str | None, texts: list[str], strict: b
 
 
 async def grade(gold: str, answer: str | None) -> bool | None:
-    from verifiers import ais_equivalent
+    from reasoning.verifiers import ais_equivalent
 
     if answer is None:
         return False
@@ -203,11 +203,11 @@ def solve_options(kind: str) -> dict[str, Any]:
     programs. Puzzles vote valid expressions together. Everything else uses the math prompt
     and the shared answer extractor."""
     if kind == "code":
-        from verifiers.code_extract import extract_code
+        from reasoning.verifiers.code_extract import extract_code
 
         return {"prompt": "solve_code", "extract": extract_code}
     if kind == "expression":
-        from verifiers.expression import expression_vote_key
+        from reasoning.verifiers.expression import expression_vote_key
 
         return {"vote_key": expression_vote_key}  # equivalent valid expressions vote together
     return {}
@@ -221,7 +221,7 @@ async def grade_item(item: Item, answer: str | None, texts: list[str],
         graded = await grade_code(item, answer, texts, strict_sandbox)
         return graded["correct"], {k: v for k, v in graded.items() if k != "correct"}
     if item.kind == "expression":
-        from verifiers.expression import check_expression
+        from reasoning.verifiers.expression import check_expression
 
         meta = item.metadata
         verdict = check_expression(answer, meta["numbers"], meta["target"], use_all=meta.get("use_all", True))
@@ -243,7 +243,7 @@ async def run_benchmark(
         items = load_items(config.dataset, config.limit)
     _check_resume(out, config)
     if config.sandbox == "strict" and any(item.kind == "code" for item in items):
-        from verifiers.code_exec import FULL_ISOLATION, sandbox_isolation
+        from reasoning.verifiers.code_exec import FULL_ISOLATION, sandbox_isolation
 
         layers, reason = sandbox_isolation()
         if not FULL_ISOLATION <= set(layers.split(",")):

@@ -1,6 +1,6 @@
 """Several sweep files at once over one backend: one engine load, one full GPU.
 
-    python -m benchmarks.run_sweeps benchmarks/sweeps/sc_vs_genrm_gsm8k.yaml ... \\
+    python -m reasoning.benchmarks.run_sweeps benchmarks/sweeps/sc_vs_genrm_gsm8k.yaml ... \\
         --backend vllm:/root/model --root /root/sweeps --deadline-s 480
 
 Each file is a ``SweepConfig`` (YAML/TOML); ``--backend`` replaces every file's backend and

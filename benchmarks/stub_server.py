@@ -5,7 +5,7 @@
         ...
         assert server.count == 2
 
-or, from a shell: ``python -m benchmarks.stub_server --port 8000``.
+or, from a shell: ``python -m reasoning.benchmarks.stub_server --port 8000``.
 
 Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health.
 
@@ -381,7 +381,7 @@ def stub_process(*args: str) -> Iterator[str]:
     ``args`` are CLI flags, e.g. ``stub_process("--latency", "0.01")``.
     """
     with subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.stub_server", "--port", "0", *args],
+        [sys.executable, "-m", "reasoning.benchmarks.stub_server", "--port", "0", *args],
         stdout=subprocess.PIPE,
         text=True,
         cwd=Path(__file__).resolve().parent.parent,  # the repository root, for -m

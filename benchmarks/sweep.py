@@ -201,7 +201,7 @@ class _DrawPool(Strategy):
 
 class Sweep:
     def __init__(self, config: SweepConfig, backend: Backend, *, progress: Any | None = None) -> None:
-        from strategies.registry import get, options_of
+        from reasoning.strategies.registry import get, options_of
 
         self.config = config
         self.backend = backend
@@ -218,8 +218,8 @@ class Sweep:
 
     @staticmethod
     def _create(spec: StrategySpec, **overrides: Any) -> Strategy:
-        from strategies import create
-        from verifiers import make_verifier
+        from reasoning.strategies import create
+        from reasoning.verifiers import make_verifier
 
         options = {**spec.options, **overrides}
         if isinstance(options.get("verifier"), str):  # a verifier by name, as on the command line

@@ -22,8 +22,8 @@ over rounds of framework / raw_async tokens per second within a round (target >=
 tokens. Accuracy: maj@n (the vote) and pass@1 (mean over samples), graded by
 ``verifiers.is_equivalent`` against the gold answers.
 
-GPU host:  python -m benchmarks.vllm_throughput --model PATH --out vllm_throughput.json
-CPU check: python -m benchmarks.vllm_throughput --limit 4 --n 2 --max-tokens 32 --out /tmp/v.json
+GPU host:  python -m reasoning.benchmarks.vllm_throughput --model PATH --out vllm_throughput.json
+CPU check: python -m reasoning.benchmarks.vllm_throughput --limit 4 --n 2 --max-tokens 32 --out /tmp/v.json
 Build engines only under ``if __name__ == "__main__":`` (vLLM starts worker processes).
 """
 
@@ -235,7 +235,7 @@ async def run_async_phases(args: argparse.Namespace, model: str, prompts, warmup
 
 
 def _strategy(args: argparse.Namespace, max_tokens: int) -> Any:
-    from strategies import SelfConsistency
+    from reasoning.strategies import SelfConsistency
 
     return SelfConsistency(n=args.n, max_tokens=max_tokens, temperature=args.temperature)
 
@@ -245,7 +245,7 @@ def _strategy(args: argparse.Namespace, max_tokens: int) -> Any:
 
 def grade(golds: list[str], votes: list[str | None], samples: list[list[str]]) -> dict[str, float]:
     """maj@n from ``votes``; pass@1 as the mean correctness of the samples' own answers."""
-    from verifiers import extract_answer, is_equivalent_many
+    from reasoning.verifiers import extract_answer, is_equivalent_many
 
     answers = [[extract_answer(text) for text in texts] for texts in samples]
     pairs = list({(gold, vote) for gold, vote in zip(golds, votes, strict=True)}
@@ -261,8 +261,8 @@ def grade(golds: list[str], votes: list[str | None], samples: list[list[str]]) -
 
 def majority_votes(samples: list[list[str]]) -> list[str | None]:
     from reasoning.context import Sample
-    from strategies.voting import majority
-    from verifiers import extract_answer
+    from reasoning.strategies.voting import majority
+    from reasoning.verifiers import extract_answer
 
     return [majority([Sample(t, extract_answer(t)) for t in texts]).answer for texts in samples]
 
@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> dict:
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "4")
     import vllm
 
-    from prompts import load_prompt
+    from reasoning.prompts import load_prompt
     from reasoning import Problem
     from reasoning.backends.vllm_backend import VLLM
     from reasoning.types import GenerationRequest
@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> dict:
     spare_problems = [Problem(row["question"], row["id"]) for row in spare]
     golds = [row["answer"] for row in chosen]
     report: dict[str, Any] = {
-        "command": shlex.join(["python", "-m", "benchmarks.vllm_throughput", *(argv or sys.argv[1:])]),
+        "command": shlex.join(["python", "-m", "reasoning.benchmarks.vllm_throughput", *(argv or sys.argv[1:])]),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "device": device_name(),
         "vllm": vllm.__version__,

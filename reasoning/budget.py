@@ -7,8 +7,10 @@ max_tokens) or refused. After the call the actual usage is *committed* and the r
 reservation released. Ledgers nest: a child ledger (a slice handed to a sub-strategy) checks
 its own limits and every ancestor's, and its usage counts in all of them.
 
-Invariant (property-tested): as long as backends report no more than their declared
-upper bounds, recorded usage never exceeds any limit of any ledger in the chain.
+Invariant (property-tested): recorded usage never exceeds any limit of any ledger in the
+chain, whatever backends report: a reported amount below zero, not a number, or above what
+the reservation allowed is charged at the reservation's worst case instead (and flagged, see
+``charge``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -138,6 +140,32 @@ class CallShape:
         )
 
 
+# Reported fields a reservation bounds; seconds is wall time, bounded by the deadline.
+CHARGED = ("prompt_tokens", "completion_tokens", "calls", "usd", "flops")
+
+
+def charge(reported: Usage, bound: Usage) -> tuple[Usage, dict[str, float | str]]:
+    """What to record for a call reserved at ``bound`` whose backend reported ``reported``.
+
+    Each field is charged as reported, except a value that is negative, not a finite number,
+    or above the bound (e.g. completion tokens > n x max_tokens): an upstream that reports
+    it is broken or dishonest, so that field is charged at the bound, the worst case the
+    call could have cost. Returns (charged, {field: the reported value} for each anomaly).
+    """
+    charged = Usage(seconds=reported.seconds)
+    anomalies: dict[str, float | str] = {}
+    for name in CHARGED:
+        value, cap = getattr(reported, name), getattr(bound, name)
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        # Float sums (USD, FLOPs) may round a hair above an exactly-fitting bound.
+        slack = cap * 1e-9 + 1e-12 if isinstance(value, float) or isinstance(cap, float) else 0
+        if not number or not math.isfinite(value) or value < 0 or value > cap + slack:
+            anomalies[name] = value if number and math.isfinite(value) else repr(value)
+            value = cap
+        setattr(charged, name, min(value, cap))
+    return charged, anomalies
+
+
 @dataclass(slots=True)
 class Reservation:
     ledger: Ledger
@@ -146,6 +174,8 @@ class Reservation:
     max_tokens: int
     shrunk_by: str | None  # the limit that made us ask for less than requested
     open: bool = True
+    # Reported values that were out of bounds and charged at ``amount`` instead (see charge).
+    anomalies: dict[str, float | str] = field(default_factory=dict)
 
 
 class Ledger:
@@ -275,14 +305,18 @@ class Ledger:
         limit = next((lg.label + "seconds" for lg in self.chain() if lg.deadline == self.deadline), "seconds")
         self._mark_stopped(limit, refused=True)
 
-    def commit(self, reservation: Reservation, actual: Usage) -> None:
-        """Release the reservation and record what the backend actually reported."""
+    def commit(self, reservation: Reservation, actual: Usage) -> Usage:
+        """Release the reservation and record what the backend reported, clamped to the
+        reservation (see ``charge``; anomalies land in ``reservation.anomalies``). Returns
+        what was recorded."""
         if not reservation.open:
             raise RuntimeError("reservation committed twice")
         reservation.open = False
+        charged, reservation.anomalies = charge(actual, reservation.amount)
         for ledger in self.chain():
             ledger.reserved = ledger.reserved.minus(reservation.amount)
-            ledger.used.add(actual)
+            ledger.used.add(charged)
+        return charged
 
     def release(self, reservation: Reservation) -> None:
         """Give a reservation back unused (the call never reached the backend)."""

@@ -47,13 +47,13 @@ class Result(BaseModel):
 
 
 def _default_extractor() -> Extractor:
-    from verifiers import extract_answer
+    from reasoning.verifiers import extract_answer
 
     return extract_answer
 
 
 def problem_messages(problem: Problem, prompt: str = "solve_math") -> tuple[Message, ...]:
-    from prompts import load_prompt
+    from reasoning.prompts import load_prompt
 
     return load_prompt(prompt).render(problem=problem.text)
 

@@ -21,7 +21,7 @@ from .voting import majority
 
 
 def _default_verifier() -> Verifier:
-    from verifiers import LLMJudge  # the default verifier needs nothing but the model
+    from reasoning.verifiers import LLMJudge  # the default verifier needs nothing but the model
 
     return LLMJudge()
 

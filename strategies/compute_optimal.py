@@ -202,7 +202,7 @@ def build_route(
                           f"usable in a policy; it has: {', '.join(k for k in accepted if k != 'sampler')}")
     options = dict(route.options)
     if isinstance(options.get("verifier"), str):
-        from verifiers import make_verifier
+        from reasoning.verifiers import make_verifier
 
         options["verifier"] = make_verifier(options["verifier"])
     for key, value in (("max_tokens", max_tokens), ("temperature", temperature)):

@@ -33,7 +33,7 @@ from reasoning.context import Context, Sample
 from pydantic import Field, model_validator
 
 from reasoning.strategy import MaxTokens, Outcome, SampleReuse, Strategy, Temperature, Verifier
-from verifiers.genrm import GenRM
+from reasoning.verifiers.genrm import GenRM
 
 from .registry import register
 from .voting import majority

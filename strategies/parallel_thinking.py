@@ -44,7 +44,7 @@ from pydantic import Field, model_validator
 
 from reasoning.strategy import MaxTokens, Outcome, Strategy, Temperature
 from reasoning.types import Message
-from verifiers.latex_utils import last_boxed
+from reasoning.verifiers.latex_utils import last_boxed
 
 from .registry import register
 from .voting import majority
@@ -61,7 +61,7 @@ def clip(text: str, limit: int) -> str:
 
 
 def approach_hints() -> list[str]:
-    from prompts import load_prompt
+    from reasoning.prompts import load_prompt
 
     (_, body), *_ = load_prompt("parallel_thinking_approaches").sections
     return [line[2:].strip() for line in body.splitlines() if line.startswith("- ")]
@@ -161,7 +161,7 @@ class ParallelThinking(Strategy):
         return (*ctx.messages[:last], Message("user", f"{message.content}\n\n{hint}"), *ctx.messages[last + 1 :])
 
     def synthesis_messages(self, ctx: Context, paths: list[Sample]) -> tuple[Message, ...]:
-        from prompts import load_prompt
+        from reasoning.prompts import load_prompt
 
         shown = "\n\n".join(
             f"Attempt {i} (its final answer: {'none' if p.answer is None else p.answer}):\n"

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from reasoning.context import Sample
 from reasoning.strategy import Verifier
-from verifiers.pessimistic import DEFAULT_Z, Pessimistic
+from reasoning.verifiers.pessimistic import DEFAULT_Z, Pessimistic
 
 from .genrm_best_of_n import GenRMBestOfN
 from .registry import register

@@ -60,7 +60,7 @@ from pydantic import Field
 
 from reasoning.strategy import MaxTokens, Outcome, Strategy, Temperature
 from reasoning.types import Message
-from verifiers.latex_utils import last_boxed
+from reasoning.verifiers.latex_utils import last_boxed
 
 from .registry import register
 from .voting import majority
@@ -188,7 +188,7 @@ class SpawnJoin(Strategy):
     async def _node(self, ctx: Context, task: str, depth: int) -> _Node:
         if depth >= self.max_depth:
             return await self._solve(ctx, task, depth, "leaf")
-        from prompts import load_prompt
+        from reasoning.prompts import load_prompt
 
         plan_prompt = load_prompt("spawn_plan").render(
             problem=ctx.problem.text, task=task, max_fanout=str(self.max_fanout)
@@ -217,7 +217,7 @@ class SpawnJoin(Strategy):
         if depth == 0:
             prompt = None
         else:
-            from prompts import load_prompt
+            from reasoning.prompts import load_prompt
 
             prompt = load_prompt("spawn_task").render(problem=ctx.problem.text, task=task)
         samples = await ctx.generate(prompt, name="solve" if depth == 0 else "work", **self._sampling())
@@ -244,7 +244,7 @@ class SpawnJoin(Strategy):
         return children, dropped
 
     async def _join(self, ctx: Context, node: _Node, plan_prompt: tuple[Message, ...], plan: str) -> None:
-        from prompts import load_prompt
+        from reasoning.prompts import load_prompt
 
         blocks = []
         for index, child in enumerate(node.children, 1):

@@ -32,7 +32,7 @@ from pydantic import Field
 
 from reasoning.strategy import Outcome, Strategy, Temperature
 from reasoning.types import Message
-from verifiers.latex_utils import last_boxed
+from reasoning.verifiers.latex_utils import last_boxed
 
 from .registry import register
 
@@ -49,7 +49,7 @@ class SummarizationLoop(Strategy):
     continue_prompt: str = Field("continue_from_summary", description="prompt file (prompts/) that continues from a summary")
 
     async def run(self, ctx: Context) -> Outcome:
-        from prompts import load_prompt
+        from reasoning.prompts import load_prompt
 
         resume = load_prompt(self.continue_prompt)
         summarize = load_prompt("summarize_progress").render()

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from reasoning.context import Sample
-from verifiers import normalize_answer
+from reasoning.verifiers import normalize_answer
 
 
 @dataclass(slots=True)

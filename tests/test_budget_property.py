@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 import reasoning as rz
 from reasoning.backends import Scripted
 from reasoning.strategy import Outcome, Strategy
-from strategies import BestOfN, Greedy, SelfConsistency
-from strategies.genrm_best_of_n import GenRMBestOfN
-from strategies.pessimistic_best_of_n import PessimisticBestOfN
-from verifiers import Confidence, LLMJudge
+from reasoning.strategies import BestOfN, Greedy, SelfConsistency
+from reasoning.strategies.genrm_best_of_n import GenRMBestOfN
+from reasoning.strategies.pessimistic_best_of_n import PessimisticBestOfN
+from reasoning.verifiers import Confidence, LLMJudge
 
 
 class SlicedSelfConsistency(Strategy):

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.cli import main
-from benchmarks.run import read_done
+from reasoning.benchmarks.cli import main
+from reasoning.benchmarks.run import read_done
 
 
 def run_cli(*args):
@@ -116,7 +116,7 @@ def test_users_own_jsonl_with_question_field(tmp_path):
 def test_killed_run_resumes_and_nothing_is_counted_twice(tmp_path):
     """A real SIGKILL mid-run, then a resume: every problem once, usage equal to a clean run."""
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "benchmarks.cli", "run", "--dataset", "gsm8k", "--limit", "30",
+    cmd = [sys.executable, "-m", "reasoning.benchmarks.cli", "run", "--dataset", "gsm8k", "--limit", "30",
            "--strategy", "greedy", "--backend", "scripted:1?latency=0.05", "--concurrency", "2", "--out", str(out)]
     env = dict(os.environ)
     proc = subprocess.Popen(cmd, env=env, cwd=Path(__file__).parent.parent,

@@ -7,14 +7,14 @@ from math import comb
 
 import pytest
 
-from benchmarks.cli import main
-from benchmarks.datasets import load_items
-from benchmarks.run import RunConfig, code_program, pass_at_k, pass_ks, run_benchmark
+from reasoning.benchmarks.cli import main
+from reasoning.benchmarks.datasets import load_items
+from reasoning.benchmarks.run import RunConfig, code_program, pass_at_k, pass_ks, run_benchmark
 from reasoning.backends import Scripted
-from strategies import create
-from verifiers import arun_code_tests, extract_code
+from reasoning.strategies import create
+from reasoning.verifiers import arun_code_tests, extract_code
 
-DATA = __import__("benchmarks.datasets", fromlist=["DATA_DIR"]).DATA_DIR
+DATA = __import__("reasoning.benchmarks.datasets", fromlist=["DATA_DIR"]).DATA_DIR
 
 
 def _rows(name):
@@ -143,7 +143,7 @@ def test_summary_names_the_sandbox_and_strict_refuses_without_isolation(tmp_path
     assert main(["run", "--dataset", "humaneval", "--limit", "1", "--strategy", "greedy", "--backend",
                  f"scripted:{answer}", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    from verifiers.code_exec import sandbox_isolation
+    from reasoning.verifiers.code_exec import sandbox_isolation
     assert summary["sandbox_isolation"] == [sandbox_isolation()[0]]
     # Strict mode on a machine without bubblewrap: refused up front, exit code 2.
     script = ("import sys\nfrom benchmarks.cli import main\nsys.exit(main(['run', '--dataset', 'humaneval', '--limit', '1', "

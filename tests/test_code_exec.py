@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from verifiers import arun_code_tests, extract_code, run_code_tests
-from verifiers.code_extract import assemble_humaneval
+from reasoning.verifiers import arun_code_tests, extract_code, run_code_tests
+from reasoning.verifiers.code_extract import assemble_humaneval
 
 CHECK = "def check(candidate):\n    assert candidate(2) == 3\n"
 

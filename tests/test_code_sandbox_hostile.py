@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from verifiers.code_exec import FULL_ISOLATION, UID_BASE, run_code_tests, sandbox_isolation
+from reasoning.verifiers.code_exec import FULL_ISOLATION, UID_BASE, run_code_tests, sandbox_isolation
 
 CHECK = "def check(candidate):\n    assert candidate(2) == 3\n    assert candidate(10) == 11\n"
 WRONG = "def inc(x):\n    return x\n"
@@ -252,7 +252,7 @@ def test_memory_hog_is_killed():
 
 def test_strict_mode_refuses_without_full_isolation():
     script = (
-        "from verifiers.code_exec import run_code_tests, SandboxUnavailable, sandbox_isolation\n"
+        "from reasoning.verifiers.code_exec import run_code_tests, SandboxUnavailable, sandbox_isolation\n"
         "print(sandbox_isolation()[0])\n"
         "try:\n    run_code_tests('x = 1', '', strict=True)\nexcept SandboxUnavailable as e:\n    print('refused:', e)\n"
         "print(run_code_tests('def f():\\n    return 1\\n', 'assert f() == 1\\n').passed)\n"

@@ -6,11 +6,11 @@ import json
 import pytest
 
 import reasoning as rz
-from benchmarks.calibrate import calibration_records, learn_policy, main, select_policy
-from benchmarks.datasets import Item
+from reasoning.benchmarks.calibrate import calibration_records, learn_policy, main, select_policy
+from reasoning.benchmarks.datasets import Item
 from reasoning.backends import Scripted
-from strategies import SelfConsistency, create
-from strategies.compute_optimal import DEFAULT_POLICY, ComputeOptimal, Policy, agreement
+from reasoning.strategies import SelfConsistency, create
+from reasoning.strategies.compute_optimal import DEFAULT_POLICY, ComputeOptimal, Policy, agreement
 
 
 def solve(strategy, backend, problem="What is 6*7?", budget=None, **kw):
@@ -239,8 +239,8 @@ def test_calibrate_cli_uses_problems_after_the_offset(tmp_path, capsys):
 
 
 def test_both_strategies_are_registered_with_their_options():
-    from strategies import available
-    from strategies.registry import options_of
+    from reasoning.strategies import available
+    from reasoning.strategies.registry import options_of
 
     names = available()
     assert {"spawn-join", "compute-optimal"} <= names.keys()

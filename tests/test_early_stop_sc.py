@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 import reasoning as rz
 from reasoning.backends import Scripted
-from strategies import SelfConsistency, create
-from strategies.early_stop_sc import EarlyStopSC, leader_is_safe, lowest_group_confidence, p_leader_ahead
+from reasoning.strategies import SelfConsistency, create
+from reasoning.strategies.early_stop_sc import EarlyStopSC, leader_is_safe, lowest_group_confidence, p_leader_ahead
 
 
 def solve(strategy, backend, budget=None, **kw):

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmarks.datasets import Item, load_items
-from benchmarks.run import grade_item
+from reasoning.benchmarks.datasets import Item, load_items
+from reasoning.benchmarks.run import grade_item
 from reasoning.errors import ConfigError
-from verifiers import check_expression, normalize_expression
+from reasoning.verifiers import check_expression, normalize_expression
 
 G24 = [1, 2, 3, 4]
 
@@ -199,7 +199,7 @@ def test_grade_item_grades_expression_items_with_the_checker():
 
 def test_valid_expressions_vote_together():
     from reasoning import Problem
-    from verifiers.expression import expression_vote_key
+    from reasoning.verifiers.expression import expression_vote_key
 
     puzzle = Problem("30, 100, 93 -> 23", "0", {"numbers": [30, 100, 93], "target": 23, "use_all": True})
     keys = {expression_vote_key(puzzle, e) for e in ["30-(100-93)", "30+93-100", "(30 - 100) + 93"]}
@@ -213,7 +213,7 @@ def test_self_consistency_on_a_puzzle_counts_equivalent_solutions_as_one_answer(
     vote on the raw text (2 votes against 1, 1, 1)."""
     import json
 
-    from benchmarks.cli import main
+    from reasoning.benchmarks.cli import main
 
     out = tmp_path / "run"
     answers = "30-(100-93),30+93-100,(30-100)+93,100-77,100-77"

@@ -9,12 +9,12 @@ import pytest
 import reasoning as rz
 from reasoning.backends import Scripted
 from reasoning.context import Sample
-from strategies import create
-from strategies.genrm_best_of_n import GenRMBestOfN, genrm_compute, sc_matched_n
-from strategies.pessimistic_best_of_n import PessimisticBestOfN
-from verifiers import VERIFIERS, GenRM, Pessimistic, make_verifier, parse_verdict, wilson_lower_bound
-from verifiers.genrm import chain_p_yes, verdict_token_index
-from verifiers.pessimistic import group_by_answer
+from reasoning.strategies import create
+from reasoning.strategies.genrm_best_of_n import GenRMBestOfN, genrm_compute, sc_matched_n
+from reasoning.strategies.pessimistic_best_of_n import PessimisticBestOfN
+from reasoning.verifiers import VERIFIERS, GenRM, Pessimistic, make_verifier, parse_verdict, wilson_lower_bound
+from reasoning.verifiers.genrm import chain_p_yes, verdict_token_index
+from reasoning.verifiers.pessimistic import group_by_answer
 
 _TOKEN = re.compile(r"\s*\S+")
 

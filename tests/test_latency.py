@@ -2,7 +2,7 @@
 
 import json
 
-from benchmarks.latency import main
+from reasoning.benchmarks.latency import main
 
 
 def test_latency_report_times_each_strategy_and_the_synthesis_costs_a_second_call(tmp_path):

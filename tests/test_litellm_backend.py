@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.stub_server import StubServer, logprob
+from reasoning.benchmarks.stub_server import StubServer, logprob
 from reasoning.backends.litellm_backend import LiteLLM
 from reasoning.errors import AuthenticationError, BackendUnavailable, BadModel, UnsupportedRequest
 from reasoning.types import GenerationRequest, GenerationResponse, Message
@@ -218,7 +218,7 @@ def test_lazy_import_and_no_network_for_the_cost_map() -> None:
         import reasoning.backends.litellm_backend as module
         assert "litellm" not in sys.modules, "litellm imported eagerly"
         assert os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
-        from benchmarks.stub_server import StubServer
+        from reasoning.benchmarks.stub_server import StubServer
         from reasoning.types import GenerationRequest, Message
         with StubServer() as server:
             backend = module.LiteLLM("openai/gpt-4o-mini", server.base_url, "sk-test")

@@ -12,7 +12,7 @@ from mcp.client.stdio import stdio_client
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = StdioServerParameters(
     command=sys.executable,
-    args=["-m", "benchmarks.cli", "mcp", "--backend", "scripted:7,7,3", "--budget-cap", "tokens=50000,seconds=60"],
+    args=["-m", "reasoning.benchmarks.cli", "mcp", "--backend", "scripted:7,7,3", "--budget-cap", "tokens=50000,seconds=60"],
     cwd=str(ROOT),
 )
 

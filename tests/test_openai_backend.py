@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from benchmarks.stub_server import StubServer, logprob, stub_process
+from reasoning.benchmarks.stub_server import StubServer, logprob, stub_process
 from reasoning.backends.openai_compat import OpenAICompatible, split_completion_tokens
 from reasoning.errors import AuthenticationError, BackendError, BackendUnavailable, BadModel, UnsupportedRequest
 from reasoning.types import GenerationRequest, GenerationResponse, Message

@@ -6,8 +6,8 @@ import pytest
 
 import reasoning as rz
 from reasoning.backends import Scripted
-from strategies import create
-from strategies.parallel_thinking import ParallelThinking, approach_hints, clip
+from reasoning.strategies import create
+from reasoning.strategies.parallel_thinking import ParallelThinking, approach_hints, clip
 
 PROBLEM = "What is 6*7?"
 

@@ -11,7 +11,7 @@ from reasoning.budget import Ledger
 from reasoning.context import Sample
 from reasoning.errors import ConfigError
 from reasoning.trace import Trace
-from verifiers import LLMProcessReward, RewardModelPRM, aggregate_steps, make_verifier, split_steps
+from reasoning.verifiers import LLMProcessReward, RewardModelPRM, aggregate_steps, make_verifier, split_steps
 
 
 def context(backend, budget=None):

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.slow
 def test_reasoning_bench_run_on_the_embedded_model(tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "benchmarks.cli", "run", "--dataset", "gsm8k", "--limit", "2",
+    cmd = [sys.executable, "-m", "reasoning.benchmarks.cli", "run", "--dataset", "gsm8k", "--limit", "2",
            "--strategy", "self-consistency", "--n", "2", "--backend", "local", "--max-tokens", "192",
            "--budget", "completion_tokens=600", "--out", str(out)]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)

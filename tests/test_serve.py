@@ -8,8 +8,8 @@ import httpx
 import openai
 import pytest
 
-from benchmarks.cli import main
-from benchmarks.stub_server import StubServer
+from reasoning.benchmarks.cli import main
+from reasoning.benchmarks.stub_server import StubServer
 from reasoning import Budget
 from reasoning.backends import Scripted, ScriptedFailure
 from reasoning.errors import BackendError, ConfigError

@@ -13,8 +13,8 @@ import json
 import pytest
 
 import reasoning as rz
-from benchmarks.datasets import load_items
-from strategies import create
+from reasoning.benchmarks.datasets import load_items
+from reasoning.strategies import create
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,8 @@ import pytest
 
 import reasoning as rz
 from reasoning.backends import Scripted
-from strategies import create
-from strategies.spawn_join import MalformedPlan, SpawnJoin, child_budget, conclusion, parse_spawns
+from reasoning.strategies import create
+from reasoning.strategies.spawn_join import MalformedPlan, SpawnJoin, child_budget, conclusion, parse_spawns
 
 PROBLEM = "Using the numbers 2, 3, 3, 6, make 24."
 

@@ -6,9 +6,9 @@ import pytest
 
 import reasoning as rz
 from reasoning.backends import Scripted
-from strategies import BestOfN, Greedy, SelfConsistency, create
-from strategies.voting import majority
-from verifiers import Confidence, LLMJudge
+from reasoning.strategies import BestOfN, Greedy, SelfConsistency, create
+from reasoning.strategies.voting import majority
+from reasoning.verifiers import Confidence, LLMJudge
 
 
 def solve(strategy, backend, budget=None, **kw):
@@ -164,10 +164,10 @@ def test_a_recorded_trace_replays_without_a_model():
 
 
 def test_every_option_is_typed_documented_and_described(capsys, monkeypatch):
-    from benchmarks.cli import main
+    from reasoning.benchmarks.cli import main
 
     monkeypatch.setenv("COLUMNS", "400")  # one table row per option
-    from strategies import available
+    from reasoning.strategies import available
 
     for name, cls in available().items():
         options = cls.options()
@@ -182,7 +182,7 @@ def test_every_option_is_typed_documented_and_described(capsys, monkeypatch):
 
 
 def test_options_validate_in_one_place_and_accept_positional_order():
-    from strategies import SelfConsistency, SummarizationLoop
+    from reasoning.strategies import SelfConsistency, SummarizationLoop
 
     assert SummarizationLoop(30, 12, max_rounds=3).describe()["summary_tokens"] == 12
     for bad in ({"n": 0}, {"n": True}, {"n": "8"}, {"temperature": float("nan")}, {"bogus": 1}):

@@ -6,10 +6,10 @@ import re
 import pytest
 
 import reasoning as rz
-from prompts import load_prompt
+from reasoning.prompts import load_prompt
 from reasoning.backends import Scripted
-from strategies import create
-from strategies.summarization_loop import SummarizationLoop
+from reasoning.strategies import create
+from reasoning.strategies.summarization_loop import SummarizationLoop
 
 PROBLEM = "Count the ways to tile a 2 by 12 board with dominoes."
 

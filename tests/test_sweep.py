@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.cli import main
-from benchmarks.compute import ComputeModel, ModelShape
-from benchmarks.estimators import bootstrap_ci, coverage_curve, fit_coverage, pass_at_k, saturation, subset_mean
-from benchmarks.sweep import Sweep, SweepConfig
+from reasoning.benchmarks.cli import main
+from reasoning.benchmarks.compute import ComputeModel, ModelShape
+from reasoning.benchmarks.estimators import bootstrap_ci, coverage_curve, fit_coverage, pass_at_k, saturation, subset_mean
+from reasoning.benchmarks.sweep import Sweep, SweepConfig
 from reasoning.backends import Scripted
 from reasoning.backends.cache import CachedBackend
 from reasoning.errors import ConfigError
@@ -26,7 +26,7 @@ GOLD = {}  # gsm8k gold answers of the first problems, filled lazily
 
 
 def gsm8k_gold(limit: int) -> dict[str, str]:
-    from benchmarks.datasets import load_items
+    from reasoning.benchmarks.datasets import load_items
 
     return {item.problem: item.answer for item in load_items("gsm8k", limit)}
 
@@ -365,7 +365,7 @@ def test_sweep_on_the_embedded_model_counts_real_tokens_and_flops(tmp_path):
 
     root = Path(__file__).resolve().parent.parent
     out = tmp_path / "real"
-    cmd = [sys.executable, "-m", "benchmarks.cli", "sweep", "--dataset", "gsm8k", "--limit", "2", "--strategy",
+    cmd = [sys.executable, "-m", "reasoning.benchmarks.cli", "sweep", "--dataset", "gsm8k", "--limit", "2", "--strategy",
            "self-consistency", "--n", "1,2", "--backend", "local", "--max-tokens", "96", "--x-axis", "eflops",
            "--out", str(out)]
     done = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=900, check=False)
@@ -386,7 +386,7 @@ def test_sweep_on_the_embedded_model_counts_real_tokens_and_flops(tmp_path):
 
 
 def test_run_sweeps_shares_one_backend_learns_the_policy_first_and_resumes(tmp_path):
-    from benchmarks.run_sweeps import main as run_sweeps
+    from reasoning.benchmarks.run_sweeps import main as run_sweeps
 
     pooled = tmp_path / "pooled.yaml"
     pooled.write_text("datasets: [gsm8k]\nlimit: 3\nn: [1, 4]\nstrategies:\n  - name: self-consistency\n"

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 
 import reasoning as rz
-from strategies.early_stop_sc import EarlyStopSC
-from strategies.parallel_thinking import ParallelThinking
-from strategies.summarization_loop import SummarizationLoop
+from reasoning.strategies.early_stop_sc import EarlyStopSC
+from reasoning.strategies.parallel_thinking import ParallelThinking
+from reasoning.strategies.summarization_loop import SummarizationLoop
 
 pytestmark = pytest.mark.slow
 

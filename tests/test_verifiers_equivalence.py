@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from verifiers import ais_equivalent, extract_answer, is_equivalent, is_equivalent_many, math_equiv, normalize_answer
+from reasoning.verifiers import ais_equivalent, extract_answer, is_equivalent, is_equivalent_many, math_equiv, normalize_answer
 
 MATH500 = Path("/work/shared/data/math500.jsonl")
 # Makes sympy compute 9**387420489: far longer than any test timeout.

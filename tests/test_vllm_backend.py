@@ -18,7 +18,7 @@ import reasoning as rz
 from reasoning.backends import vllm_backend
 from reasoning.backends.vllm_backend import VLLM, EngineStats
 from reasoning.types import GenerationRequest, Message
-from strategies import SelfConsistency
+from reasoning.strategies import SelfConsistency
 
 HAVE_VLLM = importlib.util.find_spec("vllm") is not None
 

@@ -1,4 +1,4 @@
-"""Entry point of a verifier worker process: `python -m verifiers._worker_main READ_FD WRITE_FD`.
+"""Entry point of a verifier worker process: `python -m reasoning.verifiers._worker_main READ_FD WRITE_FD`.
 
 Runs math_verify with its own (signal-based) timeouts disabled; the parent
 enforces the time limit by killing this process. Started with a fresh

@@ -131,7 +131,7 @@ class GenRM(Verifier):
         self.prompt = prompt
 
     async def score(self, ctx: Context, samples: list[Sample]) -> list[float]:
-        from prompts import load_prompt
+        from reasoning.prompts import load_prompt
 
         template = load_prompt(self.prompt)
         logprobs = bool(ctx.backend.capabilities.logprobs)

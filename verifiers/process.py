@@ -91,7 +91,7 @@ class LLMProcessReward(Verifier):
 
     async def step_scores(self, ctx: Context, steps: Sequence[str]) -> list[float]:
         """P(Yes) of each step given the ones before it: one call per prefix, concurrently."""
-        from prompts import load_prompt
+        from reasoning.prompts import load_prompt
 
         template = load_prompt(self.prompt)
         logprobs = bool(ctx.backend.capabilities.logprobs)

@@ -36,7 +36,7 @@ class _Worker:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PROJECT_ROOT, env.get("PYTHONPATH")]))
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "verifiers._worker_main", str(to_child_read), str(from_child_write)],
+                [sys.executable, "-m", "reasoning.verifiers._worker_main", str(to_child_read), str(from_child_write)],
                 pass_fds=(to_child_read, from_child_write),
                 stdin=subprocess.DEVNULL,
                 env=env,

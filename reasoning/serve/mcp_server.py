@@ -67,7 +67,7 @@ def build_mcp_server(service: ReasoningService):
     @server.tool()
     def strategies() -> dict[str, str]:
         """The strategies `solve` accepts, with a one-line description each."""
-        from strategies import available
+        from reasoning.strategies import available
 
         return {name: (inspect.getdoc(sys.modules[cls.__module__]) or "").split("\n")[0]
                 for name, cls in available().items()}

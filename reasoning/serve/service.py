@@ -152,7 +152,7 @@ class ReasoningService:
         self._gate = asyncio.Semaphore(concurrency)
 
     def strategy_names(self) -> list[str]:
-        from strategies import available
+        from reasoning.strategies import available
 
         return list(available())
 
@@ -164,8 +164,8 @@ class ReasoningService:
 
     def plan(self, request: SolveRequest):
         """Everything checked, nothing run: (strategy, backend, budget, sampling)."""
-        from strategies import create
-        from verifiers import make_verifier
+        from reasoning.strategies import create
+        from reasoning.verifiers import make_verifier
 
         if not request.problem.strip():
             raise RequestRejected("the problem (last user message) is empty", param="messages")
