@@ -2,9 +2,10 @@
 
 Strategies never touch backends, ledgers or timers directly. ``ctx.generate`` reserves
 the worst case in the ledger (shrinking or refusing the call), enforces the deadline by
-cancelling the in-flight call, commits what the backend reported, records a trace node
-and extracts answers with the one shared extractor. A refused or cancelled call returns
-an empty list, so a strategy finishes with its best answer so far without special cases.
+cancelling the in-flight call, commits what the backend reported (usage out of the
+reservation's bounds is charged at the reservation and flagged ``usage_anomaly``), records a
+trace node and extracts answers with the one shared extractor. A refused or cancelled call
+returns an empty list, so a strategy finishes with its best answer so far without special cases.
 """
 
 from __future__ import annotations
@@ -191,10 +192,12 @@ class Context:
             usd=response.usd,
             flops=flops_per_token * (response.prompt_tokens + response.completion_tokens),
         )
-        ledger.commit(reservation, actual)
+        charged = ledger.commit(reservation, actual)
         node.completions = [c.to_dict() for c in response.completions]
-        node.usage = actual.to_dict()
+        node.usage = charged.to_dict()
         node.info.update(response.info)
+        if reservation.anomalies:  # out-of-bounds usage, charged at the reservation instead
+            node.info["usage_anomaly"] = {"reported": reservation.anomalies, "reserved": reservation.amount.to_dict()}
         self.trace.close(node)
         samples = [Sample(c.text, self.extract(c.text), c, node=node.id) for c in response.completions]
         if self.vote_key is not None:

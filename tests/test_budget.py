@@ -130,3 +130,46 @@ def test_commit_twice_is_an_error():
     ledger.commit(reservation, Usage())
     with pytest.raises(RuntimeError):
         ledger.commit(reservation, Usage())
+
+
+def test_usage_reported_out_of_bounds_is_charged_at_the_reservation():
+    ledger = Ledger(Budget(tokens=10_000))
+    reservation = ledger.reserve(shape(prompt=100, usd=(1e-6, 1e-6)), n=2, max_tokens=200)
+    charged = ledger.commit(
+        reservation, Usage(prompt_tokens=-6_000_000, completion_tokens=900, calls=1, usd=float("nan"))
+    )
+    # Negative, above n x max_tokens, not a number: each charged at the worst case reserved.
+    assert (charged.prompt_tokens, charged.completion_tokens, charged.calls) == (100, 400, 1)
+    assert charged.usd == reservation.amount.usd
+    assert reservation.anomalies == {"prompt_tokens": -6_000_000, "completion_tokens": 900, "usd": "nan"}
+    assert ledger.used.tokens == 500 and ledger.reserved.tokens == 0
+
+
+def test_honest_usage_is_charged_as_reported_with_no_anomaly():
+    ledger = Ledger(Budget(usd=1.0))
+    reservation = ledger.reserve(shape(prompt=100, usd=(1e-6, 3e-6)), n=2, max_tokens=200)
+    worst = reservation.amount
+    charged = ledger.commit(reservation, Usage(prompt_tokens=100, completion_tokens=400, calls=1, usd=worst.usd))
+    assert charged == Usage(prompt_tokens=100, completion_tokens=400, calls=1, usd=worst.usd)
+    assert reservation.anomalies == {}
+
+
+@pytest.mark.parametrize("misreport", [-100_000.0, 50.0])
+def test_negative_or_inflated_usage_never_lets_a_run_exceed_its_budget(misreport):
+    """Issue 11: an upstream reporting negative usage let tokens=400 serve 30 of 30 problems."""
+    import asyncio
+
+    import reasoning as rz
+    from reasoning.backends import Scripted
+    from reasoning.strategies import Greedy
+
+    backend = Scripted(["1"], completion_tokens=20, misreport=misreport)
+    run = Ledger(Budget(tokens=400), label="run:")
+    results = asyncio.run(rz.asolve_many([f"problem {i}" for i in range(30)], Greedy(), backend, run_ledger=run,
+                                         sampling=rz.Sampling(max_tokens=20, min_tokens=8), concurrency=1))
+    assert 0 < run.used.tokens <= 400
+    assert backend.calls < 30
+    assert all(r.usage.tokens >= 0 for r in results)
+    flagged = [n for r in results for n in r.trace.calls() if "usage_anomaly" in n.info]
+    assert len(flagged) == backend.calls
+    assert sum(n.usage["tokens"] for n in flagged) == run.used.tokens

@@ -5,7 +5,8 @@
   local:PATH               a local HF model folder on CPU
   litellm:MODEL            any litellm model string (``--api-base`` for custom servers)
   openai:MODEL             an OpenAI-compatible server through the official client (needs api_base)
-  scripted[:A,B,...][?latency=S]  the deterministic test backend answering A, B, ...
+  scripted[:A,B,...][?latency=S&misreport=F]  the deterministic test backend answering A, B, ...
+                           (misreport: reported usage x F, a broken upstream for tests)
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ def from_spec(spec: str, *, api_base: str | None = None, api_key: str | None = N
         answers, _, query = rest.partition("?")
         for item in filter(None, query.split("&")):
             key, _, value = item.partition("=")
-            if key != "latency":
-                raise ConfigError(f"scripted backend option {key!r} unknown; only latency=SECONDS")
-            options["latency"] = float(value)
+            if key not in ("latency", "misreport"):
+                raise ConfigError(f"scripted backend option {key!r} unknown; only latency=SECONDS, misreport=FACTOR")
+            options[key] = float(value)
         return Scripted(answers.split(",") if answers else ("42",), **options)
     raise ConfigError(f"unknown backend {spec!r}; use local, local:PATH, litellm:MODEL, openai:MODEL, vllm[:PATH] or scripted")

@@ -20,10 +20,12 @@ Responder = Callable[[GenerationRequest, int], str]
 
 @dataclass
 class ScriptedFailure:
-    """Raise ``error`` on the given call numbers (1-based)."""
+    """Raise ``error`` on the given call numbers (1-based): before any work, or with
+    ``mid_call`` after the call's latency (the provider did the work, then the call failed)."""
 
     on_calls: frozenset[int]
     error: Exception
+    mid_call: bool = False
 
 
 class Scripted(Backend):
@@ -34,6 +36,8 @@ class Scripted(Backend):
     deterministic: prompt tokens = whitespace-separated words of the prompt (+ a fixed
     template cost), completion tokens = ``completion_tokens`` (an int or a callable of
     the text), clipped to max_tokens with finish_reason "length" as a real engine would.
+    ``misreport`` multiplies the usage it reports (tokens, calls, USD; rounded), to stand in
+    for an upstream that over-reports (> 1), under-reports (< 1) or reports negative usage.
     """
 
     def __init__(
@@ -48,6 +52,7 @@ class Scripted(Backend):
         usd_per_token: tuple[float, float] = (0.0, 0.0),
         params: int | None = None,
         failures: Sequence[ScriptedFailure] = (),
+        misreport: float = 1.0,
         seed: int = 0,
         name: str = "scripted",
     ) -> None:
@@ -61,6 +66,7 @@ class Scripted(Backend):
         self._prices = usd_per_token
         self.params = params
         self.failures = list(failures)
+        self.misreport = misreport
         self.rng = random.Random(seed)
         self.name = name
         self.calls = 0
@@ -89,14 +95,19 @@ class Scripted(Backend):
     async def generate(self, request: GenerationRequest) -> GenerationResponse:
         self.check_supported(request)
         copies = 1 if self.capabilities.native_n else request.n
+        mid_call: ScriptedFailure | None = None
         for _ in range(copies):
             self.calls += 1
             for failure in self.failures:
                 if self.calls in failure.on_calls:
-                    raise failure.error
+                    if not failure.mid_call:
+                        raise failure.error
+                    mid_call = mid_call or failure
         self.requests.append(request)
         if self.latency:
             await asyncio.sleep(self.latency)
+        if mid_call is not None:
+            raise mid_call.error
         completions = []
         for _ in range(request.n):
             text = self._text(request, self._sample_index)
@@ -112,12 +123,13 @@ class Scripted(Backend):
         prompt = self.count_prompt_tokens(request) * copies
         completion = sum(c.completion_tokens for c in completions)
         prompt_price, completion_price = self._prices
+        scale = self.misreport
         return GenerationResponse(
             completions=completions,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            calls=copies,
-            usd=prompt * prompt_price + completion * completion_price,
+            prompt_tokens=round(prompt * scale),
+            completion_tokens=round(completion * scale),
+            calls=round(copies * scale),
+            usd=(prompt * prompt_price + completion * completion_price) * scale,
             info={"backend": self.name},
         )
 
