@@ -302,6 +302,9 @@ def _print_summary(summary: dict) -> None:
         stopped,
     )
     Console().print(table)
+    if summary.get("usage_anomalies"):
+        console.print(f"[yellow]warning:[/] {summary['usage_anomalies']} calls reported usage below zero or above what "
+                      "they could have used; each was charged at its reservation (usage_anomaly in traces.jsonl)")
     console.print(f"results: {summary['config']['out']}/results.jsonl, summary: {summary['config']['out']}/summary.json")
 
 

@@ -275,6 +275,8 @@ async def run_benchmark(
             **graded,
             "usage": result.usage.to_dict(),
             "stopped_by": result.stopped_by,
+            # Calls whose reported usage was out of bounds (charged at their reservation).
+            "usage_anomalies": sum("usage_anomaly" in node.info for node in result.trace.calls()),
         }
         traces_file.write({"id": item.id, "text": result.text, "info": result.info, "trace": trace})
         results_file.write(row)
@@ -345,6 +347,7 @@ def summarise(config: RunConfig, items: list[Item], done: dict[str, dict[str, An
         "complete": len(rows) == len(items),
         "usage": total.to_dict(),
         "stopped_by": dict(Counter(row["stopped_by"] for row in rows if row["stopped_by"])),
+        "usage_anomalies": sum(row.get("usage_anomalies", 0) for row in rows),
         "wall_seconds": wall,
         **code,
         "config": config.model_dump(),

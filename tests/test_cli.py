@@ -149,3 +149,20 @@ def test_strategy_options_pass_through_and_unknown_ones_are_refused(tmp_path, ca
     code = run_cli("run", "--dataset", "gsm8k", "--limit", "1", "--strategy", "greedy", "--option", "k=3",
                    "--backend", "scripted", "--out", str(tmp_path / "p"))
     assert code == 2 and "has no option 'k'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("misreport", ["-100000", "50"])
+def test_misreported_usage_is_clamped_and_counted_in_the_summary(tmp_path, capsys, misreport):
+    """Issue 11: an upstream reporting negative usage let --run-budget tokens=400 serve 30 of 30
+    problems and recorded -6,000,000 tokens; over-reported usage was recorded as is."""
+    out = tmp_path / "out"
+    code = run_cli("run", "--dataset", "gsm8k", "--limit", "30", "--strategy", "greedy", "--concurrency", "1",
+                   "--backend", f"scripted:1?misreport={misreport}", "--max-tokens", "20",
+                   "--run-budget", "tokens=400", "--out", str(out))
+    assert code == 0
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    served = [r for r in rows if r["usage"]["calls"]]
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0 < summary["usage"]["tokens"] <= 400 and len(served) < 30
+    assert summary["usage_anomalies"] == len(served) == sum(r["usage_anomalies"] for r in rows)
+    assert "reported usage below zero or above" in capsys.readouterr().err
