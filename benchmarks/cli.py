@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import inspect
+import math
 import socket
 import sys
 from urllib.parse import urlparse
@@ -33,6 +34,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--api-key", help="API key (default: the provider's environment variable)")
     run.add_argument("--budget", default="", help="per problem, e.g. tokens=20000,usd=0.1,seconds=60")
     run.add_argument("--run-budget", default="", help="cap for the whole run, same syntax")
+    run.add_argument("--price", metavar="PROMPT,COMPLETION", help="USD per prompt token and per completion token "
+                     "(one number: both), for a model litellm's cost table does not price; a usd budget needs a price")
     run.add_argument("--concurrency", type=int, default=16, help="problems in flight at once")
     run.add_argument("--max-tokens", type=int, default=1024, help="max new tokens per sample")
     run.add_argument("--temperature", type=float, default=0.7)
@@ -237,6 +240,20 @@ def _strategy_from_args(args: argparse.Namespace):
     return create(args.strategy, n=args.n, verifier=verifier, **_parse_options(args.strategy, args.option))
 
 
+def _parse_price(text: str | None) -> list[float] | None:
+    """``--price PROMPT,COMPLETION`` in USD per token (one number: both)."""
+    if text is None:
+        return None
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    values = values * 2 if len(values) == 1 else values
+    if len(values) != 2 or not all(math.isfinite(v) and v >= 0 for v in values):
+        raise ConfigError(f"--price {text!r}: expected USD per token as PROMPT,COMPLETION, e.g. 1.5e-7,6e-7")
+    return values
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from reasoning.backends import from_spec
 
@@ -249,9 +266,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.concurrency < 1:
         raise ConfigError("--concurrency must be >= 1")
     strategy = _strategy_from_args(args)
+    price = _parse_price(args.price)
+    if price and args.backend.partition(":")[0] in ("local", "vllm"):
+        raise ConfigError("--price is for API backends (litellm, openai); a local model's price is known: $0")
     items = load_items(args.dataset, args.limit)
     _check_reachable(args.api_base)
-    backend = from_spec(args.backend, api_base=args.api_base, api_key=args.api_key)
+    backend = from_spec(args.backend, api_base=args.api_base, api_key=args.api_key,
+                        **({"usd_per_token": tuple(price)} if price else {}))
     config = RunConfig(
         dataset=args.dataset,
         limit=args.limit,
@@ -264,6 +285,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         api_base=args.api_base,
         budget=str(Budget.parse(args.budget)),
         run_budget=str(Budget.parse(args.run_budget)),
+        price=price,
         concurrency=args.concurrency,
         max_tokens=args.max_tokens,
         temperature=args.temperature,

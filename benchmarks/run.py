@@ -23,12 +23,13 @@ from reasoning import Budget, Ledger, Problem, Result, Usage, asolve_many
 from reasoning.backends.base import Backend
 from reasoning.context import Sampling
 from reasoning.errors import ConfigError
+from reasoning.solve import require_prices
 from reasoning.strategy import Strategy
 
 from .datasets import Item, load_items
 
 # Config fields that change what a result means; a resumed run must match them.
-_IDENTITY = ("dataset", "strategy", "strategy_options", "backend", "budget", "max_tokens", "temperature")
+_IDENTITY = ("dataset", "strategy", "strategy_options", "backend", "budget", "max_tokens", "temperature", "price")
 
 
 class RunConfig(BaseModel):
@@ -42,6 +43,7 @@ class RunConfig(BaseModel):
     api_base: str | None = None
     budget: str = ""
     run_budget: str = ""
+    price: list[float] | None = None  # --price: USD per prompt and completion token
     concurrency: int = 16
     max_tokens: int = 1024
     temperature: float = 0.7
@@ -237,6 +239,7 @@ async def run_benchmark(
     items: list[Item] | None = None,
     progress: Any | None = None,
 ) -> dict[str, Any]:
+    require_prices(backend, Budget.parse(config.budget), Budget.parse(config.run_budget))
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     if items is None:

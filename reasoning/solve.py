@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, field_serializer
 from .backends.base import Backend
 from .budget import Budget, Ledger, Usage
 from .context import Context, Extractor, Problem, Sampling, VoteKey
+from .errors import ConfigError
 from .strategy import Outcome, Strategy
 from .trace import Trace
 from .types import Message
@@ -52,6 +53,16 @@ def _default_extractor() -> Extractor:
     return extract_answer
 
 
+def require_prices(backend: Backend, *budgets: Budget | None) -> None:
+    """Refuse a ``usd`` limit on a model whose price is unknown: it would be silently unlimited."""
+    if not backend.priced and any(b is not None and b.usd is not None for b in budgets):
+        raise ConfigError(
+            f"a usd budget needs the model's price, and {backend.name} has none known (not in litellm's cost "
+            "table): give one with --price PROMPT,COMPLETION (USD per token) or the backend's "
+            "usd_per_token=(prompt, completion), or budget tokens instead"
+        )
+
+
 def problem_messages(problem: Problem, prompt: str = "solve_math") -> tuple[Message, ...]:
     from reasoning.prompts import load_prompt
 
@@ -74,8 +85,10 @@ async def asolve(
 
     ``run_ledger`` makes this problem's ledger a child of a run-wide one (``--run-budget``).
     Backend errors that retries could not fix propagate; budget limits never raise, they
-    end the strategy early and show in ``result.stopped_by``.
+    end the strategy early and show in ``result.stopped_by``. A ``usd`` limit on a backend
+    with no known price raises ConfigError (see ``require_prices``).
     """
+    require_prices(backend, budget, *(ledger.budget for ledger in run_ledger.chain()) if run_ledger else ())
     if isinstance(problem, str):
         problem = Problem(problem)
     ledger = run_ledger.child(budget) if run_ledger else Ledger(budget)

@@ -173,3 +173,21 @@ def test_negative_or_inflated_usage_never_lets_a_run_exceed_its_budget(misreport
     flagged = [n for r in results for n in r.trace.calls() if "usage_anomaly" in n.info]
     assert len(flagged) == backend.calls
     assert sum(n.usage["tokens"] for n in flagged) == run.used.tokens
+
+
+def test_usd_budget_on_a_model_with_no_known_price_is_refused_up_front():
+    """Issue 11: a usd budget on an unpriced model was silently unlimited."""
+    import asyncio
+
+    import reasoning as rz
+    from reasoning.backends import Scripted
+    from reasoning.strategies import Greedy
+
+    unpriced = Scripted(usd_per_token=None)
+    for budget, run in ((Budget(usd=0.01), None), (None, Ledger(Budget(usd=0.01), label="run:"))):
+        with pytest.raises(ConfigError, match="usd budget needs the model's price.*--price"):
+            asyncio.run(rz.asolve("1+1", Greedy(), unpriced, budget, run_ledger=run))
+    assert unpriced.calls == 0
+    # Other limits on it are fine; so is a usd limit on a model known to be free.
+    assert asyncio.run(rz.asolve("1+1", Greedy(), unpriced, Budget(tokens=500))).answer == "42"
+    assert asyncio.run(rz.asolve("1+1", Greedy(), Scripted(usd_per_token=(0.0, 0.0)), Budget(usd=0.01))).answer == "42"

@@ -166,3 +166,22 @@ def test_misreported_usage_is_clamped_and_counted_in_the_summary(tmp_path, capsy
     assert 0 < summary["usage"]["tokens"] <= 400 and len(served) < 30
     assert summary["usage_anomalies"] == len(served) == sum(r["usage_anomalies"] for r in rows)
     assert "reported usage below zero or above" in capsys.readouterr().err
+
+
+def test_usd_budget_on_an_unpriced_model_is_refused_unless_given_a_price(tmp_path, capsys):
+    """Issue 11: a usd budget on a model with no known price was silently unlimited."""
+    from reasoning.benchmarks.stub_server import StubServer
+
+    with StubServer() as server:
+        common = ["--dataset", "gsm8k", "--limit", "3", "--strategy", "greedy", "--backend", "openai:stub-model",
+                  "--api-base", server.base_url, "--max-tokens", "50"]
+        for budget in (["--budget", "usd=0.01"], ["--run-budget", "usd=0.01"]):
+            assert run_cli("run", *common, *budget, "--out", str(tmp_path / "refused")) == 2
+            assert "--price" in capsys.readouterr().err
+        assert not (tmp_path / "refused").exists() and server.count == 0
+        out = tmp_path / "priced"
+        assert run_cli("run", *common, "--run-budget", "usd=0.01", "--price", "1e-6,4e-6", "--out", str(out)) == 0
+        summary = json.loads((out / "summary.json").read_text())
+        assert 0 < summary["usage"]["usd"] <= 0.01 and summary["config"]["price"] == [1e-6, 4e-6]
+    assert run_cli("run", *common, "--price", "cheap", "--out", str(tmp_path / "bad")) == 2
+    assert "--price 'cheap'" in capsys.readouterr().err

@@ -170,8 +170,16 @@ def test_concurrency_limit_is_respected(server: StubServer) -> None:
 
 def test_unknown_model_costs_nothing(server: StubServer) -> None:
     b = backend(server)
-    assert b.prices() == (0.0, 0.0)
+    assert b.prices() == (0.0, 0.0) and not b.priced  # unknown, not free: a usd budget is refused
     assert generate(b, chat(n=2)).usd == 0.0
+
+
+def test_a_given_price_prices_an_unknown_model(server: StubServer) -> None:
+    b = backend(server, usd_per_token=(1e-6, 3e-6))
+    assert b.priced and b.prices() == (1e-6, 3e-6)
+    response = generate(b, chat(n=2))
+    assert response.usd == pytest.approx(response.prompt_tokens * 1e-6 + response.completion_tokens * 3e-6)
+    assert response.usd > 0 and backend(server, model="openai/gpt-4o-mini").priced
 
 
 def test_known_model_prices_and_usd_from_local_cost_map(server: StubServer) -> None:

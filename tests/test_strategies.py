@@ -163,6 +163,14 @@ def test_a_recorded_trace_replays_without_a_model():
         solve(SelfConsistency(n=3), rz.backends.Replay(original.trace))
 
 
+def test_a_replayed_fan_out_priced_call_is_charged_as_recorded_not_flagged():
+    original = solve(SelfConsistency(n=3), Scripted(["7"], native_n=False, usd_per_token=(1e-6, 2e-6)))
+    replayed = solve(SelfConsistency(n=3), rz.backends.Replay(original.trace))
+    assert replayed.usage.to_dict() | {"seconds": 0} == original.usage.to_dict() | {"seconds": 0}
+    assert original.usage.calls == 3 and original.usage.usd > 0
+    assert not any("usage_anomaly" in node.info for node in replayed.trace.calls())
+
+
 def test_every_option_is_typed_documented_and_described(capsys, monkeypatch):
     from reasoning.benchmarks.cli import main
 

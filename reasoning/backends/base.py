@@ -54,6 +54,13 @@ class Backend(ABC):
         """USD per prompt token and per completion token (0 for local models)."""
         return 0.0, 0.0
 
+    @property
+    def priced(self) -> bool:
+        """Whether ``prices()`` are known. A model known to be free (local, vLLM) is priced at
+        0; an API model missing from litellm's cost table, with no price given, is not, and
+        a ``usd`` budget on it is refused (it would be silently unlimited)."""
+        return True
+
     def call_shape(self, request: GenerationRequest) -> CallShape:
         """What the ledger needs to reserve the worst case of ``request``."""
         prompt_price, completion_price = self.prices()

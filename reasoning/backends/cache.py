@@ -105,6 +105,10 @@ class CachedBackend(Backend):
     def prices(self) -> tuple[float, float]:
         return self.inner.prices()
 
+    @property
+    def priced(self) -> bool:
+        return self.inner.priced
+
     def call_shape(self, request: GenerationRequest):
         return self.inner.call_shape(request)
 

@@ -60,7 +60,9 @@ class LiteLLM(Backend):
     """``model`` is a litellm model name, e.g. ``openai/gpt-4o-mini`` or ``hosted_vllm/Qwen/Qwen3-8B``.
 
     ``native_n=None`` decides from the provider; ``extra`` is passed to every litellm call
-    (e.g. ``{"top_k": 20}`` or ``{"extra_body": {...}}``).
+    (e.g. ``{"top_k": 20}`` or ``{"extra_body": {...}}``). ``usd_per_token`` = (prompt,
+    completion) USD per token overrides litellm's cost table (a model it does not list is
+    otherwise unpriced, and a ``usd`` budget on it is refused).
     """
 
     def __init__(
@@ -76,6 +78,7 @@ class LiteLLM(Backend):
         extra: dict[str, Any] | None = None,
         backoff: float = 0.5,
         params: int | None = None,
+        usd_per_token: tuple[float, float] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
@@ -104,7 +107,10 @@ class LiteLLM(Backend):
             native_n = provider in NATIVE_N_PROVIDERS and "n" in supported
         # Declared only where litellm would pass logprobs on (drop_params would drop them silently).
         self.capabilities = Capabilities(native_n=native_n, logprobs="logprobs" in supported)
-        self._prices = self._lookup_prices()
+        self._given_prices = usd_per_token is not None
+        looked_up = usd_per_token if usd_per_token is not None else self._lookup_prices()
+        self._priced = looked_up is not None
+        self._prices = looked_up or (0.0, 0.0)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._semaphore: asyncio.Semaphore | None = None
 
@@ -113,9 +119,13 @@ class LiteLLM(Backend):
     def prices(self) -> tuple[float, float]:
         return self._prices
 
-    def _lookup_prices(self) -> tuple[float, float]:
+    @property
+    def priced(self) -> bool:
+        return self._priced
+
+    def _lookup_prices(self) -> tuple[float, float] | None:
         """Per-token USD from litellm's bundled table, the highest size tier (an upper bound
-        for the ledger); (0, 0) for models it does not know (local, self-hosted)."""
+        for the ledger); None for models it does not know (local, self-hosted: unpriced)."""
         table = self._litellm.model_cost
         for key in (self.model, f"{self.provider}/{self._bare_model}", self._bare_model):
             entry = table.get(key)
@@ -129,11 +139,13 @@ class LiteLLM(Backend):
                 model=self._bare_model, custom_llm_provider=self.provider, prompt_tokens=1, completion_tokens=1
             )
         except Exception:  # noqa: BLE001 - litellm raises assorted Exception subclasses for unmapped models
-            return 0.0, 0.0
+            return None
 
     def _usd(self, response: Any, prompt_tokens: int, completion_tokens: int) -> float:
         if self._prices == (0.0, 0.0):
             return 0.0
+        if self._given_prices:  # the caller's price, not litellm's idea of this model's
+            return prompt_tokens * self._prices[0] + completion_tokens * self._prices[1]
         try:
             return float(self._litellm.completion_cost(completion_response=response))
         except Exception:  # noqa: BLE001 - pricing quirks must not fail a paid-for call: use table prices

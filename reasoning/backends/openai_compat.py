@@ -35,7 +35,8 @@ class OpenAICompatible(Backend):
     """Any server speaking the OpenAI HTTP API: ``/chat/completions`` and ``/completions``.
 
     ``extra`` is merged into every JSON body (e.g. ``{"top_k": 20}`` for vLLM).
-    ``usd_per_token`` = (prompt, completion) USD per token, for paid endpoints.
+    ``usd_per_token`` = (prompt, completion) USD per token, for paid endpoints; without it
+    the server's price is unknown and a ``usd`` budget is refused (``(0, 0)``: a free one).
     """
 
     def __init__(
@@ -50,7 +51,7 @@ class OpenAICompatible(Backend):
         native_n: bool = True,
         extra: dict[str, Any] | None = None,
         backoff: float = 0.5,
-        usd_per_token: tuple[float, float] = (0.0, 0.0),
+        usd_per_token: tuple[float, float] | None = None,
         params: int | None = None,
         transport: str = "auto",
     ) -> None:
@@ -70,7 +71,8 @@ class OpenAICompatible(Backend):
         self.max_retries = max_retries
         self.backoff = backoff
         self.extra = dict(extra or {})
-        self.usd_per_token = usd_per_token
+        self.usd_per_token = usd_per_token or (0.0, 0.0)
+        self._priced = usd_per_token is not None
         self.params = params
         self.name = f"openai:{model}"
         self.capabilities = Capabilities(native_n=native_n, logprobs=True)
@@ -101,6 +103,10 @@ class OpenAICompatible(Backend):
 
     def prices(self) -> tuple[float, float]:
         return self.usd_per_token
+
+    @property
+    def priced(self) -> bool:
+        return self._priced
 
     def _body(self, request: GenerationRequest, n: int, seed: int | None) -> dict[str, Any]:
         body: dict[str, Any] = {

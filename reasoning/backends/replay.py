@@ -6,9 +6,11 @@ costly run for free, and to turn a real run into a regression test.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import defaultdict, deque
 
+from ..budget import CallShape
 from ..errors import BackendError
 from ..trace import Trace
 from ..types import Capabilities, Completion, GenerationRequest, GenerationResponse
@@ -38,6 +40,19 @@ class Replay(Backend):
 
     def count_prompt_tokens(self, request: GenerationRequest) -> int:
         return self._prompt_tokens.get(_key(request.to_dict()), 0)
+
+    def call_shape(self, request: GenerationRequest) -> CallShape:
+        """Bounds that cover the recorded call's usage (its calls and USD too), so that the
+        ledger charges a replayed call as recorded rather than flagging it out of bounds."""
+        shape = super().call_shape(request)
+        queue = self._calls.get(_key(request.to_dict()))
+        if not queue:
+            return shape
+        usage = queue[0].usage
+        fan_out = usage.get("calls", 1) > 1
+        usd_per_token = usage.get("usd", 0.0) / max(1, usage.get("tokens", 0))
+        return dataclasses.replace(shape, prompt_copies_per_sample=False, calls_per_sample=fan_out,
+                                   usd_per_prompt_token=usd_per_token, usd_per_completion_token=usd_per_token)
 
     async def generate(self, request: GenerationRequest) -> GenerationResponse:
         queue = self._calls.get(_key(request.to_dict()))

@@ -49,7 +49,7 @@ class Scripted(Backend):
         latency: float = 0.0,
         native_n: bool = True,
         logprobs: bool = True,
-        usd_per_token: tuple[float, float] = (0.0, 0.0),
+        usd_per_token: tuple[float, float] | None = (0.0, 0.0),  # None: an unpriced model
         params: int | None = None,
         failures: Sequence[ScriptedFailure] = (),
         misreport: float = 1.0,
@@ -63,7 +63,8 @@ class Scripted(Backend):
         self.capabilities = Capabilities(
             native_n=native_n, logprobs=logprobs, token_ids=True, exact_prompt_tokens=True
         )
-        self._prices = usd_per_token
+        self._prices = usd_per_token or (0.0, 0.0)
+        self._priced = usd_per_token is not None
         self.params = params
         self.failures = list(failures)
         self.misreport = misreport
@@ -75,6 +76,10 @@ class Scripted(Backend):
 
     def prices(self) -> tuple[float, float]:
         return self._prices
+
+    @property
+    def priced(self) -> bool:
+        return self._priced
 
     def count_prompt_tokens(self, request: GenerationRequest) -> int:
         if request.prompt_token_ids is not None:
