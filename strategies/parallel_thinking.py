@@ -44,7 +44,7 @@ from pydantic import Field, model_validator
 
 from reasoning.strategy import MaxTokens, Outcome, Strategy, Temperature
 from reasoning.types import Message
-from reasoning.verifiers.latex_utils import last_boxed
+from reasoning.answers.latex_utils import last_boxed
 
 from .registry import register
 from .voting import majority

@@ -1,46 +1,25 @@
-"""Name -> strategy class, discovered from the modules of this package."""
+"""Strategies by name: the core registry (entry points, group ``reasoning.strategies``), plus
+building one from loose options (CLI flags, model names, sweep specs)."""
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from typing import Any
 
 from pydantic import ValidationError
 
 from reasoning.errors import ConfigError
+from reasoning.registry import STRATEGIES
 from reasoning.strategy import OptionInfo, Strategy
-
-_REGISTRY: dict[str, type[Strategy]] = {}
-_HELPERS = {"registry", "voting", "candidates"}
 
 
 def register(name: str):
-    """Class decorator: make a strategy available under ``name``."""
-
-    def wrap(cls: type[Strategy]) -> type[Strategy]:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"strategy name {name!r} registered twice")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return wrap
-
-
-def _discover() -> None:
-    for module in pkgutil.iter_modules(importlib.import_module(__package__).__path__):
-        if module.name not in _HELPERS:
-            importlib.import_module(f"{__package__}.{module.name}")
+    """Class decorator: make a strategy available under ``name`` in this process (installed
+    packages declare an entry point in the group ``reasoning.strategies`` instead)."""
+    return STRATEGIES.register(name)
 
 
 def get(name: str) -> type[Strategy]:
-    if name not in _REGISTRY:
-        _discover()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ConfigError(f"unknown strategy {name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
+    return STRATEGIES.get(name)
 
 
 def options_of(cls: type[Strategy]) -> dict[str, OptionInfo]:
@@ -91,5 +70,4 @@ def explain(error: ValidationError) -> str:
 
 
 def available() -> dict[str, type[Strategy]]:
-    _discover()
-    return dict(sorted(_REGISTRY.items()))
+    return STRATEGIES.available()

@@ -32,7 +32,7 @@ from pydantic import Field
 
 from reasoning.strategy import Outcome, Strategy, Temperature
 from reasoning.types import Message
-from reasoning.verifiers.latex_utils import last_boxed
+from reasoning.answers.latex_utils import last_boxed
 
 from .registry import register
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from reasoning.verifiers import extract_answer, normalize_answer, strip_answer_wrappers
-from reasoning.verifiers.normalize import parse_plain_number
+from reasoning.answers.normalize import parse_plain_number
 
 COT_POLAR = r"""We have that $r = \sqrt{0^2 + 3^2} = 3.$  Also, if we draw the line connecting the
 origin and $(0,3),$ this line makes an angle of $\frac{\pi}{2}$ with the positive $x$-axis.

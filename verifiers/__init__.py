@@ -3,14 +3,15 @@
 from reasoning.verifiers.code_exec import CodeVerdict, arun_code_tests, run_code_tests
 from reasoning.verifiers.code_extract import assemble_humaneval, extract_code
 from reasoning.verifiers.expression import ExpressionVerdict, check_expression, normalize_expression
-from reasoning.verifiers.extract import extract_answer
+from reasoning.answers.extract import extract_answer
 from reasoning.verifiers.genrm import GenRM, parse_verdict
-from reasoning.verifiers.latex_utils import strip_answer_wrappers
+from reasoning.answers.latex_utils import strip_answer_wrappers
 from reasoning.verifiers.math_equiv import ais_equivalent, is_equivalent, is_equivalent_many
-from reasoning.verifiers.normalize import normalize_answer
+from reasoning.answers.normalize import normalize_answer
 from reasoning.verifiers.pessimistic import Pessimistic, wilson_lower_bound
 from reasoning.verifiers.process import LLMProcessReward, RewardModelPRM, aggregate_steps, split_steps
-from reasoning.verifiers.scorers import VERIFIERS, Confidence, LLMJudge, make_verifier, parse_grade
+from reasoning.registry import VERIFIERS
+from reasoning.verifiers.scorers import Confidence, LLMJudge, make_verifier, parse_grade
 
 __all__ = [
     "CodeVerdict",

@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from reasoning.verifiers.latex_utils import matching_brace, strip_answer_wrappers
+from reasoning.answers.latex_utils import matching_brace, strip_answer_wrappers
 
 __all__ = ["ExpressionVerdict", "check_expression", "normalize_expression"]
 

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 
-from reasoning.verifiers.normalize import PlainNumber, normalize_answer, parse_plain_number, prepare_for_parsing
+from reasoning.answers.normalize import PlainNumber, normalize_answer, parse_plain_number, prepare_for_parsing
 from reasoning.verifiers.worker_pool import WorkerFailed, WorkerPool
 
 logger = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from reasoning.context import Context, Sample
 from reasoning.strategy import Verifier
 
-from .normalize import normalize_answer
+from reasoning.answers.normalize import normalize_answer
 
 DEFAULT_Z = 1.96
 

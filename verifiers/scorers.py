@@ -12,12 +12,8 @@ import math
 import re
 
 from reasoning.context import Context, Sample
-from reasoning.errors import ConfigError
+from reasoning.registry import VERIFIERS
 from reasoning.strategy import Verifier
-
-from .genrm import GenRM
-from .pessimistic import Pessimistic
-from .process import LLMProcessReward
 
 _SCORE = re.compile(r"score\s*[:=]\s*\**\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
 
@@ -82,18 +78,6 @@ class Confidence(Verifier):
         return scores
 
 
-VERIFIERS: dict[str, type[Verifier]] = {
-    "judge": LLMJudge,
-    "confidence": Confidence,
-    "genrm": GenRM,
-    "pessimistic": Pessimistic,
-    "prm": LLMProcessReward,
-}
-
-
 def make_verifier(name: str) -> Verifier:
-    """A verifier by CLI name."""
-    try:
-        return VERIFIERS[name]()
-    except KeyError:
-        raise ConfigError(f"unknown verifier {name!r}; available: {', '.join(sorted(VERIFIERS))}") from None
+    """A verifier by CLI name (entry points, group ``reasoning.verifiers``), with its defaults."""
+    return VERIFIERS.get(name)()

@@ -37,26 +37,12 @@ def __getattr__(name: str) -> Any:
 
 
 def from_spec(spec: str, *, api_base: str | None = None, api_key: str | None = None, **options: Any) -> Backend:
-    """Build a backend from its CLI name (see the module docstring)."""
+    """Build a backend from its CLI name ``KIND[:REST]`` (see the module docstring): KIND names
+    a backend plugin (entry points, group ``reasoning.backends``), whose ``from_spec`` reads REST."""
+    from ..registry import BACKENDS
+
     kind, _, rest = spec.partition(":")
-    if kind == "local":
-        return __getattr__("Local")(rest or None, **options)
-    if kind == "litellm":
-        if not rest:
-            raise ConfigError("litellm backend needs a model: --backend litellm:openai/gpt-4o-mini")
-        return __getattr__("LiteLLM")(rest, api_base=api_base, api_key=api_key, **options)
-    if kind == "openai":
-        if not rest or not api_base:
-            raise ConfigError("openai backend needs a model and --api-base: --backend openai:MODEL --api-base URL")
-        return __getattr__("OpenAICompatible")(rest, base_url=api_base, api_key=api_key, **options)
-    if kind == "vllm":
-        return __getattr__("VLLM")(rest or None, **options)
-    if kind == "scripted":
-        answers, _, query = rest.partition("?")
-        for item in filter(None, query.split("&")):
-            key, _, value = item.partition("=")
-            if key not in ("latency", "misreport"):
-                raise ConfigError(f"scripted backend option {key!r} unknown; only latency=SECONDS, misreport=FACTOR")
-            options[key] = float(value)
-        return Scripted(answers.split(",") if answers else ("42",), **options)
-    raise ConfigError(f"unknown backend {spec!r}; use local, local:PATH, litellm:MODEL, openai:MODEL, vllm[:PATH] or scripted")
+    if kind not in BACKENDS.names():
+        raise ConfigError(f"unknown backend {spec!r}; use local, local:PATH, litellm:MODEL, openai:MODEL, vllm[:PATH], "
+                          f"scripted[:A,B] or a plugin's name ({', '.join(BACKENDS.names())})")
+    return BACKENDS.get(kind).from_spec(rest, api_base=api_base, api_key=api_key, **options)

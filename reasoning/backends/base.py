@@ -8,6 +8,7 @@ questions before a call: an upper bound on the prompt's tokens, and the per-toke
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Any
 
 from ..budget import CallShape
 from ..errors import UnsupportedRequest
@@ -90,6 +91,11 @@ class Backend(ABC):
 
     async def aclose(self) -> None:
         """Release connections, engines, threads."""
+
+    @classmethod
+    def from_spec(cls, rest: str, *, api_base: str | None = None, api_key: str | None = None, **options: Any) -> Backend:
+        """Build from the CLI's ``--backend KIND:REST`` (REST: a model name or path, or empty)."""
+        return cls(rest or None, **options)
 
     def describe(self) -> dict[str, object]:
         """A JSON-friendly description for summaries and traces."""

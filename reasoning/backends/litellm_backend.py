@@ -17,7 +17,7 @@ import re
 from typing import Any
 
 from ..aio import gather_all
-from ..errors import BadModel, UnsupportedRequest
+from ..errors import BadModel, ConfigError, UnsupportedRequest
 from ..types import Capabilities, GenerationRequest, GenerationResponse
 from ._http import build_response, merge_responses, translate_error, with_retries
 from .base import Backend
@@ -273,6 +273,12 @@ class LiteLLM(Backend):
             usd=usd,
             info=info,
         )
+
+    @classmethod
+    def from_spec(cls, rest: str, *, api_base: str | None = None, api_key: str | None = None, **options: Any) -> LiteLLM:
+        if not rest:
+            raise ConfigError("litellm backend needs a model: --backend litellm:openai/gpt-4o-mini")
+        return cls(rest, api_base=api_base, api_key=api_key, **options)
 
     def describe(self) -> dict[str, object]:
         return {

@@ -19,6 +19,7 @@ import importlib.util
 from typing import Any
 
 from ..aio import gather_all
+from ..errors import ConfigError
 from ..types import Capabilities, GenerationRequest, GenerationResponse
 from ._http import (  # noqa: F401 (re-exported: tests and older imports use them from here)
     CONNECT_TIMEOUT,
@@ -194,6 +195,13 @@ class OpenAICompatible(Backend):
         if self._client is not None and self._loop is asyncio.get_running_loop():
             await self._client.close()
         self._client, self._loop, self._semaphore = None, None, None
+
+    @classmethod
+    def from_spec(cls, rest: str, *, api_base: str | None = None, api_key: str | None = None,
+                  **options: Any) -> OpenAICompatible:
+        if not rest or not api_base:
+            raise ConfigError("openai backend needs a model and --api-base: --backend openai:MODEL --api-base URL")
+        return cls(rest, base_url=api_base, api_key=api_key, **options)
 
     def describe(self) -> dict[str, object]:
         return {

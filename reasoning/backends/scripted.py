@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable, Sequence
+from typing import Any
 from dataclasses import dataclass
 
-from ..errors import BackendError
+from ..errors import BackendError, ConfigError
 from ..types import Capabilities, Completion, GenerationRequest, GenerationResponse
 from .base import Backend
 
@@ -73,6 +74,17 @@ class Scripted(Backend):
         self.calls = 0
         self.requests: list[GenerationRequest] = []
         self._sample_index = 0
+
+    @classmethod
+    def from_spec(cls, rest: str, *, api_base: str | None = None, api_key: str | None = None, **options: Any) -> Scripted:
+        """``scripted:A,B?latency=S&misreport=F``."""
+        answers, _, query = rest.partition("?")
+        for item in filter(None, query.split("&")):
+            key, _, value = item.partition("=")
+            if key not in ("latency", "misreport"):
+                raise ConfigError(f"scripted backend option {key!r} unknown; only latency=SECONDS, misreport=FACTOR")
+            options[key] = float(value)
+        return cls(answers.split(",") if answers else ("42",), **options)
 
     def prices(self) -> tuple[float, float]:
         return self._prices

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 
-from reasoning.verifiers.latex_utils import last_boxed, strip_answer_wrappers
-from reasoning.verifiers.normalize import normalize_answer
+from reasoning.answers.latex_utils import last_boxed, strip_answer_wrappers
+from reasoning.answers.normalize import normalize_answer
 
 __all__ = ["extract_answer", "normalize_answer", "strip_answer_wrappers"]
 

@@ -12,7 +12,7 @@ from functools import lru_cache
 from dataclasses import dataclass
 from fractions import Fraction
 
-from reasoning.verifiers.latex_utils import strip_answer_wrappers
+from reasoning.answers.latex_utils import strip_answer_wrappers
 
 # (pattern, replacement) applied in order; each line says what it undoes.
 _REWRITES: list[tuple[re.Pattern[str], str]] = [
