@@ -48,7 +48,7 @@ class Result(BaseModel):
 
 
 def _default_extractor() -> Extractor:
-    from reasoning.verifiers import extract_answer
+    from reasoning.answers import extract_answer
 
     return extract_answer
 
