@@ -2,8 +2,11 @@
 
 Crash safety: each finished problem is one line appended to ``results.jsonl`` and fsync'd
 before the next is reported. A restarted run with the same ``--out`` skips the problems
-already there, charges their usage to the run budget again (so ``--run-budget`` spans
-restarts), and drops a half-written last line left by a kill.
+already there and drops a half-written last line left by a kill. ``journal.jsonl`` records
+every reservation of the run ledger, fsync'd before its call, and what each call was charged;
+a restarted run charges its run budget with everything earlier attempts charged, a call that
+was in flight when one died at its reservation's worst case (so ``--run-budget`` spans
+restarts and kills). Problems a ``run:*`` limit stopped are retried once that limit is raised.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from reasoning import Budget, Ledger, Problem, Result, Usage, asolve_many
+from reasoning.budget import Reservation
 from reasoning.backends.base import Backend
 from reasoning.context import Sampling
 from reasoning.errors import ConfigError
@@ -80,8 +84,10 @@ def read_done(results_path: Path) -> dict[str, dict[str, Any]]:
     return {str(row["id"]): row for row in read_rows(results_path)}
 
 
-def _check_resume(out: Path, config: RunConfig) -> None:
+def _check_resume(out: Path, config: RunConfig) -> dict[str, Any] | None:
+    """Refuse to resume a different run; return the earlier attempt's config (None: a new run)."""
     config_path = out / "config.json"
+    old = None
     if config_path.exists():
         old = json.loads(config_path.read_text())
         changed = [k for k in _IDENTITY if old.get(k) != getattr(config, k)]
@@ -90,6 +96,76 @@ def _check_resume(out: Path, config: RunConfig) -> None:
                 f"{out} holds a run with a different {', '.join(changed)}; use another --out or delete it"
             )
     config_path.write_text(config.model_dump_json(indent=2))
+    return old
+
+
+def _run_limit_raised(row: dict[str, Any], run_budget: Budget, previous: str) -> bool:
+    """Whether a problem stopped by a run-wide limit (``run:calls``...) would get more now:
+    that limit is higher than when it stopped (rows record their run budget; ``previous`` is
+    the earlier attempt's, for rows from before they did)."""
+    stopped = row.get("stopped_by") or ""
+    if not stopped.startswith("run:"):
+        return False
+    name = stopped.removeprefix("run:")
+    then, now = getattr(Budget.parse(row.get("run_budget", previous)), name), getattr(run_budget, name)
+    return then is not None and (now is None or now > then)
+
+
+class RunJournal:
+    """``journal.jsonl``: each reservation of the run ledger, fsync'd before its backend call,
+    and what the call was charged. Its first line carries what earlier attempts charged."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.handle: Any = None
+        self._count = 0
+        self._open: dict[int, int] = {}  # id(reservation) -> its number in this attempt
+
+    def charged_before(self) -> Usage | None:
+        """Everything the attempts recorded here charged, a reservation never committed (its
+        call was in flight when the run died) at its worst case; None when there is no journal."""
+        if not self.path.exists():
+            return None
+        total, in_flight = Usage(), {}
+        for row in read_rows(self.path):
+            if "carried" in row:
+                total.add(Usage.from_dict(row["carried"]))
+            elif "reserve" in row:
+                in_flight[row["reserve"]] = Usage.from_dict(row["usage"])
+            elif "commit" in row:
+                in_flight.pop(row["commit"], None)
+                total.add(Usage.from_dict(row["usage"]))
+        for amount in in_flight.values():
+            total.add(amount)
+        return total
+
+    def start(self, carried: Usage) -> None:
+        """Replace the journal, atomically, by one line carrying ``carried``; append after it."""
+        carried = carried.minus(Usage(seconds=carried.seconds))  # wall time is per problem, not charged
+        fresh = self.path.with_name(self.path.name + ".new")
+        with fresh.open("w", encoding="utf-8") as handle:
+            handle.write(json.dumps({"carried": carried.to_dict()}) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(fresh, self.path)
+        self.handle = self.path.open("a", encoding="utf-8")
+
+    def reserved(self, reservation: Reservation) -> None:
+        self._count += 1
+        self._open[id(reservation)] = self._count
+        self.handle.write(json.dumps({"reserve": self._count, "usage": reservation.amount.to_dict()}) + "\n")
+        self.handle.flush()
+        os.fsync(self.handle.fileno())  # durable before the call is made
+
+    def committed(self, reservation: Reservation, charged: Usage) -> None:
+        number = self._open.pop(id(reservation), None)
+        if number is not None:  # losing this line to a crash only overcharges (the reservation)
+            self.handle.write(json.dumps({"commit": number, "usage": charged.to_dict()}) + "\n")
+            self.handle.flush()
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
 
 
 class _Appender:
@@ -244,7 +320,7 @@ async def run_benchmark(
     out.mkdir(parents=True, exist_ok=True)
     if items is None:
         items = load_items(config.dataset, config.limit)
-    _check_resume(out, config)
+    previous = _check_resume(out, config)
     if config.sandbox == "strict" and any(item.kind == "code" for item in items):
         from reasoning.verifiers.code_exec import FULL_ISOLATION, sandbox_isolation
 
@@ -253,11 +329,20 @@ async def run_benchmark(
             raise ConfigError(f"--sandbox strict: the code sandbox here gives only {layers} ({reason}); "
                               f"full isolation needs {', '.join(sorted(FULL_ISOLATION))}")
     done = read_done(out / "results.jsonl")
-    todo = [item for item in items if item.id not in done]
+    run_budget = Budget.parse(config.run_budget)
+    journal = RunJournal(out / "journal.jsonl")
+    charged = journal.charged_before()
+    if charged is None:  # a run folder from before the journal: what its finished problems used
+        charged = Usage()
+        for row in done.values():
+            charged.add(Usage.from_dict(row["usage"]))
+    earlier_run_budget = (previous or {}).get("run_budget", config.run_budget)
+    todo = [item for item in items
+            if item.id not in done or _run_limit_raised(done[item.id], run_budget, earlier_run_budget)]
 
-    run_ledger = Ledger(Budget.parse(config.run_budget), label="run:")
-    for row in done.values():  # earlier attempts spent this already
-        run_ledger.used.add(Usage.from_dict(row["usage"]))
+    run_ledger = Ledger(run_budget, label="run:", journal=journal)
+    run_ledger.used.add(charged)  # earlier attempts spent this already
+    journal.start(charged)
 
     results_file = _Appender(out / "results.jsonl")
     traces_file = _Appender(out / "traces.jsonl")
@@ -281,6 +366,8 @@ async def run_benchmark(
             # Calls whose reported usage was out of bounds (charged at their reservation).
             "usage_anomalies": sum("usage_anomaly" in node.info for node in result.trace.calls()),
         }
+        if (result.stopped_by or "").startswith("run:"):  # retried once this run budget is raised
+            row["run_budget"] = config.run_budget
         traces_file.write({"id": item.id, "text": result.text, "info": result.info, "trace": trace})
         results_file.write(row)
         done[item.id] = row
@@ -310,7 +397,12 @@ async def run_benchmark(
     finally:
         results_file.close()
         traces_file.close()
+        journal.close()
         summary = summarise(config, items, done, previous_wall + time.monotonic() - started)
+        # What --run-budget counted over every attempt: also what interrupted attempts spent.
+        charged = run_ledger.used.minus(Usage(seconds=run_ledger.used.seconds))
+        charged.add(run_ledger.reserved)
+        summary["run_charged"] = charged.to_dict()
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 

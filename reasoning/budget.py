@@ -19,6 +19,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -178,8 +179,21 @@ class Reservation:
     anomalies: dict[str, float | str] = field(default_factory=dict)
 
 
+class Journal(Protocol):
+    """A durable record of a ledger's reservations (written before the backend call) and of
+    what each was charged, so that a run killed mid-call can charge its in-flight calls."""
+
+    def reserved(self, reservation: Reservation) -> None: ...
+
+    def committed(self, reservation: Reservation, charged: Usage) -> None: ...
+
+
 class Ledger:
-    """Enforces one Budget; a child ledger also answers to all its ancestors."""
+    """Enforces one Budget; a child ledger also answers to all its ancestors.
+
+    ``journal`` (on any ledger of a chain) hears of every reservation before it is handed
+    out and of every commit; ``reasoning-bench run`` keeps one on disk.
+    """
 
     def __init__(
         self,
@@ -188,6 +202,7 @@ class Ledger:
         *,
         label: str = "",
         clock: Callable[[], float] = time.monotonic,
+        journal: Journal | None = None,
     ) -> None:
         self.budget = budget or Budget()
         self.parent = parent
@@ -200,6 +215,7 @@ class Ledger:
         self.reserved = Usage()
         self.stopped_by: str | None = None  # first limit that shrank or refused a call
         self._refused = False
+        self.journal = journal
 
     # -- structure -------------------------------------------------------------
     def child(self, budget: Budget | None = None, *, label: str = "") -> Ledger:
@@ -287,7 +303,11 @@ class Ledger:
             ledger.reserved.add(amount)
         if shrunk_by:
             self._mark_stopped(shrunk_by)
-        return Reservation(self, amount, n, max_tokens, shrunk_by)
+        reservation = Reservation(self, amount, n, max_tokens, shrunk_by)
+        for ledger in self.chain():
+            if ledger.journal is not None:
+                ledger.journal.reserved(reservation)
+        return reservation
 
     def _refuse(self, limit: str) -> None:
         self._mark_stopped(limit, refused=True)
@@ -316,6 +336,8 @@ class Ledger:
         for ledger in self.chain():
             ledger.reserved = ledger.reserved.minus(reservation.amount)
             ledger.used.add(charged)
+            if ledger.journal is not None:
+                ledger.journal.committed(reservation, charged)
         return charged
 
     def release(self, reservation: Reservation) -> None:

@@ -185,3 +185,50 @@ def test_usd_budget_on_an_unpriced_model_is_refused_unless_given_a_price(tmp_pat
         assert 0 < summary["usage"]["usd"] <= 0.01 and summary["config"]["price"] == [1e-6, 4e-6]
     assert run_cli("run", *common, "--price", "cheap", "--out", str(tmp_path / "bad")) == 2
     assert "--price 'cheap'" in capsys.readouterr().err
+
+
+def test_calls_in_flight_at_a_kill_are_charged_when_the_run_resumes(tmp_path):
+    """Issue 11: after kill -9, calls that were in flight were not charged, so --run-budget
+    calls=20 allowed 28. The journal records each reservation before its call; the resumed run
+    charges the ones never committed at their reservation."""
+    from reasoning.benchmarks.stub_server import StubServer
+
+    out, root = tmp_path / "out", Path(__file__).parent.parent
+    results = out / "results.jsonl"
+    with StubServer(latency=0.5) as server:
+        cmd = [sys.executable, "-m", main.__module__, "run", "--dataset", "gsm8k", "--limit", "40",
+               "--strategy", "greedy", "--backend", "openai:stub-model", "--api-base", server.base_url,
+               "--max-tokens", "64", "--concurrency", "4", "--run-budget", "calls=20", "--out", str(out)]
+        proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while time.time() < deadline and not (
+            server.in_flight == 4 and results.exists() and len(results.read_text().splitlines()) >= 4
+        ):
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)  # with four calls in flight
+        proc.wait()
+        served_before = len(read_done(results))
+        assert server.count - served_before >= 1  # calls made that no result accounts for
+        resumed = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+        assert resumed.returncode == 0, resumed.stderr[-2000:]
+        assert server.count <= 20  # the cap holds across the kill
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["run_charged"]["calls"] == 20
+    assert summary["n_problems"] == 40 and summary["stopped_by"]["run:calls"] >= 20
+
+
+def test_problems_stopped_by_a_run_limit_are_retried_when_it_is_raised(tmp_path):
+    out = tmp_path / "out"
+    common = ["--dataset", "gsm8k", "--limit", "6", "--strategy", "greedy", "--backend", "scripted:1",
+              "--max-tokens", "100", "--out", str(out)]
+    assert run_cli("run", *common, "--run-budget", "calls=3") == 0
+    assert json.loads((out / "summary.json").read_text())["stopped_by"] == {"run:calls": 3}
+    assert run_cli("run", *common, "--run-budget", "calls=3") == 0  # not raised: nothing to retry
+    assert json.loads((out / "summary.json").read_text())["run_charged"]["calls"] == 3
+    assert run_cli("run", *common, "--run-budget", "calls=5") == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stopped_by"] == {"run:calls": 1} and summary["usage"]["calls"] == 5
+    assert run_cli("run", *common, "--run-budget", "") == 0  # no run budget: every problem gets its go
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stopped_by"] == {} and summary["usage"]["calls"] == 6 and summary["run_charged"]["calls"] == 6
+    assert summary["n_problems"] == 6 and summary["complete"]
