@@ -84,17 +84,17 @@ class _Calibration(Strategy):
 
     async def run(self, ctx: Context) -> Outcome:
         probes = await probe(ctx, self.probes, **self.sampling)
-        probe_usage = ctx.budget.used.minus(Usage())  # a copy
-        probe_usage.seconds = ctx.budget.elapsed()
+        probe_usage = ctx.ledger.used.minus(Usage())  # a copy
+        probe_usage.seconds = ctx.ledger.elapsed()
         if not probes:
             return Outcome(None, info={"agreement": None, "candidates": {}})
         share = agreement(probes)
         results: dict[str, dict[str, Any]] = {}
         for route, strategy in zip(self.candidates, self._strategies, strict=True):
-            before = ctx.budget.used.tokens
+            before = ctx.ledger.used.tokens
             async with ctx.span(f"candidate {route.label}") as sub:
                 outcome = await run_route(sub.slice(self._slice(probe_usage), name="budget"), route, strategy, probes)
-            spent = probe_usage.tokens + ctx.budget.used.tokens - before
+            spent = probe_usage.tokens + ctx.ledger.used.tokens - before
             results[route.label] = {"answer": outcome.answer, "tokens": spent}
         vote = majority(probes)
         info = {"agreement": share, "probe_tokens": probe_usage.tokens, "candidates": results}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -50,7 +50,7 @@ class Sample:
     answer: str | None
     completion: Completion | None = None
     score: float | None = None
-    node: int | None = None  # trace node of the call that produced it
+    trace_id: int | None = None  # id of the trace node of the call that produced it
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -64,11 +64,18 @@ class Sampling:
     min_tokens: int = 64  # a call shrunk below this is refused instead (too short to answer)
 
 
+GENERATOR = "generator"
+VERIFIER = "verifier"
+
+
 class Context:
+    """``backend`` is one backend serving every role, or a mapping role -> backend that must
+    include ``"generator"``; a role not in it is served by the generator."""
+
     def __init__(
         self,
         problem: Problem,
-        backend: Backend,
+        backend: Backend | Mapping[str, Backend],
         ledger: Ledger,
         trace: Trace,
         *,
@@ -77,30 +84,54 @@ class Context:
         sampling: Sampling = Sampling(),
         parent: int | None = None,
         vote_key: VoteKey | None = None,
+        role: str = GENERATOR,
+        usage_by_role: dict[str, Usage] | None = None,
     ) -> None:
         self.problem = problem
-        self.backend = backend
-        self.budget = ledger
+        self.backends = roles_of(backend)
+        self.ledger = ledger
         self.trace = trace
         self.messages = tuple(messages)  # the problem as a chat prompt
         self.extract = extract
         self.sampling = sampling
         self.parent = parent
         self.vote_key = vote_key
+        self.role = role
+        # What each role's calls were charged, shared by every context derived from this one.
+        self.usage_by_role: dict[str, Usage] = {} if usage_by_role is None else usage_by_role
+
+    @property
+    def backend(self) -> Backend:
+        """The backend of this context's role."""
+        return self.backend_for(self.role)
+
+    def backend_for(self, role: str) -> Backend:
+        return self.backends.get(role) or self.backends[GENERATOR]
+
+    @property
+    def budget(self) -> Ledger:
+        """Deprecated name of ``ledger`` (it is a ledger, not a Budget)."""
+        return self.ledger
 
     # -- structure -------------------------------------------------------------
-    def _derive(self, *, ledger: Ledger | None = None, parent: int | None = None) -> Context:
+    def _derive(self, *, ledger: Ledger | None = None, parent: int | None = None, role: str | None = None) -> Context:
         return Context(
             self.problem,
-            self.backend,
-            ledger or self.budget,
+            self.backends,
+            ledger or self.ledger,
             self.trace,
             messages=self.messages,
             extract=self.extract,
             sampling=self.sampling,
             parent=self.parent if parent is None else parent,
             vote_key=self.vote_key,
+            role=role or self.role,
+            usage_by_role=self.usage_by_role,
         )
+
+    def using(self, role: str) -> Context:
+        """This context with its calls going to ``role``'s backend (the generator's if none)."""
+        return self._derive(role=role)
 
     @asynccontextmanager
     async def span(self, name: str, **info: Any):
@@ -114,7 +145,7 @@ class Context:
     def slice(self, budget: Budget, name: str = "slice") -> Context:
         """A child context with its own limits, also bound by all of this one's."""
         node = self.trace.add("span", name, self.parent, info={"budget": budget.limits()})
-        return self._derive(ledger=self.budget.child(budget), parent=node.id)
+        return self._derive(ledger=self.ledger.child(budget), parent=node.id)
 
     # -- generation ------------------------------------------------------------
     def request(
@@ -148,11 +179,15 @@ class Context:
         return GenerationRequest(messages=tuple(prompt), **common)
 
     async def generate(
-        self, prompt: PromptInput = None, *, name: str = "generate", min_tokens: int | None = None, **options: Any
+        self, prompt: PromptInput = None, *, name: str = "generate", min_tokens: int | None = None,
+        role: str | None = None, **options: Any
     ) -> list[Sample]:
-        """Sample up to ``n`` completions within the budget (maybe fewer, maybe none)."""
+        """Sample up to ``n`` completions within the budget (maybe fewer, maybe none), from the
+        backend of ``role`` (default: this context's role)."""
+        if role is not None and role != self.role:
+            return await self.using(role).generate(prompt, name=name, min_tokens=min_tokens, **options)
         request = self.request(prompt, **options)
-        ledger = self.budget
+        ledger = self.ledger
         floor = self.sampling.min_tokens if min_tokens is None else min_tokens
         try:
             if ledger.seconds_left() <= 0:
@@ -165,7 +200,7 @@ class Context:
             return []
         asked = (request.n, request.max_tokens)
         request = request.replace(n=reservation.n, max_tokens=reservation.max_tokens)
-        info = {"backend": self.backend.name}
+        info = {"backend": self.backend.name, "role": self.role}
         if reservation.shrunk_by:
             info["shrunk"] = {"by": reservation.shrunk_by, "asked_n": asked[0], "asked_max_tokens": asked[1]}
         node = self.trace.add("generate", name, self.parent, request=request.to_dict(), info=info)
@@ -173,7 +208,7 @@ class Context:
             response = await _within(self.backend.generate(request), ledger.seconds_left())
         except TimeoutError:
             # The provider saw the call; its tokens are unknown, so only the call is counted.
-            ledger.commit(reservation, Usage(calls=reservation.amount.calls))
+            self._charged(ledger.commit(reservation, Usage(calls=reservation.amount.calls)))
             ledger.mark_deadline()
             node.error = "cancelled at the deadline"
             node.usage = {"calls": reservation.amount.calls}
@@ -193,27 +228,43 @@ class Context:
             flops=flops_per_token * (response.prompt_tokens + response.completion_tokens),
         )
         charged = ledger.commit(reservation, actual)
+        self._charged(charged)
         node.completions = [c.to_dict() for c in response.completions]
         node.usage = charged.to_dict()
         node.info.update(response.info)
         if reservation.anomalies:  # out-of-bounds usage, charged at the reservation instead
             node.info["usage_anomaly"] = {"reported": reservation.anomalies, "reserved": reservation.amount.to_dict()}
         self.trace.close(node)
-        samples = [Sample(c.text, self.extract(c.text), c, node=node.id) for c in response.completions]
+        samples = [Sample(c.text, self.extract(c.text), c, trace_id=node.id) for c in response.completions]
         if self.vote_key is not None:
             for sample in samples:
                 if sample.answer is not None:
                     sample.info["vote_key"] = self.vote_key(self.problem, sample.answer)
         return samples
 
+    def _charged(self, usage: Usage | None) -> None:
+        if usage is not None:
+            self.usage_by_role.setdefault(self.role, Usage()).add(usage)
+
     # -- verification ----------------------------------------------------------
     async def verify(self, samples: list[Sample], verifier: Verifier) -> list[float]:
-        """Score samples with ``verifier`` (which may itself call the model, within budget)."""
+        """Score samples with ``verifier``, which may itself call a model, within budget: the
+        ``verifier`` role's backend when one is given, else the generator's."""
         async with self.span("verify", verifier=verifier.name) as sub:
-            scores = await verifier.score(sub, samples)
+            scores = await verifier.score(sub.using(VERIFIER), samples)
         for sample, score in zip(samples, scores, strict=True):
             sample.score = score
         return scores
+
+
+def roles_of(backend: Backend | Mapping[str, Backend]) -> dict[str, Backend]:
+    """Role -> backend; a single backend serves every role."""
+    if isinstance(backend, Mapping):
+        roles = dict(backend)
+        if GENERATOR not in roles:
+            raise ValueError(f"backends need a {GENERATOR!r} role; got {', '.join(roles) or 'none'}")
+        return roles
+    return {GENERATOR: backend}
 
 
 async def _within(awaitable, seconds: float):

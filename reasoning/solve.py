@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, field_serializer
 
 from .backends.base import Backend
 from .budget import Budget, Ledger, Usage
-from .context import Context, Extractor, Problem, Sampling, VoteKey
+from .context import GENERATOR, Context, Extractor, Problem, Sampling, VoteKey
 from .errors import ConfigError
 from .strategy import Outcome, Strategy
 from .trace import Trace
@@ -37,6 +37,12 @@ class Result(BaseModel):
     strategy: dict[str, Any]
     trace: Trace
     info: dict[str, Any] = {}
+    # What each role's calls were charged ({"generator": ...} with a single backend).
+    usage_by_role: dict[str, Usage] = {}
+
+    @field_serializer("usage_by_role")
+    def _usage_by_role(self, usage: dict[str, Usage]) -> dict[str, dict[str, float]]:
+        return {role: u.to_dict() for role, u in usage.items()}
 
     @field_serializer("usage")
     def _usage(self, usage: Usage) -> dict[str, float]:
@@ -72,9 +78,10 @@ def problem_messages(problem: Problem, prompt: str = "solve_math") -> tuple[Mess
 async def asolve(
     problem: str | Problem,
     strategy: Strategy,
-    backend: Backend,
+    backend: Backend | None = None,
     budget: Budget | None = None,
     *,
+    backends: Mapping[str, Backend] | None = None,
     run_ledger: Ledger | None = None,
     prompt: str = "solve_math",
     sampling: Sampling | None = None,
@@ -83,19 +90,23 @@ async def asolve(
 ) -> Result:
     """Solve one problem with ``strategy`` on ``backend`` within ``budget``.
 
+    ``backends`` gives roles their own models (``{"generator": a, "verifier": b}``; with
+    ``backend`` too, that one is the generator); every call is charged to the one ledger.
     ``run_ledger`` makes this problem's ledger a child of a run-wide one (``--run-budget``).
     Backend errors that retries could not fix propagate; budget limits never raise, they
     end the strategy early and show in ``result.stopped_by``. A ``usd`` limit on a backend
     with no known price raises ConfigError (see ``require_prices``).
     """
-    require_prices(backend, budget, *(ledger.budget for ledger in run_ledger.chain()) if run_ledger else ())
+    roles = role_backends(backend, backends)
+    for each in dict.fromkeys(roles.values()):
+        require_prices(each, budget, *(ledger.budget for ledger in run_ledger.chain()) if run_ledger else ())
     if isinstance(problem, str):
         problem = Problem(problem)
     ledger = run_ledger.child(budget) if run_ledger else Ledger(budget)
     trace = Trace()
     ctx = Context(
         problem,
-        backend,
+        roles,
         ledger,
         trace,
         messages=problem_messages(problem, prompt),
@@ -125,13 +136,26 @@ async def asolve(
         strategy=strategy.describe(),
         trace=trace,
         info=outcome.info,
+        usage_by_role=ctx.usage_by_role,
     )
+
+
+def role_backends(backend: Backend | None, backends: Mapping[str, Backend] | None) -> dict[str, Backend]:
+    """The role -> backend map of a solve: ``backend`` is the generator unless ``backends`` names one."""
+    roles = dict(backends or {})
+    if backend is not None:
+        if roles.get(GENERATOR, backend) is not backend:
+            raise ConfigError("give the generator either as backend= or as backends['generator'], not both")
+        roles[GENERATOR] = backend
+    if GENERATOR not in roles:
+        raise ConfigError(f"no backend: pass backend=... or backends={{'{GENERATOR}': ...}}")
+    return roles
 
 
 async def asolve_many(
     problems: Iterable[str | Problem],
     strategy: Strategy,
-    backend: Backend,
+    backend: Backend | None,
     budget: Budget | None = None,
     *,
     run_budget: Budget | None = None,
@@ -200,13 +224,15 @@ def run_sync(coro: Awaitable[T]) -> T:
     return _RUNNER.run(coro)
 
 
-def solve(problem: str | Problem, strategy: Strategy, backend: Backend, budget: Budget | None = None, **options: Any) -> Result:
+def solve(problem: str | Problem, strategy: Strategy, backend: Backend | None = None, budget: Budget | None = None,
+          **options: Any) -> Result:
     """Sync facade of ``asolve``."""
     return run_sync(asolve(problem, strategy, backend, budget, **options))
 
 
 def solve_many(
-    problems: Sequence[str | Problem], strategy: Strategy, backend: Backend, budget: Budget | None = None, **options: Any
+    problems: Sequence[str | Problem], strategy: Strategy, backend: Backend | None = None, budget: Budget | None = None,
+    **options: Any
 ) -> list[Result | None]:
     """Sync facade of ``asolve_many``."""
     return run_sync(asolve_many(problems, strategy, backend, budget, **options))

@@ -101,7 +101,7 @@ class GenRMBestOfN(Strategy, SampleReuse):
             return ctx
         limits = {}
         for limit in ("tokens", "completion_tokens"):
-            left = ctx.budget.remaining(limit)
+            left = ctx.ledger.remaining(limit)
             if math.isfinite(left):
                 limits[limit] = max(0, math.floor(self.solution_share * left))
         return ctx.slice(Budget(**limits), name="solutions") if limits else ctx

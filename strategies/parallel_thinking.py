@@ -127,11 +127,11 @@ class ParallelThinking(Strategy):
         limits: dict = {}
         if self.synthesis_share > 0:
             for limit in _SHARED_LIMITS:
-                left = ctx.budget.remaining(limit)
+                left = ctx.ledger.remaining(limit)
                 if math.isfinite(left) and left > 0:
                     keep = (1 - self.synthesis_share) * left
                     limits[limit] = math.floor(keep) if "tokens" in limit else keep
-            calls = ctx.budget.remaining("calls")
+            calls = ctx.ledger.remaining("calls")
             if math.isfinite(calls):  # one call for the synthesis, unless that leaves the paths none
                 limits["calls"] = max(min(1, int(calls)), int(calls) - 1)
         return ctx.slice(Budget(**limits), name="paths")

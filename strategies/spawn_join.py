@@ -120,7 +120,7 @@ def child_budget(ctx: Context, count: int, join_share: float) -> Budget:
     """One child's slice: (1 - join_share) of each finite remaining limit, split ``count`` ways."""
     limits: dict[str, float] = {}
     for limit in _SLICED:
-        left = ctx.budget.remaining(limit)
+        left = ctx.ledger.remaining(limit)
         if math.isinf(left):
             continue
         reserve = join_share * left

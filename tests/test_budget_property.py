@@ -47,7 +47,7 @@ class Loop(Strategy):
         samples = []
         for _ in range(200):
             got = await ctx.generate(n=2)
-            if not got and ctx.budget.exhausted:
+            if not got and ctx.ledger.exhausted:
                 break
             samples += got
         return Outcome(samples[0].answer if samples else None, None, samples)

@@ -75,7 +75,7 @@ def test_llm_prm_budget_refusals_score_zero_and_stay_within_budget():
     ctx = context(backend, rz.Budget(calls=2))
     (score,) = asyncio.run(LLMProcessReward(aggregate="mean").score(ctx, [sample]))
     assert sample.info["prm"]["step_scores"].count(0.0) == 2 and score == 0.5
-    assert ctx.budget.usage().calls == 2
+    assert ctx.ledger.usage().calls == 2
 
 
 def test_prm_is_a_registered_verifier():

@@ -1,0 +1,70 @@
+"""Roles: a verifier (or any role) on another model than the generator, one ledger for both."""
+
+import pytest
+
+import reasoning as rz
+from reasoning.backends import Scripted
+from reasoning.strategies import GenRMBestOfN, SelfConsistency
+
+
+def verdicts(request, index):
+    return "The solution is correct. Verification: Is the answer correct (Yes/No)? Yes"
+
+
+def backends():
+    generator = Scripted(["7", "7", "3"], usd_per_token=(1e-6, 2e-6), params=1_000, name="gen")
+    verifier = Scripted(responder=verdicts, usd_per_token=(1e-5, 1e-5), params=50_000, name="ver")
+    return generator, verifier
+
+
+def test_the_verifier_role_gets_the_verification_calls():
+    generator, verifier = backends()
+    result = rz.solve("What is 3+4?", GenRMBestOfN(n_solutions=3, k_verifications=2, verify_max_tokens=32),
+                      backends={"generator": generator, "verifier": verifier})
+    assert generator.calls >= 1 and verifier.calls >= 1
+    nodes = [n for n in result.trace.to_list() if n["kind"] == "generate"]
+    roles = {n["info"]["backend"]: n["info"]["role"] for n in nodes}
+    assert roles == {"gen": "generator", "ver": "verifier"}
+    assert all("Verification" not in c["text"] for n in nodes if n["info"]["role"] == "generator" for c in n["completions"])
+    by_role = result.usage_by_role
+    assert set(by_role) == {"generator", "verifier"}
+    # One ledger: the roles add up to the problem's usage; each role is priced and costed by its model.
+    assert result.usage.tokens == by_role["generator"].tokens + by_role["verifier"].tokens
+    assert result.usage.usd == pytest.approx(by_role["generator"].usd + by_role["verifier"].usd)
+    gen, ver = by_role["generator"], by_role["verifier"]
+    assert gen.usd == pytest.approx(1e-6 * gen.prompt_tokens + 2e-6 * gen.completion_tokens)
+    assert ver.usd == pytest.approx(1e-5 * ver.tokens)
+    assert gen.flops == pytest.approx(2 * 1_000 * gen.tokens) and ver.flops == pytest.approx(2 * 50_000 * ver.tokens)
+
+
+def test_one_backend_serves_every_role_and_a_budget_binds_both():
+    generator, _ = backends()
+    result = rz.solve("q", GenRMBestOfN(n_solutions=2, k_verifications=2, verify_max_tokens=32), generator)
+    assert set(result.usage_by_role) == {"generator", "verifier"}
+    generator, verifier = backends()
+    capped = rz.solve("q", GenRMBestOfN(n_solutions=2, k_verifications=4, verify_max_tokens=32),
+                      backends={"generator": generator, "verifier": verifier}, budget=rz.Budget(calls=2))
+    assert capped.usage.calls <= 2
+
+
+def test_ctx_using_and_generate_role():
+    generator, verifier = backends()
+
+    class AskBoth(rz.Strategy):
+        async def run(self, ctx):
+            a = await ctx.generate(n=1)
+            b = await ctx.generate(n=1, role="verifier")
+            c = await ctx.using("critic").generate(n=1)  # no critic given: the generator serves it
+            return rz.Outcome(a[0].answer, samples=[*a, *b, *c])
+
+    result = rz.solve("q", AskBoth(), backends={"generator": generator, "verifier": verifier})
+    assert generator.calls == 2 and verifier.calls == 1
+    assert set(result.usage_by_role) == {"generator", "verifier", "critic"}
+
+
+def test_bad_role_maps_are_refused():
+    generator, verifier = backends()
+    with pytest.raises(rz.ConfigError, match="no backend"):
+        rz.solve("q", SelfConsistency(n=1), backends={"verifier": verifier})
+    with pytest.raises(rz.ConfigError, match="not both"):
+        rz.solve("q", SelfConsistency(n=1), generator, backends={"generator": verifier})
