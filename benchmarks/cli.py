@@ -31,6 +31,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--verifier", help="verifier for best-of-n / weighted voting: judge | confidence")
     run.add_argument("--backend", default="local", help="local | local:PATH | litellm:MODEL | openai:MODEL | scripted[:A,B]")
     run.add_argument("--api-base", help="base URL of an OpenAI-compatible server")
+    run.add_argument("--role", action="append", default=[], metavar="NAME=SPEC[@API_BASE]",
+                     help="another model for a role, repeatable, SPEC as for --backend: "
+                          "--role verifier=local:qwen2.5-coder-1.5b-instruct (the verifier role serves GenRM, judges, PRMs)")
     run.add_argument("--api-key", help="API key (default: the provider's environment variable)")
     run.add_argument("--budget", default="", help="per problem, e.g. tokens=20000,usd=0.1,seconds=60")
     run.add_argument("--run-budget", default="", help="cap for the whole run, same syntax")
@@ -273,6 +276,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     _check_reachable(args.api_base)
     backend = from_spec(args.backend, api_base=args.api_base, api_key=args.api_key,
                         **({"usd_per_token": tuple(price)} if price else {}))
+    role_specs = _parse_roles(args.role)
+    roles = {name: from_spec(spec, api_base=base or args.api_base, api_key=args.api_key)
+             for name, (spec, base) in role_specs.items()}
     config = RunConfig(
         dataset=args.dataset,
         limit=args.limit,
@@ -283,6 +289,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         },
         backend=args.backend,
         api_base=args.api_base,
+        roles={name: spec + (f"@{base}" if base else "") for name, (spec, base) in role_specs.items()},
         budget=str(Budget.parse(args.budget)),
         run_budget=str(Budget.parse(args.run_budget)),
         price=price,
@@ -294,18 +301,40 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as progress:
-        summary = asyncio.run(_run_and_close(config, strategy, backend, items, progress))
+        summary = asyncio.run(_run_and_close(config, strategy, backend, items, progress, roles))
     _print_summary(summary)
     return 0
 
 
-async def _run_and_close(config, strategy, backend, items, progress):
+def _parse_roles(items: list[str]) -> dict[str, tuple[str, str | None]]:
+    """``--role NAME=SPEC[@API_BASE]`` -> {name: (spec, api_base)}."""
+    roles: dict[str, tuple[str, str | None]] = {}
+    for item in items:
+        name, sep, spec = item.partition("=")
+        name = name.strip()
+        if not sep or not name or not spec:
+            raise ConfigError(f"--role {item!r} is not of the form NAME=SPEC[@API_BASE] (e.g. verifier=local)")
+        if name == "generator":
+            raise ConfigError("--role generator: the generator is --backend")
+        if name in roles:
+            raise ConfigError(f"--role {name} given twice")
+        head, at, base = spec.rpartition("@")
+        if at and base.startswith(("http://", "https://")):
+            _check_reachable(base)
+            roles[name] = (head, base)
+        else:
+            roles[name] = (spec, None)
+    return roles
+
+
+async def _run_and_close(config, strategy, backend, items, progress, roles=None):
     from .run import run_benchmark
 
     try:
-        return await run_benchmark(config, strategy, backend, items=items, progress=progress)
+        return await run_benchmark(config, strategy, backend, items=items, progress=progress, roles=roles)
     finally:
-        await backend.aclose()
+        for each in dict.fromkeys([backend, *(roles or {}).values()]):
+            await each.aclose()
 
 
 def _print_summary(summary: dict) -> None:

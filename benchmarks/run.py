@@ -33,7 +33,8 @@ from reasoning.strategy import Strategy
 from .datasets import Item, load_items
 
 # Config fields that change what a result means; a resumed run must match them.
-_IDENTITY = ("dataset", "strategy", "strategy_options", "backend", "budget", "max_tokens", "temperature", "price")
+_IDENTITY = ("dataset", "strategy", "strategy_options", "backend", "roles", "budget", "max_tokens", "temperature",
+             "price")
 
 
 class RunConfig(BaseModel):
@@ -45,6 +46,7 @@ class RunConfig(BaseModel):
     strategy_options: dict[str, Any] = {}
     backend: str
     api_base: str | None = None
+    roles: dict[str, str] = {}  # role -> backend spec (--role NAME=SPEC[@API_BASE])
     budget: str = ""
     run_budget: str = ""
     price: list[float] | None = None  # --price: USD per prompt and completion token
@@ -90,7 +92,8 @@ def _check_resume(out: Path, config: RunConfig) -> dict[str, Any] | None:
     old = None
     if config_path.exists():
         old = json.loads(config_path.read_text())
-        changed = [k for k in _IDENTITY if old.get(k) != getattr(config, k)]
+        # A field the earlier run did not record yet had its default then.
+        changed = [k for k in _IDENTITY if old.get(k, RunConfig.model_fields[k].default) != getattr(config, k)]
         if changed:
             raise ConfigError(
                 f"{out} holds a run with a different {', '.join(changed)}; use another --out or delete it"
@@ -314,8 +317,11 @@ async def run_benchmark(
     *,
     items: list[Item] | None = None,
     progress: Any | None = None,
+    roles: dict[str, Backend] | None = None,
 ) -> dict[str, Any]:
-    require_prices(backend, Budget.parse(config.budget), Budget.parse(config.run_budget))
+    """``roles`` gives roles other than the generator their own backends (``--role``)."""
+    for each in dict.fromkeys([backend, *(roles or {}).values()]):
+        require_prices(each, Budget.parse(config.budget), Budget.parse(config.run_budget))
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     if items is None:
@@ -362,6 +368,7 @@ async def run_benchmark(
             "unverifiable": correct is None,
             **graded,
             "usage": result.usage.to_dict(),
+            "usage_by_role": {role: u.to_dict() for role, u in result.usage_by_role.items()},
             "stopped_by": result.stopped_by,
             # Calls whose reported usage was out of bounds (charged at their reservation).
             "usage_anomalies": sum("usage_anomaly" in node.info for node in result.trace.calls()),
@@ -378,7 +385,8 @@ async def run_benchmark(
     group: list[Item] = []
     try:
         if todo:
-            await backend.load()  # a model load must not eat the first problems' seconds budget
+            for each in dict.fromkeys([backend, *(roles or {}).values()]):
+                await each.load()  # a model load must not eat the first problems' seconds budget
         for kind in dict.fromkeys(item.kind for item in todo):  # each kind once, in order
             group = [item for item in todo if item.kind == kind]
             options = solve_options(kind)
@@ -392,6 +400,7 @@ async def run_benchmark(
                 concurrency=config.concurrency,
                 on_result=on_result,
                 sampling=Sampling(max_tokens=config.max_tokens, temperature=config.temperature),
+                backends=roles or None,
                 **options,
             )
     finally:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from reasoning.verifiers.code_exec import FULL_ISOLATION, UID_BASE, run_code_tests, sandbox_isolation
+from reasoning.verifiers.code_exec import FULL_ISOLATION, run_code_tests, sandbox_isolation, uid_block
 
 CHECK = "def check(candidate):\n    assert candidate(2) == 3\n    assert candidate(10) == 11\n"
 WRONG = "def inc(x):\n    return x\n"
@@ -42,7 +42,7 @@ def sandbox_processes():
         except OSError:
             continue
         uid = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
-        if UID_BASE <= uid < UID_BASE + 1000:
+        if uid in uid_block():  # this test process's sandboxes only
             found.append((entry.name, uid))
     return found
 

@@ -68,3 +68,26 @@ def test_bad_role_maps_are_refused():
         rz.solve("q", SelfConsistency(n=1), backends={"verifier": verifier})
     with pytest.raises(rz.ConfigError, match="not both"):
         rz.solve("q", SelfConsistency(n=1), generator, backends={"generator": verifier})
+
+
+def test_cli_role_sends_verification_calls_to_the_second_backend(tmp_path):
+    import json
+
+    from reasoning.benchmarks.cli import main
+
+    out = tmp_path / "run"
+    code = main(["run", "--dataset", "gsm8k", "--limit", "2", "--strategy", "genrm-best-of-n", "--n", "2",
+                 "--option", "k_verifications=2", "--option", "verify_max_tokens=32", "--backend", "scripted:7",
+                 "--role", "verifier=scripted:8", "--out", str(out)])
+    assert code == 0
+    traces = [json.loads(line) for line in (out / "traces.jsonl").read_text().splitlines()]
+    for trace in traces:
+        nodes = [n for n in trace["trace"] if n["kind"] == "generate"]
+        verify = [n for n in nodes if n["info"]["role"] == "verifier"]
+        assert verify and all("boxed{8}" in c["text"] for n in verify for c in n["completions"])
+        assert all("boxed{7}" in c["text"] for n in nodes if n["info"]["role"] == "generator" for c in n["completions"])
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert all(set(r["usage_by_role"]) == {"generator", "verifier"} for r in rows)
+    assert json.loads((out / "config.json").read_text())["roles"] == {"verifier": "scripted:8"}
+    assert main(["run", "--dataset", "gsm8k", "--limit", "1", "--backend", "scripted", "--role", "verifier",
+                 "--out", str(tmp_path / "bad")]) == 2

