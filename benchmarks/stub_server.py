@@ -19,7 +19,10 @@ Deterministic rules (tests rely on them):
   * Token logprobs (when asked) are ``-0.05 * (1 + j % 5)`` for the j-th token of a sample.
 
 Request handling order: record, auth (401), injected failure (next code of ``failures``),
-unknown model (404), n > 1 without ``supports_n`` (400), ``latency``, respond. Attributes
+unknown model (404), n > 1 without ``supports_n`` (400), ``latency``, respond. Besides
+HTTP status codes, ``failures`` takes the broken upstream's answers (``MALFORMED``):
+"bad_json" (a 200 whose body is not JSON), "no_choices" (a 200 JSON body without
+``choices``) and "close" (the connection is closed without an answer). Attributes
 (``failures``, ``latency``, ``responder``...) may be changed while the server runs.
 ``requests`` keeps every request (body, headers, the status answered, the usage reported);
 ``max_in_flight`` is the most generation requests served at once. ``stub_process()`` runs
@@ -45,6 +48,8 @@ from typing import Any, Self
 from aiohttp import web
 
 Responder = Callable[[dict[str, Any]], "str | Sequence[str]"]
+# Injected answers of a broken upstream (entries of ``failures`` besides status codes).
+MALFORMED = ("bad_json", "no_choices", "close")
 
 DEFAULT_MODEL = "stub-model"
 _ERROR_TYPES = {
@@ -137,7 +142,7 @@ class StubServer:
         api_key: str | None = None,
         unknown_models: Iterable[str] = (),
         models: Sequence[str] = (DEFAULT_MODEL,),
-        failures: Iterable[int] = (),
+        failures: Iterable[int | str] = (),
         latency: float = 0.0,
         supports_n: bool = True,
         host: str = "127.0.0.1",
@@ -149,7 +154,7 @@ class StubServer:
         self.api_key = api_key
         self.unknown_models = set(unknown_models)
         self.models = list(models)
-        self.failures: deque[int] = deque(failures)
+        self.failures: deque[int | str] = deque(failures)
         self.latency = latency
         self.supports_n = supports_n
         self.host = host
@@ -220,6 +225,8 @@ class StubServer:
         self.in_flight += 1  # only touched on the server's loop thread
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
+            if self._authorized(request) and self.failures and self.failures[0] in MALFORMED:
+                return self._malformed(request, record, str(self.failures.popleft()))
             status, payload = await self._respond(request, body, chat)
         finally:
             self.in_flight -= 1
@@ -227,6 +234,17 @@ class StubServer:
         if status == 200:
             record.usage = payload["usage"]
         return web.json_response(payload, status=status)
+
+    def _malformed(self, request: web.Request, record: RecordedRequest, kind: str) -> web.Response:
+        """A broken upstream's answer (see ``MALFORMED``); recorded with status 200 (0: closed)."""
+        if kind == "close":
+            assert request.transport is not None
+            request.transport.abort()  # no status line, no body: the client sees a dropped connection
+            return web.Response()
+        record.status = 200
+        if kind == "bad_json":
+            return web.Response(text='{"id": "chatcmpl-broken", "choices": [', content_type="application/json")
+        return web.json_response({"id": "chatcmpl-broken", "object": "chat.completion", "usage": None})
 
     async def _respond(self, request: web.Request, body: dict[str, Any], chat: bool) -> tuple[int, dict[str, Any]]:
         if not self._authorized(request):
@@ -405,12 +423,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
     parser.add_argument("--no-n", action="store_true", help="reject n > 1 with 400")
     parser.add_argument("--unknown-model", action="append", default=[], help="answer 404 for it")
-    parser.add_argument("--fail", default="", help="status codes to answer first, e.g. 429,500")
+    parser.add_argument("--fail", default="", help="status codes (or bad_json, no_choices, close) to answer first, "
+                        "e.g. 429,500")
     opts = parser.parse_args(argv)
     server = StubServer(
         api_key=opts.api_key,
         unknown_models=opts.unknown_model,
-        failures=[int(code) for code in opts.fail.split(",") if code],
+        failures=[code if code in MALFORMED else int(code) for code in opts.fail.split(",") if code],
         latency=opts.latency,
         supports_n=not opts.no_n,
         host=opts.host,

@@ -23,6 +23,14 @@ class BackendUnavailable(BackendError):
     """The backend cannot be reached (server down, model files missing)."""
 
 
+class BackendTimeout(BackendUnavailable):
+    """The backend did not answer within the request timeout (``--request-timeout``)."""
+
+
+class MalformedResponse(BackendError):
+    """The backend answered with a body that is not a valid response (not JSON, no ``choices``)."""
+
+
 class AuthenticationError(BackendError):
     """The provider rejected the credentials."""
 

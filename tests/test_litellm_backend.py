@@ -15,8 +15,15 @@ from typing import Any
 import pytest
 
 from reasoning.benchmarks.stub_server import StubServer, logprob
-from reasoning.backends.litellm_backend import LiteLLM
-from reasoning.errors import AuthenticationError, BackendUnavailable, BadModel, UnsupportedRequest
+from reasoning.backends.litellm_backend import KEY_VARIABLES, LiteLLM
+from reasoning.errors import (
+    AuthenticationError,
+    BackendTimeout,
+    BackendUnavailable,
+    BadModel,
+    MalformedResponse,
+    UnsupportedRequest,
+)
 from reasoning.types import GenerationRequest, GenerationResponse, Message
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,6 +144,50 @@ def test_bad_api_key_fails_fast_without_retries() -> None:
             generate(backend(server, api_key="wrong", backoff=1.0), chat())
         assert time.perf_counter() - start < 2.0
         assert server.count == 1
+
+
+def test_a_missing_api_key_fails_at_once_naming_the_variable(server: StubServer, monkeypatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    b = backend(server, api_key=None, backoff=1.0)
+    with pytest.raises(AuthenticationError, match="OPENAI_API_KEY"):
+        generate(b, chat())  # litellm calls it an HTTP 500: it was retried 4 times
+    assert server.count == 0
+    with pytest.raises(AuthenticationError, match="set OPENAI_API_KEY"):
+        LiteLLM.from_spec("openai/stub-model", api_base=server.base_url)  # the CLI's check, before any call
+
+
+def test_key_variables_checked_before_import_are_litellms(monkeypatch) -> None:
+    import litellm
+
+    for provider, variable in KEY_VARIABLES.items():
+        monkeypatch.delenv(variable, raising=False)
+        assert variable in litellm.validate_environment(model=f"{provider}/some-model")["missing_keys"], provider
+
+
+@pytest.mark.parametrize("broken", ["bad_json", "no_choices"])
+def test_a_malformed_body_is_retried_like_a_5xx_then_a_clear_error(server: StubServer, broken: str) -> None:
+    server.failures.extend([broken, 200])
+    assert generate(backend(server), chat()).info["retries"] == 1
+    server.reset()
+    server.failures.extend([broken] * 10)
+    with pytest.raises(MalformedResponse, match=r"malformed response \(after 3 attempts\)"):
+        generate(backend(server, max_retries=2), chat())
+    assert server.count == 3
+
+
+def test_a_closed_connection_is_not_called_a_timeout(server: StubServer) -> None:
+    server.failures.extend(["close"] * 10)
+    with pytest.raises(BackendUnavailable, match="closed the connection") as failed:
+        generate(backend(server, max_retries=2), chat())
+    assert not isinstance(failed.value, BackendTimeout) and "timeout" not in str(failed.value).lower()
+
+
+def test_the_request_timeout_bounds_a_hung_upstream_retries_included(server: StubServer) -> None:
+    server.latency = 60
+    start = time.perf_counter()
+    with pytest.raises(BackendTimeout, match="request timeout"):
+        generate(backend(server, timeout=0.5, max_retries=4), chat())
+    assert time.perf_counter() - start < 10 and server.count == 1
 
 
 def test_unknown_model_is_bad_model() -> None:

@@ -15,7 +15,15 @@ from hypothesis import strategies as st
 
 from reasoning.benchmarks.stub_server import StubServer, logprob, stub_process
 from reasoning.backends.openai_compat import OpenAICompatible, split_completion_tokens
-from reasoning.errors import AuthenticationError, BackendError, BackendUnavailable, BadModel, UnsupportedRequest
+from reasoning.errors import (
+    AuthenticationError,
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    BadModel,
+    MalformedResponse,
+    UnsupportedRequest,
+)
 from reasoning.types import GenerationRequest, GenerationResponse, Message
 
 NO_AIOHTTP = importlib.util.find_spec("httpx_aiohttp") is None
@@ -203,6 +211,45 @@ def test_unreachable_server_is_backend_unavailable(transport: str) -> None:
     with pytest.raises(BackendUnavailable, match=url):
         generate(b, chat())
     assert time.perf_counter() - start < 5
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("broken", ["bad_json", "no_choices"])
+def test_a_malformed_body_is_retried_like_a_5xx_then_a_clear_error(server: StubServer, broken: str,
+                                                                     transport: str) -> None:
+    server.failures.extend([broken, 200])
+    response = generate(backend(server, transport=transport), chat())
+    assert server.count == 2 and response.info["retries"] == 1 and response.completions
+    server.reset()
+    server.failures.extend([broken] * 10)
+    with pytest.raises(MalformedResponse, match=r"malformed response \(after 3 attempts\)"):
+        generate(backend(server, max_retries=2, transport=transport), chat())
+    assert server.count == 3
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_closed_connection_is_not_called_a_timeout(server: StubServer, transport: str) -> None:
+    server.failures.extend(["close"] * 10)
+    with pytest.raises(BackendUnavailable, match="closed the connection") as failed:
+        generate(backend(server, max_retries=2, transport=transport), chat())
+    assert not isinstance(failed.value, BackendTimeout) and "timeout" not in str(failed.value).lower()
+    assert server.count == 3  # retried like any connection failure
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_the_request_timeout_bounds_a_hung_upstream_retries_included(server: StubServer, transport: str) -> None:
+    server.latency = 60  # hung: answers long after any timeout
+    start = time.perf_counter()
+    with pytest.raises(BackendTimeout, match=r"within the request timeout \(0.5 s"):
+        generate(backend(server, timeout=0.5, max_retries=4, transport=transport), chat())
+    assert time.perf_counter() - start < 10  # 5 attempts x 600 s before
+    assert server.count == 1  # no attempt starts after the timeout
+
+
+def test_the_request_timeout_must_be_a_positive_number(server: StubServer) -> None:
+    for bad in (0, -1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="request timeout"):
+            backend(server, timeout=bad)
 
 
 # ---- concurrency and loops ------------------------------------------------------------

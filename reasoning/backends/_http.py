@@ -1,23 +1,36 @@
 """HTTP plumbing shared by the OpenAI-compatible and LiteLLM backends.
 
-Retries (tenacity, exponential backoff with full jitter: 429, 408/409, 5xx, timeouts and
-connection errors, never other 4xx), translation of provider errors into the framework's,
-and building a ``GenerationResponse`` from an OpenAI-style response body.
+Retries (tenacity, exponential backoff with full jitter: 429, 408/409, 5xx, malformed
+bodies, timeouts and connection errors, never other 4xx nor a client without credentials),
+all within one request timeout; translation of provider errors into the framework's; and
+building a ``GenerationResponse`` from an OpenAI-style response body.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import math
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
-from ..errors import AuthenticationError, BackendError, BackendUnavailable, BadModel
+from ..errors import (
+    AuthenticationError,
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    BadModel,
+    ConfigError,
+    MalformedResponse,
+)
 from ..types import Completion, FinishReason, GenerationRequest
 from .base import byte_bound_prompt_tokens
 
 T = TypeVar("T")
 
 MAX_BACKOFF = 30.0  # seconds, cap of one backoff sleep
+# Seconds one backend call may take, retries and backoff included (--request-timeout).
+DEFAULT_REQUEST_TIMEOUT = 300.0
 CONNECT_TIMEOUT = 10.0  # seconds; a dead host should not cost the full read timeout
 _TRANSIENT_STATUS = {408, 409, 429}
 
@@ -25,12 +38,19 @@ _TRANSIENT_STATUS = {408, 409, 429}
 # ---- retries and errors (shared with litellm_backend) ------------------------------------
 
 
+def check_timeout(timeout: float) -> None:
+    if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
+        raise ConfigError(f"the request timeout must be a positive number of seconds, got {timeout!r}")
+
+
 def is_transient(exc: BaseException) -> bool:
-    """Worth retrying: rate limits, server errors, timeouts, connection failures."""
+    """Worth retrying: rate limits, server errors, malformed bodies, timeouts, connection failures."""
     import openai
 
-    if isinstance(exc, openai.APIConnectionError):  # timeouts included
+    if isinstance(exc, MalformedResponse) or isinstance(exc, openai.APIConnectionError):  # timeouts included
         return True
+    if _missing_credentials(exc) is not None:  # litellm reports it as a 500: no retry fixes it
+        return False
     status = getattr(exc, "status_code", None)
     return (
         isinstance(exc, openai.OpenAIError)
@@ -44,18 +64,40 @@ async def with_retries(
     retries: int,
     backoff: float,
     translate: Callable[[BaseException, int], BaseException],
+    timeout: float | None = None,
 ) -> tuple[T, int]:
     """Await ``call()``, retrying transient failures; return (result, attempts made).
 
     The first attempt runs without tenacity (the hot path); only after a transient failure
-    does tenacity take over, counting that failure as its first attempt. The final error
-    goes through ``translate(error, attempts)``.
+    does tenacity take over, counting that failure as its first attempt. Everything, retries
+    and backoff included, ends after ``timeout`` seconds (a ``TimeoutError``). The final
+    error goes through ``translate(error, attempts)``.
     """
-    import openai  # already loaded by the caller's client; a dict lookup here
+    attempts = [0]
+
+    async def counted() -> T:
+        attempts[0] += 1
+        return await call()
 
     try:
+        async with asyncio.timeout(timeout):
+            return await _retrying(counted, retries, backoff, translate)
+    except TimeoutError as exc:  # ours: the request timeout passed (the ledger's deadline cancels instead)
+        _reraise(exc, translate(exc, attempts[0]))
+
+
+async def _retrying(
+    call: Callable[[], Awaitable[T]],
+    retries: int,
+    backoff: float,
+    translate: Callable[[BaseException, int], BaseException],
+) -> tuple[T, int]:
+    import openai  # already loaded by the caller's client; a dict lookup here
+
+    retried = (openai.OpenAIError, MalformedResponse)  # litellm's errors subclass openai's; others pass unchanged
+    try:
         return await call(), 1
-    except openai.OpenAIError as exc:  # litellm's errors subclass these; others pass unchanged
+    except retried as exc:
         if retries <= 0 or not is_transient(exc):
             _reraise(exc, translate(exc, 1))
         first_error: BaseException | None = exc
@@ -77,7 +119,7 @@ async def with_retries(
                     error, first_error = first_error, None
                     raise error
                 return await call(), attempts
-    except openai.OpenAIError as exc:
+    except retried as exc:
         _reraise(exc, translate(exc, attempts))
     raise AssertionError("unreachable: tenacity either returns or reraises")
 
@@ -89,16 +131,28 @@ def _reraise(original: BaseException, translated: BaseException) -> NoReturn:
 
 
 def translate_error(
-    exc: BaseException, *, name: str, model: str, url: str, attempts: int, key_hint: str = "", hint: str = ""
+    exc: BaseException, *, name: str, model: str, url: str, attempts: int, key_hint: str = "", hint: str = "",
+    timeout: float | None = None,
 ) -> BaseException:
-    """Map an ``openai`` (or litellm) error to our typed errors; others are returned as is."""
+    """Map an ``openai`` (or litellm) error, a malformed body or the request timeout
+    (``TimeoutError``) to our typed errors; others are returned as is."""
     import openai
 
+    tried = f"after {attempts} attempt{'s' if attempts != 1 else ''}"
+    within = f"within the request timeout ({timeout:g} s, --request-timeout)" if timeout else "within the timeout"
+    if isinstance(exc, TimeoutError):
+        return BackendTimeout(f"{name}: no answer from {url} {within} ({tried})")
+    if isinstance(exc, MalformedResponse):
+        return MalformedResponse(f"{name}: {url} answered with a malformed response ({tried}): {exc}")
     if not isinstance(exc, openai.OpenAIError):
         return exc
-    tried = f"after {attempts} attempt{'s' if attempts != 1 else ''}"
     status = getattr(exc, "status_code", None)
     detail = _provider_message(exc)
+    if (missing := _missing_credentials(exc)) is not None:
+        where = f": {key_hint}" if key_hint else ""
+        return AuthenticationError(f"{name}: no API key for {url}{where} ({missing})")
+    if (unreadable := _unreadable_answer(exc)) is not None:  # litellm reports these as a 500
+        return MalformedResponse(f"{name}: {url} answered with a malformed response ({tried}): {unreadable}")
     if status in (401, 403):
         where = f" ({key_hint})" if key_hint else ""
         return AuthenticationError(
@@ -110,8 +164,12 @@ def translate_error(
             f"and the /v1 in the URL, right?): {detail}"
         )
     if (cause := _connection_failure(exc)) is not None:
+        if _disconnected(cause):  # some transports report a dropped connection as a timeout
+            return BackendUnavailable(
+                f"{name}: {url} closed the connection without answering ({tried}): {type(cause).__name__}: {cause}"
+            )
         if isinstance(cause, (openai.APITimeoutError, TimeoutError)) or "Timeout" in type(cause).__name__:
-            return BackendUnavailable(f"{name}: no answer from {url} within the timeout ({tried}): {cause!r}")
+            return BackendTimeout(f"{name}: no answer from {url} {within} ({tried}): {cause!r}")
         return BackendUnavailable(
             f"{name}: cannot reach {url} ({tried}): {type(cause).__name__}: {cause}. Is the server up?"
         )
@@ -121,19 +179,77 @@ def translate_error(
     return BackendError(f"{name}: HTTP {status} from {url} {tried}: {detail}{suffix}")
 
 
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and its causes, outermost first (at most 10)."""
+    found: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(found) < 10:
+        found.append(current)
+        current = current.__cause__ or current.__context__
+    return found
+
+
 def _connection_failure(exc: BaseException) -> BaseException | None:
     """The root connection error or timeout behind ``exc``, if any (litellm reports a refused
     connection as a 500 InternalServerError, with the real cause in the chain)."""
+    import aiohttp
     import httpx
     import openai
 
-    found, seen = None, 0
-    current: BaseException | None = exc
-    while current is not None and seen < 10:
-        if isinstance(current, (openai.APIConnectionError, httpx.TransportError, ConnectionError, TimeoutError)):
-            found = current
-        current, seen = current.__cause__ or current.__context__, seen + 1
-    return found
+    kinds = (openai.APIConnectionError, httpx.TransportError, ConnectionError, TimeoutError, aiohttp.ClientConnectionError)
+    return next((cause for cause in reversed(_chain(exc)) if isinstance(cause, kinds)), None)
+
+
+def _disconnected(cause: BaseException) -> bool:
+    """The server closed the connection (or reset it) without an answer."""
+    import aiohttp
+    import httpx
+
+    return isinstance(cause, (httpx.RemoteProtocolError, aiohttp.ServerDisconnectedError, ConnectionResetError))
+
+
+def _missing_credentials(exc: BaseException) -> str | None:
+    """The SDK's own refusal to send a request without an API key (a plain ``OpenAIError``,
+    which litellm wraps in a 500), if that is what ``exc`` is."""
+    import openai
+
+    for cause in _chain(exc):
+        if type(cause) is openai.OpenAIError and ("credentials" in str(cause).lower() or "api_key" in str(cause)):
+            return str(cause).rstrip(".")
+    return None
+
+
+def _unreadable_answer(exc: BaseException) -> str | None:
+    """What litellm could not read in the provider's answer (a body that is not JSON, or one
+    without ``choices``), if that is what lies behind ``exc``."""
+    import openai
+
+    for cause in _chain(exc)[1:]:
+        if isinstance(cause, json.JSONDecodeError):
+            return f"the body is not JSON ({cause})"
+        if isinstance(cause, openai.APIError) and not isinstance(cause, openai.APIStatusError | openai.APIConnectionError):
+            return _provider_message(cause)
+    return None
+
+
+def checked_body(raw: bytes | str) -> dict[str, Any]:
+    """An OpenAI-style response body, or ``MalformedResponse`` (retried like a 5xx)."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as bad:
+        raise MalformedResponse(f"the body is not JSON ({bad}): {_excerpt(raw)}") from None
+    if not isinstance(data, dict) or not isinstance(choices := data.get("choices"), list):
+        raise MalformedResponse(f"no 'choices' list in the body: {_excerpt(raw)}")
+    if not all(isinstance(choice, dict) for choice in choices):
+        raise MalformedResponse(f"'choices' holds something other than objects: {_excerpt(raw)}")
+    if not isinstance(data.get("usage"), dict | None):
+        raise MalformedResponse(f"'usage' is not an object: {_excerpt(raw)}")
+    return data
+
+
+def _excerpt(raw: bytes | str, limit: int = 200) -> str:
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    return repr(text[:limit]) + ("..." if len(text) > limit else "")
 
 
 def _provider_message(exc: BaseException) -> str:

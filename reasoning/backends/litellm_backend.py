@@ -17,9 +17,16 @@ import re
 from typing import Any
 
 from ..aio import gather_all
-from ..errors import BadModel, ConfigError, UnsupportedRequest
+from ..errors import AuthenticationError, BadModel, ConfigError, UnsupportedRequest
 from ..types import Capabilities, GenerationRequest, GenerationResponse
-from ._http import build_response, merge_responses, translate_error, with_retries
+from ._http import (
+    DEFAULT_REQUEST_TIMEOUT,
+    build_response,
+    check_timeout,
+    merge_responses,
+    translate_error,
+    with_retries,
+)
 from .base import Backend
 
 # Providers known to honour n > 1 in one request (litellm must also list "n" as supported;
@@ -43,6 +50,19 @@ PREFILL_PROVIDERS = frozenset({"anthropic"})
 # Service-tier variants (batches, priority, flex...) are not used; size tiers are.
 _PROMPT_PRICE = re.compile(r"input_cost_per_token(_above_\d+k_tokens)?")
 _COMPLETION_PRICE = re.compile(r"output_cost_per_(reasoning_)?token(_above_\d+k_tokens)?")
+# The API key variable of common hosted providers, checked before litellm is imported (it
+# takes seconds), so that a missing key fails at once; ``require_key`` then asks litellm
+# about every provider. A test keeps these names equal to litellm's.
+KEY_VARIABLES = {
+    "openai": "OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "gemini": "GEMINI_API_KEY",
+    "groq": "GROQ_API_KEY",
+    "mistral": "MISTRAL_API_KEY",
+    "together_ai": "TOGETHERAI_API_KEY",
+    "deepseek": "DEEPSEEK_API_KEY",
+    "openrouter": "OPENROUTER_API_KEY",
+}
 
 
 # Before any import of litellm: read the bundled cost map, never fetch one over the network.
@@ -62,7 +82,8 @@ class LiteLLM(Backend):
     ``native_n=None`` decides from the provider; ``extra`` is passed to every litellm call
     (e.g. ``{"top_k": 20}`` or ``{"extra_body": {...}}``). ``usd_per_token`` = (prompt,
     completion) USD per token overrides litellm's cost table (a model it does not list is
-    otherwise unpriced, and a ``usd`` budget on it is refused).
+    otherwise unpriced, and a ``usd`` budget on it is refused). ``timeout``: seconds one call
+    may take, retries included (then ``BackendTimeout``).
     """
 
     def __init__(
@@ -72,7 +93,7 @@ class LiteLLM(Backend):
         api_key: str | None = None,
         *,
         concurrency: int = 64,
-        timeout: float = 600,
+        timeout: float = DEFAULT_REQUEST_TIMEOUT,
         max_retries: int = 4,
         native_n: bool | None = None,
         extra: dict[str, Any] | None = None,
@@ -82,6 +103,7 @@ class LiteLLM(Backend):
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        check_timeout(timeout)
         self._litellm = litellm = _litellm()
         try:
             bare_model, provider, _, _ = litellm.get_llm_provider(model, api_base=api_base)
@@ -225,7 +247,7 @@ class LiteLLM(Backend):
             async with semaphore:
                 return await method(**kwargs)
 
-        return await with_retries(attempt, self.max_retries, self.backoff, self._translate)
+        return await with_retries(attempt, self.max_retries, self.backoff, self._translate, self.timeout)
 
     def _translate(self, exc: BaseException, attempts: int) -> BaseException:
         return translate_error(
@@ -236,15 +258,24 @@ class LiteLLM(Backend):
             attempts=attempts,
             key_hint=self._key_hint(exc),
             hint="if the provider rejects n > 1, pass native_n=False",
+            timeout=self.timeout,
         )
 
     def _key_hint(self, exc: BaseException) -> str:
-        if getattr(exc, "status_code", None) not in (401, 403):
-            return ""
         if self.api_key is not None:
             return "the api_key argument"
-        missing = self._litellm.validate_environment(model=self.model).get("missing_keys") or []
+        missing = self._missing_keys()
         return "set " + ", ".join(missing) if missing else "the provider's API key env var"
+
+    def _missing_keys(self) -> list[str]:
+        """The API key variables litellm wants for this model and does not find."""
+        found = self._litellm.validate_environment(model=self.model, api_base=self.api_base)
+        return [key for key in found.get("missing_keys") or [] if key.endswith("API_KEY")]
+
+    def require_key(self) -> None:
+        """Raise ``AuthenticationError`` naming the variable to set when no API key is at hand."""
+        if self.api_key is None and (missing := self._missing_keys()):
+            raise AuthenticationError(_no_key_message(self.name, missing))
 
     async def generate(self, request: GenerationRequest) -> GenerationResponse:
         self._check(request)
@@ -276,9 +307,16 @@ class LiteLLM(Backend):
 
     @classmethod
     def from_spec(cls, rest: str, *, api_base: str | None = None, api_key: str | None = None, **options: Any) -> LiteLLM:
+        """The CLI's backend: a missing API key is refused here, before any call (and for the
+        providers of ``KEY_VARIABLES``, before litellm is even imported)."""
         if not rest:
             raise ConfigError("litellm backend needs a model: --backend litellm:openai/gpt-4o-mini")
-        return cls(rest, api_base=api_base, api_key=api_key, **options)
+        variable = KEY_VARIABLES.get(rest.partition("/")[0])
+        if api_key is None and variable and not os.environ.get(variable):
+            raise AuthenticationError(_no_key_message(f"litellm:{rest}", [variable]))
+        backend = cls(rest, api_base=api_base, api_key=api_key, **options)
+        backend.require_key()
+        return backend
 
     def describe(self) -> dict[str, object]:
         return {
@@ -289,3 +327,8 @@ class LiteLLM(Backend):
             "native_n": self.capabilities.native_n,
             "concurrency": self.concurrency,
         }
+
+
+def _no_key_message(name: str, variables: list[str]) -> str:
+    return (f"{name} needs an API key: set {' or '.join(variables)} in the environment, or pass --api-key KEY "
+            "(for a server without authentication, any value)")

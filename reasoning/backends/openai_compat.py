@@ -8,8 +8,9 @@ URL, timeouts and typed ``openai`` errors. With ``httpx-aiohttp`` installed (the
 CPU per request than httpcore's at high concurrency (``transport="auto"``).
 
 Retries: the client's own are off (``max_retries=0``); ``with_retries`` (tenacity,
-exponential backoff with full jitter) retries 429, 408/409, 5xx, timeouts and connection
-errors, never other 4xx (``reasoning.backends._http``, shared with the LiteLLM backend).
+exponential backoff with full jitter) retries 429, 408/409, 5xx, malformed bodies, timeouts
+and connection errors, never other 4xx, all within ``timeout`` seconds
+(``reasoning.backends._http``, shared with the LiteLLM backend).
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ from ..errors import ConfigError
 from ..types import Capabilities, GenerationRequest, GenerationResponse
 from ._http import (  # noqa: F401 (re-exported: tests and older imports use them from here)
     CONNECT_TIMEOUT,
+    DEFAULT_REQUEST_TIMEOUT,
     build_response,
+    checked_body,
+    check_timeout,
     merge_responses,
     split_completion_tokens,
     translate_error,
@@ -38,6 +42,7 @@ class OpenAICompatible(Backend):
     ``extra`` is merged into every JSON body (e.g. ``{"top_k": 20}`` for vLLM).
     ``usd_per_token`` = (prompt, completion) USD per token, for paid endpoints; without it
     the server's price is unknown and a ``usd`` budget is refused (``(0, 0)``: a free one).
+    ``timeout``: seconds one call may take, retries included (then ``BackendTimeout``).
     """
 
     def __init__(
@@ -47,7 +52,7 @@ class OpenAICompatible(Backend):
         api_key: str | None = "EMPTY",
         *,
         concurrency: int = 64,
-        timeout: float = 600,
+        timeout: float = DEFAULT_REQUEST_TIMEOUT,
         max_retries: int = 4,
         native_n: bool = True,
         extra: dict[str, Any] | None = None,
@@ -58,6 +63,7 @@ class OpenAICompatible(Backend):
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        check_timeout(timeout)
         if transport == "auto":
             transport = "aiohttp" if _aiohttp_transport_available() else "httpx"
         if transport not in ("httpx", "aiohttp"):
@@ -144,9 +150,9 @@ class OpenAICompatible(Backend):
         async def attempt() -> dict[str, Any]:
             async with semaphore:
                 response = await client.post(path, body=body, cast_to=httpx.Response)
-            return response.json()
+            return checked_body(response.content)  # a malformed body is retried like a 5xx
 
-        return await with_retries(attempt, self.max_retries, self.backoff, self._translate)
+        return await with_retries(attempt, self.max_retries, self.backoff, self._translate, self.timeout)
 
     def _translate(self, exc: BaseException, attempts: int) -> BaseException:
         return translate_error(
@@ -157,6 +163,7 @@ class OpenAICompatible(Backend):
             attempts=attempts,
             key_hint="the api_key argument",
             hint="if the server rejects n > 1, pass native_n=False",
+            timeout=self.timeout,
         )
 
     async def generate(self, request: GenerationRequest) -> GenerationResponse:
