@@ -40,6 +40,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--price", metavar="PROMPT,COMPLETION", help="USD per prompt token and per completion token "
                      "(one number: both), for a model litellm's cost table does not price; a usd budget needs a price")
     run.add_argument("--concurrency", type=int, default=16, help="problems in flight at once")
+    _add_request_timeout(run)
     run.add_argument("--max-tokens", type=int, default=1024, help="max new tokens per sample")
     run.add_argument("--temperature", type=float, default=0.7)
     run.add_argument("--sandbox", choices=["auto", "strict"], default="auto",
@@ -61,6 +62,7 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     sweep.add_argument("--backend", help="local | vllm[:PATH] | litellm:MODEL | openai:MODEL | scripted[:A,B] (default local)")
     sweep.add_argument("--api-base", help="base URL of an OpenAI-compatible server")
     sweep.add_argument("--api-key", help="API key (default: the provider's environment variable)")
+    _add_request_timeout(sweep)
     sweep.add_argument("--max-tokens", type=int, help="max new tokens per sample (default 1024)")
     sweep.add_argument("--temperature", type=float, help="default 0.7")
     sweep.add_argument("--no-reuse", dest="reuse", action="store_const", const=False,
@@ -143,7 +145,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .sweep import Sweep, format_fit
 
     config = _sweep_config(args)
-    sweep_backend = from_spec(config.backend, api_base=config.api_base, api_key=args.api_key)
+    _check_request_timeout(args.request_timeout, config.backend)
+    sweep_backend = from_spec(config.backend, api_base=config.api_base, api_key=args.api_key,
+                              **_request_timeout(args.request_timeout, config.backend))
     _check_reachable(config.api_base)
     backend = CachedBackend(sweep_backend, config.cache or Path(config.out) / "generations.sqlite")
     sweep = Sweep(config, backend)  # builds every strategy: bad options fail before the model loads
@@ -243,6 +247,29 @@ def _strategy_from_args(args: argparse.Namespace):
     return create(args.strategy, n=args.n, verifier=verifier, **_parse_options(args.strategy, args.option))
 
 
+API_BACKENDS = ("litellm", "openai")
+
+
+def _add_request_timeout(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--request-timeout", type=float, metavar="SECONDS",
+                        help="API backends: seconds one model call may take, retries included (default 300)")
+
+
+def _check_request_timeout(seconds: float | None, *specs: str) -> None:
+    """``--request-timeout``: a positive number, for a run with at least one API backend."""
+    if seconds is None:
+        return
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ConfigError(f"--request-timeout must be a positive number of seconds, got {seconds}")
+    if not any(spec.partition(":")[0] in API_BACKENDS for spec in specs):
+        raise ConfigError("--request-timeout is for API backends (litellm, openai); others make no HTTP requests")
+
+
+def _request_timeout(seconds: float | None, spec: str) -> dict[str, float]:
+    """``from_spec`` options of ``spec`` for ``--request-timeout`` (checked before)."""
+    return {"timeout": seconds} if seconds is not None and spec.partition(":")[0] in API_BACKENDS else {}
+
+
 def _parse_price(text: str | None) -> list[float] | None:
     """``--price PROMPT,COMPLETION`` in USD per token (one number: both)."""
     if text is None:
@@ -272,12 +299,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     price = _parse_price(args.price)
     if price and args.backend.partition(":")[0] in ("local", "vllm"):
         raise ConfigError("--price is for API backends (litellm, openai); a local model's price is known: $0")
+    role_specs = _parse_roles(args.role)
+    _check_request_timeout(args.request_timeout, args.backend, *(spec for spec, _ in role_specs.values()))
     items = load_items(args.dataset, args.limit)
     _check_reachable(args.api_base)
     backend = from_spec(args.backend, api_base=args.api_base, api_key=args.api_key,
-                        **({"usd_per_token": tuple(price)} if price else {}))
-    role_specs = _parse_roles(args.role)
-    roles = {name: from_spec(spec, api_base=base or args.api_base, api_key=args.api_key)
+                        **({"usd_per_token": tuple(price)} if price else {}),
+                        **_request_timeout(args.request_timeout, args.backend))
+    roles = {name: from_spec(spec, api_base=base or args.api_base, api_key=args.api_key,
+                             **_request_timeout(args.request_timeout, spec))
              for name, (spec, base) in role_specs.items()}
     config = RunConfig(
         dataset=args.dataset,
@@ -405,6 +435,10 @@ def _add_service_options(parser: argparse.ArgumentParser) -> None:
                         help="largest budget one request may ask for (default: %(default)s; 'unlimited' for none)")
     parser.add_argument("--max-n", type=int, default=64, help="largest n (samples) one request may ask for")
     parser.add_argument("--concurrency", type=int, default=64, help="requests solving at once; more wait their turn")
+    parser.add_argument("--queue-timeout", type=float, default=60, metavar="SECONDS",
+                        help="longest wait for a turn (also bounded by the request's seconds budget), then "
+                             "HTTP 504 (default: %(default)s)")
+    _add_request_timeout(parser)
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
@@ -421,9 +455,14 @@ def _service_from_args(args: argparse.Namespace):
     from reasoning.serve import BackendPool, ReasoningService
 
     cap, default = Budget.parse(args.budget_cap), Budget.parse(args.default_budget)
+    _check_request_timeout(args.request_timeout, args.backend)
+    if not (math.isfinite(args.queue_timeout) and args.queue_timeout > 0):
+        raise ConfigError(f"--queue-timeout must be a positive number of seconds, got {args.queue_timeout}")
     _check_reachable(args.api_base)
-    pool = BackendPool(args.backend, api_base=args.api_base, api_key=args.upstream_api_key)
-    return ReasoningService(pool, default_budget=default, budget_cap=cap, max_n=args.max_n, concurrency=args.concurrency)
+    pool = BackendPool(args.backend, api_base=args.api_base, api_key=args.upstream_api_key,
+                       options=_request_timeout(args.request_timeout, args.backend))
+    return ReasoningService(pool, default_budget=default, budget_cap=cap, max_n=args.max_n, concurrency=args.concurrency,
+                            queue_timeout=args.queue_timeout)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

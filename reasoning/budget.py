@@ -41,9 +41,10 @@ class Budget(BaseModel):
     tokens: int | None = Field(default=None, ge=0)
     completion_tokens: int | None = Field(default=None, ge=0)
     calls: int | None = Field(default=None, ge=0)
-    usd: float | None = Field(default=None, ge=0)
-    flops: float | None = Field(default=None, ge=0)
-    seconds: float | None = Field(default=None, gt=0)
+    # Not nan or inf (no limit is None): an infinite limit would read as a bound yet hold nothing.
+    usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    flops: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    seconds: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
     @classmethod
     def parse(cls, text: str | None) -> Budget:
@@ -65,6 +66,9 @@ class Budget(BaseModel):
                 number = float(raw.strip().replace("_", ""))
             except ValueError:
                 raise ConfigError(f"budget value for {key!r} is not a number: {raw.strip()!r}") from None
+            if not math.isfinite(number):
+                raise ConfigError(f"budget value for {key!r} must be a finite number, got {raw.strip()!r} "
+                                  "(leave a limit out for none)")
             if key in values:
                 raise ConfigError(f"budget limit {key!r} given twice")
             if number < 0 or (key == "seconds" and number == 0):

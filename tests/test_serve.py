@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import threading
 import time
 
 import httpx
@@ -11,7 +12,7 @@ import pytest
 from reasoning.benchmarks.cli import main
 from reasoning.benchmarks.stub_server import StubServer
 from reasoning import Budget
-from reasoning.backends import Scripted, ScriptedFailure
+from reasoning.backends import OpenAICompatible, Scripted, ScriptedFailure
 from reasoning.errors import BackendError, ConfigError
 from reasoning.serve import BackendPool, ReasoningService, parse_model_name
 from reasoning.serve.app import ServerThread, check_bind, create_app
@@ -124,6 +125,25 @@ def test_streaming_sends_the_final_answer_as_chunks(client):
     assert chunks[-1].usage.completion_tokens == 60
 
 
+def test_the_openai_clients_usual_parameters_get_200(client):
+    usual = dict(max_tokens=300, temperature=0.5, top_p=0.9, stop=["\n\nQuestion:"], seed=7, n=1, user="someone")
+    reply = client.chat.completions.create(model="self-consistency-3", messages=PROBLEM, **usual)
+    assert reply.choices[0].message.content.endswith("\\boxed{42}.")
+    reply = client.chat.completions.create(model="greedy", messages=PROBLEM, max_completion_tokens=1, **{
+        k: v for k, v in usual.items() if k != "max_tokens"})
+    assert reply.model_extra["reasoning"]["stopped_by"] is None  # 1 token: shrunk to fit, not refused
+    chunks = list(client.chat.completions.create(model="greedy", messages=PROBLEM, stream=True,
+                                                 stream_options={"include_usage": True}, **usual))
+    assert chunks[-1].usage.completion_tokens == 20
+
+
+def test_max_tokens_reaches_the_upstream():
+    with StubServer() as stub, running("openai:stub-model", api_base=stub.base_url) as proxy:
+        client = openai.OpenAI(base_url=proxy.base_url, api_key=KEY, max_retries=0, timeout=30)
+        reply = client.chat.completions.create(model="greedy", messages=PROBLEM, max_tokens=3)
+        assert stub.requests[-1].body["max_tokens"] == 3 and reply.usage.completion_tokens == 3
+
+
 def test_models_and_health(client, server):
     ids = {m.id for m in client.models.list()}
     assert {"self-consistency", "best-of-n", "greedy"} <= ids
@@ -184,6 +204,13 @@ def test_request_too_large_is_413(server):
         ({"model": "greedy", "messages": PROBLEM, "reasoning": {"budget": {"tokens": -1}}}, 400, "invalid_budget"),
         ({"model": "greedy", "messages": PROBLEM, "reasoning": {"budget": {"gpus": 1}}}, 400, "invalid_budget"),
         ({"model": "greedy", "messages": PROBLEM, "reasoning": {"budget": "tokens=lots"}}, 400, "invalid_budget"),
+        ({"model": "greedy", "messages": PROBLEM, "reasoning": {"budget": "tokens=inf"}}, 400, "invalid_budget"),
+        ({"model": "greedy", "messages": PROBLEM, "reasoning": {"budget": "seconds=nan"}}, 400, "invalid_budget"),
+        ({"model": "greedy", "messages": PROBLEM, "reasoning": {"budget": {"usd": "inf"}}}, 400, "invalid_budget"),
+        (b'{"model": "greedy", "messages": [{"role": "user", "content": "1+1?"}], "reasoning": {"budget": '
+         b'{"seconds": NaN}}}', 400, None),
+        (b'{"model": "greedy", "messages": [{"role": "user", "content": "1+1?"}], "reasoning": {"budget": '
+         b'{"flops": Infinity}}}', 400, None),
         ({"model": "greedy", "messages": PROBLEM, "reasoning": {"verifier": "oracle"}}, 400, None),
         ({"model": "greedy", "messages": PROBLEM, "reasoning": {"colour": "red"}}, 400, None),
         ({"model": "self-consistency-100000", "messages": PROBLEM}, 400, "n_over_cap"),
@@ -213,8 +240,9 @@ def test_backend_failure_is_502_and_surprise_is_500_without_details():
     failing = Scripted(failures=[ScriptedFailure(frozenset({1}), BackendError("upstream said no")),
                                  ScriptedFailure(frozenset({2}), RuntimeError("secret internals"))])
     with running("scripted", default=failing) as failing_server:
-        error = assert_openai_error(post(failing_server, {"model": "greedy", "messages": PROBLEM}), 502, "upstream_error")
-        assert "upstream said no" in error["message"]
+        response = post(failing_server, {"model": "greedy", "messages": PROBLEM})
+        error = assert_openai_error(response, 502, "upstream_error")
+        assert error["message"].startswith("the upstream model failed") and "said no" not in response.text
         response = post(failing_server, {"model": "greedy", "messages": PROBLEM})
         assert_openai_error(response, 500, "internal_error")
         assert "secret" not in response.text
@@ -234,6 +262,89 @@ def test_upstream_model_selected_by_the_name():
         with pytest.raises(openai.APIStatusError) as failed:
             client.chat.completions.create(model="greedy/missing-model", messages=PROBLEM)
         assert failed.value.status_code == 502
+
+
+# -- a broken upstream --------------------------------------------------------------------------
+@contextlib.contextmanager
+def proxy_over_stub(**backend_options):
+    """The proxy in front of a stub upstream; its backend retries quickly."""
+    with StubServer() as stub:
+        upstream = OpenAICompatible("stub-model", stub.base_url, backoff=0.001, **backend_options)
+        with running("openai:stub-model", api_base=stub.base_url, default=upstream) as proxy:
+            yield stub, proxy
+
+
+@pytest.mark.parametrize("broken", ["bad_json", "no_choices"])
+def test_a_malformed_upstream_answer_is_retried_then_502_without_details(broken):
+    with proxy_over_stub(max_retries=2) as (stub, proxy):
+        stub.failures.extend([broken, 200])
+        assert post(proxy, {"model": "greedy", "messages": PROBLEM}).status_code == 200
+        assert stub.count == 2
+        stub.failures.extend([broken] * 10)
+        response = post(proxy, {"model": "greedy", "messages": PROBLEM})
+        assert_openai_error(response, 502, "upstream_error")
+        assert "malformed" in response.text and stub.count == 2 + 3
+
+
+def test_502_bodies_do_not_show_the_upstream_url():
+    with proxy_over_stub(max_retries=1) as (stub, proxy):
+        stub.failures.extend([500] * 10)
+        response = post(proxy, {"model": "greedy", "messages": PROBLEM})
+        assert_openai_error(response, 502, "upstream_error")
+        assert stub.base_url not in response.text and "127.0.0.1" not in response.text
+        assert "HTTP 500" not in response.text and "injected" not in response.text  # the upstream's own words
+        stub.failures.clear()
+        stub.failures.extend(["close"] * 10)
+        response = post(proxy, {"model": "greedy", "messages": PROBLEM})
+        assert_openai_error(response, 502, "upstream_unavailable")
+        assert "127.0.0.1" not in response.text
+
+
+def test_an_upstream_past_the_request_timeout_is_504():
+    with proxy_over_stub(timeout=0.5) as (stub, proxy):
+        stub.latency = 60
+        response = post(proxy, {"model": "greedy", "messages": PROBLEM})
+        assert_openai_error(response, 504, "upstream_timeout")
+        assert "127.0.0.1" not in response.text and stub.count == 1
+
+
+# -- the queue behind --concurrency -----------------------------------------------------------------
+@contextlib.contextmanager
+def one_slot_taken(server, seconds=2.0):
+    """A request that holds the server's only slot for ``seconds`` (its one scripted call)."""
+    backend = server.service.pool.default
+    backend.latency, before = seconds, len(backend.requests)
+    occupant = threading.Thread(target=post, args=(server, {"model": "greedy", "messages": PROBLEM}))
+    occupant.start()
+    while len(backend.requests) == before:  # it has the slot once its call started
+        time.sleep(0.01)
+    backend.latency = 0
+    yield backend
+    occupant.join()
+
+
+def test_queue_wait_counts_against_the_requests_seconds_budget():
+    with running("scripted:42", concurrency=1) as server:
+        with one_slot_taken(server, seconds=2.0) as backend:
+            backend.latency = 2.0
+            # Waits ~2 s of its 3: the 2 s call no longer fits and is cut at the deadline.
+            body = {"model": "greedy", "messages": PROBLEM, "reasoning": {"budget": {"seconds": 3}}}
+            reply = post(server, body).json()
+        assert reply["reasoning"]["stopped_by"] == "seconds" and reply["reasoning"]["answer"] is None
+        with one_slot_taken(server, seconds=2.0) as backend:
+            # 1 s cannot even wait for the slot: 504, and it never ran.
+            body = {"model": "greedy", "messages": PROBLEM, "reasoning": {"budget": {"seconds": 1}}}
+            assert_openai_error(post(server, body), 504, "queue_timeout")
+            assert len(backend.requests) == 3  # two occupants, one cut at its deadline
+
+
+def test_the_servers_queue_timeout_bounds_the_wait():
+    with running("scripted:42", concurrency=1, queue_timeout=0.5) as server:
+        with one_slot_taken(server, seconds=2.0) as backend:
+            response = post(server, {"model": "greedy", "messages": PROBLEM})  # budget: the cap's 60 s
+            assert_openai_error(response, 504, "queue_timeout")
+            assert "busy" in response.json()["error"]["message"] and len(backend.requests) == 1
+        assert post(server, {"model": "greedy", "messages": PROBLEM}).status_code == 200  # the slot came back
 
 
 # -- load ---------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ _TYPES = {
     405: "invalid_request_error",
     413: "invalid_request_error",
     502: "upstream_error",
+    504: "timeout_error",
 }
 
 

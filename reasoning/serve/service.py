@@ -4,12 +4,16 @@
 verifier, budget, upstream model) before any backend call, raising ``RequestRejected``
 with an HTTP status and an OpenAI-style ``param``/``code``; then runs ``rz.asolve`` on the
 shared backend for that upstream model. Requests run concurrently on one event loop; a
-semaphore (``concurrency``) bounds how many solve at once, the rest wait their turn.
+semaphore (``concurrency``) bounds how many solve at once, the rest wait their turn: the
+wait counts against the request's ``seconds`` budget and is bounded by ``queue_timeout``
+(past either, ``QueueTimeout``: HTTP 504).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,16 +30,27 @@ from .model_name import ModelName, parse_model_name
 # Backends that talk to an API can serve any model name the provider knows.
 ROUTABLE_KINDS = ("litellm", "openai")
 DEFAULT_BUDGET_CAP = "tokens=200000,seconds=600"
+DEFAULT_QUEUE_TIMEOUT = 60.0  # seconds a request may wait for a free slot (--queue-timeout)
+DEFAULT_SAMPLING = Sampling()
 
 
 class RequestRejected(ConfigError):
-    """A request the server will not run; maps to a 4xx with an OpenAI-style error body."""
+    """A request the server will not run; maps to ``status`` (a 4xx, or 504 for ``QueueTimeout``)
+    with an OpenAI-style error body."""
 
     def __init__(self, message: str, *, status: int = 400, param: str | None = None, code: str = "invalid_request") -> None:
         super().__init__(message)
         self.status = status
         self.param = param
         self.code = code
+
+
+class QueueTimeout(RequestRejected):
+    """The request waited for a free slot (``--concurrency``) until its ``seconds`` budget or
+    the server's ``--queue-timeout`` ran out; nothing was run."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=504, code="queue_timeout")
 
 
 def merge_budgets(*layers: Budget) -> Budget:
@@ -73,14 +88,16 @@ class BackendPool:
     """One shared backend per upstream model, built on first use and kept."""
 
     def __init__(self, spec: str, *, api_base: str | None = None, api_key: str | None = None, max_models: int = 32,
-                 default: Backend | None = None):
-        """``spec`` as for ``--backend``; ``default``: an already built backend to serve it with."""
+                 default: Backend | None = None, options: dict[str, Any] | None = None):
+        """``spec`` as for ``--backend``; ``default``: an already built backend to serve it with;
+        ``options``: more ``from_spec`` options for every backend built (e.g. ``timeout``)."""
         self.spec = spec
         self.kind, _, self.configured_model = spec.partition(":")
         self.api_base = api_base
         self.api_key = api_key
         self.max_models = max_models
-        self.default: Backend = default or from_spec(spec, api_base=api_base, api_key=api_key)
+        self.options = dict(options or {})
+        self.default: Backend = default or from_spec(spec, api_base=api_base, api_key=api_key, **self.options)
         self._by_model: dict[str, Backend] = {self.configured_model: self.default}
 
     @property
@@ -107,7 +124,7 @@ class BackendPool:
                     f"this server already serves {self.max_models} upstream models; not adding {upstream!r}",
                     param="model", code="too_many_models",
                 )
-            backend = from_spec(f"{self.kind}:{upstream}", api_base=self.api_base, api_key=self.api_key)
+            backend = from_spec(f"{self.kind}:{upstream}", api_base=self.api_base, api_key=self.api_key, **self.options)
             self._by_model[upstream] = backend
         return backend
 
@@ -138,9 +155,15 @@ class ReasoningService:
         max_n: int = 64,
         concurrency: int = 64,
         max_problem_chars: int = 100_000,
+        queue_timeout: float | None = DEFAULT_QUEUE_TIMEOUT,
     ) -> None:
+        """``queue_timeout``: seconds a request may wait for one of the ``concurrency`` slots
+        (None: only its own ``seconds`` budget bounds the wait)."""
         if concurrency < 1 or max_n < 1:
             raise ConfigError("concurrency and max n must be >= 1")
+        if queue_timeout is not None and not (math.isfinite(queue_timeout) and queue_timeout > 0):
+            raise ConfigError(f"the queue timeout must be a positive number of seconds, got {queue_timeout}")
+        self.queue_timeout = queue_timeout
         self.pool = pool
         self.cap = budget_cap or Budget()
         # Capped limits the default does not set come from the cap: no request is unlimited on them.
@@ -199,7 +222,7 @@ class ReasoningService:
             if request.max_tokens < 1:
                 raise RequestRejected("max_tokens must be >= 1", param="max_tokens")
             overrides["max_tokens"] = request.max_tokens
-            overrides["min_tokens"] = min(Sampling.min_tokens, request.max_tokens)
+            overrides["min_tokens"] = min(DEFAULT_SAMPLING.min_tokens, request.max_tokens)
         if request.temperature is not None:
             if not 0 <= request.temperature <= 2:
                 raise RequestRejected("temperature must be between 0 and 2", param="temperature")
@@ -210,8 +233,31 @@ class ReasoningService:
 
     async def solve(self, request: SolveRequest) -> Result:
         strategy, backend, budget, sampling = self.plan(request)
-        async with self._gate:
+        budget = await self._wait_for_slot(budget)
+        try:
             return await asolve(request.problem, strategy, backend, budget, sampling=sampling)
+        finally:
+            self._gate.release()
+
+    async def _wait_for_slot(self, budget: Budget) -> Budget:
+        """Acquire a slot of the gate; return ``budget`` less the seconds spent waiting."""
+        limits = [limit for limit in (budget.seconds, self.queue_timeout) if limit is not None]
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(min(limits, default=None)):
+                await self._gate.acquire()
+        except TimeoutError:
+            raise QueueTimeout(
+                f"the server is busy: no free slot within {time.monotonic() - started:.1f} s (the request's seconds "
+                f"budget or the server's queue timeout); retry later"
+            ) from None
+        if budget.seconds is None:
+            return budget
+        left = budget.seconds - (time.monotonic() - started)
+        if left <= 0:
+            self._gate.release()
+            raise QueueTimeout("the server is busy: the request's seconds budget ran out while it waited for a slot")
+        return merge_budgets(budget, Budget(seconds=left))
 
     async def aclose(self) -> None:
         await self.pool.aclose()
