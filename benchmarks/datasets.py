@@ -3,20 +3,27 @@
 Everything loads through ``datasets.load_dataset`` (the "json" builder for files), after a
 line-by-line check so that a malformed line is reported as ``file:line``. On a host without
 the ``datasets`` library (the offline GPU host carries only vLLM's wheels) local files are
-read line by line with ``json`` instead: same rows, same order.
+read line by line with ``json`` instead: same rows, same order. A hub name goes to the hub
+only when it can be one and the hub can be reached (or ``HF_HUB_OFFLINE`` asks for the cache):
+a typo fails at once instead of after the hub client's retries.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
+import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from reasoning.errors import ConfigError
 from reasoning.verifiers.code_extract import defined_functions
 
 DATA_DIR = Path(__file__).parent / "data"
+HUB_PROBE_TIMEOUT = 3.0  # seconds to open a connection to the hub before trying it for real
 BUILTIN = {
     "math500": "math500.jsonl",
     "gsm8k": "gsm8k_test.jsonl",
@@ -212,13 +219,7 @@ def load_items(name_or_path: str, limit: int | None = None) -> list[Item]:
     else:
         if datasets is None:
             raise ConfigError(f"dataset {name_or_path!r} is not a file, and hub datasets need `pip install datasets`")
-        try:
-            rows = datasets.load_dataset(name_or_path, split="test")
-        except Exception as failed:  # the hub raises many types; the message is what matters
-            raise ConfigError(
-                f"unknown dataset {name_or_path!r}: not one of {', '.join(BUILTIN)}, not a file, "
-                f"and the hub could not load it ({type(failed).__name__}: {failed})"
-            ) from None
+        rows = _hub_rows(datasets, name_or_path)
         if not {"answer"} <= set(rows.column_names) or not {"problem", "question"} & set(rows.column_names):
             raise ConfigError(f"hub dataset {name_or_path!r} needs 'problem'/'question' and 'answer' columns")
     if limit is not None:
@@ -226,6 +227,42 @@ def load_items(name_or_path: str, limit: int | None = None) -> list[Item]:
             raise ConfigError("--limit must be >= 1")
         rows = rows.select(range(min(limit, len(rows))))
     return _to_items(rows)
+
+
+def _hub_rows(datasets: Any, name: str) -> Any:
+    """The test split of hub dataset ``name``. A name that cannot be a hub name, or a hub that
+    cannot be reached, is an unknown dataset at once (not after the hub client's retries)."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    close = difflib.get_close_matches(name.lower(), BUILTIN, n=1)
+    unknown = (f"unknown dataset {name!r}{f' (did you mean {close[0]!r}?)' if close else ''}: not one of "
+               f"{', '.join(BUILTIN)}, not a file")
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        raise ConfigError(f"{unknown}, and not a hub name (NAME or OWNER/NAME)") from None
+    offline = constants.HF_HUB_OFFLINE or getattr(datasets.config, "HF_HUB_OFFLINE", False)
+    if not offline and (failure := _unreachable(constants.ENDPOINT)):
+        raise ConfigError(f"{unknown}, and the hub ({constants.ENDPOINT}) cannot be reached from here ({failure}); "
+                          "to load a hub dataset from the local cache, set HF_HUB_OFFLINE=1")
+    try:
+        return datasets.load_dataset(name, split="test")
+    except Exception as failed:  # the hub raises many types; the message is what matters
+        raise ConfigError(f"{unknown}, and the hub could not load it ({type(failed).__name__}: {failed})") from None
+
+
+def _unreachable(endpoint: str) -> str | None:
+    """Why no connection to ``endpoint`` opens (None: it does, or a proxy decides)."""
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    url = urlparse(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "", port), timeout=HUB_PROBE_TIMEOUT).close()
+    except OSError as failed:
+        return failed.strerror or str(failed) or type(failed).__name__
+    return None
 
 
 def _plain_jsonl(path: Path, name: str, limit: int | None) -> list[Item]:
