@@ -86,17 +86,19 @@ def read_done(results_path: Path) -> dict[str, dict[str, Any]]:
     return {str(row["id"]): row for row in read_rows(results_path)}
 
 
-def _check_resume(out: Path, config: RunConfig) -> dict[str, Any] | None:
-    """Refuse to resume a different run; return the earlier attempt's config (None: a new run)."""
+def check_resume(out: Path, config: BaseModel, identity: tuple[str, ...], what: str = "run") -> dict[str, Any] | None:
+    """Refuse to resume ``out`` with a config that differs in a field of ``identity`` (what the
+    results mean); record ``config``; return the earlier attempt's config (None: a new one)."""
     config_path = out / "config.json"
     old = None
     if config_path.exists():
         old = json.loads(config_path.read_text())
-        # A field the earlier run did not record yet had its default then.
-        changed = [k for k in _IDENTITY if old.get(k, RunConfig.model_fields[k].default) != getattr(config, k)]
+        # A field the earlier attempt did not record yet had its default then.
+        fields = type(config).model_fields
+        changed = [k for k in identity if old.get(k, fields[k].default) != getattr(config, k)]
         if changed:
             raise ConfigError(
-                f"{out} holds a run with a different {', '.join(changed)}; use another --out or delete it"
+                f"{out} holds a {what} with a different {', '.join(changed)}; use another --out or delete it"
             )
     config_path.write_text(config.model_dump_json(indent=2))
     return old
@@ -326,7 +328,7 @@ async def run_benchmark(
     out.mkdir(parents=True, exist_ok=True)
     if items is None:
         items = load_items(config.dataset, config.limit)
-    previous = _check_resume(out, config)
+    previous = check_resume(out, config, _IDENTITY)
     if config.sandbox == "strict" and any(item.kind == "code" for item in items):
         from reasoning.verifiers.code_exec import FULL_ISOLATION, sandbox_isolation
 

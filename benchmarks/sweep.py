@@ -54,7 +54,7 @@ from reasoning.strategy import Outcome, SampleReuse, Strategy
 from .compute import H100_INTENSITY, ComputeModel, ModelShape
 from .datasets import Item, load_items
 from .estimators import bootstrap_ci, coverage_curve, fit_coverage, saturation, subset_mean
-from .run import _Appender, grade_item, read_rows, solve_options
+from .run import _Appender, check_resume, grade_item, read_rows, solve_options
 
 BUDGET_KINDS = tuple(limit for limit in LIMITS if limit != "seconds")  # seconds are not comparable across runs
 
@@ -257,14 +257,7 @@ class Sweep:
 
     def _check_identity(self) -> None:
         """A resumed sweep must mean the same thing: same backend and sampling."""
-        path = self.out / "config.json"
-        identity = ("backend", "max_tokens", "temperature", "reuse", "subsets", "seed")
-        if path.exists():
-            old = json.loads(path.read_text())
-            changed = [k for k in identity if old.get(k) != getattr(self.config, k)]
-            if changed:
-                raise ConfigError(f"{self.out} holds a sweep with a different {', '.join(changed)}; use another --out")
-        path.write_text(self.config.model_dump_json(indent=2))
+        check_resume(self.out, self.config, ("backend", "max_tokens", "temperature", "reuse", "subsets", "seed"), "sweep")
 
     async def _load_compute(self) -> None:
         model_path = getattr(self.backend, "model_path", None)  # local and vLLM backends know their folder

@@ -66,6 +66,8 @@ class Sampling:
 
 GENERATOR = "generator"
 VERIFIER = "verifier"
+SHAREABLE = ("tokens", "completion_tokens", "calls", "usd", "flops")
+INTEGER_LIMITS = ("tokens", "completion_tokens", "calls")
 
 
 class Context:
@@ -146,6 +148,35 @@ class Context:
         """A child context with its own limits, also bound by all of this one's."""
         node = self.trace.add("span", name, self.parent, info={"budget": budget.limits()})
         return self._derive(ledger=self.ledger.child(budget), parent=node.id)
+
+    def share(self, part: float | Budget, *, split: int = 1, limits: Sequence[str] = SHAREABLE,
+              keep_calls: int | None = None, name: str = "share") -> Context:
+        """A child context with ``part`` (a fraction) of what is left of each finite limit in
+        ``limits``, divided ``split`` ways (token and call counts rounded down), or with a
+        given Budget. Calls are shared like the rest unless ``keep_calls`` says how many this
+        context keeps (the child then gets all the others, and at least one if any is left)."""
+        budget = part if isinstance(part, Budget) else self.share_of(part, split=split, limits=limits,
+                                                                     keep_calls=keep_calls)
+        return self.slice(budget, name=name)
+
+    def share_of(self, part: float, *, split: int = 1, limits: Sequence[str] = SHAREABLE,
+                 keep_calls: int | None = None) -> Budget:
+        """The Budget ``share`` gives a child (for callers that slice it several times)."""
+        if not 0 <= part <= 1 or split < 1:
+            raise ValueError(f"share needs 0 <= part <= 1 and split >= 1, got {part}, {split}")
+        shares: dict[str, float] = {}
+        for limit in limits:
+            left = self.ledger.remaining(limit)
+            if not math.isfinite(left):
+                continue
+            left = max(0.0, left)
+            if limit == "calls" and keep_calls is not None:
+                mine = max(min(1.0, left), left - keep_calls)
+            else:
+                mine = part * left
+            each = mine / split
+            shares[limit] = math.floor(each) if limit in INTEGER_LIMITS else each
+        return Budget(**shares)
 
     # -- generation ------------------------------------------------------------
     def request(

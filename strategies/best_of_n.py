@@ -17,7 +17,7 @@ from reasoning.strategy import MaxTokens, Outcome, SampleReuse, Strategy, Temper
 
 from .candidates import sample_candidates
 from .registry import register
-from .voting import majority
+from .voting import best_index, majority
 
 
 def _default_verifier() -> Verifier:
@@ -55,6 +55,5 @@ class BestOfN(Strategy, SampleReuse):
             vote = majority(samples, scores)
             best = vote.sample
         else:
-            # Highest score; ties to the earlier sample.
-            best = samples[max(range(len(samples)), key=lambda i: (scores[i], -i))]
+            best = samples[best_index(scores)]
         return Outcome(best.answer, best.text, samples, {"scores": scores})

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 
-from reasoning.budget import Budget
 from reasoning.context import Context, Sample
 from pydantic import Field, model_validator
 
@@ -36,7 +35,7 @@ from reasoning.strategy import MaxTokens, Outcome, SampleReuse, Strategy, Temper
 from reasoning.verifiers.genrm import GenRM
 
 from .registry import register
-from .voting import majority
+from .voting import best_index, majority
 
 
 def genrm_compute(S: int, V: int, lam: float) -> float:
@@ -99,16 +98,14 @@ class GenRMBestOfN(Strategy, SampleReuse):
         """The context solutions are drawn in: a slice of ``solution_share`` of the tokens left."""
         if self.solution_share is None:
             return ctx
-        limits = {}
-        for limit in ("tokens", "completion_tokens"):
-            left = ctx.ledger.remaining(limit)
-            if math.isfinite(left):
-                limits[limit] = max(0, math.floor(self.solution_share * left))
-        return ctx.slice(Budget(**limits), name="solutions") if limits else ctx
+        limits = ("tokens", "completion_tokens")
+        if all(math.isinf(ctx.ledger.remaining(limit)) for limit in limits):
+            return ctx
+        return ctx.share(self.solution_share, limits=limits, name="solutions")
 
     def select(self, samples: list[Sample], scores: list[float]) -> int:
         """Index of the highest score; ties to the earlier sample."""
-        return max(range(len(samples)), key=lambda i: (scores[i], -i))
+        return best_index(scores)
 
     @staticmethod
     def verified(sample: Sample) -> bool:

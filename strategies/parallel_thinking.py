@@ -36,7 +36,6 @@ shrinks n), not the synthesis. ``synthesis_share=0`` reserves nothing.
 from __future__ import annotations
 
 import asyncio
-import math
 
 from reasoning.budget import Budget
 from reasoning.context import Context, Sample
@@ -49,7 +48,7 @@ from reasoning.answers.latex_utils import last_boxed
 from .registry import register
 from .voting import majority
 
-_SHARED_LIMITS = ("tokens", "completion_tokens", "usd", "flops", "seconds")
+_SHARED_LIMITS = ("tokens", "completion_tokens", "calls", "usd", "flops", "seconds")
 
 
 def clip(text: str, limit: int) -> str:
@@ -124,17 +123,10 @@ class ParallelThinking(Strategy):
     # -- phases ----------------------------------------------------------------
     def path_context(self, ctx: Context) -> Context:
         """Where paths are drawn: all but ``synthesis_share`` of each limit in force, and one call."""
-        limits: dict = {}
-        if self.synthesis_share > 0:
-            for limit in _SHARED_LIMITS:
-                left = ctx.ledger.remaining(limit)
-                if math.isfinite(left) and left > 0:
-                    keep = (1 - self.synthesis_share) * left
-                    limits[limit] = math.floor(keep) if "tokens" in limit else keep
-            calls = ctx.ledger.remaining("calls")
-            if math.isfinite(calls):  # one call for the synthesis, unless that leaves the paths none
-                limits["calls"] = max(min(1, int(calls)), int(calls) - 1)
-        return ctx.slice(Budget(**limits), name="paths")
+        if self.synthesis_share == 0:
+            return ctx.slice(Budget(), name="paths")
+        # one call for the synthesis, unless that leaves the paths none
+        return ctx.share(1 - self.synthesis_share, limits=_SHARED_LIMITS, keep_calls=1, name="paths")
 
     async def think(self, ctx: Context) -> list[Sample]:
         """All paths: one batched call per group, the groups concurrently."""

@@ -18,6 +18,7 @@ from reasoning.verifiers.pessimistic import DEFAULT_Z, Pessimistic
 
 from .genrm_best_of_n import GenRMBestOfN
 from .registry import register
+from .voting import best_index
 
 
 @register("pessimistic-best-of-n")
@@ -30,4 +31,4 @@ class PessimisticBestOfN(GenRMBestOfN):
     def select(self, samples: list[Sample], scores: list[float]) -> int:
         """Highest group lower bound, then highest own mean P(Yes), then the earlier sample."""
         own = [s.info.get("pessimistic", {}).get("own", 0.0) for s in samples]
-        return max(range(len(samples)), key=lambda i: (scores[i], own[i], -i))
+        return best_index(scores, own)

@@ -48,7 +48,6 @@ task, children, dropped).
 from __future__ import annotations
 
 import asyncio
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -68,8 +67,6 @@ from .voting import majority
 ROOT_TASK = "Solve the problem."
 CONCLUSION_CHARS = 600
 _TAG = re.compile(r"<(/?)spawn>", re.IGNORECASE)
-_SLICED = ("tokens", "completion_tokens", "calls", "usd", "flops")
-_INTEGER_LIMITS = ("tokens", "completion_tokens", "calls")
 OVERFLOW = ("drop", "sequential")
 
 
@@ -118,17 +115,7 @@ def conclusion(text: str, limit: int = CONCLUSION_CHARS) -> str:
 
 def child_budget(ctx: Context, count: int, join_share: float) -> Budget:
     """One child's slice: (1 - join_share) of each finite remaining limit, split ``count`` ways."""
-    limits: dict[str, float] = {}
-    for limit in _SLICED:
-        left = ctx.ledger.remaining(limit)
-        if math.isinf(left):
-            continue
-        reserve = join_share * left
-        if limit == "calls":
-            reserve = max(1.0, math.ceil(reserve))
-        each = max(0.0, (left - reserve) / count)
-        limits[limit] = math.floor(each) if limit in _INTEGER_LIMITS else each
-    return Budget(**limits)
+    return ctx.share_of(1 - join_share, split=count)
 
 
 @dataclass(slots=True)

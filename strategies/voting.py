@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from reasoning.context import Sample
-from reasoning.verifiers import normalize_answer
+from reasoning.answers import normalize_answer
 
 
 @dataclass(slots=True)
@@ -43,3 +43,8 @@ def majority(samples: Sequence[Sample], weights: Sequence[float] | None = None) 
     winner = max(tally, key=tally.__getitem__)
     total = sum(tally.values())
     return Vote(first[winner].answer, first[winner], tally, tally[winner] / total if total > 0 else 0.0)
+
+
+def best_index(scores: Sequence[float], *tiebreaks: Sequence[float]) -> int:
+    """Index of the highest score, then of the highest tiebreak in order; ties to the earlier sample."""
+    return max(range(len(scores)), key=lambda i: (scores[i], *(t[i] for t in tiebreaks), -i))

@@ -6,7 +6,6 @@ shape passes when it is right, so the failures are not the harness being broken.
 """
 
 import os
-import signal
 import socket
 import subprocess
 import sys

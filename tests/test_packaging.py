@@ -3,6 +3,7 @@
 
 import ast
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -73,9 +74,14 @@ def test_decoy_top_level_packages_do_not_affect_the_project(tmp_path):
 
 
 def test_a_plain_install_has_only_the_reasoning_package(tmp_path):
+    # Built from a copy: an in-tree build would write build/ into the checkout (and race others).
+    source = tmp_path / "src"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".venv*", ".git", "build", "runs", "*.egg-info",
+                                                                 "__pycache__", "results"))
     target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(ROOT)], check=True, capture_output=True, timeout=600)
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                           "--target", str(target), str(source)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
     top = {p.name for p in target.iterdir() if not p.name.endswith((".dist-info", ".egg-info")) and p.name != "bin"}
     assert top == {"reasoning"}, top
     assert (target / "reasoning" / "strategies" / "self_consistency.py").is_file()

