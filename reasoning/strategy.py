@@ -85,11 +85,12 @@ class OptionInfo:
     default: Any
     help: str
     required: bool
+    constraints: tuple[Any, ...] = ()  # ge=, lt=, ... as pydantic keeps them
 
     @classmethod
     def of(cls, name: str, field: FieldInfo) -> OptionInfo:
         default = None if field.is_required() else _describe(field.get_default(call_default_factory=True))
-        return cls(name, field.annotation, default, field.description or "", field.is_required())
+        return cls(name, field.annotation, default, field.description or "", field.is_required(), tuple(field.metadata))
 
     @property
     def type(self) -> str:
@@ -104,7 +105,8 @@ class OptionInfo:
         return all(a in (int, float, str, bool) or get_origin(a) is Literal for a in kinds)
 
     def json_schema(self) -> dict[str, Any]:
-        schema = TypeAdapter(self.annotation).json_schema() if self.plain else {}
+        annotated = Annotated[(self.annotation, *self.constraints)] if self.constraints else self.annotation
+        schema = TypeAdapter(annotated).json_schema() if self.plain else {}
         return {**schema, "description": self.help, **({} if self.required else {"default": self.default})}
 
 

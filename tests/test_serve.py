@@ -394,3 +394,21 @@ def test_a_client_that_hangs_up_cancels_its_solve():
         assert time.monotonic() - started < 5.0
         # The hung-up call was made but never completed: only the greedy sample was produced.
         assert backend.requests[0].n == 2 and backend._sample_index == 1
+
+
+def test_strategy_options_schema_and_options_in_requests(server, client):
+    listed = httpx.get(f"{server.base_url}/strategies", headers={"Authorization": f"Bearer {KEY}"}).json()["data"]
+    sc = listed["self-consistency"]
+    assert sc["options"]["properties"]["n"] == {"type": "integer", "minimum": 1, "description": "reasoning paths sampled and voted on", "default": 8}
+    assert "verifier" not in sc["options"]["properties"]  # objects are not settable over HTTP
+    from reasoning.strategies import available
+
+    for name, cls in available().items():  # the schema is the declared fields, for every strategy
+        assert set(listed[name]["options"]["properties"]) == {k for k, o in cls.options().items() if o.plain}
+    ok = client.chat.completions.create(model="parallel-thinking", messages=PROBLEM,
+                                        extra_body={"reasoning": {"options": {"paths": 3, "synthesis_share": 0.3}}})
+    assert ok.model_extra["reasoning"]["strategy"]["paths"] == 3
+    for options, code in (({"bogus": 1}, "unknown_option"), ({"paths": 0}, "n_over_cap"), ({"paths": 10_000}, "n_over_cap"),
+                          ({"synthesis_share": 2.0}, None), ({"paths": "three"}, None)):
+        response = post(server, {"model": "parallel-thinking", "messages": PROBLEM, "reasoning": {"options": options}})
+        assert_openai_error(response, 400, code)

@@ -178,6 +178,7 @@ def solve_request(body: ChatCompletionRequest, service: ReasoningService) -> Sol
         upstream=name.upstream,
         max_tokens=body.max_completion_tokens or body.max_tokens,
         temperature=body.temperature,
+        options=options.options if options else None,
     )
 
 
@@ -264,6 +265,11 @@ def create_app(service: ReasoningService, *, api_key: str | None = None,
         data = [{"id": name, "object": "model", "created": 0, "owned_by": "reasoning"} for name in names]
         return JSONResponse({"object": "list", "data": data})
 
+    async def strategies(request: Request) -> Response:
+        if not authorized(request):
+            return unauthorized()
+        return JSONResponse({"object": "list", "data": service.strategy_schemas()})
+
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -279,6 +285,7 @@ def create_app(service: ReasoningService, *, api_key: str | None = None,
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/strategies", strategies, methods=["GET"]),
         Route("/models", models, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
     ]

@@ -28,6 +28,8 @@ class ReasoningOptions(BaseModel):
     n: int | None = None
     verifier: str | None = None
     budget: dict[str, Any] | str | None = None
+    # The strategy's own options (numbers, strings, booleans; see GET /v1/strategies).
+    options: dict[str, Any] | None = None
 
 
 class StreamOptions(BaseModel):

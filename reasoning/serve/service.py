@@ -143,6 +143,7 @@ class SolveRequest:
     upstream: str | None = None
     max_tokens: int | None = None
     temperature: float | None = None
+    options: dict[str, Any] | None = None  # the strategy's own (plain) options
 
 
 class ReasoningService:
@@ -179,6 +180,43 @@ class ReasoningService:
 
         return list(available())
 
+    def strategy_options(self, request: SolveRequest) -> dict[str, Any]:
+        """``reasoning.options``, checked against the strategy's declared plain options (its size
+        option under the same ``--max-n`` cap as ``n``)."""
+        from reasoning.strategies import get
+
+        cls = get(request.strategy)
+        declared = cls.options()
+        options = dict(request.options or {})
+        for key, value in options.items():
+            option = declared.get(key)
+            if option is None or not option.plain:
+                settable = ", ".join(k for k, o in declared.items() if o.plain)
+                raise RequestRejected(f"strategy {request.strategy!r} has no option {key!r} settable here; it has: "
+                                      f"{settable}", param="reasoning.options", code="unknown_option")
+            if key == cls.size_option and isinstance(value, int) and not 1 <= value <= self.max_n:
+                raise RequestRejected(f"{key} must be between 1 and {self.max_n}, got {value}", param="reasoning.options",
+                                      code="n_over_cap")
+        return options
+
+    def strategy_schemas(self) -> dict[str, Any]:
+        """Every strategy with the JSON schema of its plain options (from their declared fields)."""
+        import inspect
+        import sys
+
+        from reasoning.strategies import available
+
+        described = {}
+        for name, cls in available().items():
+            doc = inspect.getdoc(sys.modules[cls.__module__]) or ""
+            described[name] = {
+                "description": doc.split("\n")[0],
+                "size_option": cls.size_option,
+                "options": {"type": "object", "additionalProperties": False, "properties": {
+                    key: option.json_schema() for key, option in cls.options().items() if option.plain}},
+            }
+        return described
+
     def parse_model(self, model: str) -> ModelName:
         try:
             return parse_model_name(model, frozenset(self.strategy_names()))
@@ -201,9 +239,10 @@ class ReasoningService:
             )
         if request.n is not None and not 1 <= request.n <= self.max_n:
             raise RequestRejected(f"n must be between 1 and {self.max_n}, got {request.n}", param="n", code="n_over_cap")
+        options = self.strategy_options(request)
         try:
             verifier = make_verifier(request.verifier) if request.verifier else None
-            strategy = create(request.strategy, n=request.n, verifier=verifier)
+            strategy = create(request.strategy, n=request.n, verifier=verifier, **options)
         except ConfigError as bad:
             raise RequestRejected(str(bad), param="reasoning") from None
         try:
