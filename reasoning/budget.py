@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .errors import BudgetExhausted, ConfigError
 
 # The limits a Budget may set, in the order they are checked and reported.
-LIMITS = ("tokens", "completion_tokens", "calls", "usd", "flops", "seconds")
+LIMITS = ("tokens", "completion_tokens", "uncached_tokens", "calls", "usd", "flops", "seconds")
 
 
 class Budget(BaseModel):
@@ -40,6 +40,8 @@ class Budget(BaseModel):
 
     tokens: int | None = Field(default=None, ge=0)
     completion_tokens: int | None = Field(default=None, ge=0)
+    # Tokens the model computed: prompt tokens served from the prefix cache do not count.
+    uncached_tokens: int | None = Field(default=None, ge=0)
     calls: int | None = Field(default=None, ge=0)
     # Not nan or inf (no limit is None): an infinite limit would read as a bound yet hold nothing.
     usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
@@ -93,10 +95,17 @@ class Usage:
     usd: float = 0.0
     flops: float = 0.0
     seconds: float = 0.0
+    # Of prompt_tokens, how many the backend served from its prefix cache (0 when unknown).
+    cached_prompt_tokens: int = 0
 
     @property
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def uncached_tokens(self) -> int:
+        """Tokens actually computed: a prefix re-read from the KV cache is not."""
+        return self.tokens - self.cached_prompt_tokens
 
     def add(self, other: Usage) -> None:
         self.prompt_tokens += other.prompt_tokens
@@ -105,16 +114,18 @@ class Usage:
         self.usd += other.usd
         self.flops += other.flops
         self.seconds += other.seconds
+        self.cached_prompt_tokens += other.cached_prompt_tokens
 
     def minus(self, other: Usage) -> Usage:
         return Usage(*(getattr(self, f.name) - getattr(other, f.name) for f in fields(self)))
 
     def value(self, limit: str) -> float:
-        return self.tokens if limit == "tokens" else getattr(self, limit)
+        return getattr(self, limit)
 
     def to_dict(self) -> dict[str, float]:
         data = asdict(self)
         data["tokens"] = self.tokens
+        data["uncached_tokens"] = self.uncached_tokens
         return data
 
     @classmethod
@@ -168,6 +179,15 @@ def charge(reported: Usage, bound: Usage) -> tuple[Usage, dict[str, float | str]
             anomalies[name] = value if number and math.isfinite(value) else repr(value)
             value = cap
         setattr(charged, name, min(value, cap))
+    # Cached prompt tokens lower the uncached count, so the worst case is none: a report below
+    # zero or above the prompt tokens charged is charged as no cache hit.
+    cached = reported.cached_prompt_tokens
+    if cached:
+        number = isinstance(cached, int | float) and not isinstance(cached, bool)
+        if not number or not math.isfinite(cached) or cached < 0 or cached > charged.prompt_tokens:
+            anomalies["cached_prompt_tokens"] = cached if number and math.isfinite(cached) else repr(cached)
+        else:
+            charged.cached_prompt_tokens = int(cached)
     return charged, anomalies
 
 

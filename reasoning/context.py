@@ -42,9 +42,35 @@ class Problem:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class Prefix:
+    """A partial answer to continue (``ctx.extend``): the assistant text so far, split into the
+    steps that produced it, and, on backends that work in token ids, the exact ids of prompt +
+    text, so a continuation re-reads the shared part from the prefix cache instead of
+    re-tokenizing it. ``trace_id`` is the trace node that produced the newest step: traces
+    refer to a prefix by (node, length), never by copying its ids."""
+
+    steps: tuple[str, ...] = ()
+    token_ids: tuple[int, ...] | None = None
+    trace_id: int | None = None
+    complete: bool = False  # the last step ended the solution (end of sequence), not a step delimiter
+
+    @property
+    def text(self) -> str:
+        return "".join(self.steps)
+
+    @property
+    def depth(self) -> int:
+        return len(self.steps)
+
+    def then(self, step: str, token_ids: tuple[int, ...] | None, trace_id: int | None, complete: bool) -> Prefix:
+        return Prefix((*self.steps, step), token_ids, trace_id, complete)
+
+
 @dataclass(slots=True)
 class Sample:
-    """One candidate solution: text, its extracted answer, and where it came from."""
+    """One candidate solution: text, its extracted answer, and where it came from. A sample
+    drawn by ``ctx.extend`` carries ``prefix``: the prefix it continued plus its own text."""
 
     text: str
     answer: str | None
@@ -52,6 +78,7 @@ class Sample:
     score: float | None = None
     trace_id: int | None = None  # id of the trace node of the call that produced it
     info: dict[str, Any] = field(default_factory=dict)
+    prefix: Prefix | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +93,8 @@ class Sampling:
 
 GENERATOR = "generator"
 VERIFIER = "verifier"
-SHAREABLE = ("tokens", "completion_tokens", "calls", "usd", "flops")
-INTEGER_LIMITS = ("tokens", "completion_tokens", "calls")
+SHAREABLE = ("tokens", "completion_tokens", "uncached_tokens", "calls", "usd", "flops")
+INTEGER_LIMITS = ("tokens", "completion_tokens", "uncached_tokens", "calls")
 
 
 class Context:
@@ -211,12 +238,13 @@ class Context:
 
     async def generate(
         self, prompt: PromptInput = None, *, name: str = "generate", min_tokens: int | None = None,
-        role: str | None = None, **options: Any
+        role: str | None = None, _prefix: Prefix | None = None, **options: Any
     ) -> list[Sample]:
         """Sample up to ``n`` completions within the budget (maybe fewer, maybe none), from the
         backend of ``role`` (default: this context's role)."""
         if role is not None and role != self.role:
-            return await self.using(role).generate(prompt, name=name, min_tokens=min_tokens, **options)
+            return await self.using(role).generate(prompt, name=name, min_tokens=min_tokens, _prefix=_prefix,
+                                                   **options)
         request = self.request(prompt, **options)
         ledger = self.ledger
         floor = self.sampling.min_tokens if min_tokens is None else min_tokens
@@ -226,7 +254,7 @@ class Context:
                 raise BudgetExhausted(ledger.stopped_by or "seconds")
             reservation = ledger.reserve(self.backend.call_shape(request), request.n, request.max_tokens, floor)
         except BudgetExhausted as refused:
-            node = self.trace.add("generate", name, self.parent, request=request.to_dict(), error=str(refused))
+            node = self.trace.add("generate", name, self.parent, request=_traced(request, _prefix), error=str(refused))
             self.trace.close(node)
             return []
         asked = (request.n, request.max_tokens)
@@ -234,7 +262,7 @@ class Context:
         info = {"backend": self.backend.name, "role": self.role}
         if reservation.shrunk_by:
             info["shrunk"] = {"by": reservation.shrunk_by, "asked_n": asked[0], "asked_max_tokens": asked[1]}
-        node = self.trace.add("generate", name, self.parent, request=request.to_dict(), info=info)
+        node = self.trace.add("generate", name, self.parent, request=_traced(request, _prefix), info=info)
         try:
             response = await _within(self.backend.generate(request), ledger.seconds_left())
         except TimeoutError:
@@ -251,12 +279,15 @@ class Context:
             self.trace.close(node)
             raise
         flops_per_token = 2.0 * self.backend.params if self.backend.params else 0.0
+        cached = response.cached_prompt_tokens if isinstance(response.cached_prompt_tokens, int) else 0
         actual = Usage(
             prompt_tokens=response.prompt_tokens,
             completion_tokens=response.completion_tokens,
             calls=response.calls,
             usd=response.usd,
-            flops=flops_per_token * (response.prompt_tokens + response.completion_tokens),
+            # A prompt token read from the prefix cache is not recomputed.
+            flops=flops_per_token * max(0, response.prompt_tokens - cached + response.completion_tokens),
+            cached_prompt_tokens=cached,
         )
         charged = ledger.commit(reservation, actual)
         self._charged(charged)
@@ -266,7 +297,16 @@ class Context:
         if reservation.anomalies:  # out-of-bounds usage, charged at the reservation instead
             node.info["usage_anomaly"] = {"reported": reservation.anomalies, "reserved": reservation.amount.to_dict()}
         self.trace.close(node)
-        samples = [Sample(c.text, self.extract(c.text), c, trace_id=node.id) for c in response.completions]
+        if _prefix is None:
+            samples = [Sample(c.text, self.extract(c.text), c, trace_id=node.id) for c in response.completions]
+        else:
+            # Ids only where the backend takes them back (else continuations go by text).
+            prompt_ids = (request.prompt_token_ids or response.prompt_token_ids) if self.backend.capabilities.token_ids else None
+            samples = []
+            for c in response.completions:
+                ids = (*prompt_ids, *c.token_ids) if prompt_ids is not None and c.token_ids is not None else None
+                longer = _prefix.then(c.text, ids, node.id, complete=c.stop_reason == "eos")
+                samples.append(Sample(longer.text, self.extract(longer.text), c, trace_id=node.id, prefix=longer))
         if self.vote_key is not None:
             for sample in samples:
                 if sample.answer is not None:
@@ -277,6 +317,50 @@ class Context:
         if usage is not None:
             self.usage_by_role.setdefault(self.role, Usage()).add(usage)
 
+    # -- continuing a prefix ----------------------------------------------------
+    async def extend(
+        self, prefix: Prefix, *, n: int = 1, stop: Sequence[str] = (), max_tokens: int | None = None,
+        name: str = "extend", **options: Any,
+    ) -> list[Sample]:
+        """Continue ``prefix`` ``n`` times, each until a ``stop`` string (kept in the text and
+        token ids), the end of the solution, or ``max_tokens``. Each sample's ``prefix`` is the
+        longer prefix, and its answer is extracted from the whole text so far.
+
+        On backends that take token ids (vLLM, Local, Scripted) the request is the prefix's exact
+        ids, so the shared part is served from the prefix cache; elsewhere (OpenAI-compatible
+        servers, litellm) the prefix text is sent as the assistant turn to continue
+        (``continue_final_message``; vLLM serve honours it, some providers do not).
+        """
+        backend = self.backend
+        options.setdefault("min_tokens", 1)  # a short step is a step, not a refused call
+        if prefix.token_ids is not None and backend.capabilities.token_ids:
+            prompt: PromptInput = GenerationRequest(prompt_token_ids=prefix.token_ids, **self._sampling(n, max_tokens, stop, options))
+        elif prefix.steps:
+            prompt = GenerationRequest(messages=(*self.messages, Message("assistant", prefix.text)),
+                                       continue_final_message=True, **self._sampling(n, max_tokens, stop, options))
+        else:
+            prompt = GenerationRequest(messages=self.messages, **self._sampling(n, max_tokens, stop, options))
+        samples = await self.generate(prompt, name=name, min_tokens=options.pop("min_tokens"),
+                                      _prefix=prefix)
+        return samples
+
+    def _sampling(self, n: int, max_tokens: int | None, stop: Sequence[str], options: dict[str, Any]) -> dict[str, Any]:
+        temperature, top_p = options.pop("temperature", None), options.pop("top_p", None)
+        sampling = {
+            "n": n,
+            "max_tokens": max_tokens or self.sampling.max_tokens,
+            "temperature": self.sampling.temperature if temperature is None else temperature,
+            "top_p": self.sampling.top_p if top_p is None else top_p,
+            "stop": tuple(stop),
+            "seed": options.pop("seed", None),
+            "logprobs": options.pop("logprobs", False),
+            "include_stop": True,
+        }
+        unknown = set(options) - {"min_tokens"}
+        if unknown:
+            raise TypeError(f"extend() got unexpected options: {', '.join(sorted(unknown))}")
+        return sampling
+
     # -- verification ----------------------------------------------------------
     async def verify(self, samples: list[Sample], verifier: Verifier) -> list[float]:
         """Score samples with ``verifier``, which may itself call a model, within budget: the
@@ -286,6 +370,20 @@ class Context:
         for sample, score in zip(samples, scores, strict=True):
             sample.score = score
         return scores
+
+
+def _traced(request: GenerationRequest, prefix: Prefix | None) -> dict[str, Any]:
+    """The request as the trace keeps it: a continuation names its prefix (trace node, tokens,
+    steps) instead of copying it, so a deep search's trace grows with what it generates."""
+    data = request.to_dict()
+    if prefix is None or not prefix.steps:
+        return data
+    data.pop("prompt_token_ids", None)
+    if request.continue_final_message and data.get("messages"):
+        data["messages"] = data["messages"][:-1]  # the base prompt; the assistant text is the prefix
+    data["prefix"] = {"node": prefix.trace_id, "steps": prefix.depth, "chars": len(prefix.text),
+                      "tokens": len(prefix.token_ids) if prefix.token_ids is not None else None}
+    return data
 
 
 def roles_of(backend: Backend | Mapping[str, Backend]) -> dict[str, Backend]:

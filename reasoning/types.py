@@ -45,6 +45,9 @@ class GenerationRequest:
     logprobs: bool = False
     # Continue the last assistant message instead of starting a new turn.
     continue_final_message: bool = False
+    # Keep the stop string that ended a sample at the end of its text and token ids, so that a
+    # continuation from text and one from token ids see the same thing (tree search does).
+    include_stop: bool = False
 
     def __post_init__(self) -> None:
         given = sum(x is not None for x in (self.messages, self.prompt, self.prompt_token_ids))
@@ -80,6 +83,8 @@ class GenerationRequest:
             data["prompt_token_ids"] = list(self.prompt_token_ids)
         if self.continue_final_message:
             data["continue_final_message"] = True
+        if self.include_stop:
+            data["include_stop"] = True
         return data
 
     @classmethod
@@ -107,6 +112,16 @@ class Completion:
     # Log-probability of each sampled token, when the backend can give them.
     token_logprobs: list[float] | None = None
     token_ids: list[int] | None = None
+    # The stop string that ended it (finish_reason "stop"); None: end of sequence, or unknown.
+    stop_sequence: str | None = None
+
+    @property
+    def stop_reason(self) -> str:
+        """Why it ended: ``"length"``, ``"eos"`` (end of sequence: the model finished), the stop
+        string that ended it, or ``"cancelled"`` / ``"error"``."""
+        if self.finish_reason != "stop":
+            return self.finish_reason
+        return self.stop_sequence if self.stop_sequence is not None else "eos"
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -114,6 +129,8 @@ class Completion:
             "completion_tokens": self.completion_tokens,
             "finish_reason": self.finish_reason,
         }
+        if self.stop_sequence is not None:
+            data["stop_sequence"] = self.stop_sequence
         if self.token_logprobs is not None:
             data["token_logprobs"] = self.token_logprobs
         if self.token_ids is not None:
@@ -136,6 +153,10 @@ class GenerationResponse:
     completion_tokens: int
     calls: int = 1  # provider requests made (fan-out backends make n)
     usd: float = 0.0
+    # Prompt tokens served from the prefix cache (0 when none or unknown): not recomputed.
+    cached_prompt_tokens: int = 0
+    # The exact prompt token ids, when the backend works in token ids (continuations use them).
+    prompt_token_ids: list[int] | None = None
     # Backend-specific facts worth keeping in the trace (cache hits, KV usage, model id).
     info: dict[str, Any] = field(default_factory=dict)
 

@@ -56,6 +56,7 @@ class Scripted(Backend):
         misreport: float = 1.0,
         seed: int = 0,
         name: str = "scripted",
+        prefix_cache: bool = True,
     ) -> None:
         self.answers = list(answers)
         self.responder = responder
@@ -71,6 +72,8 @@ class Scripted(Backend):
         self.misreport = misreport
         self.rng = random.Random(seed)
         self.name = name
+        self.prefix_cache = prefix_cache  # token-id prompts report the prefix seen before as cached
+        self._seen: list[list[int]] = []
         self.calls = 0
         self.requests: list[GenerationRequest] = []
         self._sample_index = 0
@@ -104,6 +107,42 @@ class Scripted(Backend):
         answer = self.answers[index % len(self.answers)]
         return f"Let me think step by step. The result is \\boxed{{{answer}}}."
 
+    # A toy character-level tokenizer, so token-id continuations work here as on vLLM: the
+    # prompt is rendered as "<role>content" turns, one token per character.
+    @staticmethod
+    def encode(text: str) -> list[int]:
+        return [ord(c) for c in text]
+
+    @staticmethod
+    def decode(ids: Sequence[int]) -> str:
+        return "".join(chr(i) for i in ids)
+
+    def prompt_ids(self, request: GenerationRequest) -> list[int]:
+        if request.prompt_token_ids is not None:
+            return list(request.prompt_token_ids)
+        if request.messages is None:
+            return self.encode(request.prompt or "")
+        rendered = "".join(f"<{m.role}>{m.content}" for m in request.messages)
+        return self.encode(rendered if request.continue_final_message else rendered + "<assistant>")
+
+    def continuation(self, request: GenerationRequest) -> str:
+        """The assistant text a request continues ("" for a fresh answer): what a responder
+        of a step-wise search looks at."""
+        rendered = self.decode(self.prompt_ids(request))
+        return rendered.rpartition("<assistant>")[2]
+
+    def _cached(self, ids: list[int]) -> int:
+        """Longest prefix of ``ids`` seen before (prompts and what was generated after them)."""
+        best = 0
+        for seen in self._seen:
+            common = 0
+            for a, b in zip(seen, ids):
+                if a != b:
+                    break
+                common += 1
+            best = max(best, common)
+        return best
+
     def _tokens(self, text: str) -> int:
         if callable(self.completion_tokens):
             return self.completion_tokens(text)
@@ -129,14 +168,25 @@ class Scripted(Backend):
         for _ in range(request.n):
             text = self._text(request, self._sample_index)
             self._sample_index += 1
+            stop_sequence = None
+            hits = [(text.find(s), s) for s in request.stop if s and s in text]
+            if hits:  # the earliest stop string ends the sample, as on a real engine
+                at, stop_sequence = min(hits)
+                text = text[: at + (len(stop_sequence) if request.include_stop else 0)]
             tokens = self._tokens(text)
             finish = "stop"
             if tokens > request.max_tokens:
                 # Like a real engine: cut the text, report exactly max_tokens.
                 keep = max(1, len(text) * request.max_tokens // tokens)
-                text, tokens, finish = text[:keep], request.max_tokens, "length"
+                text, tokens, finish, stop_sequence = text[:keep], request.max_tokens, "length", None
             logprobs = [-self.rng.random() for _ in range(tokens)] if request.logprobs else None
-            completions.append(Completion(text, tokens, finish, logprobs))
+            completions.append(Completion(text, tokens, finish, logprobs, self.encode(text), stop_sequence))
+        prompt_ids = self.prompt_ids(request)
+        cached = 0
+        if request.prompt_token_ids is not None and self.prefix_cache:
+            cached = self._cached(prompt_ids) * copies
+            self._seen.append(prompt_ids)
+            self._seen.extend(prompt_ids + c.token_ids for c in completions)
         prompt = self.count_prompt_tokens(request) * copies
         completion = sum(c.completion_tokens for c in completions)
         prompt_price, completion_price = self._prices
@@ -148,6 +198,8 @@ class Scripted(Backend):
             calls=round(copies * scale),
             usd=(prompt * prompt_price + completion * completion_price) * scale,
             info={"backend": self.name},
+            cached_prompt_tokens=round(cached * scale),
+            prompt_token_ids=prompt_ids,
         )
 
 
