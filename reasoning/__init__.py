@@ -17,7 +17,7 @@ if (_CHECKOUT / "pyproject.toml").is_file() and (_CHECKOUT / "strategies" / "__i
 
 from . import backends  # noqa: E402
 from .budget import Budget, CallShape, Ledger, Usage
-from .context import Context, Problem, Sample, Sampling
+from .context import Context, Prefix, Problem, Sample, Sampling
 from .errors import (
     AuthenticationError,
     BackendError,
@@ -29,7 +29,7 @@ from .errors import (
     UnsupportedRequest,
 )
 from .solve import Result, asolve, asolve_many, run_sync, solve, solve_many
-from .strategy import Outcome, Strategy, Verifier
+from .strategy import Outcome, ProcessVerifier, Strategy, Verifier
 from .trace import Trace, TraceNode
 from .types import Capabilities, Completion, GenerationRequest, GenerationResponse, Message
 
@@ -58,7 +58,7 @@ __all__ = [
     "AuthenticationError", "BackendError", "BackendUnavailable", "BadModel", "Budget",
     "BudgetExhausted", "CallShape", "Capabilities", "Completion", "ConfigError", "Context",
     "GenerationRequest", "GenerationResponse", "Ledger", "Message", "Outcome", "Problem",
-    "ReasoningError", "Result", "Sample", "Sampling", "Strategy", "Trace", "TraceNode",
+    "ReasoningError", "Result", "Sample", "Sampling", "Strategy", "Trace", "TraceNode", "Prefix", "ProcessVerifier",
     "UnsupportedRequest", "Usage", "Verifier", "asolve", "asolve_many", "backends", "run_sync",
     "solve", "solve_many", *_REEXPORTED,
 ]

@@ -115,6 +115,7 @@ class Context:
         vote_key: VoteKey | None = None,
         role: str = GENERATOR,
         usage_by_role: dict[str, Usage] | None = None,
+        memo: dict[Any, Any] | None = None,
     ) -> None:
         self.problem = problem
         self.backends = roles_of(backend)
@@ -128,6 +129,9 @@ class Context:
         self.role = role
         # What each role's calls were charged, shared by every context derived from this one.
         self.usage_by_role: dict[str, Usage] = {} if usage_by_role is None else usage_by_role
+        # Per-problem memo shared by every context of one solve (e.g. a process reward's step
+        # scores), so strategies and verifiers keep no per-problem state on ``self``.
+        self.memo: dict[Any, Any] = {} if memo is None else memo
 
     @property
     def backend(self) -> Backend:
@@ -156,6 +160,7 @@ class Context:
             vote_key=self.vote_key,
             role=role or self.role,
             usage_by_role=self.usage_by_role,
+            memo=self.memo,
         )
 
     def using(self, role: str) -> Context:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from pydantic.fields import FieldInfo
 
-from .context import Context, Sample
+from .context import Context, Prefix, Sample
 
 
 @dataclass(slots=True)
@@ -108,6 +109,47 @@ class OptionInfo:
         annotated = Annotated[(self.annotation, *self.constraints)] if self.constraints else self.annotation
         schema = TypeAdapter(annotated).json_schema() if self.plain else {}
         return {**schema, "description": self.help, **({} if self.required else {"default": self.default})}
+
+
+class ProcessVerifier(ABC):
+    """Scores partial solutions step by step (a process reward model, PRM).
+
+    ``step_scores`` returns, for each prefix, the score of every one of its steps; an
+    implementation scores only steps it has not scored before in this problem (cache them in
+    ``ctx.memo``), so a search of depth d costs O(d) scoring calls per path, not O(d^2).
+    ``score_steps`` aggregates them into one score per prefix (``aggregate``: last, min,
+    product or mean; search-and-learn uses last or min).
+    """
+
+    name: ClassVar[str] = "process-verifier"
+    aggregate: str = "last"
+
+    @abstractmethod
+    async def step_scores(self, ctx: Context, prefixes: Sequence[Prefix]) -> list[list[float]]: ...
+
+    async def score_steps(self, ctx: Context, prefixes: Sequence[Prefix]) -> list[float]:
+        return [aggregate_step_scores(scores, self.aggregate) for scores in await self.step_scores(ctx, prefixes)]
+
+
+AGGREGATIONS = ("last", "min", "product", "mean")
+
+
+def aggregate_step_scores(scores: Sequence[float], how: str = "last") -> float:
+    """One score for a path from its step scores (0.0 for a path with no steps)."""
+    if how not in AGGREGATIONS:
+        raise ValueError(f"aggregate must be one of {', '.join(AGGREGATIONS)}, got {how!r}")
+    if not scores:
+        return 0.0
+    if how == "last":
+        return float(scores[-1])
+    if how == "min":
+        return float(min(scores))
+    if how == "mean":
+        return float(sum(scores) / len(scores))
+    product = 1.0
+    for score in scores:
+        product *= score
+    return product
 
 
 def _type_name(annotation: Any) -> str:

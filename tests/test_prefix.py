@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 import reasoning as rz
+from reasoning.answers import extract_answer
 from reasoning.backends import Scripted
 from reasoning.budget import Ledger
 from reasoning.context import Prefix
@@ -28,7 +29,7 @@ def stepper(backend):
 def context(backend, budget=None, params=None):
     backend.params = params
     return rz.Context(rz.Problem("What is 2+2?"), backend, Ledger(budget), Trace(),
-                      messages=(rz.Message("user", "What is 2+2?"),), extract=rz.answers.extract_answer)
+                      messages=(rz.Message("user", "What is 2+2?"),), extract=extract_answer)
 
 
 def test_extend_walks_a_solution_step_by_step_with_exact_ids_and_cache_hits():
