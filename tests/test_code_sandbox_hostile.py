@@ -89,6 +89,7 @@ def test_program_cannot_redefine_builtins_the_tests_call():
     assert verdict_of("def f(x):\n    return [0] * x\n", tests, "f").passed
 
 
+@needs_full  # without a private /tmp and /proc, files and other processes may hold the test text
 def test_expected_values_never_reach_the_candidate():
     # The candidate searches everything it can read for the expected value "secret-11".
     tests = "def check(candidate):\n    assert candidate() == 'secret-' + str(11)\n"

@@ -49,6 +49,16 @@ def _limit(name, value):
         pass
 
 
+def _no_network():
+    """Fallback only: a new, empty network namespace when permitted (root); else nothing."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).unshare(0x40000000)  # CLONE_NEWNET
+    except Exception:
+        pass
+
+
 def _guard():
     """Fallback only (no kernel isolation): stop accidents such as ``rm -rf ~``."""
     import shutil
@@ -96,6 +106,8 @@ def main():
     sock = socket.socket(fileno=int(sys.argv[1]))
     setup = _recv(sock)
     limits = setup["limits"]
+    if setup["guard"]:
+        _no_network()
     _limit("RLIMIT_CORE", 0)
     _limit("RLIMIT_AS", limits["memory"])
     _limit("RLIMIT_FSIZE", limits["fsize"])

@@ -93,6 +93,7 @@ def uid_block() -> range:
 BUNDLED_BWRAP_SHA256 = "4b9bd2a03bfadf2904d42f9652f6799b6bd2e3cb1d8ccff37d2d836b39f533b4"
 
 STATUSES = ("passed", "failed", "timeout", "crashed", "killed", "error")
+SCRATCH = ("/tmp", "/var/tmp", "/run", "/dev/shm")  # fresh, private tmpfs mounts in the sandbox
 FULL_ISOLATION = frozenset({"pid-ns", "net-ns", "ro-fs", "private-tmp", "unprivileged", "rlimits"})
 
 _HERE = Path(__file__).parent
@@ -213,8 +214,16 @@ def _bwrap_prefix(bwrap: str, as_root: bool) -> list[str]:
                     args += ["--perms", "0755", "--dir", directory]
                 args += ["--ro-bind", path, path]
     args += ["--dev", "/dev", "--proc", "/proc"]
-    for scratch in ("/tmp", "/var/tmp", "/run", "/dev/shm"):
+    for scratch in SCRATCH:
         args += ["--perms", "1777", "--size", str(TMPFS_BYTES), "--tmpfs", scratch]
+    # An interpreter (a virtualenv) that lives under a scratch folder, e.g. a checkout in /tmp,
+    # is mounted back, read-only, over the fresh tmpfs.
+    for path in _interpreter_dirs():
+        top = next((s for s in SCRATCH if path.startswith(s + "/")), None)
+        if top is not None:
+            for directory in [str(d) for d in reversed(Path(path).parents) if len(str(d)) > len(top)]:
+                args += ["--perms", "0755", "--dir", directory]
+            args += ["--ro-bind", path, path]
     args += ["--chdir", "/", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8"]
     if not as_root:
         args += ["--cap-drop", "ALL"]
