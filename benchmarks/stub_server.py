@@ -60,6 +60,22 @@ _ERROR_TYPES = {
 }
 
 
+def _prompt_word_list(body: dict[str, Any]) -> list[str]:
+    if "messages" in body:
+        return [w for m in body["messages"] for w in _content_text(m.get("content")).split()]
+    prompt = body.get("prompt", "")
+    return prompt.split() if isinstance(prompt, str) else [str(t) for t in prompt or []]
+
+
+def _common(a: list[str], b: list[str]) -> int:
+    count = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        count += 1
+    return count
+
+
 def prompt_words(body: dict[str, Any]) -> int:
     """Prompt tokens of a request body, by the stub's word rule."""
     if "messages" in body:
@@ -118,18 +134,21 @@ def _error(status: int, message: str, code: str | None = None) -> web.Response:
     return web.json_response(body, status=status)
 
 
-def _finish(text: str, stop: list[str], max_tokens: int | None) -> tuple[str, list[str], str]:
-    """Apply stop strings, then the max_tokens word cap; return (text, tokens, finish)."""
-    finish = "stop"
-    cuts = [i for s in stop if s and (i := text.find(s)) >= 0]
+def _finish(text: str, stop: list[str], max_tokens: int | None,
+            include_stop: bool = False) -> tuple[str, list[str], str, str | None]:
+    """Apply stop strings, then the max_tokens word cap; return (text, tokens, finish, the stop
+    string that ended it), as vLLM serve does (``include_stop_str_in_output`` keeps it)."""
+    finish, matched = "stop", None
+    cuts = [(i, s) for s in stop if s and (i := text.find(s)) >= 0]
     if cuts:
-        text = text[: min(cuts)]
+        at, matched = min(cuts)
+        text = text[: at + (len(matched) if include_stop else 0)]
     words = text.split()
     if max_tokens is not None and len(words) > max_tokens:
         words = words[:max_tokens]
         text = " ".join(words)
-        finish = "length"
-    return text, words, finish
+        finish, matched = "length", None
+    return text, words, finish, matched
 
 
 class StubServer:
@@ -151,6 +170,7 @@ class StubServer:
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("the stub server only binds to loopback addresses")
         self.responder: Responder = responder or default_responder
+        self._prompts_seen: list[list[str]] = []
         self.api_key = api_key
         self.unknown_models = set(unknown_models)
         self.models = list(models)
@@ -277,7 +297,7 @@ class StubServer:
         want_logprobs = bool(logprobs) if chat else logprobs is not None
         choices, completion_tokens = [], 0
         for index, raw in enumerate(texts):
-            text, words, finish = _finish(raw, stop, max_tokens)
+            text, words, finish, matched = _finish(raw, stop, max_tokens, bool(body.get("include_stop_str_in_output")))
             completion_tokens += len(words)
             if chat:
                 choice: dict[str, Any] = {
@@ -285,6 +305,7 @@ class StubServer:
                     "message": {"role": "assistant", "content": text},
                     "logprobs": _chat_logprobs(words) if want_logprobs else None,
                     "finish_reason": finish,
+                    "stop_reason": matched,
                 }
             else:
                 choice = {
@@ -292,9 +313,14 @@ class StubServer:
                     "text": text,
                     "logprobs": _text_logprobs(words, int(logprobs or 0)) if want_logprobs else None,
                     "finish_reason": finish,
+                    "stop_reason": matched,
                 }
             choices.append(choice)
         prompt_tokens = prompt_words(body)
+        # A prefix cache as vLLM serve reports it: words of this prompt that a previous prompt began with.
+        words = _prompt_word_list(body)
+        cached = max((_common(words, seen) for seen in self._prompts_seen), default=0)
+        self._prompts_seen.append(words)
         return {
             "id": f"{'chatcmpl' if chat else 'cmpl'}-stub-{len(self.requests)}",
             "object": "chat.completion" if chat else "text_completion",
@@ -305,6 +331,7 @@ class StubServer:
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens,
+                "prompt_tokens_details": {"cached_tokens": min(cached, prompt_tokens)},
             },
         }
 

@@ -342,3 +342,44 @@ def test_split_sums_to_total_and_respects_max_tokens(samples, max_tokens, data) 
     assert all(0 <= c <= max_tokens for c in counts)
     if len(samples) > 1:
         assert all(c == max_tokens for c, f in zip(counts, finishes, strict=True) if f == "length")
+
+
+def test_text_continuation_over_http_keeps_stops_and_reads_cached_tokens():
+    """ctx.extend against an OpenAI-compatible server (the stub imitates vLLM serve: it names the
+    stop string and reports prompt_tokens_details.cached_tokens): the prefix goes back as the
+    assistant turn to continue."""
+    import reasoning as rz
+    from reasoning.answers import extract_answer
+    from reasoning.budget import Ledger
+    from reasoning.context import Prefix
+    from reasoning.trace import Trace
+
+    steps = ["Step one.\n\n", "Step two.\n\n", "So \\boxed{4}."]
+
+    def responder(body):
+        last = body["messages"][-1]
+        done = last["content"] if last["role"] == "assistant" else ""
+        at = sum(s in done for s in steps)
+        return ["".join(steps[at:])] * body.get("n", 1)
+
+    with StubServer(responder=responder) as server:
+        backend = OpenAICompatible("stub", base_url=server.base_url, api_key="k")
+        ctx = rz.Context(rz.Problem("q"), backend, Ledger(), Trace(), messages=(Message("user", "What is 2+2?"),),
+                         extract=extract_answer)
+
+        async def walk():
+            prefix, seen = Prefix(), []
+            while not prefix.complete and len(seen) < 5:
+                [sample] = await ctx.extend(prefix, stop=["\n\n"], max_tokens=64)
+                seen.append(sample)
+                prefix = sample.prefix
+            await backend.aclose()
+            return prefix, seen
+
+        prefix, seen = asyncio.run(walk())
+        bodies = [r.body for r in server.requests]
+    assert prefix.steps == tuple(steps) and prefix.complete and seen[-1].answer == "4"
+    assert [s.completion.stop_reason for s in seen] == ["\n\n", "\n\n", "eos"]
+    assert bodies[1]["continue_final_message"] and bodies[1]["messages"][-1] == {"role": "assistant", "content": steps[0]}
+    assert all(b.get("include_stop_str_in_output") for b in bodies)
+    assert ctx.ledger.usage().cached_prompt_tokens > 0

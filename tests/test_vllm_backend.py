@@ -237,3 +237,40 @@ def test_concurrent_problems_are_batched_not_serialised(engine):
     assert all(result.usage.completion_tokens > 0 for result in results)
     # The engine ran samples of several problems in the same steps (3 x 2 sequences).
     assert engine.stats()["max_running_sequences"] > 2
+
+
+@pytest.mark.slow
+def test_ctx_extend_continues_steps_from_the_prefix_cache_with_text_and_ids_in_step(engine):
+    """A step-wise search on the real engine: each step is a token-id continuation whose
+    shared prefix is served from the cache, and the prefix's text is what its ids decode to."""
+    from reasoning.answers import extract_answer
+    from reasoning.budget import Ledger
+    from reasoning.context import Prefix
+    from reasoning.trace import Trace
+
+    ctx = rz.Context(rz.Problem(QUESTION), engine, Ledger(), Trace(), messages=(Message("user", QUESTION),),
+                     extract=extract_answer)
+
+    async def walk():
+        prefix, samples = Prefix(), []
+        for _ in range(3):
+            if prefix.complete:
+                break
+            [sample] = await ctx.extend(prefix, n=1, stop=["\n"], max_tokens=48, temperature=0)
+            samples.append(sample)
+            prefix = sample.prefix
+        return prefix, samples
+
+    prefix, samples = rz.run_sync(walk())
+    assert len(samples) >= 2
+    tokenizer = engine.tokenizer
+    for sample in samples:
+        completion = sample.completion
+        assert tokenizer.decode(completion.token_ids, skip_special_tokens=True) == completion.text
+        if completion.stop_reason == "\n":
+            assert completion.text.endswith("\n")
+    prompt = engine.prompt_ids(ctx.request())
+    assert list(prefix.token_ids[: len(prompt)]) == prompt
+    assert tokenizer.decode(list(prefix.token_ids[len(prompt):]), skip_special_tokens=True) == prefix.text
+    usage = ctx.ledger.usage()
+    assert usage.cached_prompt_tokens > 0 and usage.uncached_tokens < usage.tokens

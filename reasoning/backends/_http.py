@@ -47,7 +47,7 @@ def is_transient(exc: BaseException) -> bool:
     """Worth retrying: rate limits, server errors, malformed bodies, timeouts, connection failures."""
     import openai
 
-    if isinstance(exc, MalformedResponse) or isinstance(exc, openai.APIConnectionError):  # timeouts included
+    if isinstance(exc, MalformedResponse | openai.APIConnectionError):  # timeouts included
         return True
     if _missing_credentials(exc) is not None:  # litellm reports it as a 500: no retry fixes it
         return False
@@ -322,11 +322,18 @@ def build_response(
     texts: list[str] = []
     finishes: list[str] = []
     logprobs: list[list[float] | None] = []
+    stops: list[str | None] = []
     for choice in choices:
         if chat:
-            texts.append((choice.get("message") or {}).get("content") or "")
+            text = (choice.get("message") or {}).get("content") or ""
         else:
-            texts.append(choice.get("text") or "")
+            text = choice.get("text") or ""
+        # vLLM serve names the stop string that ended a choice; OpenAI's API does not (None).
+        stop = choice.get("stop_reason") if isinstance(choice.get("stop_reason"), str) else None
+        if request.include_stop and stop is not None and not text.endswith(stop):
+            text += stop  # a server that drops stop strings from the text: keep them, as asked
+        texts.append(text)
+        stops.append(stop)
         finishes.append(finish_reason(choice.get("finish_reason")))
         logprobs.append(_token_logprobs(choice.get("logprobs"), chat) if request.logprobs else None)
 
@@ -349,10 +356,18 @@ def build_response(
     else:  # unknown: report the bound the ledger reserved
         prompt_tokens = byte_bound_prompt_tokens(request)
     completions = [
-        Completion(text=t, completion_tokens=c, finish_reason=f, token_logprobs=lp)  # type: ignore[arg-type]
-        for t, c, f, lp in zip(texts, counts, finishes, logprobs, strict=True)
+        Completion(text=t, completion_tokens=c, finish_reason=f, token_logprobs=lp, stop_sequence=s)  # type: ignore[arg-type]
+        for t, c, f, lp, s in zip(texts, counts, finishes, logprobs, stops, strict=True)
     ]
     return completions, prompt_tokens, completion_tokens
+
+
+def cached_tokens(usage: dict[str, Any] | None) -> int:
+    """Prompt tokens the server served from its prefix cache (``prompt_tokens_details.cached_tokens``,
+    reported by vLLM serve with prefix caching and by OpenAI), 0 when not reported."""
+    details = (usage or {}).get("prompt_tokens_details") or {}
+    value = details.get("cached_tokens") if isinstance(details, dict) else None
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _token_logprobs(raw: Any, chat: bool) -> list[float] | None:

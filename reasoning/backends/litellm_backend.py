@@ -22,6 +22,7 @@ from ..types import Capabilities, GenerationRequest, GenerationResponse
 from ._http import (
     DEFAULT_REQUEST_TIMEOUT,
     build_response,
+    cached_tokens,
     check_timeout,
     merge_responses,
     translate_error,
@@ -303,6 +304,7 @@ class LiteLLM(Backend):
             calls=len(results),
             usd=usd,
             info=info,
+            cached_prompt_tokens=sum(cached_tokens(r.model_dump().get("usage")) for r, _ in results),
         )
 
     @classmethod

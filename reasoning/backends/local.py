@@ -342,6 +342,7 @@ class Local(Backend):
                     prompt_tokens=len(job.prompt_ids),
                     completion_tokens=sum(c.completion_tokens for c in completions),
                     info=dict(info),
+                    prompt_token_ids=list(job.prompt_ids),
                 )
             )
         return responses
@@ -461,8 +462,11 @@ def _completion(tokens: list[int], request: GenerationRequest, eos: set[int], to
     if cut is not None:
         kept = body[:cut]
         text = tokenizer.decode(kept, skip_special_tokens=True)
-        text = text[: min(text.find(s) for s in request.stop if s and s in text)]
-        return Completion(text=text, completion_tokens=len(kept), finish_reason="stop", token_ids=kept)
+        at, stop = min((text.find(s), s) for s in request.stop if s and s in text)
+        # include_stop: the text is what the kept ids decode to (they never drift apart)
+        text = text if request.include_stop else text[:at]
+        return Completion(text=text, completion_tokens=len(kept), finish_reason="stop", token_ids=kept,
+                          stop_sequence=stop)
     decoded = tokenizer.decode(body, skip_special_tokens=True)
     if end is not None:  # the EOS token was generated: it counts
         kept = tokens[: end + 1]
@@ -497,4 +501,5 @@ def _copy(completion: Completion) -> Completion:
         finish_reason=completion.finish_reason,
         token_logprobs=list(completion.token_logprobs) if completion.token_logprobs is not None else None,
         token_ids=list(completion.token_ids) if completion.token_ids is not None else None,
+        stop_sequence=completion.stop_sequence,
     )

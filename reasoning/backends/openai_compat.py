@@ -26,8 +26,9 @@ from ._http import (  # noqa: F401 (re-exported: tests and older imports use the
     CONNECT_TIMEOUT,
     DEFAULT_REQUEST_TIMEOUT,
     build_response,
-    checked_body,
+    cached_tokens,
     check_timeout,
+    checked_body,
     merge_responses,
     split_completion_tokens,
     translate_error,
@@ -136,6 +137,8 @@ class OpenAICompatible(Backend):
                 body["logprobs"] = 1
         if request.stop:
             body["stop"] = list(request.stop)
+            if request.include_stop:  # vLLM extension; otherwise build_response re-appends it
+                body["include_stop_str_in_output"] = True
         if seed is not None:
             body["seed"] = seed
         if self.extra:
@@ -176,6 +179,7 @@ class OpenAICompatible(Backend):
                 data["choices"], data.get("usage"), request, chat
             )
             calls, retries = 1, attempts - 1
+            cached = cached_tokens(data.get("usage"))
         else:
             # Fan-out: n single-sample requests; seed + i keeps seeded samples distinct.
             seeds = [None if request.seed is None else request.seed + i for i in range(request.n)]
@@ -184,6 +188,7 @@ class OpenAICompatible(Backend):
                 [build_response(d["choices"], d.get("usage"), request, chat) for d, _ in results]
             )
             calls, retries = request.n, sum(a - 1 for _, a in results)
+            cached = sum(cached_tokens(d.get("usage")) for d, _ in results)
             data = results[0][0]
         info: dict[str, Any] = {"model": data.get("model")}
         if retries:
@@ -196,6 +201,7 @@ class OpenAICompatible(Backend):
             calls=calls,
             usd=prompt_tokens * p_in + completion_tokens * p_out,
             info=info,
+            cached_prompt_tokens=cached,
         )
 
     async def aclose(self) -> None:

@@ -305,6 +305,7 @@ class VLLM(Backend):
             temperature=request.temperature,
             top_p=request.top_p,
             stop=list(request.stop) or None,
+            include_stop_str_in_output=request.include_stop,
             seed=request.seed,
             logprobs=0 if request.logprobs else None,  # 0: the sampled token's only
             output_kind=RequestOutputKind.FINAL_ONLY,
@@ -362,13 +363,20 @@ class VLLM(Backend):
             logprobs = None
             if request.logprobs and output.logprobs is not None:
                 logprobs = [float(pos[tid].logprob) for pos, tid in zip(output.logprobs, token_ids, strict=False)]
+            stop_sequence = output.stop_reason if isinstance(output.stop_reason, str) else None
+            text = output.text
+            if request.include_stop and stop_sequence is not None:
+                # A stop string can end inside a token: the ids are the truth a continuation
+                # feeds back, so the text is what they decode to (they never drift apart).
+                text = self.tokenizer.decode(token_ids, skip_special_tokens=True)
             completions.append(
                 Completion(
-                    text=output.text,
+                    text=text,
                     completion_tokens=len(token_ids),
                     finish_reason=_FINISH.get(output.finish_reason, "error"),
                     token_logprobs=logprobs,
                     token_ids=token_ids,
+                    stop_sequence=stop_sequence,
                 )
             )
         cached = int(getattr(final, "num_cached_tokens", 0) or 0)
@@ -391,6 +399,8 @@ class VLLM(Backend):
             prompt_tokens=len(ids),
             completion_tokens=sum(c.completion_tokens for c in completions),
             info=info,
+            cached_prompt_tokens=cached,
+            prompt_token_ids=ids,
         )
 
     # -- reporting -----------------------------------------------------------------------------
