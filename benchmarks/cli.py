@@ -70,7 +70,7 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     sweep.add_argument("--pool", type=int, help="pool size per problem for budget grids with reuse (default from the largest budget)")
     sweep.add_argument("--max-n", type=int, help="n given to direct strategies on a budget grid (default 64)")
     sweep.add_argument("--subsets", type=int, help="random subsets per (problem, k) for majority@k / best-of-k (default 32)")
-    sweep.add_argument("--x-axis", choices=["tokens", "completion_tokens", "usd", "flops", "eflops", "n"],
+    sweep.add_argument("--x-axis", choices=["tokens", "completion_tokens", "uncached_tokens", "usd", "flops", "eflops", "n"],
                        help="compute measure of the plots and the saturation test (default tokens)")
     sweep.add_argument("--intensity", type=float, help="hardware FLOPs per byte for effective FLOPs (default 295, H100)")
     sweep.add_argument("--saturation-threshold", type=float, help="accuracy gain per doubling below which a curve saturates (default 0.01)")

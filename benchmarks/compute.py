@@ -64,13 +64,17 @@ class ComputeModel:
     intensity: float = H100_INTENSITY  # FLOPs per byte of the hardware
     batch: int = 64  # sequences decoded together: weight reads are shared among them
 
-    def call(self, prompt_tokens: float, completion_tokens: list[int], prefill_per_sample: bool = False) -> tuple[float, float]:
+    def call(self, prompt_tokens: float, completion_tokens: list[int], prefill_per_sample: bool = False,
+             cached_prompt_tokens: float = 0.0) -> tuple[float, float]:
         """(FLOPs, effective FLOPs) of one call: a prompt (prefilled once, or once per sample
-        for backends without native n) and its completions."""
+        for backends without native n) and its completions. Prompt tokens served from the
+        prefix cache are not prefilled again: only the new ones are, attending to all before them."""
         s = self.shape
         copies = len(completion_tokens) if prefill_per_sample else 1
         p = prompt_tokens / copies if prefill_per_sample and copies else prompt_tokens
-        flops = copies * (2 * s.params * p + 2 * s.layers * s.d_attn * p * p)
+        cached = min(p, cached_prompt_tokens / copies if prefill_per_sample and copies else cached_prompt_tokens)
+        new = p - cached
+        flops = copies * (2 * s.params * new + 2 * s.layers * s.d_attn * (p * p - cached * cached))
         kv_values = 0.0
         for g in completion_tokens:
             context = p * g + g * g / 2
@@ -88,7 +92,9 @@ class ComputeModel:
             if node["kind"] != "generate" or not node.get("usage"):
                 continue
             completions = [c["completion_tokens"] for c in node.get("completions", [])]
-            flops, effective = self.call(node["usage"].get("prompt_tokens", 0), completions, not native_n)
+            usage = node["usage"]
+            flops, effective = self.call(usage.get("prompt_tokens", 0), completions, not native_n,
+                                         usage.get("cached_prompt_tokens", 0))
             total[0] += flops
             total[1] += effective
         return total[0], total[1]

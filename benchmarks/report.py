@@ -19,6 +19,7 @@ from .sweep import SweepConfig, format_fit, x_value
 AXIS_LABELS = {
     "tokens": "mean tokens per problem (prompt + completion)",
     "completion_tokens": "mean completion tokens per problem",
+    "uncached_tokens": "mean uncached tokens per problem (prefix-cache hits not counted)",
     "usd": "mean USD per problem",
     "flops": "mean FLOPs per problem (incl. attention)",
     "eflops": "mean effective FLOPs per problem (Kinetics)",

@@ -110,7 +110,7 @@ class SweepConfig(BaseModel):
     coverage: bool = True
     intensity: float = Field(default=H100_INTENSITY, gt=0)  # FLOPs/byte for effective FLOPs
     decode_batch: int = Field(default=64, ge=1)
-    x_axis: Literal["tokens", "completion_tokens", "usd", "flops", "eflops", "n"] = "tokens"
+    x_axis: Literal["tokens", "completion_tokens", "uncached_tokens", "usd", "flops", "eflops", "n"] = "tokens"
     concurrency: int = Field(default=32, ge=1)
     seed: int = 0
     out: str
@@ -239,7 +239,7 @@ class Sweep:
             return c.pool
         # Enough candidates for the largest budget at a quarter of max_tokens each, at most 64.
         kind, top = c.budget_kind, max(c.budget_grid[c.budget_kind])
-        if kind in ("tokens", "completion_tokens"):
+        if kind in ("tokens", "completion_tokens", "uncached_tokens"):
             return int(min(64, max(1, math.ceil(top / (c.max_tokens / 4)))))
         if kind == "calls":
             return int(min(64, top))
@@ -343,6 +343,7 @@ class Sweep:
         costs = {
             "tokens": float(usage.tokens),
             "completion_tokens": float(usage.completion_tokens),
+            "uncached_tokens": float(usage.uncached_tokens),
             "usd": usage.usd,
             "calls": float(usage.calls),
         }  # no seconds: wall time depends on load and on the cache, not on the method

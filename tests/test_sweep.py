@@ -423,3 +423,14 @@ def test_budget_kinds_the_backend_cannot_measure_are_refused_up_front(tmp_path):
     run(sweep.run())
     rows = rows_of(tmp_path / "priced" / "sweep" / "problems.jsonl")
     assert all(0 < row["cost"]["usd"] <= 0.004 for row in rows) and all(row["n"] >= 1 for row in rows)
+
+
+def test_flops_of_a_cached_prefix_are_not_counted_again():
+    from reasoning.benchmarks.compute import ComputeModel, ModelShape
+
+    model = ComputeModel(ModelShape(params=1e6, layers=2, d_attn=64, d_kv=64))
+    cold, _ = model.call(1000, [10])
+    warm, _ = model.call(1000, [10], cached_prompt_tokens=900)
+    # the 900 cached tokens' prefill (weights and their own attention) is not paid again
+    assert cold - warm == pytest.approx(2 * 1e6 * 900 + 2 * 2 * 64 * 900**2)
+    assert model.call(1000, [10], cached_prompt_tokens=0) == model.call(1000, [10])
