@@ -461,8 +461,8 @@ def _service_from_args(args: argparse.Namespace):
     _check_reachable(args.api_base)
     pool = BackendPool(args.backend, api_base=args.api_base, api_key=args.upstream_api_key,
                        options=_request_timeout(args.request_timeout, args.backend))
-    return ReasoningService(pool, default_budget=default, budget_cap=cap, max_n=args.max_n, concurrency=args.concurrency,
-                            queue_timeout=args.queue_timeout)
+    return ReasoningService(pool, default_budget=default, budget_cap=cap, max_n=args.max_n,
+                            concurrency=args.concurrency, queue_timeout=args.queue_timeout)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -126,12 +126,13 @@ def test_streaming_sends_the_final_answer_as_chunks(client):
 
 
 def test_the_openai_clients_usual_parameters_get_200(client):
-    usual = dict(max_tokens=300, temperature=0.5, top_p=0.9, stop=["\n\nQuestion:"], seed=7, n=1, user="someone")
+    usual = {"max_tokens": 300, "temperature": 0.5, "top_p": 0.9, "stop": ["\n\nQuestion:"], "seed": 7, "n": 1,
+             "user": "someone"}
     reply = client.chat.completions.create(model="self-consistency-3", messages=PROBLEM, **usual)
     assert reply.choices[0].message.content.endswith("\\boxed{42}.")
     reply = client.chat.completions.create(model="greedy", messages=PROBLEM, max_completion_tokens=1, **{
         k: v for k, v in usual.items() if k != "max_tokens"})
-    assert reply.model_extra["reasoning"]["stopped_by"] is None  # 1 token: shrunk to fit, not refused
+    assert reply.model_extra["reasoning"]["stopped_by"] is None  # a small max_tokens lowers min_tokens: not refused
     chunks = list(client.chat.completions.create(model="greedy", messages=PROBLEM, stream=True,
                                                  stream_options={"include_usage": True}, **usual))
     assert chunks[-1].usage.completion_tokens == 20
@@ -190,6 +191,12 @@ def test_request_too_large_is_413(server):
     assert_openai_error(post(server, chunked()), 413)
 
 
+def raw_budget(budget: bytes) -> bytes:
+    """A request whose budget only a raw body can carry (JSON's NaN and Infinity extensions)."""
+    head = b'{"model": "greedy", "messages": [{"role": "user", "content": "1+1?"}], '
+    return head + b'"reasoning": {"budget": ' + budget + b"}}"
+
+
 @pytest.mark.parametrize(
     "body, status, code",
     [
@@ -207,10 +214,8 @@ def test_request_too_large_is_413(server):
         ({"model": "greedy", "messages": PROBLEM, "reasoning": {"budget": "tokens=inf"}}, 400, "invalid_budget"),
         ({"model": "greedy", "messages": PROBLEM, "reasoning": {"budget": "seconds=nan"}}, 400, "invalid_budget"),
         ({"model": "greedy", "messages": PROBLEM, "reasoning": {"budget": {"usd": "inf"}}}, 400, "invalid_budget"),
-        (b'{"model": "greedy", "messages": [{"role": "user", "content": "1+1?"}], "reasoning": {"budget": '
-         b'{"seconds": NaN}}}', 400, None),
-        (b'{"model": "greedy", "messages": [{"role": "user", "content": "1+1?"}], "reasoning": {"budget": '
-         b'{"flops": Infinity}}}', 400, None),
+        (raw_budget(b'{"seconds": NaN}'), 400, None),
+        (raw_budget(b'{"flops": Infinity}'), 400, None),
         ({"model": "greedy", "messages": PROBLEM, "reasoning": {"verifier": "oracle"}}, 400, None),
         ({"model": "greedy", "messages": PROBLEM, "reasoning": {"colour": "red"}}, 400, None),
         ({"model": "self-consistency-100000", "messages": PROBLEM}, 400, "n_over_cap"),
@@ -326,9 +331,9 @@ def one_slot_taken(server, seconds=2.0):
 def test_queue_wait_counts_against_the_requests_seconds_budget():
     with running("scripted:42", concurrency=1) as server:
         with one_slot_taken(server, seconds=2.0) as backend:
-            backend.latency = 2.0
-            # Waits ~2 s of its 3: the 2 s call no longer fits and is cut at the deadline.
-            body = {"model": "greedy", "messages": PROBLEM, "reasoning": {"budget": {"seconds": 3}}}
+            backend.latency = 3.0
+            # Waits ~2 s of its 4: its 3 s call no longer fits and is cut at the deadline.
+            body = {"model": "greedy", "messages": PROBLEM, "reasoning": {"budget": {"seconds": 4}}}
             reply = post(server, body).json()
         assert reply["reasoning"]["stopped_by"] == "seconds" and reply["reasoning"]["answer"] is None
         with one_slot_taken(server, seconds=2.0) as backend:

@@ -79,7 +79,7 @@ def test_a_missing_api_key_exits_2_at_once_naming_the_variable(tmp_path):
         done = subprocess.run(
             [sys.executable, "-c", script, "run", "--dataset", "gsm8k", "--limit", "1", "--backend",
              "litellm:openai/gpt-4o-mini", "--api-base", stub.base_url, "--out", str(out)],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
         )
         elapsed = time.monotonic() - started
         assert stub.count == 0
@@ -126,7 +126,7 @@ def run_dataset(name, tmp_path, **env):
     done = subprocess.run(
         [sys.executable, "-m", "reasoning.benchmarks.cli", "run", "--dataset", name, "--backend", "scripted",
          "--out", str(tmp_path / "o")],
-        cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=120,
+        cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=120, check=False,
     )
     return done.returncode, " ".join(done.stderr.split()), time.monotonic() - started
 

@@ -196,7 +196,8 @@ def _connection_failure(exc: BaseException) -> BaseException | None:
     import httpx
     import openai
 
-    kinds = (openai.APIConnectionError, httpx.TransportError, ConnectionError, TimeoutError, aiohttp.ClientConnectionError)
+    kinds = (openai.APIConnectionError, httpx.TransportError, aiohttp.ClientConnectionError, ConnectionError,
+             TimeoutError)
     return next((cause for cause in reversed(_chain(exc)) if isinstance(cause, kinds)), None)
 
 
@@ -227,7 +228,8 @@ def _unreadable_answer(exc: BaseException) -> str | None:
     for cause in _chain(exc)[1:]:
         if isinstance(cause, json.JSONDecodeError):
             return f"the body is not JSON ({cause})"
-        if isinstance(cause, openai.APIError) and not isinstance(cause, openai.APIStatusError | openai.APIConnectionError):
+        status_or_connection = isinstance(cause, openai.APIStatusError | openai.APIConnectionError)
+        if isinstance(cause, openai.APIError) and not status_or_connection:  # litellm could not read the answer
             return _provider_message(cause)
     return None
 
