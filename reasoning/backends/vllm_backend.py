@@ -363,7 +363,8 @@ class VLLM(Backend):
             logprobs = None
             if request.logprobs and output.logprobs is not None:
                 logprobs = [float(pos[tid].logprob) for pos, tid in zip(output.logprobs, token_ids, strict=False)]
-            stop_sequence = output.stop_reason if isinstance(output.stop_reason, str) else None
+            stop_reason = getattr(output, "stop_reason", None)
+            stop_sequence = stop_reason if isinstance(stop_reason, str) else None
             text = output.text
             if request.include_stop and stop_sequence is not None:
                 # A stop string can end inside a token: the ids are the truth a continuation
