@@ -26,3 +26,35 @@ def local_backend():
     asyncio.run(local.load())
     yield local
     asyncio.run(local.aclose())
+
+
+@pytest.fixture
+def loopback_listener():
+    """A TCP listener on 127.0.0.1 that records every connection that arrives for 4 s:
+    yields (port, arrived); the test asserts what arrived."""
+    import socket
+    import threading
+    import time
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(5)
+    server.settimeout(0.2)
+    arrived: list = []
+
+    def accept():
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            try:
+                arrived.append(server.accept()[0])
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=accept)
+    thread.start()
+    try:
+        yield server.getsockname()[1], arrived
+    finally:
+        thread.join()
+        server.close()
+

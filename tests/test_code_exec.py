@@ -2,8 +2,6 @@
 
 import asyncio
 import os
-import socket
-import threading
 import time
 
 import pytest
@@ -102,38 +100,17 @@ def test_home_is_a_private_temporary_directory():
     assert len(leftovers) <= 2 * os.cpu_count()
 
 
-def test_socket_connect_to_localhost_never_arrives():
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(5)
-    server.settimeout(0.2)
-    port = server.getsockname()[1]
-    arrived = []
-
-    def accept():
-        deadline = time.monotonic() + 4
-        while time.monotonic() < deadline:
-            try:
-                conn, _ = server.accept()
-                arrived.append(conn)
-            except OSError:
-                pass
-
-    thread = threading.Thread(target=accept)
-    thread.start()
+def test_socket_connect_to_localhost_never_arrives(loopback_listener):
+    port, arrived = loopback_listener
     attempts = [
         f"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=1)\n",
         f"import socket\ns = socket.socket()\ns.connect(('127.0.0.1', {port}))\n",
         f"import _socket\ns = _socket.socket()\ns.connect(('127.0.0.1', {port}))\n",
         f"import urllib.request\nurllib.request.urlopen('http://127.0.0.1:{port}/', timeout=1)\n",
     ]
-    try:
-        for program in attempts:
-            verdict = run_code_tests(program, "", timeout=3)
-            assert not verdict.passed, program
-    finally:
-        thread.join()
-        server.close()
+    for program in attempts:
+        verdict = run_code_tests(program, "", timeout=3)
+        assert not verdict.passed, program
     assert arrived == []
 
 

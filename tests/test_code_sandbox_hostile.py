@@ -6,11 +6,9 @@ shape passes when it is right, so the failures are not the harness being broken.
 """
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -193,24 +191,8 @@ def test_unrelated_processes_cannot_be_signalled():
 
 
 @needs_full
-def test_network_namespace_cannot_be_rejoined():
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(5)
-    server.settimeout(0.2)
-    port = server.getsockname()[1]
-    arrived = []
-
-    def accept():
-        deadline = time.monotonic() + 4
-        while time.monotonic() < deadline:
-            try:
-                arrived.append(server.accept()[0])
-            except OSError:
-                pass
-
-    thread = threading.Thread(target=accept)
-    thread.start()
+def test_network_namespace_cannot_be_rejoined(loopback_listener):
+    port, arrived = loopback_listener
     program = (
         "import ctypes, glob, os, socket\n"
         "libc = ctypes.CDLL(None, use_errno=True)\n"
@@ -221,11 +203,7 @@ def test_network_namespace_cannot_be_rejoined():
         f"    socket.create_connection(('127.0.0.1', {port}), timeout=1)\n"
         "    return True\n"
     )
-    try:
-        assert not verdict_of(program, "assert f()\n", None).passed
-    finally:
-        thread.join()
-        server.close()
+    assert not verdict_of(program, "assert f()\n", None).passed
     assert arrived == []
 
 
