@@ -8,13 +8,22 @@ exponentiated power law) and ``report.html`` that shows them with the numbers.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from .estimators import CoverageFit
 from .sweep import SweepConfig, format_fit, x_value
+
+
+def slug(name: str) -> str:
+    """A file-name-safe form of a dataset name (a user's dataset is a path: slashes, dots)."""
+    stem = name.rsplit("/", 1)[-1].removesuffix(".jsonl") if "/" in name or name.endswith(".jsonl") else name
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-.") or "dataset"
+    return safe if safe == name else f"{safe}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 AXIS_LABELS = {
     "tokens": "mean tokens per problem (prompt + completion)",
@@ -57,7 +66,7 @@ def plot(out: Path, config: SweepConfig, rows: list[dict[str, Any]], coverage: d
             for x, y, r in zip(xs, ys, curve):
                 if r.get("saturation_point"):
                     ax.plot([x], [y], marker="o", markersize=14, fillstyle="none", color=line[0].get_color())
-        written.append(_save(plt, fig, ax, out / f"accuracy_{dataset}.png", AXIS_LABELS[axis], "accuracy",
+        written.append(_save(plt, fig, ax, out / f"accuracy_{slug(dataset)}.png", AXIS_LABELS[axis], "accuracy",
                              f"{dataset}: accuracy vs compute (95% bootstrap CI; circle = saturation)"))
     for dataset, strategies in sorted(coverage.items()):
         fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -67,7 +76,7 @@ def plot(out: Path, config: SweepConfig, rows: list[dict[str, Any]], coverage: d
                 fit = CoverageFit(**data["fit"])
                 ax.plot(data["k"], [fit(k) for k in data["k"]], linestyle="--", color=line[0].get_color(),
                         label=f"fit exp({fit.a:.2f}·k^{fit.b:.2f})")
-        written.append(_save(plt, fig, ax, out / f"coverage_{dataset}.png", "k (samples)", "coverage (pass@k)",
+        written.append(_save(plt, fig, ax, out / f"coverage_{slug(dataset)}.png", "k (samples)", "coverage (pass@k)",
                              f"{dataset}: coverage"))
     return written
 

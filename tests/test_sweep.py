@@ -434,3 +434,17 @@ def test_flops_of_a_cached_prefix_are_not_counted_again():
     # the 900 cached tokens' prefill (weights and their own attention) is not paid again
     assert cold - warm == pytest.approx(2 * 1e6 * 900 + 2 * 2 * 64 * 900**2)
     assert model.call(1000, [10], cached_prompt_tokens=0) == model.call(1000, [10])
+
+
+def test_a_sweep_over_a_users_dataset_file_writes_its_plots(tmp_path):
+    from reasoning.benchmarks.report import slug
+
+    data = tmp_path / "my data" / "own.set.jsonl"
+    data.parent.mkdir()
+    data.write_text("\n".join(json.dumps({"id": i, "question": f"What is {i}+{i}?", "answer": 2 * i}) for i in range(3)))
+    out = tmp_path / "own"
+    assert main(["sweep", "--dataset", str(data), "--strategy", "self-consistency", "--n", "1,2",
+                 "--backend", "scripted:2,4", "--out", str(out)]) == 0
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert pngs == [f"accuracy_{slug(str(data))}.png", f"coverage_{slug(str(data))}.png"]
+    assert "/" not in slug(str(data)) and slug("gsm8k") == "gsm8k" and slug("a/b.jsonl") != slug("c/b.jsonl")
