@@ -76,15 +76,18 @@ class CoverageFit:
         return {"a": self.a, "b": self.b, "r2": self.r2, "points": self.points}
 
 
+MIN_FIT_POINTS = 3  # two points always fit a two-parameter curve exactly (R² = 1): no evidence
+
+
 def fit_coverage(ks: Sequence[int], coverage: Sequence[float]) -> CoverageFit | None:
     """Least-squares fit of log(-log c) = log(-a) + b·log k over points with 0 < c < 1.
-    None when fewer than two such points exist (a flat or saturated curve)."""
+    None when fewer than ``MIN_FIT_POINTS`` such points exist (too few, flat or saturated)."""
     xs, ys = [], []
     for k, c in zip(ks, coverage):
         if 0 < c < 1 and k > 0:
             xs.append(math.log(k))
             ys.append(math.log(-math.log(c)))
-    if len(xs) < 2 or max(xs) == min(xs):
+    if len(xs) < MIN_FIT_POINTS or max(xs) == min(xs):
         return None
     mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
     sxx = sum((x - mean_x) ** 2 for x in xs)

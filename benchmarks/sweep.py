@@ -53,7 +53,7 @@ from reasoning.strategy import Outcome, SampleReuse, Strategy
 
 from .compute import H100_INTENSITY, ComputeModel, ModelShape
 from .datasets import Item, load_items
-from .estimators import bootstrap_ci, coverage_curve, fit_coverage, saturation, subset_mean
+from .estimators import MIN_FIT_POINTS, bootstrap_ci, coverage_curve, fit_coverage, saturation, subset_mean
 from .run import _Appender, check_resume, grade_item, read_rows, solve_options
 
 BUDGET_KINDS = tuple(limit for limit in LIMITS if limit != "seconds")  # seconds are not comparable across runs
@@ -503,7 +503,7 @@ def _mark_saturation(table: list[dict[str, Any]], config: SweepConfig) -> None:
         usable = [i for i, x in enumerate(xs) if x > 0]
         for row in members:
             row["gain_per_doubling"], row["saturation_point"] = None, False
-        if len(usable) < 2:
+        if len(usable) < MIN_FIT_POINTS:  # "saturated" from two points would be a guess
             continue
         gains, point = saturation([xs[i] for i in usable], [members[i]["accuracy"] for i in usable], config.saturation_threshold)
         for position, index in enumerate(usable):
@@ -533,6 +533,6 @@ def _coverage(rows, config: SweepConfig) -> dict[str, Any]:
 
 def format_fit(fit: dict[str, float] | None) -> str:
     if not fit:
-        return "no fit (fewer than two points strictly between 0 and 1)"
+        return f"no fit: too few points (fewer than {MIN_FIT_POINTS} strictly between 0 and 1)"
     return f"coverage(k) ≈ exp({fit['a']:.3f} · k^{fit['b']:.3f})  (R² = {fit['r2']:.3f} over {fit['points']} points)"
 

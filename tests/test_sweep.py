@@ -16,7 +16,7 @@ import pytest
 from reasoning.benchmarks.cli import main
 from reasoning.benchmarks.compute import ComputeModel, ModelShape
 from reasoning.benchmarks.estimators import bootstrap_ci, coverage_curve, fit_coverage, pass_at_k, saturation, subset_mean
-from reasoning.benchmarks.sweep import Sweep, SweepConfig
+from reasoning.benchmarks.sweep import Sweep, SweepConfig, _mark_saturation
 from reasoning.backends import Scripted
 from reasoning.backends.cache import CachedBackend
 from reasoning.errors import ConfigError
@@ -448,3 +448,15 @@ def test_a_sweep_over_a_users_dataset_file_writes_its_plots(tmp_path):
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert pngs == [f"accuracy_{slug(str(data))}.png", f"coverage_{slug(str(data))}.png"]
     assert "/" not in slug(str(data)) and slug("gsm8k") == "gsm8k" and slug("a/b.jsonl") != slug("c/b.jsonl")
+
+
+def test_two_points_give_no_fit_and_no_saturation_mark():
+    from reasoning.benchmarks.estimators import fit_coverage
+
+    assert fit_coverage([1, 2], [0.3, 0.5]) is None  # a two-parameter curve through two points proves nothing
+    fit = fit_coverage([1, 2, 4], [0.3, 0.5, 0.7])
+    assert fit is not None and fit.points == 3
+    table = [{"dataset": "d", "strategy": "s", "accuracy": a, "usage": {"tokens": t}, "mean_n": None, "budget": None}
+             for a, t in ((0.5, 100.0), (0.5, 200.0))]
+    _mark_saturation(table, SweepConfig(datasets=["gsm8k"], strategies=["self-consistency"], n=[1, 2]))
+    assert [r["saturation_point"] for r in table] == [False, False]
