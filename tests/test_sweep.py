@@ -458,5 +458,5 @@ def test_two_points_give_no_fit_and_no_saturation_mark():
     assert fit is not None and fit.points == 3
     table = [{"dataset": "d", "strategy": "s", "accuracy": a, "usage": {"tokens": t}, "mean_n": None, "budget": None}
              for a, t in ((0.5, 100.0), (0.5, 200.0))]
-    _mark_saturation(table, SweepConfig(datasets=["gsm8k"], strategies=["self-consistency"], n=[1, 2]))
+    _mark_saturation(table, SweepConfig(datasets=["gsm8k"], strategies=[{"name": "self-consistency"}], n=[1, 2], out="x"))
     assert [r["saturation_point"] for r in table] == [False, False]
