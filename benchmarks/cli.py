@@ -17,19 +17,24 @@ from rich.table import Table
 from reasoning import Budget
 from reasoning.errors import AuthenticationError, BackendUnavailable, BadModel, ConfigError, ReasoningError
 
+from .datasets import BUILTIN
+
 console = Console(stderr=True)
+DATASETS_HELP = " | ".join(BUILTIN)
+BACKENDS_HELP = ("local[:NAME|PATH] | vllm[:PATH] | litellm:MODEL | openai:MODEL | scripted[:A,B] | "
+                 "a backend plugin's KIND[:REST]")
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="run a strategy over a dataset (resumable)")
-    run.add_argument("--dataset", required=True, help="math500 | gsm8k | aime2024 | aime2025 | amc2023 | humaneval | mbpp | countdown | game24 | PATH.jsonl | hub name")
+    run.add_argument("--dataset", required=True, help=f"{DATASETS_HELP} | PATH.jsonl | hub name")
     run.add_argument("--limit", type=int, help="first K problems")
     run.add_argument("--strategy", default="self-consistency", help="see `reasoning-bench strategies`")
     run.add_argument("--n", type=int, help="samples per problem (self-consistency, best-of-n)")
     run.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                      help="any strategy option, repeatable: --option k_verifications=4 (see `reasoning-bench strategies`)")
     run.add_argument("--verifier", help="verifier for best-of-n / weighted voting: judge | confidence")
-    run.add_argument("--backend", default="local", help="local | local:PATH | litellm:MODEL | openai:MODEL | scripted[:A,B]")
+    run.add_argument("--backend", default="local", help=BACKENDS_HELP)
     run.add_argument("--api-base", help="base URL of an OpenAI-compatible server")
     run.add_argument("--role", action="append", default=[], metavar="NAME=SPEC[@API_BASE]",
                      help="another model for a role, repeatable, SPEC as for --backend: "
@@ -52,14 +57,14 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 def _add_sweep(sub: argparse._SubParsersAction) -> None:
     sweep = sub.add_parser("sweep", help="strategies x budgets x datasets at matched compute (resumable, cached)")
     sweep.add_argument("--config", help="YAML or TOML file with the sweep's fields; flags given here override it")
-    sweep.add_argument("--dataset", action="append", help="repeatable: math500 | gsm8k | ... | PATH.jsonl")
+    sweep.add_argument("--dataset", action="append", help=f"repeatable: {DATASETS_HELP} | PATH.jsonl")
     sweep.add_argument("--limit", type=int, help="first K problems of each dataset")
     sweep.add_argument("--strategy", action="append", metavar="NAME[:KEY=VALUE,...]",
                        help="repeatable, e.g. self-consistency or genrm-best-of-n:k_verifications=2,verify_max_tokens=256")
     sweep.add_argument("--n", help="sample-count points, e.g. 1,2,4,8,16")
     sweep.add_argument("--budget-grid", metavar="KIND=V1,V2,...", help="per-problem budget points, e.g. tokens=1000,2000,4000 "
                        "(kinds: tokens, completion_tokens, usd, flops, calls)")
-    sweep.add_argument("--backend", help="local | vllm[:PATH] | litellm:MODEL | openai:MODEL | scripted[:A,B] (default local)")
+    sweep.add_argument("--backend", help=BACKENDS_HELP + " (default local)")
     sweep.add_argument("--api-base", help="base URL of an OpenAI-compatible server")
     sweep.add_argument("--api-key", help="API key (default: the provider's environment variable)")
     _add_request_timeout(sweep)
@@ -426,7 +431,7 @@ def cmd_prepare_model(args: argparse.Namespace) -> int:
 
 def _add_service_options(parser: argparse.ArgumentParser) -> None:
     """What `serve` and `mcp` share: the backend and the budget rules."""
-    parser.add_argument("--backend", default="local", help="local | local:PATH | litellm:MODEL | openai:MODEL | scripted[:A,B]")
+    parser.add_argument("--backend", default="local", help=BACKENDS_HELP)
     parser.add_argument("--api-base", help="base URL of the upstream OpenAI-compatible server")
     parser.add_argument("--upstream-api-key", help="API key for the upstream model (default: the provider's environment variable)")
     parser.add_argument("--default-budget", default="", help="budget of requests that ask for none, e.g. tokens=20000,seconds=60 "

@@ -232,3 +232,12 @@ def test_problems_stopped_by_a_run_limit_are_retried_when_it_is_raised(tmp_path)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["stopped_by"] == {} and summary["usage"]["calls"] == 6 and summary["run_charged"]["calls"] == 6
     assert summary["n_problems"] == 6 and summary["complete"]
+
+
+def test_run_help_lists_every_builtin_dataset_and_backend(capsys):
+    from reasoning.benchmarks.datasets import BUILTIN
+
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert all(name in shown for name in BUILTIN) and "game24-all" in shown and "vllm[:PATH]" in shown
