@@ -1,6 +1,7 @@
 """Strategy logic on the deterministic Scripted backend."""
 
 import asyncio
+import math
 
 import pytest
 
@@ -198,3 +199,41 @@ def test_options_validate_in_one_place_and_accept_positional_order():
             SelfConsistency(**bad)
     with pytest.raises(rz.ConfigError, match="n must be >= 1 \\(got 0\\)"):
         create("self-consistency", n=0)
+
+
+class _ScoresByAnswer(rz.Verifier):
+    """A verifier whose score of a sample is fixed by its answer (no model calls)."""
+
+    name = "by-answer"
+
+    def __init__(self, scores):
+        self.scores = scores
+
+    async def score(self, ctx, samples):
+        return [self.scores.get(s.answer, 0.0) for s in samples]
+
+
+def test_best_of_n_max_keeps_the_best_sample_and_sum_the_best_answer():
+    from reasoning.strategies import BestOfN
+
+    verifier = _ScoresByAnswer({"1": 0.9, "2": 0.5})
+    backend = Scripted(["1", "2", "2"])
+    assert rz.solve("q", BestOfN(n=3, verifier=verifier, aggregate="max"), backend).answer == "1"
+    backend = Scripted(["1", "2", "2"])
+    assert rz.solve("q", BestOfN(n=3, verifier=verifier, aggregate="sum"), backend).answer == "2"  # 0.5 + 0.5 > 0.9
+
+
+def test_confidence_scores_higher_mean_logprob_higher():
+    import asyncio
+
+    from reasoning.budget import Ledger
+    from reasoning.context import Sample
+    from reasoning.trace import Trace
+    from reasoning.types import Completion
+    from reasoning.verifiers import Confidence
+
+    sure = Sample("a", "1", Completion("a", 3, token_logprobs=[-0.01, -0.02, -0.01]))
+    unsure = Sample("b", "2", Completion("b", 3, token_logprobs=[-2.0, -1.5, -3.0]))
+    ctx = rz.Context(rz.Problem("q"), Scripted(), Ledger(), Trace(), messages=(), extract=lambda t: None)
+    high, low = asyncio.run(Confidence().score(ctx, [sure, unsure]))
+    assert high > low and high == pytest.approx(math.exp(-0.04 / 3)) and low == pytest.approx(math.exp(-6.5 / 3))
