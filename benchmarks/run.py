@@ -312,6 +312,25 @@ async def grade_item(item: Item, answer: str | None, texts: list[str],
     return await grade(item.answer, answer), {}
 
 
+def check_budget_fits_a_prompt(items: list[Item], backend: Backend, budget: Budget) -> None:
+    """A per-problem tokens budget below the shortest prompt would refuse every call: say so
+    up front (the prompt is counted as the backend counts it: exact locally, a bound over HTTP)."""
+    limit = min((v for v in (budget.tokens, budget.uncached_tokens) if v is not None), default=None)
+    if limit is None or not items:
+        return
+    from reasoning.solve import problem_messages
+    from reasoning.types import GenerationRequest
+
+    shortest = min(
+        backend.count_prompt_tokens(GenerationRequest(
+            messages=problem_messages(Problem(item.problem, item.id), solve_options(item.kind).get("prompt", "solve_math"))))
+        for item in items
+    )
+    if limit <= shortest:
+        raise ConfigError(f"--budget allows {limit} tokens per problem, but the shortest prompt alone is {shortest} "
+                          f"tokens on {backend.name}: every call would be refused; raise the budget")
+
+
 async def run_benchmark(
     config: RunConfig,
     strategy: Strategy,
@@ -389,6 +408,7 @@ async def run_benchmark(
         if todo:
             for each in dict.fromkeys([backend, *(roles or {}).values()]):
                 await each.load()  # a model load must not eat the first problems' seconds budget
+            check_budget_fits_a_prompt(todo, backend, Budget.parse(config.budget))
         for kind in dict.fromkeys(item.kind for item in todo):  # each kind once, in order
             group = [item for item in todo if item.kind == kind]
             options = solve_options(kind)

@@ -241,3 +241,10 @@ def test_run_help_lists_every_builtin_dataset_and_backend(capsys):
         main(["run", "--help"])
     shown = " ".join(capsys.readouterr().out.split())
     assert all(name in shown for name in BUILTIN) and "game24-all" in shown and "vllm[:PATH]" in shown
+
+
+def test_a_budget_smaller_than_any_prompt_is_refused_up_front(tmp_path, capsys):
+    code = main(["run", "--dataset", "gsm8k", "--limit", "2", "--backend", "scripted", "--budget", "tokens=20",
+                 "--out", str(tmp_path / "small")])
+    assert code == 2 and "shortest prompt alone is" in capsys.readouterr().err
+    assert not (tmp_path / "small" / "results.jsonl").exists() or not (tmp_path / "small" / "results.jsonl").read_text()
