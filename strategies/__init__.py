@@ -14,8 +14,11 @@ from .summarization_loop import SummarizationLoop
 from .early_stop_sc import EarlyStopSC
 from .spawn_join import SpawnJoin
 from .compute_optimal import ComputeOptimal
+from .beam_search import BeamSearch
+from .dvts import DVTS
+from .rebase import Rebase
 
 __all__ = [
-    "BestOfN", "ComputeOptimal", "EarlyStopSC", "GenRMBestOfN", "Greedy", "ParallelThinking", "PessimisticBestOfN", "SelfConsistency",
+    "BeamSearch", "BestOfN", "ComputeOptimal", "DVTS", "EarlyStopSC", "GenRMBestOfN", "Greedy", "ParallelThinking", "PessimisticBestOfN", "Rebase", "SelfConsistency",
     "SpawnJoin", "SummarizationLoop", "available", "create", "get", "register",
 ]

@@ -30,10 +30,8 @@ def majority(samples: Sequence[Sample], weights: Sequence[float] | None = None) 
     tally: dict[str, float] = {}
     first: dict[str, Sample] = {}
     for index, sample in enumerate(samples):
-        if sample.answer is None:
-            continue
-        key = sample.info.get("vote_key") or normalize_answer(sample.answer)
-        if not key:  # e.g. an empty \boxed{}: no answer, no vote
+        key = key_of(sample)
+        if not key:  # no answer, or e.g. an empty \boxed{}: no vote
             continue
         tally[key] = tally.get(key, 0.0) + (1.0 if weights is None else weights[index])
         first.setdefault(key, sample)
@@ -43,6 +41,13 @@ def majority(samples: Sequence[Sample], weights: Sequence[float] | None = None) 
     winner = max(tally, key=tally.__getitem__)
     total = sum(tally.values())
     return Vote(first[winner].answer, first[winner], tally, tally[winner] / total if total > 0 else 0.0)
+
+
+def key_of(sample: Sample) -> str | None:
+    """What ``sample`` votes for: the context's vote key, else its normalised answer (None: no vote)."""
+    if sample.answer is None:
+        return None
+    return sample.info.get("vote_key") or normalize_answer(sample.answer) or None
 
 
 def best_index(scores: Sequence[float], *tiebreaks: Sequence[float]) -> int:
