@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 import reasoning as rz
 from reasoning.backends import Scripted, ScriptedFailure
 from reasoning.backends.scripted import FlakyError
-from reasoning.strategy import Outcome, Strategy
+from reasoning.strategy import Outcome, ProcessVerifier, Strategy
 from reasoning.strategies import (
-    BestOfN, ComputeOptimal, EarlyStopSC, Greedy, ParallelThinking, SelfConsistency, SpawnJoin, SummarizationLoop,
+    DVTS, BeamSearch, BestOfN, ComputeOptimal, EarlyStopSC, Greedy, ParallelThinking, Rebase, SelfConsistency, SpawnJoin,
+    SummarizationLoop,
 )
 from reasoning.strategies.genrm_best_of_n import GenRMBestOfN
 from reasoning.strategies.pessimistic_best_of_n import PessimisticBestOfN
@@ -51,6 +52,30 @@ class Loop(Strategy):
                 break
             samples += got
         return Outcome(samples[0].answer if samples else None, None, samples)
+
+
+class ChargedPRM(ProcessVerifier):
+    """A process reward that costs a model call per prefix (scores from the judgement's length;
+    a refused call scores 0), so tree searches spend budget on scoring as on expanding."""
+
+    name = "charged-prm"
+
+    async def step_scores(self, ctx, prefixes):
+        async def one(prefix):
+            judged = await ctx.generate(f"Rate: {prefix.text}", n=1, max_tokens=16, min_tokens=1, name="prm")
+            return [(len(judged[0].text) % 7) / 7 if judged else 0.0] * prefix.depth
+
+        return list(await asyncio.gather(*(one(p) for p in prefixes)))
+
+
+def step_search(cls, **extra):
+    """A tree search drawn small: width at most n, a few short steps, maybe a look-ahead."""
+    return st.builds(
+        lambda n, width, steps, step_tokens, lookahead: cls(
+            n=n, **({"width": min(width, n)} if cls is not Rebase else {}), prm=ChargedPRM(), max_steps=steps,
+            max_step_tokens=step_tokens, lookahead=lookahead, **extra),
+        st.integers(1, 6), st.integers(1, 3), st.integers(1, 4), st.integers(1, 128), st.sampled_from([0, 0, 1]),
+    )
 
 
 limits = st.fixed_dictionaries(
@@ -94,6 +119,9 @@ strategies_ = st.one_of(
     st.builds(SummarizationLoop, segment_tokens=st.integers(1, 128), summary_tokens=st.integers(1, 64),
               max_rounds=st.integers(1, 4)),
     st.builds(ComputeOptimal),
+    step_search(BeamSearch),
+    step_search(DVTS),
+    step_search(Rebase),
 )
 
 
@@ -103,7 +131,9 @@ def plans_and_answers(answers):
     def respond(request, index):
         if "<spawn>" in request.prompt_text() and index % 3:
             return "Split it: <spawn>first half</spawn> and <spawn>second half</spawn>."
-        return f"Let me think step by step. The result is \\boxed{{{answers[index % len(answers)]}}}."
+        # Two steps (a tree search stops at the blank line, then continues), or one when continued.
+        steps = "" if request.prompt_token_ids or request.continue_final_message else "Let me think step by step.\n\n"
+        return f"{steps}The result is \\boxed{{{answers[index % len(answers)]}}}."
 
     return respond
 
