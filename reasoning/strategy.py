@@ -200,7 +200,7 @@ class Verifier(ABC):
 def _describe(value: Any) -> Any:
     if isinstance(value, Strategy):
         return value.describe()
-    if isinstance(value, Verifier):
+    if isinstance(value, (Verifier, ProcessVerifier)):
         return value.name
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value

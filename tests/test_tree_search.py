@@ -256,3 +256,4 @@ def test_options_are_checked():
     with pytest.raises(ValueError):
         Rebase(balance_temperature=0.0)
     assert BeamSearch().describe()["prm"] == "prm"  # the LLM PRM by default
+    assert Rebase(prm=LabelPRM()).describe()["prm"] == "label-prm"  # a process reward by its name, not its repr
