@@ -17,8 +17,9 @@ from .compute_optimal import ComputeOptimal
 from .beam_search import BeamSearch
 from .dvts import DVTS
 from .rebase import Rebase
+from .ets import ETS
 
 __all__ = [
-    "BeamSearch", "BestOfN", "ComputeOptimal", "DVTS", "EarlyStopSC", "GenRMBestOfN", "Greedy", "ParallelThinking", "PessimisticBestOfN", "Rebase", "SelfConsistency",
+    "BeamSearch", "BestOfN", "ComputeOptimal", "DVTS", "ETS", "EarlyStopSC", "GenRMBestOfN", "Greedy", "ParallelThinking", "PessimisticBestOfN", "Rebase", "SelfConsistency",
     "SpawnJoin", "SummarizationLoop", "available", "create", "get", "register",
 ]

@@ -15,13 +15,15 @@ with a coverage term, ``c_k`` (semantic cluster k has a kept leaf). The program 
 
 ``O_i`` is the leaf's share of the width under REBASE's allocation (softmax of the rewards over
 a temperature, rounded to whole children; the caller passes the allocation as ``weights``,
-normalised here to sum to 1), so the reward term is the part of the width a leaf would have had. Clusters group the leaves' newest
-steps by embedding similarity (``reasoning.strategies.embeddings``). This is the paper's
-formulation and the authors' ``softmax_costmodel`` (uniform node cost 1/|V|; coverage weight
-divided by the number of clusters). Two differences: the authors' guard that turns
-``lambda_kv = 0`` into a small reward for keeping nodes is not copied (at 0 the program keeps
-exactly the leaves REBASE gives width to, the top ones by reward; a negligible tie-break cost
-prefers fewer nodes), and the authors count the root in |V| (a constant).
+normalised here to sum to 1), so the reward term is the part of the width a leaf would have had.
+Clusters group the leaves' newest steps by embedding similarity (``strategies/embeddings.py``).
+This is the paper's formulation and the authors' ``softmax_costmodel`` (uniform node cost 1/|V|;
+coverage weight divided by the number of clusters), solved to optimality (HiGHS, no gap). Three
+differences: the authors' guard that turns ``lambda_kv = 0`` into a small reward for keeping
+nodes is not copied (at 0 the program keeps exactly the leaves REBASE gives width to, the top
+ones by reward; a negligible tie-break cost prefers fewer nodes); the authors count the root in
+|V| (a constant); and REBASE's rounding is this project's (largest remainders, ``rebase.allocate``)
+where the authors round up greedily from the best leaf.
 
 The strategy (``strategies/ets.py``) then splits the width among the kept leaves as REBASE does.
 """
@@ -32,10 +34,10 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import Bounds, LinearConstraint, milp
-from scipy.sparse import lil_array
 
-TIE_BREAK = 1e-6  # added to lambda_kv: among equal objectives, the program keeps fewer nodes
+# Added to each node's cost: among (nearly) equal objectives the program keeps fewer nodes. Below
+# the smallest reward share (1 child of 256 over a 20-node path is 2e-4), above HiGHS's 1e-6 gap.
+TIE_BREAK = 1e-5
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,9 @@ def select_nodes(
         raise ValueError("weights, lambda_kv and lambda_coverage must be >= 0")
     if n == 0:
         return Selection((), 0, 0, (), 0)
+    from scipy.optimize import Bounds, LinearConstraint, milp  # on first use: importing scipy takes a while
+    from scipy.sparse import lil_array
+
     labels = tuple(clusters) if clusters is not None and lambda_coverage > 0 else (0,) * n
     if len(labels) != n:
         raise ValueError(f"{n} paths but {len(labels)} cluster labels")
@@ -74,7 +79,7 @@ def select_nodes(
     m, k = len(nodes), len(groups) if lambda_coverage > 0 else 0
 
     total = sum(weights) or 1.0
-    node_cost = (lambda_kv + TIE_BREAK) / m
+    node_cost = lambda_kv / m + TIE_BREAK
     # minimise the negated objective; variables: x (n), z (m), c (k)
     c = np.concatenate([-np.asarray(weights, float) / total, np.full(m, node_cost),
                         np.full(k, -lambda_coverage / max(k, 1))])
@@ -97,6 +102,7 @@ def select_nodes(
     result = milp(
         c, integrality=np.ones(n + m + k), bounds=Bounds(0, 1),
         constraints=LinearConstraint(a.tocsr(), [lo for _, lo, _ in rows], [hi for _, _, hi in rows]),
+        options={"mip_rel_gap": 0.0},  # the optimum, not one within 0.01 % (the programs are small)
     )
     if result.x is None:  # cannot happen for this program (keeping everything is feasible)
         raise RuntimeError(f"ETS node selection found no solution: {result.message}")

@@ -13,8 +13,8 @@ from reasoning.backends import Scripted, ScriptedFailure
 from reasoning.backends.scripted import FlakyError
 from reasoning.strategy import Outcome, ProcessVerifier, Strategy
 from reasoning.strategies import (
-    DVTS, BeamSearch, BestOfN, ComputeOptimal, EarlyStopSC, Greedy, ParallelThinking, Rebase, SelfConsistency, SpawnJoin,
-    SummarizationLoop,
+    DVTS, ETS, BeamSearch, BestOfN, ComputeOptimal, EarlyStopSC, Greedy, ParallelThinking, Rebase, SelfConsistency,
+    SpawnJoin, SummarizationLoop,
 )
 from reasoning.strategies.genrm_best_of_n import GenRMBestOfN
 from reasoning.strategies.pessimistic_best_of_n import PessimisticBestOfN
@@ -72,7 +72,7 @@ def step_search(cls, **extra):
     """A tree search drawn small: width at most n, a few short steps, maybe a look-ahead."""
     return st.builds(
         lambda n, width, steps, step_tokens, lookahead: cls(
-            n=n, **({"width": min(width, n)} if cls is not Rebase else {}), prm=ChargedPRM(), max_steps=steps,
+            n=n, **({"width": min(width, n)} if cls not in (Rebase, ETS) else {}), prm=ChargedPRM(), max_steps=steps,
             max_step_tokens=step_tokens, lookahead=lookahead, **extra),
         st.integers(1, 6), st.integers(1, 3), st.integers(1, 4), st.integers(1, 128), st.sampled_from([0, 0, 1]),
     )
@@ -122,6 +122,7 @@ strategies_ = st.one_of(
     step_search(BeamSearch),
     step_search(DVTS),
     step_search(Rebase),
+    step_search(ETS, embeddings="ngrams", lambda_kv=1.0, lambda_coverage=1.4),
 )
 
 
