@@ -145,7 +145,10 @@ async def embed(ctx: Any, texts: Sequence[str], model: Embedder) -> np.ndarray:
     cache = ctx.memo.setdefault(("embeddings", model.name), {})
     missing = list(dict.fromkeys(t for t in texts if t not in cache))
     if missing:
-        vectors = model.embed(missing) if isinstance(model, HashedNgrams) else await asyncio.to_thread(model.embed, missing)
+        if isinstance(model, HashedNgrams):
+            vectors = model.embed(missing)
+        else:
+            vectors = await asyncio.to_thread(model.embed, missing)
         cache.update(zip(missing, vectors, strict=True))
     return np.stack([cache[t] for t in texts]) if texts else np.zeros((0, 1))
 
