@@ -42,7 +42,8 @@ def allocate(scores: Sequence[float], width: int, temperature: float) -> list[in
 @register("rebase")
 class Rebase(Strategy):
     n: int = Field(8, ge=1, description="width budget: paths to finish (the root gets n first steps)")
-    balance_temperature: float = Field(0.2, gt=0, description="T in softmax(score / T): lower favours the best nodes more")
+    balance_temperature: float = Field(0.2, gt=0,
+                                       description="T in softmax(score / T): lower favours the best nodes more")
     prm: Prm
     max_steps: MaxSteps = 20
     max_step_tokens: MaxStepTokens = 256
@@ -54,7 +55,8 @@ class Rebase(Strategy):
         tree = Tree(step_config(self))
         frontier, counts, ended_by = [tree.root], [self.n], "max_steps"
         for depth in range(1, self.max_steps + 1):
-            async with ctx.span(f"depth-{depth}", depth=depth, expand=dict(zip([f.id for f in frontier], counts))) as sub:
+            expanding = dict(zip([f.id for f in frontier], counts))
+            async with ctx.span(f"depth-{depth}", depth=depth, expand=expanding) as sub:
                 children = [c for group in await expand(sub, tree, frontier, counts, self.prm) for c in group]
                 _, active = tree.settle(children)
                 width = self.n - len(tree.finished())

@@ -133,7 +133,8 @@ async def score(ctx: Context, prm: ProcessVerifier, nodes: Sequence[Node]) -> No
     if not nodes:
         return
     async with ctx.span("prm", verifier=prm.name, nodes=[n.id for n in nodes]) as sub:
-        scores = await prm.score_steps(sub.using("verifier"), [scored_prefix(n.sample) for n in nodes])  # type: ignore[arg-type]
+        prefixes = [scored_prefix(n.sample) for n in nodes]  # type: ignore[arg-type]
+        scores = await prm.score_steps(sub.using("verifier"), prefixes)
     for node, value in zip(nodes, scores, strict=True):
         node.score = node.sample.score = float(value)  # type: ignore[union-attr]
 
@@ -144,7 +145,8 @@ async def expand(ctx: Context, tree: Tree, parents: Sequence[Node], counts: int 
     concurrently), every child scored by the PRM; the children of each parent, in order (an
     expansion the budget refused has none). Call it inside the depth's span."""
     drawn = await next_steps(ctx, [p.prefix for p in parents], counts, tree.config)
-    children = [[tree.add(parent, sample) for sample in samples] for parent, samples in zip(parents, drawn, strict=True)]
+    children = [[tree.add(parent, sample) for sample in samples]
+                for parent, samples in zip(parents, drawn, strict=True)]
     flat = [child for group in children for child in group]
     await score(ctx, prm, flat)
     note(ctx, children=[c.id for c in flat])

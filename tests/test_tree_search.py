@@ -3,16 +3,15 @@ nodes are expanded, kept, pruned and finished, the PRM-weighted vote of the fini
 answer when the budget refuses an expansion mid-search, the trace (a span per depth, prefixes by
 reference) and the CLI."""
 
-import json
 from collections import Counter
 
 import pytest
-
-import reasoning as rz
-from reasoning.backends import Scripted
 from reasoning.benchmarks.cli import main
 from reasoning.strategies import DVTS, BeamSearch, Rebase
 from reasoning.strategies.rebase import allocate
+
+import reasoning as rz
+from reasoning.backends import Scripted
 from reasoning.strategy import ProcessVerifier
 
 # label -> (PRM score of the step, boxed answer when the step ends the solution)
@@ -84,7 +83,8 @@ def test_beam_search_keeps_the_best_n_over_width_and_sets_finished_paths_aside()
     prm = LabelPRM()
     result = solve(BeamSearch(n=4, width=2, prm=prm, max_steps=5), backend)
     assert shape(result) == {
-        "a": ("root", "kept", 0.9), "b": ("root", "pruned", 0.2), "c": ("root", "kept", 0.8), "d": ("root", "pruned", 0.5),
+        "a": ("root", "kept", 0.9), "b": ("root", "pruned", 0.2),
+        "c": ("root", "kept", 0.8), "d": ("root", "pruned", 0.5),
         # aq finished (set aside); of ap, cp, cq the best two are kept
         "ap": ("a", "pruned", 0.3), "aq": ("a", "complete", 0.95), "cp": ("c", "kept", 0.7), "cq": ("c", "kept", 0.6),
         # four finished paths (n): the search stops with cqy still open
