@@ -2,6 +2,7 @@
 
 import asyncio
 import math
+import re
 
 import pytest
 
@@ -116,3 +117,155 @@ def test_reward_model_prm_scores_steps_with_a_local_classifier(tmp_path):
     assert len(steps) == 3 and all(0.0 < s < 1.0 for s in steps)
     assert scores[0] == pytest.approx(math.prod(steps))
     assert scores[1] == 0.0 and samples[1].info["prm"]["steps"] == 0
+
+
+# -- the ProcessVerifier interface: per-problem step cache ---------------------------------
+
+
+def judged_steps(backend):
+    """The latest step of each judge call the backend received, in order."""
+    return [r.messages[-1].content.split("Latest step:")[1].split("Check the latest")[0].strip() for r in backend.requests]
+
+
+def path(*steps):
+    return rz.Prefix(tuple(f"{s}\n\n" for s in steps))
+
+
+def test_llm_prm_is_a_process_verifier_and_a_verifier():
+    assert isinstance(LLMProcessReward(), rz.ProcessVerifier) and isinstance(LLMProcessReward(), rz.Verifier)
+
+
+def test_scoring_a_path_depth_by_depth_makes_one_judge_call_per_step():
+    backend, prm = prm_backend(), LLMProcessReward()
+    ctx = context(backend)
+    steps = ["s1", "s2", "s3", "s4", "s5"]
+    for depth in range(1, 6):  # as a search does: the path grows a step at a time
+        (scores,) = asyncio.run(prm.step_scores(ctx, [path(*steps[:depth])]))
+        assert scores == [1.0] * depth
+    assert judged_steps(backend) == steps  # 5 calls, not 1+2+3+4+5 = 15
+    asyncio.run(prm.score_steps(ctx, [path("s1", "s2", "s3", "s4", "x"), path("s1", "s2", "s3", "s4", "y WRONG")]))
+    assert judged_steps(backend) == [*steps, "x", "y WRONG"]  # two siblings sharing 4 steps: one call each
+    assert asyncio.run(prm.score_steps(ctx, [path("s1", "s2", "s3", "s4", "y WRONG")])) == [0.0]
+    assert len(backend.requests) == 7  # already known: no call
+
+
+def test_steps_shared_within_one_batch_are_judged_once():
+    backend, prm = prm_backend(), LLMProcessReward()
+    scores = asyncio.run(prm.step_scores(context(backend), [path("a", "b", "c"), path("a", "b", "d"), path("a")]))
+    assert scores == [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0], [1.0]]
+    assert sorted(judged_steps(backend)) == ["a", "b", "c", "d"]
+
+
+def test_concurrent_callers_share_a_step_in_flight():
+    backend = Scripted(responder=prm_backend().responder, logprobs=False, latency=0.01)
+    prm, ctx = LLMProcessReward(), context(backend)
+
+    async def both():
+        return await asyncio.gather(prm.step_scores(ctx, [path("a", "b")]), prm.step_scores(ctx, [path("a", "b", "c")]))
+
+    assert asyncio.run(both()) == [[[1.0, 1.0]], [[1.0, 1.0, 1.0]]]
+    assert sorted(judged_steps(backend)) == ["a", "b", "c"]
+
+
+def test_the_cache_is_per_problem_memo_and_per_judge_model():
+    first, second = prm_backend(), prm_backend()
+    prm = LLMProcessReward()
+    ctx = context(first)
+    asyncio.run(prm.step_scores(ctx, [path("a", "b")]))
+    asyncio.run(prm.step_scores(context(first), [path("a", "b")]))  # another problem (a fresh memo)
+    assert len(first.requests) == 4
+    other = rz.Context(ctx.problem, second, Ledger(), Trace(), messages=(), extract=lambda t: None, memo=ctx.memo)
+    asyncio.run(prm.step_scores(other, [path("a", "b")]))  # same problem, another judge model
+    assert len(second.requests) == 2
+
+
+def test_a_step_the_budget_refused_is_not_cached():
+    backend, prm = prm_backend(), LLMProcessReward(aggregate="mean")
+    ctx = context(backend, rz.Budget(calls=2))
+    assert asyncio.run(prm.step_scores(ctx, [path("a", "b", "c", "d")])) == [[1.0, 1.0, 0.0, 0.0]]
+    richer = rz.Context(ctx.problem, backend, Ledger(), Trace(), messages=(), extract=lambda t: None, memo=ctx.memo)
+    assert asyncio.run(prm.step_scores(richer, [path("a", "b", "c", "d")])) == [[1.0] * 4]
+    assert judged_steps(backend) == ["a", "b", "c", "d"]  # c and d judged once, when there was budget
+
+
+def test_whole_samples_use_their_prefix_steps_and_share_the_cache():
+    backend, prm = prm_backend(), LLMProcessReward()
+    ctx = context(backend)
+    prefix = path("a", "b WRONG")
+    asyncio.run(prm.step_scores(ctx, [prefix]))
+    sample = Sample(prefix.text, None, prefix=prefix)
+    assert asyncio.run(prm.score(ctx, [sample])) == [0.0]
+    assert sample.info["prm"] == {"steps": 2, "step_scores": [1.0, 0.0]} and len(backend.requests) == 2
+
+
+class WordScripted(Scripted):
+    """Scripted with one token per word and a logprob for the verdict word ("yes"/"no")."""
+
+    def __init__(self, *args, verdict_logprob, **kw):
+        super().__init__(*args, completion_tokens=lambda text: max(1, len(text.split())), **kw)
+        self.verdict_logprob = verdict_logprob
+        self.vocab: dict[str, int] = {}
+
+    def token_texts(self, ids):
+        inverse = {i: t for t, i in self.vocab.items()}
+        return [inverse[i] for i in ids]
+
+    async def generate(self, request):
+        response = await super().generate(request)
+        for completion in response.completions:
+            pieces = completion.text.split()
+            completion.token_ids = [self.vocab.setdefault(p, len(self.vocab)) for p in pieces]
+            if request.logprobs:
+                completion.token_logprobs = [self.verdict_logprob.get(re.sub(r"[^a-z]", "", p.lower()), -0.05) for p in pieces]
+        return response
+
+
+def test_logprob_path_reads_p_correct_from_the_verdict_token():
+    backend = WordScripted(responder=prm_backend().responder, verdict_logprob={"yes": math.log(0.8), "no": math.log(0.6)})
+    prm = LLMProcessReward(k=4, temperature=0.7)  # k is for backends without logprobs
+    assert asyncio.run(prm.step_scores(context(backend), [path("a", "b WRONG")])) == [[pytest.approx(0.8), pytest.approx(0.4)]]
+    assert all(r.logprobs and r.n == 1 for r in backend.requests) and len(backend.requests) == 2
+
+
+def test_sampled_verdict_path_scores_the_fraction_that_says_correct():
+    yes = {"a": 3, "b": 1}  # of every 4 sampled verdicts
+
+    def respond(request, index):
+        step = request.messages[-1].content.split("Latest step:")[1].split()[0]
+        if index % 4 == 3 and step == "a":
+            return "I am not sure."  # no verdict: counts as not correct
+        return f"Is the step correct (Yes/No)? {'Yes' if index % 4 < yes[step] else 'No'}"
+
+    backend = Scripted(responder=respond, logprobs=False)
+    assert asyncio.run(LLMProcessReward(k=4, temperature=0.7).step_scores(context(backend), [path("a", "b")])) == [[0.75, 0.25]]
+    assert all(r.n == 4 and not r.logprobs and r.temperature == 0.7 for r in backend.requests)
+    with pytest.raises(ValueError, match="temperature"):
+        LLMProcessReward(k=4)
+
+
+def fraction_judge(yes):
+    """Without logprobs: of every 4 sampled verdicts on step S, the first yes[S] say correct."""
+
+    def respond(request, index):
+        step = request.messages[-1].content.split("Latest step:")[1].split()[0]
+        return f"Is the step correct (Yes/No)? {'Yes' if index % 4 < yes[step] else 'No'}"
+
+    return Scripted(responder=respond, logprobs=False)
+
+
+@pytest.mark.parametrize("how, expected", [("last", 0.25), ("min", 0.25), ("product", 0.75 * 0.25), ("mean", 0.5)])
+def test_score_steps_aggregates_as_asked(how, expected):
+    prm = LLMProcessReward(k=4, temperature=0.7, aggregate=how)
+    scores = asyncio.run(prm.score_steps(context(fraction_judge({"a": 3, "b": 1})), [path("a", "b"), rz.Prefix()]))
+    assert scores == [pytest.approx(expected), 0.0]
+
+
+def test_the_prm_runs_on_the_role_of_the_context_it_is_given():
+    generator, verifier = prm_backend(), prm_backend()
+    ctx = context({"generator": generator, "verifier": verifier})
+    prm = LLMProcessReward()
+    assert asyncio.run(prm.score_steps(ctx.using("verifier"), [path("a", "b")])) == [1.0]
+    assert len(verifier.requests) == 2 and generator.requests == []
+    assert ctx.usage_by_role["verifier"].calls == 2 and "generator" not in ctx.usage_by_role
+    asyncio.run(prm.score_steps(ctx, [path("a")]))  # the generator's role: its own model, its own cache
+    assert len(generator.requests) == 1

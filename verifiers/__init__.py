@@ -9,7 +9,13 @@ from reasoning.answers.latex_utils import strip_answer_wrappers
 from reasoning.verifiers.math_equiv import ais_equivalent, is_equivalent, is_equivalent_many
 from reasoning.answers.normalize import normalize_answer
 from reasoning.verifiers.pessimistic import Pessimistic, wilson_lower_bound
-from reasoning.verifiers.process import LLMProcessReward, RewardModelPRM, aggregate_steps, split_steps
+from reasoning.verifiers.process import (
+    LLMProcessReward,
+    RewardModelPRM,
+    TokenClassificationPRM,
+    aggregate_steps,
+    split_steps,
+)
 from reasoning.registry import VERIFIERS
 from reasoning.verifiers.scorers import Confidence, LLMJudge, make_verifier, parse_grade
 
@@ -27,6 +33,7 @@ __all__ = [
     "LLMProcessReward",
     "Pessimistic",
     "RewardModelPRM",
+    "TokenClassificationPRM",
     "aggregate_steps",
     "check_expression",
     "ais_equivalent",
