@@ -5,6 +5,14 @@ import math
 import re
 
 import pytest
+from reasoning.verifiers import (
+    LLMProcessReward,
+    RewardModelPRM,
+    TokenClassificationPRM,
+    aggregate_steps,
+    make_verifier,
+    split_steps,
+)
 
 import reasoning as rz
 from reasoning.backends import Scripted
@@ -12,7 +20,6 @@ from reasoning.budget import Ledger
 from reasoning.context import Sample
 from reasoning.errors import ConfigError
 from reasoning.trace import Trace
-from reasoning.verifiers import LLMProcessReward, RewardModelPRM, aggregate_steps, make_verifier, split_steps
 
 
 def context(backend, budget=None):
@@ -124,7 +131,8 @@ def test_reward_model_prm_scores_steps_with_a_local_classifier(tmp_path):
 
 def judged_steps(backend):
     """The latest step of each judge call the backend received, in order."""
-    return [r.messages[-1].content.split("Latest step:")[1].split("Check the latest")[0].strip() for r in backend.requests]
+    latest = [r.messages[-1].content.split("Latest step:")[1] for r in backend.requests]
+    return [text.split("Check the latest")[0].strip() for text in latest]
 
 
 def path(*steps):
@@ -216,14 +224,17 @@ class WordScripted(Scripted):
             pieces = completion.text.split()
             completion.token_ids = [self.vocab.setdefault(p, len(self.vocab)) for p in pieces]
             if request.logprobs:
-                completion.token_logprobs = [self.verdict_logprob.get(re.sub(r"[^a-z]", "", p.lower()), -0.05) for p in pieces]
+                words = [re.sub(r"[^a-z]", "", p.lower()) for p in pieces]
+                completion.token_logprobs = [self.verdict_logprob.get(w, -0.05) for w in words]
         return response
 
 
 def test_logprob_path_reads_p_correct_from_the_verdict_token():
-    backend = WordScripted(responder=prm_backend().responder, verdict_logprob={"yes": math.log(0.8), "no": math.log(0.6)})
+    verdicts = {"yes": math.log(0.8), "no": math.log(0.6)}
+    backend = WordScripted(responder=prm_backend().responder, verdict_logprob=verdicts)
     prm = LLMProcessReward(k=4, temperature=0.7)  # k is for backends without logprobs
-    assert asyncio.run(prm.step_scores(context(backend), [path("a", "b WRONG")])) == [[pytest.approx(0.8), pytest.approx(0.4)]]
+    (scores,) = asyncio.run(prm.step_scores(context(backend), [path("a", "b WRONG")]))
+    assert scores == [pytest.approx(0.8), pytest.approx(0.4)]  # Yes at p=0.8; No at p=0.6
     assert all(r.logprobs and r.n == 1 for r in backend.requests) and len(backend.requests) == 2
 
 
@@ -237,7 +248,8 @@ def test_sampled_verdict_path_scores_the_fraction_that_says_correct():
         return f"Is the step correct (Yes/No)? {'Yes' if index % 4 < yes[step] else 'No'}"
 
     backend = Scripted(responder=respond, logprobs=False)
-    assert asyncio.run(LLMProcessReward(k=4, temperature=0.7).step_scores(context(backend), [path("a", "b")])) == [[0.75, 0.25]]
+    prm = LLMProcessReward(k=4, temperature=0.7)
+    assert asyncio.run(prm.step_scores(context(backend), [path("a", "b")])) == [[0.75, 0.25]]
     assert all(r.n == 4 and not r.logprobs and r.temperature == 0.7 for r in backend.requests)
     with pytest.raises(ValueError, match="temperature"):
         LLMProcessReward(k=4)
@@ -269,3 +281,109 @@ def test_the_prm_runs_on_the_role_of_the_context_it_is_given():
     assert ctx.usage_by_role["verifier"].calls == 2 and "generator" not in ctx.usage_by_role
     asyncio.run(prm.score_steps(ctx, [path("a")]))  # the generator's role: its own model, its own cache
     assert len(generator.requests) == 1
+
+
+# -- local PRMs: sequence classification and step-tag (token) PRMs ----------------------------
+
+
+def verify_nodes(ctx):
+    return [n for n in ctx.trace.nodes if n.kind == "verify"]
+
+
+def test_reward_model_prm_scores_only_new_steps_and_traces_them(tmp_path):
+    tiny_classifier(tmp_path)
+    prm = RewardModelPRM(tmp_path, aggregate="last", max_length=64)
+    ctx = context(Scripted())
+    (three,) = asyncio.run(prm.step_scores(ctx, [path("3 * 4 = 12", "2 + 12 = 14", "so 14")]))
+    (four,) = asyncio.run(prm.step_scores(ctx, [path("3 * 4 = 12", "2 + 12 = 14", "so 14", "14")]))
+    assert four[:3] == three and 0.0 < four[3] < 1.0
+    assert [n.info["new_steps"] for n in verify_nodes(ctx)] == [3, 1] and ctx.ledger.usage().calls == 0
+    fresh = asyncio.run(prm.step_scores(context(Scripted()), [path("3 * 4 = 12", "2 + 12 = 14", "so 14", "14")]))
+    assert fresh[0] == pytest.approx(four)  # what the cache returned is what a fresh scoring gives
+
+
+WORDS = ["[PAD]", "[UNK]", "what", "is", "2", "+", "-", "3", "*", "4", "12", "14", "15", "=", "step", "so", "ки"]
+
+
+def tiny_step_tag_prm(folder, head):
+    """A randomly initialised 1-layer Qwen2 (causal LM, or token classification with 2 labels)
+    and a word-level tokenizer that knows the step tag, built offline from a config."""
+    pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]")
+    fast.save_pretrained(folder)
+    config = transformers.Qwen2Config(
+        vocab_size=len(WORDS), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=1, max_position_embeddings=128, num_labels=2, pad_token_id=0,
+    )
+    import torch
+
+    torch.manual_seed(0)
+    model = (transformers.Qwen2ForCausalLM if head == "causal-lm" else transformers.Qwen2ForTokenClassification)(config)
+    model.save_pretrained(folder)
+    return model.eval()
+
+
+STEPS = ("3 * 4 = 12", "2 + 12 = 14", "so 14", "14")
+
+
+@pytest.mark.parametrize("head", ["causal-lm", "token-classification"])
+def test_step_tag_prm_reads_one_score_per_step_at_its_tag(tmp_path, head):
+    import torch
+
+    model = tiny_step_tag_prm(tmp_path, head)
+    prm = TokenClassificationPRM(tmp_path)  # head from the config's architecture
+    assert prm.resolved_head() == head
+    (scores,) = asyncio.run(prm.step_scores(context(Scripted()), [path(*STEPS)]))
+    assert len(scores) == 4 and all(0.0 <= s <= 1.0 for s in scores)
+    # The same numbers straight from the model: the tag after each step, softmax over 2 choices.
+    ids, tags = prm.encode("What is 2+3*4?", STEPS)
+    assert [ids[t] for t in tags] == [WORDS.index("ки")] * 4 and tags[-1] == len(ids) - 1
+    with torch.inference_mode():
+        logits = model(input_ids=torch.tensor([ids])).logits[0, tags]
+    if head == "causal-lm":
+        logits = logits[:, [WORDS.index("+"), WORDS.index("-")]]
+    good = 0 if head == "causal-lm" else -1  # "+" first; the positive label last
+    assert scores == pytest.approx(torch.softmax(logits, dim=-1)[:, good].tolist(), abs=1e-5)
+
+
+def test_step_tag_prm_scores_depend_only_on_the_text_up_to_the_step(tmp_path):
+    tiny_step_tag_prm(tmp_path, "causal-lm")
+    prm = TokenClassificationPRM(tmp_path)
+    # Fresh memos, so nothing is cached: appending a step does not change the earlier scores,
+    # and a batch of prefixes of different lengths (right-padded) scores each as on its own.
+    alone = [asyncio.run(prm.step_scores(context(Scripted()), [path(*STEPS[:d])]))[0] for d in (2, 4)]
+    assert alone[1][:2] == pytest.approx(alone[0], abs=1e-5)
+    batched = asyncio.run(prm.step_scores(context(Scripted()), [path(*STEPS[:2]), path("so 15", "15"), path(*STEPS)]))
+    assert batched[0] == pytest.approx(alone[0], abs=1e-5) and batched[2] == pytest.approx(alone[1], abs=1e-5)
+    assert batched[1][0] != pytest.approx(alone[0][0], abs=1e-6)  # another first step, another score
+
+
+def test_step_tag_prm_computes_only_new_steps(tmp_path):
+    tiny_step_tag_prm(tmp_path, "token-classification")
+    prm = TokenClassificationPRM(tmp_path, aggregate="last")
+    ctx = context(Scripted())
+    (three,) = asyncio.run(prm.step_scores(ctx, [path(*STEPS[:3])]))
+    (four,) = asyncio.run(prm.step_scores(ctx, [path(*STEPS)]))
+    asyncio.run(prm.step_scores(ctx, [path(*STEPS[:2])]))  # all known: no forward pass
+    # A prefix and its extension in one batch: one pass, on the longer one.
+    asyncio.run(prm.step_scores(ctx, [path("so 15"), path("so 15", "15")]))
+    nodes = verify_nodes(ctx)
+    assert [(n.info["new_steps"], n.info["sequences"]) for n in nodes] == [(3, 1), (1, 1), (2, 1)]
+    assert four[:3] == three and ctx.ledger.usage().calls == 0
+    assert asyncio.run(prm.score_steps(ctx, [path(*STEPS)])) == [four[-1]]
+
+
+def test_step_tag_prm_refuses_what_it_cannot_read(tmp_path):
+    tiny_step_tag_prm(tmp_path, "causal-lm")
+    with pytest.raises(ConfigError, match="not one token"):
+        prm = TokenClassificationPRM(tmp_path, step_tag="<tag>")
+        asyncio.run(prm.step_scores(context(Scripted()), [path("so 14")]))
+    with pytest.raises(ConfigError, match="max_length"):
+        asyncio.run(TokenClassificationPRM(tmp_path, max_length=8).step_scores(context(Scripted()), [path(*STEPS)]))
+    with pytest.raises(ConfigError, match="LLMProcessReward"):
+        TokenClassificationPRM(None)

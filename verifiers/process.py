@@ -244,7 +244,8 @@ class LocalPRM(CachedPRM):
         raise NotImplementedError
 
     async def score_new(self, ctx: Context, paths: list[tuple[str, ...]]) -> list[float | None]:
-        node = ctx.trace.add("verify", self.name, ctx.parent, info={"model": str(self.model_path), "new_steps": len(paths)})
+        info = {"model": str(self.model_path), "new_steps": len(paths)}
+        node = ctx.trace.add("verify", self.name, ctx.parent, info=info)
         try:
             scores, facts = await asyncio.to_thread(self.compute, ctx.problem.text, paths)
         except BaseException as failed:
@@ -410,7 +411,8 @@ class TokenClassificationPRM(LocalPRM):
             model.eval()
             self._tokenizer = tokenizer
             self._tag_id = self._one_token(self.step_tag, "step tag")
-            self._candidate_ids = [self._one_token(c, "candidate") for c in self.candidates] if head == "causal-lm" else []
+            if head == "causal-lm":
+                self._candidate_ids = [self._one_token(c, "candidate") for c in self.candidates]
             self._model = model
 
     def encode(self, problem: str, steps: Sequence[str]) -> tuple[list[int], list[int]]:
