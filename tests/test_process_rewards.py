@@ -5,6 +5,13 @@ import math
 import re
 
 import pytest
+
+import reasoning as rz
+from reasoning.backends import Scripted
+from reasoning.budget import Ledger
+from reasoning.context import Sample
+from reasoning.errors import ConfigError
+from reasoning.trace import Trace
 from reasoning.verifiers import (
     LLMProcessReward,
     RewardModelPRM,
@@ -13,13 +20,6 @@ from reasoning.verifiers import (
     make_verifier,
     split_steps,
 )
-
-import reasoning as rz
-from reasoning.backends import Scripted
-from reasoning.budget import Ledger
-from reasoning.context import Sample
-from reasoning.errors import ConfigError
-from reasoning.trace import Trace
 
 
 def context(backend, budget=None):
