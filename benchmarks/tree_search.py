@@ -116,6 +116,22 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def markdown_table(report: dict[str, Any]) -> str:
+    """The RESULTS.md table of a report (so the prose quotes the JSON, not a copy of it)."""
+    lines = []
+    for dataset, rows in report["datasets"].items():
+        lines += [f"{dataset}, width {report['width']}:", "",
+                  "| strategy | accuracy | tokens / problem | uncached / problem | peak KV share | prefix hit | "
+                  "gen. tok/s | wall s |", "|---|---|---|---|---|---|---|---|"]
+        for row in rows:
+            per = row["per_problem"]
+            lines.append(f"| {row['strategy'].split(':')[0]} | {row['accuracy']:.3f} | {per['tokens']:,.0f} | "
+                         f"{per['uncached_tokens']:,.0f} | {row['kv_cache_usage_max']} | {row['prefix_hit_rate']} | "
+                         f"{row['generated_tokens_per_s']:,.0f} | {row['wall_s']} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", default="local")
@@ -128,7 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--no-sc-matched", dest="sc_matched", action="store_false")
     parser.add_argument("--out", help="JSON file")
+    parser.add_argument("--table", metavar="REPORT.json", help="print the markdown table of a saved report and exit")
     args = parser.parse_args(argv)
+    if args.table:
+        with open(args.table) as handle:
+            print(markdown_table(json.load(handle)))
+        return 0
     if not args.dataset or not args.strategy:
         parser.error("give at least one --dataset and one --strategy")
     report = asyncio.run(main_async(args))

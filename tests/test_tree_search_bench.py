@@ -26,3 +26,13 @@ def test_report_has_every_strategy_and_a_matched_self_consistency(tmp_path):
     for row in rows:
         per = row["per_problem"]
         assert per["uncached_tokens"] == per["tokens"] - per["cached_prompt_tokens"]
+
+
+def test_the_results_table_is_generated_from_the_report(tmp_path, capsys):
+    out = tmp_path / "ts.json"
+    main(["--backend", "scripted:4", "--dataset", "gsm8k:2", "--strategy", "greedy", "--no-sc-matched", "--out", str(out)])
+    capsys.readouterr()
+    assert main(["--table", str(out)]) == 0
+    table = capsys.readouterr().out
+    row = json.loads(out.read_text())["datasets"]["gsm8k:2"][0]
+    assert f"| greedy | {row['accuracy']:.3f} |" in table
