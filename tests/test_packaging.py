@@ -76,8 +76,8 @@ def test_decoy_top_level_packages_do_not_affect_the_project(tmp_path):
 def test_a_plain_install_has_only_the_reasoning_package(tmp_path):
     # Built from a copy: an in-tree build would write build/ into the checkout (and race others).
     source = tmp_path / "src"
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".venv*", ".git", "build", "runs", "*.egg-info",
-                                                                 "__pycache__", "results"))
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".venv*", ".git", ".gpu*", "build", "runs",
+                                                                 "*.egg-info", "__pycache__"))
     target = tmp_path / "site"
     done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                            "--target", str(target), str(source)], capture_output=True, text=True, timeout=600)
@@ -87,6 +87,9 @@ def test_a_plain_install_has_only_the_reasoning_package(tmp_path):
     assert (target / "reasoning" / "strategies" / "self_consistency.py").is_file()
     assert (target / "reasoning" / "prompts" / "solve_math.md").is_file()
     assert (target / "reasoning" / "benchmarks" / "data" / "gsm8k_test.jsonl").is_file()
+    # Raw benchmark results are data about the project, not part of what is installed.
+    assert not (target / "reasoning" / "benchmarks" / "results").exists()
+    assert not list(target.rglob("RESULTS.md")) and not list(target.rglob("*.png"))
     script = (
         f"import sys; sys.path.insert(0, {str(target)!r})\n"
         "import reasoning.strategies, reasoning.verifiers\n"
