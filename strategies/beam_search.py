@@ -14,22 +14,16 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from reasoning.context import Context
-from reasoning.strategy import Outcome, Strategy, Temperature
+from reasoning.strategy import Outcome
 
 from .registry import register
-from .tree import Delimiter, Lookahead, MaxSteps, MaxStepTokens, Prm, Tree, expand, finish, note, step_config
+from .tree import StepSearch, Tree, expand, finish, note, step_config
 
 
 @register("beam-search")
-class BeamSearch(Strategy):
+class BeamSearch(StepSearch):
     n: int = Field(8, ge=1, description="candidates per depth (beams x width) and finished paths to collect")
     width: int = Field(4, ge=1, description="next steps sampled per kept beam (n // width beams are kept)")
-    prm: Prm
-    max_steps: MaxSteps = 20
-    max_step_tokens: MaxStepTokens = 256
-    delimiter: Delimiter = "\n\n"
-    lookahead: Lookahead = 0
-    temperature: Temperature = None
 
     @model_validator(mode="after")
     def _beams(self) -> BeamSearch:

@@ -14,23 +14,17 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from reasoning.context import Context
-from reasoning.strategy import Outcome, Strategy, Temperature
+from reasoning.strategy import Outcome
 
 from .registry import register
-from .tree import Delimiter, Lookahead, MaxSteps, MaxStepTokens, Prm, Tree, expand, finish, note, step_config
+from .tree import StepSearch, Tree, expand, finish, note, step_config
 from .voting import best_index
 
 
 @register("dvts")
-class DVTS(Strategy):
+class DVTS(StepSearch):
     n: int = Field(8, ge=1, description="total width: n // width subtrees, width children each per depth")
     width: int = Field(4, ge=1, description="next steps sampled per subtree and depth (the best is kept)")
-    prm: Prm
-    max_steps: MaxSteps = 20
-    max_step_tokens: MaxStepTokens = 256
-    delimiter: Delimiter = "\n\n"
-    lookahead: Lookahead = 0
-    temperature: Temperature = None
 
     @model_validator(mode="after")
     def _subtrees(self) -> DVTS:

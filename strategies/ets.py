@@ -35,29 +35,23 @@ from __future__ import annotations
 from pydantic import Field
 
 from reasoning.context import Context
-from reasoning.strategy import Outcome, Strategy, Temperature
+from reasoning.strategy import Outcome
 
 from .embeddings import EmbedderName, cluster, embed, embedder
 from .ets_select import retained_nodes, select_nodes
 from .rebase import allocate
 from .registry import register
-from .tree import Delimiter, Lookahead, MaxSteps, MaxStepTokens, Node, Prm, Tree, expand, finish, note, step_config
+from .tree import Node, StepSearch, Tree, expand, finish, note, step_config
 
 
 @register("ets")
-class ETS(Strategy):
+class ETS(StepSearch):
     n: int = Field(8, ge=1, description="width budget: paths to finish (the root gets n first steps)")
     lambda_kv: float = Field(1.0, ge=0, description="weight of the KV cost: share of the depth's tree nodes kept")
     lambda_coverage: float = Field(1.4, ge=0, description="weight of semantic coverage: share of step clusters kept")
     balance_temperature: float = Field(0.2, gt=0, description="T in softmax(score / T): lower favours the best more")
     embeddings: EmbedderName = Field("auto", description="step embeddings: minilm, ngrams, auto (minilm if installed)")
     cluster_distance: float = Field(0.05, ge=0, le=2, description="cosine distance within which steps share a cluster")
-    prm: Prm
-    max_steps: MaxSteps = 20
-    max_step_tokens: MaxStepTokens = 256
-    delimiter: Delimiter = "\n\n"
-    lookahead: Lookahead = 0
-    temperature: Temperature = None
 
     async def run(self, ctx: Context) -> Outcome:
         tree = Tree(step_config(self))

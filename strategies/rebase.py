@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from pydantic import Field
 
 from reasoning.context import Context
-from reasoning.strategy import Outcome, Strategy, Temperature
+from reasoning.strategy import Outcome
 
 from .registry import register
-from .tree import Delimiter, Lookahead, MaxSteps, MaxStepTokens, Prm, Tree, expand, finish, note, step_config
+from .tree import StepSearch, Tree, expand, finish, note, step_config
 
 
 def allocate(scores: Sequence[float], width: int, temperature: float) -> list[int]:
@@ -40,16 +40,10 @@ def allocate(scores: Sequence[float], width: int, temperature: float) -> list[in
 
 
 @register("rebase")
-class Rebase(Strategy):
+class Rebase(StepSearch):
     n: int = Field(8, ge=1, description="width budget: paths to finish (the root gets n first steps)")
     balance_temperature: float = Field(0.2, gt=0,
                                        description="T in softmax(score / T): lower favours the best nodes more")
-    prm: Prm
-    max_steps: MaxSteps = 20
-    max_step_tokens: MaxStepTokens = 256
-    delimiter: Delimiter = "\n\n"
-    lookahead: Lookahead = 0
-    temperature: Temperature = None
 
     async def run(self, ctx: Context) -> Outcome:
         tree = Tree(step_config(self))

@@ -25,7 +25,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from reasoning.context import Context, Prefix, Sample
-from reasoning.strategy import Outcome, ProcessVerifier
+from reasoning.strategy import Outcome, ProcessVerifier, Strategy, Temperature
 
 from .steps import StepConfig, next_steps, scored_prefix
 from .voting import best_index, key_of, majority
@@ -36,7 +36,7 @@ FINISHED = ("complete", "final")
 def _default_prm() -> ProcessVerifier:
     from reasoning.verifiers.process import LLMProcessReward  # the model itself judges each step
 
-    return LLMProcessReward()  # type: ignore[return-value]
+    return LLMProcessReward()
 
 
 # Options every step-wise search declares (typed once, like MaxTokens).
@@ -46,6 +46,18 @@ MaxSteps = Annotated[int, Field(ge=1, description="steps at most per path (the l
 MaxStepTokens = Annotated[int, Field(ge=1, description="max new tokens per step")]
 Delimiter = Annotated[str, Field(min_length=1, description="text that ends a step")]
 Lookahead = Annotated[int, Field(ge=0, description="greedy steps rolled out before scoring a step (scoring only)")]
+
+
+class StepSearch(Strategy):
+    """Base of the step-wise searches (beam search, DVTS, REBASE, ETS): the options they all
+    take, declared once. Each subclass adds its own and implements ``run``."""
+
+    prm: Prm
+    max_steps: MaxSteps = 20
+    max_step_tokens: MaxStepTokens = 256
+    delimiter: Delimiter = "\n\n"
+    lookahead: Lookahead = 0
+    temperature: Temperature = None
 
 
 def step_config(strategy: Any) -> StepConfig:
