@@ -257,3 +257,18 @@ def test_options_are_checked():
         Rebase(balance_temperature=0.0)
     assert BeamSearch().describe()["prm"] == "prm"  # the LLM PRM by default
     assert Rebase(prm=LabelPRM()).describe()["prm"] == "label-prm"  # a process reward by its name, not its repr
+
+
+@pytest.mark.parametrize("name", ["beam-search", "dvts", "rebase", "ets"])
+def test_each_search_runs_from_the_cli_with_its_default_llm_prm(name, tmp_path):
+    import json
+
+    from reasoning.benchmarks.cli import main
+
+    out = tmp_path / name
+    assert main(["run", "--dataset", "gsm8k", "--limit", "1", "--strategy", name, "--n", "4", "--backend", "scripted:7",
+                 "--out", str(out)]) == 0
+    trace = json.loads((out / "traces.jsonl").read_text().splitlines()[0])["trace"]
+    roles = {n["info"].get("role") for n in trace if n["kind"] == "generate"}
+    assert roles == {"generator", "verifier"}  # the default LLM PRM judged steps on the verifier role
+    assert any(n["kind"] == "span" and n["name"].startswith("depth-") for n in trace)
