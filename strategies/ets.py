@@ -41,7 +41,7 @@ from .embeddings import EmbedderName, cluster, embed, embedder
 from .ets_select import retained_nodes, select_nodes
 from .rebase import allocate
 from .registry import register
-from .tree import Node, StepSearch, Tree, expand, finish, note, step_config
+from .tree import Node, StepSearch, Tree, assign_children, expand, finish, note, step_config, width_search_ended
 
 
 @register("ets")
@@ -65,26 +65,14 @@ class ETS(StepSearch):
                 _, active = tree.settle(children)
                 width = self.n - len(tree.finished())
                 counts, facts = await self.prune(sub, tree, active, width)
-                frontier = []
-                for node, count in zip(active, counts, strict=True):
-                    node.info["children"] = count
-                    node.status = "kept" if count else "pruned"
-                    if count:
-                        frontier.append(node)
-                counts = [c for c in counts if c]
+                frontier, counts = assign_children(active, counts)
                 note(sub, width=width, kept=dict(zip([f.id for f in frontier], counts, strict=True)),
                      pruned=[a.id for a in active if not a.info["children"]], **facts)
                 if active and width > 0:
                     kv_nodes.append(facts["kv_nodes"])
                     kv_nodes_rebase.append(facts["kv_nodes_rebase"])
-            if ctx.ledger.exhausted:
-                ended_by = "budget"
-                break
-            if width <= 0:
-                ended_by = "paths"
-                break
-            if not frontier:
-                ended_by = "frontier"
+            if stop := width_search_ended(ctx, width, frontier):
+                ended_by = stop
                 break
         return finish(ctx, tree, ended_by, kv_nodes=kv_nodes, kv_nodes_rebase=kv_nodes_rebase)
 

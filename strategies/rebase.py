@@ -20,7 +20,7 @@ from reasoning.context import Context
 from reasoning.strategy import Outcome
 
 from .registry import register
-from .tree import StepSearch, Tree, expand, finish, note, step_config
+from .tree import StepSearch, Tree, assign_children, expand, finish, note, step_config, width_search_ended
 
 
 def allocate(scores: Sequence[float], width: int, temperature: float) -> list[int]:
@@ -55,21 +55,9 @@ class Rebase(StepSearch):
                 _, active = tree.settle(children)
                 width = self.n - len(tree.finished())
                 counts = allocate([c.score or 0.0 for c in active], width, self.balance_temperature)
-                frontier = []
-                for node, count in zip(active, counts, strict=True):
-                    node.info["children"] = count
-                    node.status = "kept" if count else "pruned"
-                    if count:
-                        frontier.append(node)
-                counts = [c for c in counts if c]
+                frontier, counts = assign_children(active, counts)
                 note(sub, width=width, kept=dict(zip([f.id for f in frontier], counts)))
-            if ctx.ledger.exhausted:
-                ended_by = "budget"
-                break
-            if width <= 0:
-                ended_by = "paths"
-                break
-            if not frontier:
-                ended_by = "frontier"
+            if stop := width_search_ended(ctx, width, frontier):
+                ended_by = stop
                 break
         return finish(ctx, tree, ended_by)

@@ -185,3 +185,27 @@ def finish(ctx: Context, tree: Tree, ended_by: str, **info: Any) -> Outcome:
         "partial": best is not None and not best.finished, "paths": len(paths),
         "votes": vote.tally, "share": vote.share, "tree": tree.records(), **info,
     })
+
+
+def assign_children(active: list[Node], counts: list[int]) -> tuple[list[Node], list[int]]:
+    """Record how many children each active node gets (none: pruned); return the nodes that get
+    some and their counts, the next depth's frontier (REBASE and ETS)."""
+    frontier = []
+    for node, count in zip(active, counts, strict=True):
+        node.info["children"] = count
+        node.status = "kept" if count else "pruned"
+        if count:
+            frontier.append(node)
+    return frontier, [c for c in counts if c]
+
+
+def width_search_ended(ctx: Context, width: int, frontier: list[Node]) -> str | None:
+    """Why a width-budget search (REBASE, ETS) stops after a depth, or None to go on."""
+    if ctx.ledger.exhausted:
+        return "budget"
+    if width <= 0:
+        return "paths"
+    if not frontier:
+        return "frontier"
+    return None
+
