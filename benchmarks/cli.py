@@ -72,6 +72,9 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     sweep.add_argument("--temperature", type=float, help="default 0.7")
     sweep.add_argument("--no-reuse", dest="reuse", action="store_const", const=False,
                        help="run every point for real instead of subsampling one pool per problem")
+    sweep.add_argument("--budget-mode", choices=["expected", "worst-case"],
+                       help="how a pooled strategy's k meets a budget point: expected cost at k (default) or its "
+                       "worst case, every completion at max tokens, as the ledger holds direct runs")
     sweep.add_argument("--pool", type=int, help="pool size per problem for budget grids with reuse (default from the largest budget)")
     sweep.add_argument("--max-n", type=int, help="n given to direct strategies on a budget grid (default 64)")
     sweep.add_argument("--subsets", type=int, help="random subsets per (problem, k) for majority@k / best-of-k (default 32)")
@@ -107,6 +110,7 @@ def _sweep_config(args: argparse.Namespace):
         "temperature": args.temperature,
         "reuse": args.reuse,
         "pool": args.pool,
+        "budget_mode": args.budget_mode,
         "max_n": args.max_n,
         "subsets": args.subsets,
         "x_axis": args.x_axis,

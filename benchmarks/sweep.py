@@ -9,9 +9,15 @@ ledger limit: tokens, completion_tokens, usd, flops, calls). Two ways to fill a 
   strategy draws one pool of N candidates (N = the largest n, or ``pool``), scored by its
   verifier; every point is then evaluated on random subsets of that pool without new model
   calls (majority@k / best-of-k averaged over ``subsets`` random k-subsets, as
-  search-and-learn does). A point's compute is k/N of the pool's, exact in expectation since
-  candidates are i.i.d. A budget point b gets, per problem, the largest k whose expected
-  cost k·(pool cost)/N fits b (capped at N, marked ``capped``).
+  search-and-learn does). A point is charged what a direct run at k would pay, in
+  expectation (``PoolCost``): on a backend with native ``n`` the candidates come from one
+  request whose prompt (and call) is paid once whatever k is, so that fixed part F is charged
+  in full at every k and only the rest (completions, verification) as k/N of the pool's:
+  cost(k) = F + k·(pool − F)/N. With fan-out every candidate pays its own prompt and call,
+  F = 0. A budget point b gets, per problem, the largest k whose cost fits b (capped at N,
+  marked ``capped``): with ``budget_mode: expected`` (default) the expected cost above; with
+  ``worst-case`` the cost had every completion run to its ``max_tokens``, which is what the
+  ledger reserves before a direct run's call, so pooled and direct strategies are held alike.
 - **Direct**: every other strategy runs once per problem and point, the point's budget enforced
   by the ledger (strategies with an ``n`` option get ``n = max_n`` so that the budget binds; an
   n point sets ``n`` itself).
@@ -37,6 +43,7 @@ import json
 import math
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -111,6 +118,9 @@ class SweepConfig(BaseModel):
     intensity: float = Field(default=H100_INTENSITY, gt=0)  # FLOPs/byte for effective FLOPs
     decode_batch: int = Field(default=64, ge=1)
     x_axis: Literal["tokens", "completion_tokens", "uncached_tokens", "usd", "flops", "eflops", "n"] = "tokens"
+    # How a pooled strategy's k is matched to a budget point: its expected cost at k, or its
+    # worst case (every completion at max_tokens: what a direct run's ledger reserves).
+    budget_mode: Literal["expected", "worst-case"] = "expected"
     concurrency: int = Field(default=32, ge=1)
     seed: int = 0
     out: str
@@ -199,6 +209,95 @@ class _DrawPool(Strategy):
         return {"strategy": "pool", "of": self.inner.describe(), "size": self.size}
 
 
+@dataclass(frozen=True)
+class PoolCost:
+    """What a direct run at k would pay, derived from one pool of N candidates.
+
+    ``fixed`` is what one batched request pays whatever its n: its prompt (tokens, USD,
+    prefill FLOPs) and the call, on backends with native n. Everything else (completion
+    tokens, verification, more calls) grows with the candidates, so at k it is k/N of the
+    pool's. ``worst`` is the pool's cost had every completion used its whole ``max_tokens``.
+    """
+
+    n: int
+    fixed: dict[str, float]
+    pool: dict[str, float]
+    worst: dict[str, float]
+
+    @classmethod
+    def of(cls, result, samples: list[Sample], pool: dict[str, float], backend: Backend,
+           compute: ComputeModel | None) -> PoolCost:
+        trace = result.trace.to_list()
+        by_id = {node["id"]: node for node in trace}
+        fixed = dict.fromkeys(pool, 0.0)
+        # The request that produced most of the pool: with native n its prompt was paid once.
+        served: dict[int, int] = {}
+        for sample in samples:
+            if sample.trace_id is not None:
+                served[sample.trace_id] = served.get(sample.trace_id, 0) + 1
+        if served and backend.capabilities.native_n:
+            node = by_id[max(served, key=served.get)]
+            usage = node.get("usage") or {}
+            if len(node.get("completions") or []) > 1 and usage.get("calls", 0) >= 1:
+                prompt, cached = float(usage.get("prompt_tokens", 0)), float(usage.get("cached_prompt_tokens", 0))
+                fixed.update(tokens=prompt, completion_tokens=0.0, uncached_tokens=prompt - cached, calls=1.0,
+                             usd=prompt * backend.prices()[0])
+                if compute is not None:
+                    fixed["flops"], fixed["eflops"] = compute.call(prompt, [], False, cached)
+                else:
+                    fixed["flops"] = 2.0 * (backend.params or 0) * (prompt - cached)
+                fixed = {kind: min(value, pool.get(kind, 0.0)) for kind, value in fixed.items() if kind in pool}
+        # Worst case: every completion of every call at its max_tokens.
+        extra = 0.0
+        extra_flops = 0.0
+        for node in trace:
+            if node["kind"] != "generate" or not node.get("usage") or not node.get("request"):
+                continue
+            asked = node["request"].get("n", 1) * node["request"].get("max_tokens", 0)
+            got = node["usage"].get("completion_tokens", 0)
+            extra += max(0, asked - got)
+            if compute is not None:
+                usage = node["usage"]
+                lengths = [c["completion_tokens"] for c in node.get("completions") or []]
+                longest = [node["request"].get("max_tokens", 0)] * node["request"].get("n", 1)
+                native = backend.capabilities.native_n
+                p, c = usage.get("prompt_tokens", 0), usage.get("cached_prompt_tokens", 0)
+                extra_flops += compute.call(p, longest, not native, c)[0] - compute.call(p, lengths, not native, c)[0]
+        worst = dict(pool)
+        for kind in ("tokens", "completion_tokens", "uncached_tokens"):
+            if kind in worst:
+                worst[kind] += extra
+        if "usd" in worst:
+            worst["usd"] += extra * backend.prices()[1]
+        if "flops" in worst:
+            worst["flops"] += extra_flops if compute is not None else 2.0 * (backend.params or 0) * extra
+        return cls(len(samples), fixed, dict(pool), worst)
+
+    def at(self, k: int, *, worst_case: bool = False) -> dict[str, float]:
+        """Expected (or worst-case) cost of a direct run at k: F + k·(pool − F)/N."""
+        total = self.worst if worst_case else self.pool
+        if k <= 0 or self.n == 0:
+            return dict.fromkeys(total, 0.0)
+        return {kind: self.fixed.get(kind, 0.0) + k * (value - self.fixed.get(kind, 0.0)) / self.n
+                for kind, value in total.items()}
+
+    def largest_k(self, kind: str, limit: float, *, worst_case: bool = False) -> int:
+        """The largest k whose cost on ``kind`` fits ``limit`` (may exceed N: the caller caps)."""
+        total = (self.worst if worst_case else self.pool).get(kind, 0.0)
+        fixed = self.fixed.get(kind, 0.0)
+        if self.n == 0:
+            return 0
+        unit = (total - fixed) / self.n
+        if unit <= 0:
+            if total <= 0:
+                raise ConfigError(f"cannot sweep {kind} budgets: the backend reports no {kind} usage")
+            return self.n if limit >= fixed else 0  # nothing grows with k (cannot happen for tokens)
+        if limit < fixed + unit:
+            return 0
+        # a small tolerance: k·unit rebuilt from floats must not lose the last candidate
+        return int((limit - fixed) / unit + 1e-9)
+
+
 class Sweep:
     def __init__(self, config: SweepConfig, backend: Backend, *, progress: Any | None = None) -> None:
         from reasoning.strategies.registry import get, options_of
@@ -257,7 +356,7 @@ class Sweep:
 
     def _check_identity(self) -> None:
         """A resumed sweep must mean the same thing: same backend and sampling."""
-        check_resume(self.out, self.config, ("backend", "max_tokens", "temperature", "reuse", "subsets", "seed"), "sweep")
+        check_resume(self.out, self.config, ("backend", "max_tokens", "temperature", "reuse", "subsets", "seed", "budget_mode"), "sweep")
 
     async def _load_compute(self) -> None:
         model_path = getattr(self.backend, "model_path", None)  # local and vLLM backends know their folder
@@ -399,7 +498,8 @@ class Sweep:
         if samples:
             await correct(strategy.choose(samples).answer)
         n_pool = len(samples)
-        per_sample = {kind: value / n_pool for kind, value in pool_cost.items()} if n_pool else {}
+        costs = PoolCost.of(result, samples, pool_cost, self.backend, self.compute)
+        worst = self.config.budget_mode == "worst-case"
         rows = []
         for point in points:
             capped = False
@@ -408,16 +508,20 @@ class Sweep:
                 capped = int(point["n"]) > n_pool
             else:
                 ((kind, limit),) = point.items()
-                unit = per_sample.get(kind, 0.0)
-                if unit <= 0:
-                    raise ConfigError(f"cannot sweep {kind} budgets: the backend reports no {kind} usage")
-                k = min(int(limit // unit), n_pool) if n_pool else 0
-                capped = n_pool > 0 and limit // unit > n_pool
+                affordable = costs.largest_k(kind, limit, worst_case=worst)
+                if worst and affordable == 0:
+                    # The ledger still grants one sample with a shortened max_tokens when the
+                    # prompt fits: the same sample whenever its actual cost fits.
+                    affordable = min(1, costs.largest_k(kind, limit))
+                k = min(affordable, n_pool)
+                capped = n_pool > 0 and affordable > n_pool
             rows.append({
                 "dataset": dataset, "strategy": key, "point": point_key(point), "id": item.id,
                 "correct": accuracy_at(k), "mode": "reuse", "n": k, "pool": n_pool, "capped": capped,
                 "pool_correct": sum(verdicts.get(s.answer, False) for s in samples),
-                "cost": {kind: value * k for kind, value in per_sample.items()},
+                "cost": costs.at(k),
+                # what the point's cost is derived from, so tables can be re-derived exactly
+                "pool_cost": pool_cost, "fixed_cost": costs.fixed,
             })
         return rows
 
@@ -441,7 +545,9 @@ def row_key(row: dict[str, Any]) -> tuple[str, str, str, str]:
 
 
 def read_done_rows(path: Path) -> set[tuple]:
-    return {row_key(row) for row in read_rows(path)}
+    # A pooled row without ``fixed_cost`` was charged k/N of its pool's prompt and call (before
+    # direct-run accounting): it is redone, from the cache, when the sweep is resumed.
+    return {row_key(row) for row in read_rows(path) if row.get("mode") != "reuse" or "fixed_cost" in row}
 
 
 def summarise_dir(out: Path, config: SweepConfig, items: dict[str, list[Item]] | None = None, wall: float = 0.0) -> dict[str, Any]:

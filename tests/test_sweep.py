@@ -166,6 +166,25 @@ def test_cached_usage_equals_the_original_usage(tmp_path):
     assert hit.usd == pytest.approx(fresh.usd)
 
 
+@pytest.mark.parametrize("native_n", [True, False], ids=["native-n", "fan-out"])
+def test_a_request_served_from_a_bigger_stored_call_reports_what_it_would_cost_uncached(tmp_path, native_n):
+    """n=2 served (wholly or partly) from a stored n=8 call: one prompt copy and one call with
+    native n, two of each with fan-out; USD likewise (it was k/N of the big call's prompt)."""
+
+    def inner():
+        return Scripted(completion_tokens=11, usd_per_token=(1e-6, 2e-6), native_n=native_n, prefix_cache=False)
+
+    cached = CachedBackend(inner(), tmp_path / "gen.sqlite")
+    run(cached.generate(request(8)))
+    uncached = run(inner().generate(request(2)))
+    for served in (run(cached.generate(request(2))), run(cached.generate(request(10)))):
+        ask = len(served.completions)
+        expected = uncached if ask == 2 else run(inner().generate(request(ask)))
+        assert (served.prompt_tokens, served.completion_tokens, served.calls) == \
+            (expected.prompt_tokens, expected.completion_tokens, expected.calls)
+        assert served.usd == pytest.approx(expected.usd)
+
+
 def test_concurrent_requests_for_one_key_generate_once(tmp_path):
     inner = Scripted(latency=0.05)
     cached = CachedBackend(inner, tmp_path / "gen.sqlite")
@@ -224,8 +243,9 @@ def test_reuse_at_full_pool_equals_a_direct_run_and_small_n_is_a_subset_average(
     assert cells["n=1"]["accuracy"] == pytest.approx(3 / 8)
     assert 3 / 8 <= cells["n=2"]["accuracy"] <= 1.0
     assert backend.calls == 4  # one pool per problem served every n
-    # Costs scale with n (k/N of the pool's).
-    assert cells["n=8"]["usage"]["tokens"] == pytest.approx(8 * cells["n=1"]["usage"]["tokens"])
+    # Completions scale with n; the one request's prompt and call are paid at every n.
+    assert cells["n=8"]["usage"]["completion_tokens"] == pytest.approx(8 * cells["n=1"]["usage"]["completion_tokens"])
+    assert cells["n=1"]["usage"]["calls"] == cells["n=8"]["usage"]["calls"] == 1
     # The same strategy run directly with n=8 sees the same (cached) samples and the same answer.
     direct, _ = make_sweep(tmp_path / "direct", backend, strategies=[{"name": "self-consistency"}], n=[8], reuse=False,
                            cache=str(tmp_path / "sweep" / "generations.sqlite"))
@@ -234,6 +254,69 @@ def test_reuse_at_full_pool_equals_a_direct_run_and_small_n_is_a_subset_average(
     assert backend.calls == 4
     coverage = summary["coverage"]["gsm8k"]["self-consistency"]
     assert coverage["coverage"][0] == pytest.approx(3 / 8) and coverage["coverage"][-1] == 1.0
+
+
+def _genrm_responder(req: GenerationRequest, i: int) -> str:
+    if "Is the answer correct" in req.prompt_text():
+        return "Checks out. Verification: Is the answer correct (Yes/No)? Yes"
+    return f"Work. \\boxed{{{i % 3}}}"
+
+
+POOLED_VS_DIRECT = [
+    ({"name": "self-consistency"}, True),
+    ({"name": "self-consistency"}, False),
+    ({"name": "genrm-best-of-n", "options": {"k_verifications": 2, "verify_max_tokens": 64}}, True),
+    ({"name": "genrm-best-of-n", "options": {"k_verifications": 2, "verify_max_tokens": 64}}, False),
+]
+
+
+@pytest.mark.parametrize(("strategy", "native_n"), POOLED_VS_DIRECT,
+                         ids=["sc-native", "sc-fan-out", "genrm-native", "genrm-fan-out"])
+def test_a_pooled_point_costs_what_the_strategy_pays_run_directly_at_that_k(tmp_path, strategy, native_n):
+    """Pooled accounting against the real thing: each point run directly, on a backend whose
+    costs are deterministic (every completion 30 tokens), must cost exactly the pooled row's
+    usage: with native n the prompt and the call once per request, with fan-out per sample."""
+
+    def backend():
+        return Scripted(responder=_genrm_responder, completion_tokens=30, logprobs=False, native_n=native_n,
+                        usd_per_token=(1e-6, 3e-6), prefix_cache=False)
+
+    ns = [1, 2, 5, 8]
+    pooled, _ = make_sweep(tmp_path / "pooled", backend(), strategies=[strategy], n=ns, limit=3)
+    direct, _ = make_sweep(tmp_path / "direct", backend(), strategies=[strategy], n=ns, limit=3, reuse=False)
+    pooled_cells = {row["point"]: row for row in run(pooled.run())["cells"]}
+    direct_cells = {row["point"]: row for row in run(direct.run())["cells"]}
+    assert {row["mode"] for row in pooled_cells.values()} == {"reuse"}
+    assert {row["mode"] for row in direct_cells.values()} == {"direct"}
+    for point in (f"n={n}" for n in ns):
+        for kind in ("tokens", "completion_tokens", "uncached_tokens", "calls", "usd"):
+            assert pooled_cells[point]["usage"][kind] == pytest.approx(direct_cells[point]["usage"][kind]), (point, kind)
+    if native_n and strategy["name"] == "self-consistency":
+        assert pooled_cells["n=1"]["usage"]["calls"] == pooled_cells["n=8"]["usage"]["calls"] == 1
+
+
+def test_worst_case_budget_mode_gives_pooled_strategies_the_k_a_direct_run_is_granted(tmp_path):
+    """Under ``worst-case`` a pooled point gets the n the ledger lets a direct run reserve
+    (prompt + n x max_tokens within the budget); ``expected`` matches the mean cost instead."""
+
+    def backend():
+        return Scripted(completion_tokens=40, prefix_cache=False)
+
+    grid = {"tokens": [150, 300, 700]}
+    strategies = [{"name": "self-consistency"}]
+    worst, _ = make_sweep(tmp_path / "worst", backend(), strategies=strategies, budget_grid=grid, pool=16,
+                          max_tokens=100, budget_mode="worst-case", limit=2)
+    expected, _ = make_sweep(tmp_path / "expected", backend(), strategies=strategies, budget_grid=grid, pool=16,
+                             max_tokens=100, limit=2)
+    direct, _ = make_sweep(tmp_path / "direct", backend(), strategies=strategies, budget_grid=grid, max_n=16,
+                           max_tokens=100, reuse=False, limit=2)
+    run(worst.run()), run(expected.run()), run(direct.run())
+    granted = {(r["id"], r["point"]): r["info"]["n"] for r in rows_of(tmp_path / "direct" / "sweep" / "problems.jsonl")}
+    worst_k = {(r["id"], r["point"]): r["n"] for r in rows_of(tmp_path / "worst" / "sweep" / "problems.jsonl")}
+    expected_k = {(r["id"], r["point"]): r["n"] for r in rows_of(tmp_path / "expected" / "sweep" / "problems.jsonl")}
+    assert worst_k == granted
+    assert all(expected_k[key] > worst_k[key] for key in worst_k)  # 40-token completions: more fit on average
+    assert len(set(worst_k.values())) > 1  # the points differ
 
 
 def test_budget_grid_with_reuse_fits_each_problem_in_its_budget(tmp_path):

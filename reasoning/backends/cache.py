@@ -1,10 +1,11 @@
 """A disk cache of generations in front of any backend, for sweeps and re-runs.
 
-Completions are stored in SQLite, keyed by the model (the backend's description), the
-prompt, the sampling parameters and the seed; ``n`` is not part of the key. A request for
-n completions takes the first n stored under its key and generates only the missing ones
-(asking the backend for ``n - stored``, with a seed derived from the original one so the
-new samples differ from the stored ones). So re-running a sweep costs nothing, and raising
+Completions are stored in SQLite, keyed by the model (the backend's name and the request
+options it adds to every call, see ``model_identity``), the prompt, the sampling parameters
+and the seed; ``n`` is not part of the key. A request for n completions takes the first n
+stored under its key and generates only the missing ones (asking the backend for
+``n - stored``, with a seed derived from the original one so the new samples differ from
+the stored ones). So re-running a sweep costs nothing, and raising
 N from 16 to 64 costs only 48 new samples per prompt.
 
 Within one solve a strategy may ask the same request again and expects new samples (waves of
@@ -65,9 +66,21 @@ def cache_scope():
         _OFFSETS.reset(token)
 
 
+def model_identity(backend: Backend) -> str:
+    """What besides the request decides the distribution of a completion: the backend's name
+    (its kind and model, e.g. ``vllm:qwen``) and the options it merges into every request
+    (``extra`` of the OpenAI-compatible and litellm backends, e.g. ``{"top_k": 20}``): two
+    backends that sample differently must not share stored completions. A backend without
+    such options is its name alone, the key it always had, so older cache files stay valid."""
+    extra = getattr(backend, "extra", None)
+    if not extra:
+        return backend.name
+    return f"{backend.name} {json.dumps(extra, sort_keys=True, default=str)}"
+
+
 def request_key(model: str, request: GenerationRequest) -> str:
     """Hash of everything that determines the distribution of one completion: the model
-    (the backend's name, e.g. ``vllm:/models/qwen`` or ``litellm:openai/gpt-4o-mini``), the
+    (``model_identity``, e.g. ``vllm:qwen`` or ``litellm:openai/gpt-4o-mini``), the
     prompt, the sampling parameters and the seed; not n."""
     data = request.to_dict()
     data.pop("n", None)
@@ -154,7 +167,7 @@ class CachedBackend(Backend):
             self._db.execute("COMMIT")
 
     async def generate(self, request: GenerationRequest) -> GenerationResponse:
-        key = request_key(self.inner.name, request)
+        key = request_key(model_identity(self.inner), request)
         lock = self._key_locks.setdefault(key, asyncio.Lock())
         async with lock:  # two concurrent asks for one key must not both generate its samples
             offsets = _OFFSETS.get()
@@ -169,18 +182,27 @@ class CachedBackend(Backend):
                 fresh = await self.inner.generate(missing)
                 self._store(key, have, fresh)
         completions = [_completion(json.loads(row[0])) for row in stored]
-        # Prompt tokens as the calls that made them counted them: once per call for
-        # native-n backends (prorated over the call's samples), once per sample otherwise.
-        prompt_tokens = round(sum(row[1] / row[2] for row in stored))
-        usd = sum(row[3] for row in stored)
-        calls = 0
+        # Report what this request would have cost uncached, whichever samples were stored:
+        # a native-n request pays its prompt once (the stored call's prompt_tokens is one
+        # copy) and each sample its completion; a fan-out request pays the prompt per sample
+        # (a stored row carries its share of its call's prompt copies and USD).
+        if self.capabilities.native_n:
+            prompt_price, completion_price = self.inner.prices()
+            prompt_tokens = fresh.prompt_tokens if fresh is not None else (stored[0][1] if stored else 0)
+            usd = fresh.usd if fresh is not None else prompt_tokens * prompt_price
+            usd += sum(c.completion_tokens for c in completions) * completion_price
+        else:
+            prompt_tokens = round(sum(row[1] / row[2] for row in stored))
+            usd = sum(row[3] for row in stored)
+            if fresh is not None:
+                prompt_tokens += fresh.prompt_tokens
+                usd += fresh.usd
+        # Calls likewise: one per native-n request, one per sample on fan-out backends.
+        calls = fresh.calls if fresh is not None else 1
+        if not self.capabilities.native_n:
+            calls = len(stored) + (fresh.calls if fresh is not None else 0)
         if fresh is not None:
             completions += fresh.completions
-            # One native-n call pays the prompt once: never report more than that bound.
-            native = self.capabilities.native_n
-            prompt_tokens = fresh.prompt_tokens if native else prompt_tokens + fresh.prompt_tokens
-            usd += fresh.usd
-            calls += fresh.calls
         self.hits += len(stored)
         self.misses += len(completions) - len(stored)
         info = dict(fresh.info) if fresh is not None else {}
@@ -189,7 +211,7 @@ class CachedBackend(Backend):
             completions=completions,
             prompt_tokens=prompt_tokens,
             completion_tokens=sum(c.completion_tokens for c in completions),
-            calls=calls or 1,
+            calls=max(1, calls),
             usd=usd,
             info=info,
         )
