@@ -185,6 +185,26 @@ def test_a_request_served_from_a_bigger_stored_call_reports_what_it_would_cost_u
         assert served.usd == pytest.approx(expected.usd)
 
 
+def test_a_step_continuation_through_the_cache_keeps_its_stop_ids_and_prefix_cache_hits(tmp_path):
+    """Step searches in a sweep go through the cache: a stored step must still say which stop
+    string ended it (else every step looks like a finished solution), and a fresh one must
+    pass on the engine's prefix-cache hits and the prompt's token ids."""
+    inner = Scripted(responder=lambda req, i: "Step one.\n\nStep two \\boxed{4}", completion_tokens=9)
+    cached = CachedBackend(inner, tmp_path / "gen.sqlite")
+    first = GenerationRequest(prompt_token_ids=tuple(inner.encode("What is 2+2?")), n=2, max_tokens=50,
+                              stop=("\n\n",), include_stop=True)
+    fresh = run(cached.generate(first))
+    assert [c.stop_reason for c in fresh.completions] == ["\n\n", "\n\n"]
+    assert fresh.prompt_token_ids is not None
+    again = run(cached.generate(first))  # outside a scope: the stored rows
+    assert cached.hits == 2 and [c.stop_reason for c in again.completions] == ["\n\n", "\n\n"]
+    longer = (*fresh.prompt_token_ids, *fresh.completions[0].token_ids)
+    step = GenerationRequest(prompt_token_ids=longer, n=1, max_tokens=50, stop=("\n\n",), include_stop=True)
+    continued = run(cached.generate(step))
+    assert continued.cached_prompt_tokens == len(fresh.prompt_token_ids) + len(fresh.completions[0].token_ids)
+    assert tuple(continued.prompt_token_ids) == longer
+
+
 def test_concurrent_requests_for_one_key_generate_once(tmp_path):
     inner = Scripted(latency=0.05)
     cached = CachedBackend(inner, tmp_path / "gen.sqlite")
@@ -543,3 +563,32 @@ def test_two_points_give_no_fit_and_no_saturation_mark():
              for a, t in ((0.5, 100.0), (0.5, 200.0))]
     _mark_saturation(table, SweepConfig(datasets=["gsm8k"], strategies=[{"name": "self-consistency"}], n=[1, 2], out="x"))
     assert [r["saturation_point"] for r in table] == [False, False]
+
+
+def test_step_searches_sweep_a_budget_grid_against_pooled_self_consistency(tmp_path):
+    """Tree search vs SC on the sweep harness: each search runs directly under every
+    uncached-token budget (through the generation cache), never spends past it, and spends more
+    where it is given more; SC's pool meets the same points."""
+    searches = ["rebase", "ets", "beam-search", "dvts"]
+    strategies = [{"name": "self-consistency"}] + [
+        {"name": name, "options": {"max_steps": 3, "max_step_tokens": 24}} for name in searches]
+    backend = Scripted(completion_tokens=12)
+
+    def respond(request, index):
+        if "\n\n" not in request.stop:  # a PRM verdict or an SC sample
+            return "Verification: Is the step correct (Yes/No)? Yes" if index % 3 else "No. So \\boxed{7}"
+        depth = backend.continuation(request).count("\n\n")
+        return f"Step {depth} of path {index}.\n\n" if depth < 2 else f"Step {depth}. So \\boxed{{{index % 2 + 7}}}"
+
+    backend.responder = respond
+    sweep, cached = make_sweep(tmp_path, backend, strategies=strategies, limit=2,
+                               budget_grid={"uncached_tokens": [500, 5000]}, pool=8, max_n=4, max_tokens=64)
+    summary = run(sweep.run())
+    rows = rows_of(tmp_path / "sweep" / "problems.jsonl")
+    assert {(r["strategy"], r["mode"]) for r in rows} == {("self-consistency", "reuse")} | {(s, "direct") for s in searches}
+    for row in rows:
+        assert 0 < row["cost"]["uncached_tokens"] <= float(row["point"].split("=")[1])
+    for name in searches:
+        small, large = (c for c in summary["cells"] if c["strategy"] == name)
+        assert small["budget"] < large["budget"] and small["usage"]["tokens"] < large["usage"]["tokens"], name
+    assert cached.misses > 0

@@ -214,6 +214,10 @@ class CachedBackend(Backend):
             calls=max(1, calls),
             usd=usd,
             info=info,
+            # Prefix-cache hits as the engine reported them for the part generated now (stored
+            # samples: unknown, so none); the prompt's ids, which continuations build on.
+            cached_prompt_tokens=fresh.cached_prompt_tokens if fresh is not None else 0,
+            prompt_token_ids=fresh.prompt_token_ids if fresh is not None else request.prompt_token_ids,
         )
 
 
@@ -224,4 +228,5 @@ def _completion(data: dict[str, Any]) -> Completion:
         finish_reason=data.get("finish_reason", "stop"),
         token_logprobs=data.get("token_logprobs"),
         token_ids=data.get("token_ids"),
+        stop_sequence=data.get("stop_sequence"),  # a step search needs the stop that ended it
     )
