@@ -9,7 +9,7 @@ import reasoning as rz
 from reasoning.benchmarks.calibrate import calibration_records, learn_policy, main, select_policy
 from reasoning.benchmarks.datasets import Item
 from reasoning.backends import Scripted
-from reasoning.strategies import SelfConsistency, create
+from reasoning.strategies import create
 from reasoning.strategies.compute_optimal import DEFAULT_POLICY, ComputeOptimal, Policy, agreement
 
 
@@ -247,4 +247,10 @@ def test_both_strategies_are_registered_with_their_options():
     assert list(options_of(names["compute-optimal"])) == ["probes", "policy", "max_tokens", "temperature"]
     assert list(options_of(names["spawn-join"])) == [
         "max_depth", "max_fanout", "overflow", "join_share", "max_tokens", "temperature"]
-    assert isinstance(SelfConsistency(n=2), SelfConsistency)
+    # The registered name builds the default policy's routes: a scattered probe vote (1, 2, 3, 4)
+    # goes to the 16-sample bin, and max_tokens/temperature pass on to the routed strategy.
+    backend = Scripted(responder=by_batch({4: ["1", "2", "3", "4"], 16: ["9"]}))
+    result = solve(names["compute-optimal"](max_tokens=64, temperature=0.3), backend)
+    assert [(r.n, r.max_tokens, r.temperature) for r in backend.requests] == [(4, 64, 0.3), (16, 64, 0.3)]
+    assert (result.info["bin"], result.info["route"], result.answer) == (2, "self-consistency(n=16)", "9")
+    assert result.info["votes"] == {"1": 1.0, "2": 1.0, "3": 1.0, "4": 1.0, "9": 16.0}

@@ -36,14 +36,26 @@ def task_of(content: str) -> str:
     return found.group(1).strip() if found else ""
 
 
+def joined(content: str) -> str:
+    """The scripted join's answer, built only from the children's results in its prompt: each
+    block's ``Result: ... Conclusion: <task> done`` gives a factor ``(<task less 'try', no spaces>)``,
+    a block without one gives ``?``; the factors are multiplied in block order. Children working on
+    "try 6 - 2" and "try 3 + 3" so join to the gold (6-2)*(3+3) only if both results reach the join."""
+    factors = []
+    for block in re.findall(r"<join>(.*?)</join>", content, re.DOTALL):
+        found = re.search(r"Result:.*Conclusion: (.*?) done", block, re.DOTALL)
+        factors.append(f"({found.group(1).removeprefix('try ').replace(' ', '')})" if found else "?")
+    return "*".join(factors)
+
+
 def responder(root_plan: str, child_plan: str | None = None):
     """Plans spawn by script; workers report '<task> done'; joins answer from the join blocks."""
 
     def respond(request, index):
         content = request.messages[-1].content
         if "<join>" in content:
-            count = content.count("<join>")
-            return f"Joined {count} results. \\boxed{{(6-2)*(3+3)}}"
+            count, answer = content.count("<join>"), joined(content)
+            return f"Joined {count} results.\n\nConclusion: {answer} done \\boxed{{{answer}}}"
         if "Your sub-task:" in content:
             task = task_of(content)
             return f"Worked on it.\n\nConclusion: {task} done \\boxed{{{len(task)}}}"
@@ -105,7 +117,7 @@ def test_children_run_concurrently_each_in_its_own_slice():
     backend = Counting(responder=responder(plan), latency=0.05)
     budget = rz.Budget(tokens=6000)
     result = solve(SpawnJoin(max_depth=1, max_fanout=3), backend, budget)
-    assert result.answer == "(6-2)*(3+3)"
+    assert result.answer == "(6-2)*(3+3)*(6/3)"  # every child's result reached the join, in order
     assert backend.peak == 3  # the three workers were in flight together
     assert result.info["route"] == "spawn" and result.info["children"] == 3 and result.info["depth"] == 1
     # Each child: a span, then its budget slice = (1 - join_share) x what the plan left, / 3.
@@ -133,7 +145,7 @@ def test_join_resumes_the_plan_with_every_childs_conclusion():
     assert len(blocks) == 2
     assert "Sub-task 1: try 6 - 2" in blocks[0] and "Conclusion: try 6 - 2 done \\boxed{9}" in blocks[0]
     assert "Sub-task 2: try 3 + 3" in blocks[1] and "Conclusion: try 3 + 3 done" in blocks[1]
-    assert result.text.startswith("Joined 2 results")
+    assert result.text.startswith("Joined 2 results") and result.answer == "(6-2)*(3+3)"
     assert backend.requests[0].stop == ("<join",)  # the plan cannot invent its workers' results
 
 
@@ -152,6 +164,8 @@ def test_depth_and_fanout_limits_shape_the_tree():
         assert all(g["route"] == "leaf" and g["depth"] == 2 for g in sub["children"])
     # calls: root plan + 2 child plans + 4 leaves + 2 child joins + root join
     assert result.usage.calls == 1 + 2 + 4 + 2 + 1
+    # Each child's join read its leaves' results (x)*(y); the root's join read the children's joins.
+    assert result.answer == "((x)*(y))*((x)*(y))"
 
 
 def test_overflow_sequential_runs_extra_spawns_after_the_concurrent_ones():
@@ -206,7 +220,7 @@ def test_children_whose_slice_is_too_small_report_no_result_and_the_join_still_r
     assert len(workers) == 2 and all(n.error and "budget exhausted: tokens" in n.error for n in workers)
     join = backend.requests[-1].messages[-1].content
     assert join.count("(no result: the budget ran out)") == 2
-    assert result.answer == "(6-2)*(3+3)"  # the join still answered
+    assert result.answer == "?*?"  # the join still answered, with neither child's result
     assert result.stopped_by == "tokens" and result.usage.tokens <= 476
 
 
@@ -249,7 +263,8 @@ def test_child_budget_splits_every_finite_limit_and_keeps_a_call_for_the_join():
 
 
 def test_options_are_validated_with_clear_errors():
-    assert isinstance(create("spawn-join", max_depth=2, max_fanout=3, overflow="sequential"), SpawnJoin)
+    made = create("spawn-join", max_depth=2, max_fanout=3, overflow="sequential")
+    assert (type(made), made.max_depth, made.max_fanout, made.overflow) == (SpawnJoin, 2, 3, "sequential")
     for bad, match in (
         ({"max_depth": 0}, "max_depth must be >= 1"),
         ({"max_fanout": 1.5}, "max_fanout must be an integer"),

@@ -220,7 +220,12 @@ def test_best_of_n_max_keeps_the_best_sample_and_sum_the_best_answer():
     backend = Scripted(["1", "2", "2"])
     assert rz.solve("q", BestOfN(n=3, verifier=verifier, aggregate="max"), backend).answer == "1"
     backend = Scripted(["1", "2", "2"])
-    assert rz.solve("q", BestOfN(n=3, verifier=verifier, aggregate="sum"), backend).answer == "2"  # 0.5 + 0.5 > 0.9
+    result = rz.solve("q", BestOfN(n=3, verifier=verifier, aggregate="sum"), backend)
+    assert result.answer == "2" and result.info["scores"] == [0.9, 0.5, 0.5]  # 0.5 + 0.5 > 0.9
+    # The same samples where the two votes for 2 score less together than the one for 1: the
+    # scores decide, not the count (a plain majority would say 2).
+    weak = _ScoresByAnswer({"1": 0.9, "2": 0.3})
+    assert rz.solve("q", BestOfN(n=3, verifier=weak, aggregate="sum"), Scripted(["1", "2", "2"])).answer == "1"
 
 
 def test_confidence_scores_higher_mean_logprob_higher():
