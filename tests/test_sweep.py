@@ -203,6 +203,21 @@ def test_a_step_continuation_through_the_cache_keeps_its_stop_ids_and_prefix_cac
     continued = run(cached.generate(step))
     assert continued.cached_prompt_tokens == len(fresh.prompt_token_ids) + len(fresh.completions[0].token_ids)
     assert tuple(continued.prompt_token_ids) == longer
+    replayed = run(cached.generate(step))  # served from disk: the same uncached tokens as made
+    assert cached.hits == 3 and replayed.cached_prompt_tokens == continued.cached_prompt_tokens
+
+
+def test_a_cache_file_from_before_prefix_hits_were_stored_still_opens_and_serves(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE completions (key TEXT NOT NULL, idx INTEGER NOT NULL, completion TEXT NOT NULL, "
+                   "prompt_tokens INTEGER NOT NULL, call_n INTEGER NOT NULL, usd REAL NOT NULL, PRIMARY KEY (key, idx))")
+    cached = CachedBackend(Scripted(completion_tokens=5), path)
+    made = run(cached.generate(request(2)))
+    served = run(cached.generate(request(2)))
+    assert cached.hits == 2 and [c.text for c in served.completions] == [c.text for c in made.completions]
 
 
 def test_concurrent_requests_for_one_key_generate_once(tmp_path):

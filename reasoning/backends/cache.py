@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS completions (
     prompt_tokens INTEGER NOT NULL,  -- of the call that produced it, shared by its siblings
     call_n INTEGER NOT NULL,         -- how many completions that call produced
     usd REAL NOT NULL,               -- this completion's share of the call's cost
+    cached_prompt_tokens INTEGER NOT NULL DEFAULT 0,  -- of the call: prefix-cache hits
     PRIMARY KEY (key, idx)
 );
 """
@@ -103,6 +104,9 @@ class CachedBackend(Backend):
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(completions)")}
+        if "cached_prompt_tokens" not in columns:  # a file from before it was recorded
+            self._db.execute("ALTER TABLE completions ADD COLUMN cached_prompt_tokens INTEGER NOT NULL DEFAULT 0")
         self._db_lock = threading.Lock()
         self._key_locks: dict[str, asyncio.Lock] = {}
         self.hits = 0  # completions served from disk
@@ -146,11 +150,12 @@ class CachedBackend(Backend):
         return getattr(self.inner, name)
 
     # -- the cache -----------------------------------------------------------------
-    def _stored(self, key: str, start: int, limit: int) -> list[tuple[str, int, int, float]]:
+    def _stored(self, key: str, start: int, limit: int) -> list[tuple[str, int, int, float, int]]:
         """Up to ``limit`` stored rows of ``key`` from row ``start`` on, in order."""
         with self._db_lock:
             return self._db.execute(
-                "SELECT completion, prompt_tokens, call_n, usd FROM completions WHERE key = ? AND idx >= ? "
+                "SELECT completion, prompt_tokens, call_n, usd, cached_prompt_tokens FROM completions "
+                "WHERE key = ? AND idx >= ? "
                 "ORDER BY idx LIMIT ?",
                 (key, start, limit),
             ).fetchall()
@@ -158,12 +163,13 @@ class CachedBackend(Backend):
     def _store(self, key: str, start: int, response: GenerationResponse) -> None:
         count = len(response.completions)
         rows = [
-            (key, start + i, json.dumps(c.to_dict()), response.prompt_tokens, count, response.usd / max(1, count))
+            (key, start + i, json.dumps(c.to_dict()), response.prompt_tokens, count, response.usd / max(1, count),
+             response.cached_prompt_tokens)
             for i, c in enumerate(response.completions)
         ]
         with self._db_lock:
             self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?)", rows)
+            self._db.executemany("INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
             self._db.execute("COMMIT")
 
     async def generate(self, request: GenerationRequest) -> GenerationResponse:
@@ -189,13 +195,16 @@ class CachedBackend(Backend):
         if self.capabilities.native_n:
             prompt_price, completion_price = self.inner.prices()
             prompt_tokens = fresh.prompt_tokens if fresh is not None else (stored[0][1] if stored else 0)
+            cached_tokens = fresh.cached_prompt_tokens if fresh is not None else (stored[0][4] if stored else 0)
             usd = fresh.usd if fresh is not None else prompt_tokens * prompt_price
             usd += sum(c.completion_tokens for c in completions) * completion_price
         else:
             prompt_tokens = round(sum(row[1] / row[2] for row in stored))
+            cached_tokens = round(sum(row[4] / row[2] for row in stored))
             usd = sum(row[3] for row in stored)
             if fresh is not None:
                 prompt_tokens += fresh.prompt_tokens
+                cached_tokens += fresh.cached_prompt_tokens
                 usd += fresh.usd
         # Calls likewise: one per native-n request, one per sample on fan-out backends.
         calls = fresh.calls if fresh is not None else 1
@@ -214,9 +223,9 @@ class CachedBackend(Backend):
             calls=max(1, calls),
             usd=usd,
             info=info,
-            # Prefix-cache hits as the engine reported them for the part generated now (stored
-            # samples: unknown, so none); the prompt's ids, which continuations build on.
-            cached_prompt_tokens=fresh.cached_prompt_tokens if fresh is not None else 0,
+            # Prefix-cache hits as the engine reported them when the samples were made (so a
+            # replay counts the same uncached tokens); the prompt's ids, for continuations.
+            cached_prompt_tokens=min(cached_tokens, prompt_tokens),
             prompt_token_ids=fresh.prompt_token_ids if fresh is not None else request.prompt_token_ids,
         )
 
