@@ -2,7 +2,6 @@
 
 import asyncio
 import os
-import time
 
 import pytest
 
@@ -35,10 +34,10 @@ def test_printing_looks_like_no_marker():
 
 
 def test_infinite_loop_times_out():
-    started = time.monotonic()
     verdict = run_code_tests("while True:\n    pass\n", "", timeout=1.5)
     assert verdict.status == "timeout" and not verdict.passed
-    assert time.monotonic() - started < 5
+    # The wall clock's 1.5 s ended it, before the CPU limit (int(1.5) + 1 = 2 CPU seconds) could.
+    assert verdict.detail == "no result within 1.5 s (wall clock)"
 
 
 def test_sleeping_past_the_wall_clock_times_out():

@@ -7,8 +7,8 @@ import os
 import socket
 import subprocess
 import sys
+import re
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -139,11 +139,10 @@ def test_retries_transient_errors_then_succeeds(server: StubServer) -> None:
 
 def test_bad_api_key_fails_fast_without_retries() -> None:
     with StubServer(api_key="secret") as server:
-        start = time.perf_counter()
         with pytest.raises(AuthenticationError, match="API key"):
-            generate(backend(server, api_key="wrong", backoff=1.0), chat())
-        assert time.perf_counter() - start < 2.0
-        assert server.count == 1
+            generate(backend(server, api_key="wrong", backoff=1.0, max_retries=4), chat())
+        # One attempt of the five allowed: a 401 is not retried (no backoff to wait through).
+        assert server.count == 1 and server.requests[0].status == 401
 
 
 def test_a_missing_api_key_fails_at_once_naming_the_variable(server: StubServer, monkeypatch) -> None:
@@ -184,10 +183,10 @@ def test_a_closed_connection_is_not_called_a_timeout(server: StubServer) -> None
 
 def test_the_request_timeout_bounds_a_hung_upstream_retries_included(server: StubServer) -> None:
     server.latency = 60
-    start = time.perf_counter()
-    with pytest.raises(BackendTimeout, match="request timeout"):
+    # The configured timeout ends the call on its first attempt, before the upstream answered.
+    with pytest.raises(BackendTimeout, match=r"within the request timeout \(0.5 s.*\(after 1 attempt\)"):
         generate(backend(server, timeout=0.5, max_retries=4), chat())
-    assert time.perf_counter() - start < 10 and server.count == 1
+    assert server.count == 1 and server.requests[0].status == 0  # unanswered; no attempt starts after it
 
 
 def test_unknown_model_is_bad_model() -> None:
@@ -202,10 +201,9 @@ def test_unreachable_api_base_is_backend_unavailable() -> None:
         sock.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
     b = LiteLLM("openai/stub-model", url, "sk-test", max_retries=2, backoff=0.01, timeout=2)
-    start = time.perf_counter()
-    with pytest.raises(BackendUnavailable, match=url):
+    # A refused connection is transient: retried to the limit (3 attempts), then named.
+    with pytest.raises(BackendUnavailable, match=rf"cannot reach {re.escape(url)} \(after 3 attempts\)"):
         generate(b, chat())
-    assert time.perf_counter() - start < 5
 
 
 def test_concurrency_limit_is_respected(server: StubServer) -> None:
