@@ -27,14 +27,26 @@ __all__ = ["CoverageFit", "bootstrap_ci", "coverage_curve", "fit_coverage", "pas
 
 
 def subset_mean(pool: Sequence[T], k: int, value: Callable[[list[T]], float], *, draws: int, rng: random.Random) -> float:
-    """Mean of ``value`` over random k-subsets of ``pool`` (order shuffled too, so order-based
-    tie-breaks are averaged). All subsets are enumerated when there are at most ``draws``."""
+    """E[value(S)] for S the k elements of ``pool`` drawn without replacement, in random order:
+    the mean over k-subsets with order-based tie-breaks (majority's first-seen answer, best-of-n's
+    earlier sample) averaged over orders. At most ``draws`` calls of ``value``:
+
+    - exact when there are at most ``draws`` ordered k-subsets: every subset in every order;
+    - else, when there are at most ``draws`` k-subsets, every subset in ``draws // C(n, k)``
+      random orders (exact for a ``value`` that ignores order, unbiased otherwise);
+    - else the mean over ``draws`` independent random ordered k-subsets (unbiased).
+    """
     n = len(pool)
     if not 1 <= k <= n:
         raise ValueError(f"subset size {k} not in 1..{n}")
-    if math.comb(n, k) <= draws:
-        subsets = [list(c) for c in itertools.combinations(pool, k)]
-        return sum(value(rng.sample(s, k)) for s in subsets) / len(subsets)
+    if math.perm(n, k) <= draws:
+        orders = math.perm(n, k)
+        return sum(value(list(order)) for order in itertools.permutations(pool, k)) / orders
+    subsets = math.comb(n, k)
+    if subsets <= draws:
+        orders = draws // subsets
+        total = sum(value(rng.sample(subset, k)) for subset in itertools.combinations(pool, k) for _ in range(orders))
+        return total / (subsets * orders)
     return sum(value(rng.sample(list(pool), k)) for _ in range(draws)) / draws
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -45,54 +46,114 @@ def load(out: Path) -> tuple[SweepConfig, list[dict[str, Any]], dict[str, Any]]:
 
 
 def plot(out: Path, config: SweepConfig, rows: list[dict[str, Any]], coverage: dict[str, Any]) -> list[Path]:
+    """Write every figure of ``figures`` as PNG; the paths written."""
+    import matplotlib.pyplot as plt
+
+    written = []
+    for fig, _ax, path in figures(out, config, rows, coverage):
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def figures(out: Path, config: SweepConfig, rows: list[dict[str, Any]], coverage: dict[str, Any]) -> list[tuple[Any, Any, Path]]:
+    """The report's plots as (figure, axes, path to write it to), labelled and laid out."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
-    written = []
+    made = []
     axis = config.x_axis
     for dataset in sorted({r["dataset"] for r in rows}):
         fig, ax = plt.subplots(figsize=(7, 4.5))
+        plotted: list[float] = []
         for strategy in dict.fromkeys(r["strategy"] for r in rows if r["dataset"] == dataset):
             curve = sorted((r for r in rows if r["dataset"] == dataset and r["strategy"] == strategy), key=lambda r: x_value(r, axis))
             curve = [r for r in curve if x_value(r, axis) > 0]
             if not curve:
                 continue
             xs = [x_value(r, axis) for r in curve]
+            plotted += xs
             ys = [r["accuracy"] for r in curve]
             errors = [[y - r["ci95"][0] for y, r in zip(ys, curve)], [r["ci95"][1] - y for y, r in zip(ys, curve)]]
             line = ax.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=strategy)
             for x, y, r in zip(xs, ys, curve):
                 if r.get("saturation_point"):
                     ax.plot([x], [y], marker="o", markersize=14, fillstyle="none", color=line[0].get_color())
-        written.append(_save(plt, fig, ax, out / f"accuracy_{slug(dataset)}.png", AXIS_LABELS[axis], "accuracy",
-                             f"{dataset}: accuracy vs compute (95% bootstrap CI; circle = saturation)"))
+        _label(fig, ax, plotted, AXIS_LABELS[axis], "accuracy",
+               f"{dataset}: accuracy vs compute (95% bootstrap CI; circle = saturation)")
+        made.append((fig, ax, out / f"accuracy_{slug(dataset)}.png"))
     for dataset, strategies in sorted(coverage.items()):
         fig, ax = plt.subplots(figsize=(7, 4.5))
+        ks: list[float] = []
         for strategy, data in strategies.items():
+            ks += data["k"]
             line = ax.plot(data["k"], data["coverage"], marker=".", label=f"{strategy} (pass@k)")
             if data.get("fit"):
                 fit = CoverageFit(**data["fit"])
                 ax.plot(data["k"], [fit(k) for k in data["k"]], linestyle="--", color=line[0].get_color(),
                         label=f"fit exp({fit.a:.2f}·k^{fit.b:.2f})")
-        written.append(_save(plt, fig, ax, out / f"coverage_{slug(dataset)}.png", "k (samples)", "coverage (pass@k)",
-                             f"{dataset}: coverage"))
-    return written
+        _label(fig, ax, ks, "k (samples)", "coverage (pass@k)", f"{dataset}: coverage")
+        made.append((fig, ax, out / f"coverage_{slug(dataset)}.png"))
+    return made
 
 
-def _save(plt, fig, ax, path: Path, xlabel: str, ylabel: str, title: str) -> Path:
-    """Label a log-x plot, write it as PNG and free it."""
-    ax.set_xscale("log")
+def _label(fig, ax, xs: list[float], xlabel: str, ylabel: str, title: str) -> None:
+    """Label a log-x plot of points at ``xs`` and lay it out."""
+    log_x_axis(ax, xs)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+
+
+MAX_POINT_TICKS = 8  # labelled ticks at most, when the ticks sit at the data
+
+
+def log_x_axis(ax, xs: list[float]) -> None:
+    """A log x axis that reads as numbers. Matplotlib labels a log axis at powers of ten only
+    (10^0, 10^1, ...), so a tiny sweep (n = 1, 2, 4; 200 to 900 tokens) shows one labelled tick
+    or none, or scientific minor labels. Unless the points span three powers of ten or more
+    (a big sweep: those ticks read well), the ticks sit at the points themselves (at most
+    ``MAX_POINT_TICKS``, spread evenly in log x, the smallest and largest always), in plain numbers."""
+    ax.set_xscale("log")
+    points = sorted({x for x in xs if x > 0 and math.isfinite(x)})
+    if not points:
+        return
+    powers_of_ten = math.floor(math.log10(points[-1])) - math.ceil(math.log10(points[0])) + 1
+    if powers_of_ten >= 3:
+        return
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    ax.xaxis.set_major_locator(FixedLocator(_spread(points, MAX_POINT_TICKS)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: plain_number(x)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _spread(points: list[float], most: int) -> list[float]:
+    """Up to ``most`` of the sorted ``points``, the first and last included, none closer in log x
+    than 1/(most - 1) of the whole range to its neighbours kept (labels must not overlap)."""
+    if len(points) <= 2:
+        return points
+    gap = math.log(points[-1] / points[0]) / (most - 1)
+    kept = [points[0]]
+    for x in points[1:-1]:
+        if math.log(x / kept[-1]) >= gap and math.log(points[-1] / x) >= gap:
+            kept.append(x)
+    return kept + [points[-1]]
+
+
+def plain_number(x: float) -> str:
+    """A tick label without exponents where one reads: 4, 450, 1,250, 0.0031; 2.5e+15 for FLOPs."""
+    if x >= 1e6 or x < 1e-4:
+        return f"{x:.3g}"
+    if x >= 100:
+        return f"{x:,.0f}"
+    return f"{x:.3g}"
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:

@@ -52,8 +52,9 @@ class BestOfN(Strategy, SampleReuse):
             return Outcome(None)
         scores = [s.score or 0.0 for s in samples]
         if self.aggregate == "sum":
-            vote = majority(samples, scores)
-            best = vote.sample
+            best = majority(samples, scores).sample
+            if best is None:  # no sample has an answer to add scores for
+                return Outcome(None, None, samples, {"scores": scores})
         else:
             best = samples[best_index(scores)]
         return Outcome(best.answer, best.text, samples, {"scores": scores})
