@@ -210,12 +210,12 @@ def test_network_namespace_cannot_be_rejoined(loopback_listener):
 @needs_full
 def test_fork_bomb_is_bounded_by_the_sandbox_and_leaves_nothing():
     bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
-    started = time.monotonic()
     verdict = verdict_of(WRONG + bomb, timeout=3)
     assert not verdict.passed and verdict.status in ("timeout", "killed", "crashed")
-    assert sandbox_processes() == []
+    if verdict.status == "timeout":  # ended by the configured wall clock, not left running
+        assert verdict.detail == "no result within 3 s (wall clock)"
+    assert sandbox_processes() == []  # the sandbox's teardown took every forked process with it
     assert verdict_of(RIGHT).passed  # the next run is not starved by leftovers
-    assert time.monotonic() - started < 60
 
 
 def test_huge_output_is_contained():

@@ -365,9 +365,7 @@ def test_fifty_concurrent_clients_all_answered_and_usage_adds_up():
                 async with asyncio.timeout(60):
                     return await asyncio.gather(*(one(aclient, i) for i in range(50)))
 
-        started = time.monotonic()
         replies = asyncio.run(all_of_them())
-        elapsed = time.monotonic() - started
     assert len(replies) == 50 and all(r.model_extra["reasoning"]["answer"] == "42" for r in replies)
     served = [r.usage for r in stub.generation_requests()]
     assert len(served) == 50 and all(r.status == 200 for r in stub.generation_requests())
@@ -380,8 +378,8 @@ def test_fifty_concurrent_clients_all_answered_and_usage_adds_up():
         reported = next(u for text, u in by_problem.items() if f"Problem number {i}:" in text)
         assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (
             reported["prompt_tokens"], reported["completion_tokens"])
-    # Serialised, 50 requests x 0.2 s would take 10 s: they overlapped.
-    assert stub.max_in_flight > 10 and elapsed < 50 * latency / 2
+    # Served one after another, the stub would never have had two in flight: they overlapped.
+    assert stub.max_in_flight > 10
 
 
 def test_a_client_that_hangs_up_cancels_its_solve():
@@ -389,14 +387,23 @@ def test_a_client_that_hangs_up_cancels_its_solve():
     next request does not queue behind it (one solve at a time here)."""
     with running("scripted:42?latency=3", concurrency=1) as server:
         backend = server.service.pool.default
-        started = time.monotonic()
+        cancelled = []  # what the backend's own call saw: cancellation, not completion
+        generate = backend.generate
+
+        async def watched(request):
+            try:
+                return await generate(request)
+            except asyncio.CancelledError:
+                cancelled.append(request.n)
+                raise
+
+        backend.generate = watched
         with pytest.raises(httpx.ReadTimeout):
             httpx.post(f"{server.base_url}/chat/completions", json={"model": "self-consistency-2", "messages": PROBLEM},
                        headers={"Authorization": f"Bearer {KEY}"}, timeout=0.5)
         # Had the first solve kept running, this one would wait ~3 s for the gate, then 3 s more.
         response = post(server, {"model": "greedy", "messages": PROBLEM})
-        assert response.status_code == 200
-        assert time.monotonic() - started < 5.0
+        assert response.status_code == 200 and cancelled == [2]  # the hung-up solve's one call
         # The hung-up call was made but never completed: only the greedy sample was produced.
         assert backend.requests[0].n == 2 and backend._sample_index == 1
 

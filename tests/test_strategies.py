@@ -105,10 +105,20 @@ def test_refused_first_call_gives_no_answer_and_names_the_limit():
 
 
 def test_deadline_cancels_in_flight_call():
-    backend = Scripted(["1"], latency=5.0)
+    cancelled = []
+
+    class Watched(Scripted):  # records what its own call saw: cancellation, not completion
+        async def generate(self, request):
+            try:
+                return await super().generate(request)
+            except asyncio.CancelledError:
+                cancelled.append(request.n)
+                raise
+
+    backend = Watched(["1"], latency=5.0)
     result = solve(SelfConsistency(n=2), backend, rz.Budget(seconds=0.3))
-    assert result.stopped_by == "seconds"
-    assert result.usage.seconds < 1.5
+    assert result.stopped_by == "seconds" and result.answer is None
+    assert cancelled == [2] and backend._sample_index == 0  # the call was cancelled before any sample
     assert result.trace.calls()[0].error == "cancelled at the deadline"
 
 

@@ -6,7 +6,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -75,19 +74,16 @@ def test_a_missing_api_key_exits_2_at_once_naming_the_variable(tmp_path):
         "sys.exit(code)\n"
     )
     with StubServer() as stub:
-        started = time.monotonic()
         done = subprocess.run(
             [sys.executable, "-c", script, "run", "--dataset", "gsm8k", "--limit", "1", "--backend",
              "litellm:openai/gpt-4o-mini", "--api-base", stub.base_url, "--out", str(out)],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
         )
-        elapsed = time.monotonic() - started
-        assert stub.count == 0
+        assert stub.count == 0  # no request, so none of the 5 attempts of HTTP 500 it once made
     assert done.returncode == 2, done.stderr
     assert "set OPENAI_API_KEY" in " ".join(done.stderr.split()) and "Traceback" not in done.stderr
     assert "litellm not imported" in done.stdout
     assert not out.exists()
-    assert elapsed < 20  # generous (the issue's bound is 3 s): was 5 attempts of HTTP 500, 7 s and more
 
 
 # -- dataset names ------------------------------------------------------------------------------
@@ -122,25 +118,24 @@ def run_dataset(name, tmp_path, **env):
     """``reasoning-bench run --dataset NAME`` in a fresh process (the hub client reads its
     settings at import), online unless ``env`` says otherwise."""
     clean = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
-    started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "reasoning.benchmarks.cli", "run", "--dataset", name, "--backend", "scripted",
          "--out", str(tmp_path / "o")],
         cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=120, check=False,
     )
-    return done.returncode, " ".join(done.stderr.split()), time.monotonic() - started
+    return done.returncode, " ".join(done.stderr.split())
 
 
 def test_a_name_that_cannot_be_a_hub_name_is_not_sent_to_the_hub(tmp_path):
     with fake_hub() as (endpoint, seen):
-        code, err, _ = run_dataset("math 500", tmp_path, HF_ENDPOINT=endpoint)
+        code, err = run_dataset("math 500", tmp_path, HF_ENDPOINT=endpoint)
     assert code == 2 and "unknown dataset 'math 500' (did you mean 'math500'?)" in err and "not a hub name" in err
     assert seen == [] and not (tmp_path / "o").exists()
 
 
 def test_offline_a_hub_name_is_not_sent_to_the_hub(tmp_path):
     with fake_hub() as (endpoint, seen):
-        code, err, _ = run_dataset("someone/nope", tmp_path, HF_ENDPOINT=endpoint, HF_HUB_OFFLINE="1")
+        code, err = run_dataset("someone/nope", tmp_path, HF_ENDPOINT=endpoint, HF_HUB_OFFLINE="1")
     assert code == 2 and "unknown dataset 'someone/nope'" in err and seen == []
 
 
@@ -148,7 +143,8 @@ def test_a_hub_that_cannot_be_reached_fails_at_once_without_retry_noise(tmp_path
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{sock.getsockname()[1]}"  # nothing listens there
-    code, err, elapsed = run_dataset("someone/nope", tmp_path, HF_ENDPOINT=closed)
-    assert code == 2 and "unknown dataset 'someone/nope'" in err and "cannot be reached" in err
+    code, err = run_dataset("someone/nope", tmp_path, HF_ENDPOINT=closed)
+    # One connection probe, refused, decides it: the hub client (24 s of retries before) never runs.
+    assert code == 2 and "unknown dataset 'someone/nope'" in err
+    assert f"the hub ({closed}) cannot be reached from here (Connection refused)" in err
     assert "thrown while requesting" not in err and "Retrying" not in err  # the hub client's retry noise
-    assert elapsed < 15  # generous: it took 24 s of retries before
