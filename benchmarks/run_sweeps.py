@@ -131,6 +131,7 @@ async def main_async(args: argparse.Namespace) -> int:
     for config, task in zip(configs, tasks):
         finished = task in done and task.exception() is None
         # A finished sweep summarised itself; a stopped one is summarised from what is on disk.
+        Path(config.out).mkdir(parents=True, exist_ok=True)  # a sweep still waiting for its policy has none yet
         summary = task.result() if finished else summarise_dir(Path(config.out), config)
         status[config.out] = "done" if finished else "resume later"
         print(f"\n== {config.out} ({status[config.out]}, {time.monotonic() - started:.0f} s)")
