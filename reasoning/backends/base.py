@@ -89,6 +89,16 @@ class Backend(ABC):
         Backends load lazily on their first call otherwise; remote ones have nothing to load.
         """
 
+    def tokens_in_flight(self) -> int:
+        """Completion tokens decoded so far by calls that have not returned yet, for progress
+        displays (0 where the backend cannot tell: their tokens count once they return)."""
+        return 0
+
+    def preparation_note(self) -> str | None:
+        """A line for the user when ``load`` must first do slow one-time work (the embedded
+        model is assembled and converted on first use); None when loading is routine."""
+        return None
+
     async def aclose(self) -> None:
         """Release connections, engines, threads."""
 

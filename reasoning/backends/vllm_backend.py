@@ -42,7 +42,15 @@ from ..errors import BackendError, BackendUnavailable, ConfigError, UnsupportedR
 from ..types import Capabilities, Completion, FinishReason, GenerationRequest, GenerationResponse, Message
 from ._chat import render_prompt_ids
 from .base import Backend
-from .local_model import COMPLETE_MARKER, DEFAULT_MODEL, MODELS, ensure_local_model, flops_params, model_dir
+from .local_model import (
+    COMPLETE_MARKER,
+    DEFAULT_MODEL,
+    MODELS,
+    ensure_local_model,
+    flops_params,
+    model_dir,
+    preparation_note,
+)
 
 _FINISH: dict[str | None, FinishReason] = {"stop": "stop", "length": "length", "abort": "cancelled"}
 _INSTALL_HINT = (
@@ -182,6 +190,11 @@ class VLLM(Backend):
         self._render = lru_cache(maxsize=4096)(self._render_uncached)
 
     # -- model and tokenizer ---------------------------------------------------------
+
+    def preparation_note(self) -> str | None:
+        if self._path is None and self._embedded is not None:
+            return preparation_note(self._embedded)
+        return None
 
     def model_path(self) -> str:
         """What vLLM loads: the folder (prepared on first use if embedded) or the name."""
