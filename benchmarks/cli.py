@@ -8,16 +8,27 @@ import inspect
 import math
 import socket
 import sys
+import time
 from urllib.parse import urlparse
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from reasoning import Budget
 from reasoning.errors import AuthenticationError, BackendUnavailable, BadModel, ConfigError, ReasoningError
 
 from .datasets import BUILTIN
+from .run import RunProgress
 
 console = Console(stderr=True)
 DATASETS_HELP = " | ".join(BUILTIN)
@@ -47,7 +58,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--concurrency", type=int, default=16, help="problems in flight at once")
     _add_request_timeout(run)
     run.add_argument("--max-tokens", type=int, default=1024, help="max new tokens per sample")
-    run.add_argument("--temperature", type=float, default=0.7)
+    run.add_argument("--temperature", type=float, help="default 0.7 (greedy samples at 0 whatever it is)")
     run.add_argument("--sandbox", choices=["auto", "strict"], default="auto",
                      help="code tasks: strict refuses to grade without the sandbox's full isolation (namespaces, "
                           "read-only files, unprivileged uid); auto grades with what this machine offers")
@@ -318,6 +329,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     roles = {name: from_spec(spec, api_base=base or args.api_base, api_key=args.api_key,
                              **_request_timeout(args.request_timeout, spec))
              for name, (spec, base) in role_specs.items()}
+    temperature = 0.7 if args.temperature is None else args.temperature
+    fixed = type(strategy).fixed_temperature
+    if args.temperature is not None and fixed is not None and args.temperature != fixed:
+        console.print(f"note: {args.strategy} samples at temperature {fixed:g}; --temperature {args.temperature:g} "
+                      "does not apply")
     config = RunConfig(
         dataset=args.dataset,
         limit=args.limit,
@@ -334,15 +350,74 @@ def cmd_run(args: argparse.Namespace) -> int:
         price=price,
         concurrency=args.concurrency,
         max_tokens=args.max_tokens,
-        temperature=args.temperature,
+        temperature=temperature,
         sandbox=args.sandbox,
         out=args.out,
     )
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
-        summary = asyncio.run(_run_and_close(config, strategy, backend, items, progress, roles))
+    shown = _RichRunProgress()
+    with shown.progress:
+        summary = asyncio.run(_run_and_close(config, strategy, backend, items, shown, roles))
     _print_summary(summary)
     return 0
+
+
+def _clock(seconds: float) -> str:
+    seconds = round(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class _EtaColumn(ProgressColumn):
+    """The ETA from the run's own counts (RunProgress.eta), not rich's per-task speed, which
+    knows only the problem count: problems run at once and finish in jumps."""
+
+    def __init__(self, run: RunProgress) -> None:
+        super().__init__()
+        self.run = run
+
+    def render(self, task) -> Text:
+        if self.run.finished == 0 and self.run.todo:
+            return Text("ETA after the 1st problem")  # all run at once: no rate to go by before
+        eta = self.run.eta()
+        return Text("ETA ?" if eta is None else f"ETA {_clock(eta)}")
+
+
+class _RunDisplay(Progress):
+    """rich's Progress plus a line of what problem counts miss: the tokens generated so far."""
+
+    def __init__(self, run: RunProgress, *columns, **options) -> None:
+        self.run = run  # before Progress draws for the first time
+        super().__init__(*columns, **options)
+
+    def get_renderables(self):
+        yield self.make_tasks_table(self.tasks)
+        if self.run.started is not None:
+            tokens, elapsed = self.run.tokens(), time.monotonic() - self.run.started
+            rate = f" ({tokens / elapsed:,.0f}/s)" if tokens and elapsed > 0 else ""
+            yield Text(f"        {tokens:,} tokens generated{rate}, {self.run.calls:,} calls returned")
+
+
+class _RichRunProgress(RunProgress):
+    """The run's progress on the terminal: notes above a bar of problems with the elapsed time
+    and an ETA from the token rate (none until a problem has finished: RunProgress.eta), and a
+    line of completion tokens generated, moving as calls return (and as a local model decodes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.progress = _RunDisplay(
+            self, TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("problems"),
+            TimeElapsedColumn(), _EtaColumn(self), console=console, transient=False, refresh_per_second=4,
+        )
+        self.task = None
+
+    def note(self, text: str) -> None:
+        self.progress.console.print(text)
+
+    def begin(self) -> None:
+        self.task = self.progress.add_task("solving", total=self.total, completed=self.done)
+
+    def changed(self) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, completed=self.done)
 
 
 def _parse_roles(items: list[str]) -> dict[str, tuple[str, str | None]]:
@@ -379,7 +454,7 @@ async def _run_and_close(config, strategy, backend, items, progress, roles=None)
 def _print_summary(summary: dict) -> None:
     usage = summary["usage"]
     table = Table(title=f"{summary['config']['strategy']} on {summary['config']['dataset']}")
-    for column in ("accuracy", "problems", "tokens", "calls", "USD", "seconds", "stopped by"):
+    for column in ("accuracy", "problems", "tokens", "calls", "USD", "wall s", "stopped by"):
         table.add_column(column)
     stopped = ", ".join(f"{k}: {v}" for k, v in summary["stopped_by"].items()) or "-"
     table.add_row(
@@ -426,9 +501,11 @@ def cmd_strategies(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare_model(args: argparse.Namespace) -> int:
-    from reasoning.backends.local_model import ensure_local_model
+    from reasoning.backends.local_model import DEFAULT_MODEL, ensure_local_model, preparation_note
 
-    path = ensure_local_model(args.name) if args.name else ensure_local_model()
+    if note := preparation_note(args.name or DEFAULT_MODEL):
+        console.print(note)
+    path = ensure_local_model(args.name or DEFAULT_MODEL)
     print(path)
     return 0
 

@@ -17,14 +17,15 @@ import math
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from reasoning import Budget, Ledger, Problem, Result, Usage, asolve_many
-from reasoning.budget import Reservation
 from reasoning.backends.base import Backend
+from reasoning.budget import Reservation
 from reasoning.context import Sampling
 from reasoning.errors import ConfigError
 from reasoning.solve import require_prices
@@ -52,6 +53,8 @@ class RunConfig(BaseModel):
     price: list[float] | None = None  # --price: USD per prompt and completion token
     concurrency: int = 16
     max_tokens: int = 1024
+    # The temperature the strategy's generations are sent at: --temperature, unless the
+    # strategy fixes its own (greedy: 0) or sets it by an option (Strategy.generation_temperature).
     temperature: float = 0.7
     # Code grading: "strict" refuses to grade without the sandbox's full isolation.
     sandbox: Literal["auto", "strict"] = "auto"
@@ -120,11 +123,12 @@ class RunJournal:
     """``journal.jsonl``: each reservation of the run ledger, fsync'd before its backend call,
     and what the call was charged. Its first line carries what earlier attempts charged."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, on_commit: Callable[[Usage], None] | None = None) -> None:
         self.path = path
         self.handle: Any = None
         self._count = 0
         self._open: dict[int, int] = {}  # id(reservation) -> its number in this attempt
+        self.on_commit = on_commit  # hears what each call was charged (progress displays)
 
     def charged_before(self) -> Usage | None:
         """Everything the attempts recorded here charged, a reservation never committed (its
@@ -167,6 +171,8 @@ class RunJournal:
         if number is not None:  # losing this line to a crash only overcharges (the reservation)
             self.handle.write(json.dumps({"commit": number, "usage": charged.to_dict()}) + "\n")
             self.handle.flush()
+        if self.on_commit is not None:
+            self.on_commit(charged)
 
     def close(self) -> None:
         if self.handle is not None:
@@ -312,9 +318,14 @@ async def grade_item(item: Item, answer: str | None, texts: list[str],
     return await grade(item.answer, answer), {}
 
 
-def check_budget_fits_a_prompt(items: list[Item], backend: Backend, budget: Budget) -> None:
-    """A per-problem tokens budget below the shortest prompt would refuse every call: say so
-    up front (the prompt is counted as the backend counts it: exact locally, a bound over HTTP)."""
+def check_budget_fits_a_prompt(items: list[Item], backend: Backend, budget: Budget, floor: int = 1) -> None:
+    """A per-problem budget that cannot hold the shortest prompt plus ``floor`` new tokens (the
+    shortest answer a call is shrunk to before it is refused) would refuse every call: say so up
+    front (the prompt is counted as the backend counts it: exact locally, a bound over HTTP)."""
+    completion = budget.completion_tokens
+    if completion is not None and completion < floor:
+        raise ConfigError(f"--budget allows {completion} completion tokens per problem, fewer than the {floor} below "
+                          f"which a call is refused: every call would be refused; raise it to at least {floor}")
     limit = min((v for v in (budget.tokens, budget.uncached_tokens) if v is not None), default=None)
     if limit is None or not items:
         return
@@ -326,9 +337,85 @@ def check_budget_fits_a_prompt(items: list[Item], backend: Backend, budget: Budg
             messages=problem_messages(Problem(item.problem, item.id), solve_options(item.kind).get("prompt", "solve_math"))))
         for item in items
     )
-    if limit <= shortest:
+    if limit < shortest + floor:
+        why = ("every call would be refused" if limit <= shortest else
+               f"that leaves {limit - shortest} for an answer, fewer than the {floor} below which a call is refused")
         raise ConfigError(f"--budget allows {limit} tokens per problem, but the shortest prompt alone is {shortest} "
-                          f"tokens on {backend.name}: every call would be refused; raise the budget")
+                          f"tokens on {backend.name}: {why}; raise the budget to at least {shortest + floor}")
+
+
+class RunProgress:
+    """What ``run_benchmark`` reports while it runs. This base keeps the counts and says
+    nothing; the CLI draws them. Problems run concurrently, so the problem count moves in
+    jumps: the completion tokens move as calls return (and as a local model decodes)."""
+
+    def __init__(self) -> None:
+        self.total = 0  # problems in the run
+        self.done = 0  # finished, earlier attempts included
+        self.todo = 0  # problems this attempt solves
+        self.finished = 0  # of those, finished so far
+        self.calls = 0  # backend calls returned in this attempt
+        self.completion_tokens = 0  # what they were charged
+        self.finished_tokens = 0  # completion tokens of the problems finished in this attempt
+        self.started: float | None = None  # time.monotonic() when solving began (models loaded)
+        self.in_flight: Callable[[], int] = lambda: 0  # tokens decoded by calls still running
+        self._shown = 0
+
+    def note(self, text: str) -> None:
+        """A line for the user: a model being prepared, a run being resumed."""
+
+    def begin(self) -> None:
+        """Solving starts (``total``, ``done``, ``todo`` and ``started`` are set)."""
+
+    def changed(self) -> None:
+        """A count changed."""
+
+    def tokens(self) -> int:
+        """Completion tokens generated in this attempt so far, in flight included (never shrinks:
+        a returned call's tokens leave the in-flight count a moment before they are charged)."""
+        self._shown = max(self._shown, self.completion_tokens + self.in_flight())
+        return self._shown
+
+    def eta(self, now: float | None = None) -> float | None:
+        """Seconds left, or None while there is no honest estimate: the completion tokens a
+        finished problem took on average, times the problems of this attempt, less the tokens
+        generated so far, at the token rate so far. None before the first problem finishes and
+        once the running problems have outgrown that average."""
+        if self.started is None:
+            return None
+        if self.finished >= self.todo:
+            return 0.0
+        if self.finished == 0:
+            return None
+        now = time.monotonic() if now is None else now
+        tokens, elapsed = self.tokens(), now - self.started
+        left = self.finished_tokens / self.finished * self.todo - tokens
+        if tokens <= 0 or elapsed <= 0 or left <= 0:
+            return None
+        return left * elapsed / tokens
+
+    def _call(self, charged: Usage) -> None:
+        self.calls += charged.calls
+        self.completion_tokens += charged.completion_tokens
+        self.changed()
+
+    def _problem(self, usage: Usage) -> None:
+        self.done += 1
+        self.finished += 1
+        self.finished_tokens += usage.completion_tokens
+        self.changed()
+
+
+def resume_note(items: list[Item], done: dict[str, dict[str, Any]], todo: list[Item]) -> str | None:
+    """``resuming: 2 of 4 done`` when an earlier attempt finished some of ``items``."""
+    finished = len(items) - len(todo)
+    retried = sum(item.id in done for item in todo)
+    if not finished and not retried:
+        return None
+    text = f"resuming: {finished} of {len(items)} done"
+    if retried:
+        text += f"; {retried} stopped by a run limit that is higher now {'is' if retried == 1 else 'are'} redone"
+    return text + ("; nothing left to run" if not todo else "")
 
 
 async def run_benchmark(
@@ -337,17 +424,36 @@ async def run_benchmark(
     backend: Backend,
     *,
     items: list[Item] | None = None,
-    progress: Any | None = None,
+    progress: RunProgress | None = None,
     roles: dict[str, Backend] | None = None,
 ) -> dict[str, Any]:
-    """``roles`` gives roles other than the generator their own backends (``--role``)."""
-    for each in dict.fromkeys([backend, *(roles or {}).values()]):
+    """``roles`` gives roles other than the generator their own backends (``--role``);
+    ``progress`` hears how the run goes (the CLI draws it)."""
+    backends = list(dict.fromkeys([backend, *(roles or {}).values()]))
+    for each in backends:
         require_prices(each, Budget.parse(config.budget), Budget.parse(config.run_budget))
+    progress = progress or RunProgress()
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     if items is None:
         items = load_items(config.dataset, config.limit)
-    previous = check_resume(out, config, _IDENTITY)
+    # config.json records the temperature the generations go out at (greedy: 0, not --temperature);
+    # where the strategy decides it, the run's --temperature does not change what results mean.
+    sampled = strategy.generation_temperature(config.temperature)
+    run_temperature_used = strategy.fixed_temperature is None and getattr(strategy, "temperature", None) is None
+    sampling = Sampling(max_tokens=config.max_tokens, temperature=config.temperature)
+    config = config.model_copy(update={"temperature": sampled})
+    done = read_done(out / "results.jsonl")
+    journal = RunJournal(out / "journal.jsonl")
+    charged = journal.charged_before()
+    if charged is None:  # a run folder from before the journal: what its finished problems used
+        charged = Usage()
+        for row in done.values():
+            charged.add(Usage.from_dict(row["usage"]))
+    identity = _IDENTITY if run_temperature_used else tuple(k for k in _IDENTITY if k != "temperature")
+    if not done and not _spent(charged):  # an attempt refused up front (a budget too small): start over
+        identity = ()
+    previous = check_resume(out, config, identity)
     if config.sandbox == "strict" and any(item.kind == "code" for item in items):
         from reasoning.verifiers.code_exec import FULL_ISOLATION, sandbox_isolation
 
@@ -355,25 +461,20 @@ async def run_benchmark(
         if not FULL_ISOLATION <= set(layers.split(",")):
             raise ConfigError(f"--sandbox strict: the code sandbox here gives only {layers} ({reason}); "
                               f"full isolation needs {', '.join(sorted(FULL_ISOLATION))}")
-    done = read_done(out / "results.jsonl")
     run_budget = Budget.parse(config.run_budget)
-    journal = RunJournal(out / "journal.jsonl")
-    charged = journal.charged_before()
-    if charged is None:  # a run folder from before the journal: what its finished problems used
-        charged = Usage()
-        for row in done.values():
-            charged.add(Usage.from_dict(row["usage"]))
     earlier_run_budget = (previous or {}).get("run_budget", config.run_budget)
     todo = [item for item in items
             if item.id not in done or _run_limit_raised(done[item.id], run_budget, earlier_run_budget)]
 
+    journal.on_commit = progress._call
     run_ledger = Ledger(run_budget, label="run:", journal=journal)
     run_ledger.used.add(charged)  # earlier attempts spent this already
     journal.start(charged)
+    if note := resume_note(items, done, todo):
+        progress.note(note)
 
     results_file = _Appender(out / "results.jsonl")
     traces_file = _Appender(out / "traces.jsonl")
-    task = progress.add_task("solving", total=len(items), completed=len(items) - len(todo)) if progress else None
     started = time.monotonic()
 
     async def on_result(index: int, result: Result) -> None:
@@ -399,16 +500,22 @@ async def run_benchmark(
         traces_file.write({"id": item.id, "text": result.text, "info": result.info, "trace": trace})
         results_file.write(row)
         done[item.id] = row
-        if progress is not None:
-            progress.advance(task)
+        progress._problem(result.usage)
 
     previous_wall = _previous_wall_seconds(out)
     group: list[Item] = []
     try:
         if todo:
-            for each in dict.fromkeys([backend, *(roles or {}).values()]):
+            for each in backends:
+                if note := each.preparation_note():
+                    progress.note(note)
                 await each.load()  # a model load must not eat the first problems' seconds budget
-            check_budget_fits_a_prompt(todo, backend, Budget.parse(config.budget))
+            floor = min(sampling.min_tokens, sampling.max_tokens)  # the shortest call a strategy gets
+            check_budget_fits_a_prompt(todo, backend, Budget.parse(config.budget), floor)
+        progress.total, progress.done, progress.todo = len(items), len(items) - len(todo), len(todo)
+        progress.in_flight = lambda: sum(each.tokens_in_flight() for each in backends)
+        progress.started = time.monotonic()
+        progress.begin()
         for kind in dict.fromkeys(item.kind for item in todo):  # each kind once, in order
             group = [item for item in todo if item.kind == kind]
             options = solve_options(kind)
@@ -421,7 +528,7 @@ async def run_benchmark(
                 run_ledger=run_ledger,
                 concurrency=config.concurrency,
                 on_result=on_result,
-                sampling=Sampling(max_tokens=config.max_tokens, temperature=config.temperature),
+                sampling=sampling,
                 backends=roles or None,
                 **options,
             )
@@ -433,9 +540,21 @@ async def run_benchmark(
         # What --run-budget counted over every attempt: also what interrupted attempts spent.
         charged = run_ledger.used.minus(Usage(seconds=run_ledger.used.seconds))
         charged.add(run_ledger.reserved)
-        summary["run_charged"] = charged.to_dict()
+        summary["run_charged"] = _without_seconds(charged)
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _spent(usage: Usage) -> bool:
+    """Whether ``usage`` holds anything a budget charges (seconds aside)."""
+    return any(_without_seconds(usage).values())
+
+
+def _without_seconds(usage: Usage) -> dict[str, float]:
+    """``usage`` as a dict less its seconds: summed per call or per problem they are not wall time."""
+    data = usage.to_dict()
+    del data["seconds"]
+    return data
 
 
 def _previous_wall_seconds(out: Path) -> float:
@@ -471,10 +590,13 @@ def summarise(config: RunConfig, items: list[Item], done: dict[str, dict[str, An
         "n_correct": correct,
         "n_unverifiable": sum(row.get("unverifiable", False) for row in rows),
         "complete": len(rows) == len(items),
-        "usage": total.to_dict(),
+        "usage": _without_seconds(total),
         "stopped_by": dict(Counter(row["stopped_by"] for row in rows if row["stopped_by"])),
         "usage_anomalies": sum(row.get("usage_anomalies", 0) for row in rows),
+        # Two times, named apart: the run's wall clock over every attempt, and the problems'
+        # own seconds added up (more than the wall time when problems run concurrently).
         "wall_seconds": wall,
+        "problem_seconds_sum": total.seconds,
         **code,
         "config": config.model_dump(),
     }

@@ -7,8 +7,8 @@ the ``strategies`` package and verifiers in ``verifiers``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -48,6 +48,9 @@ class Strategy(BaseModel, ABC):
     # The option that says how many samples/paths to draw, which `--n`, the server's model
     # names (self-consistency-8) and sweeps set; None when the strategy has no such knob.
     size_option: ClassVar[str | None] = "n"
+    # The temperature every generation of this strategy goes out at, whatever the run's
+    # (greedy: 0); None when it samples at its own ``temperature`` option or the run's.
+    fixed_temperature: ClassVar[float | None] = None
 
     def __init__(self, *args: Any, **options: Any) -> None:
         names = list(type(self).model_fields)
@@ -61,6 +64,14 @@ class Strategy(BaseModel, ABC):
 
     @abstractmethod
     async def run(self, ctx: Context) -> Outcome: ...
+
+    def generation_temperature(self, default: float) -> float:
+        """The temperature this strategy's generations are sent at when the run's is ``default``:
+        its fixed one, else its own ``temperature`` option when set, else ``default``."""
+        if self.fixed_temperature is not None:
+            return self.fixed_temperature
+        own = getattr(self, "temperature", None)
+        return default if own is None else float(own)
 
     def describe(self) -> dict[str, Any]:
         """Name and options, for summaries and traces."""

@@ -11,11 +11,12 @@ from .registry import register
 @register("greedy")
 class Greedy(Strategy):
     size_option = None
+    fixed_temperature = 0.0
 
     max_tokens: MaxTokens = None
 
     async def run(self, ctx: Context) -> Outcome:
-        samples = await ctx.generate(n=1, temperature=0.0, max_tokens=self.max_tokens)
+        samples = await ctx.generate(n=1, temperature=self.fixed_temperature, max_tokens=self.max_tokens)
         if not samples:
             return Outcome(None)
         return Outcome(samples[0].answer, samples[0].text, samples)
