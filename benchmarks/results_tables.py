@@ -1,0 +1,251 @@
+"""The tables of ``benchmarks/RESULTS.md``, generated from the raw results beside it.
+
+Every table in RESULTS.md sits between ``<!-- table: NAME -->`` and ``<!-- /table -->``; NAME
+is one of ``TABLES`` below, each a function of the results folder that reads the sweep rows
+(``sweep.jsonl``, ``coverage.json``, ``problems.jsonl``) or a benchmark's JSON. So a figure in
+a table is never typed by hand, and prose and data cannot drift apart silently:
+
+    python -m reasoning.benchmarks.results_tables --check   # exit 1 and a diff if a table is stale
+    python -m reasoning.benchmarks.results_tables --write   # regenerate them in place
+
+The fast test suite runs ``--check`` on the repository's RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS_MD = HERE / "RESULTS.md"
+RESULTS = HERE / "results"
+SWEEPS = "sweeps_h200_2026-11-29"  # the sweeps run with direct-run accounting of pooled points
+OLD_SWEEPS = "sweeps_h200_2026-11-22"  # the first run, charged k/N of each pool's prompt and call
+
+MARKER = re.compile(r"(<!-- table: (?P<name>[\w:.-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
+
+
+# -- reading ------------------------------------------------------------------------------
+def cells(folder: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (folder / "sweep.jsonl").read_text().splitlines() if line.strip()]
+
+
+def cell(rows: list[dict[str, Any]], strategy: str, point: str) -> dict[str, Any]:
+    found = [r for r in rows if r["strategy"] == strategy and r["point"] == point]
+    if len(found) != 1:
+        raise KeyError(f"no single row for {strategy} at {point}")
+    return found[0]
+
+
+def accuracy(row: dict[str, Any]) -> str:
+    low, high = row["ci95"]
+    return f"{row['accuracy']:.3f} ({low:.3f}–{high:.3f})"
+
+
+def tokens(row: dict[str, Any], kind: str = "tokens") -> str:
+    return f"{row['usage'][kind]:,.0f}"
+
+
+def table(header: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    return "\n".join(lines) + "\n"
+
+
+def saturation(row: dict[str, Any]) -> str:
+    return " (saturation)" if row.get("saturation_point") else ""
+
+
+# -- the tables ---------------------------------------------------------------------------
+def sc_vs_genrm(results: Path) -> str:
+    halves = []
+    for dataset in ("gsm8k", "math500"):
+        rows = cells(results / SWEEPS / f"sc_vs_genrm_{dataset}")
+        half = []
+        for n in (1, 4, 8, 16, 32, 64):
+            row = cell(rows, "self-consistency", f"n={n}")
+            half.append([f"SC n={n}{saturation(row)}", tokens(row), accuracy(row)])
+        for n in (1, 2, 4, 8):
+            row = cell(rows, "genrm-best-of-n V=2", f"n={n}")
+            half.append([f"GenRM S={n} V=2", tokens(row), accuracy(row)])
+        halves.append(half)
+    body = [left + [""] + right for left, right in zip(*halves, strict=True)]
+    return table(["GSM8K-200", "tokens/problem", "accuracy (95 % CI)", "", "MATH-500-100", "tokens/problem",
+                  "accuracy (95 % CI)"], body)
+
+
+def coverage(results: Path) -> str:
+    body = []
+    for dataset, label in (("gsm8k", "GSM8K-200"), ("math500", "MATH-500-100")):
+        data = json.loads((results / SWEEPS / f"sc_vs_genrm_{dataset}" / "coverage.json").read_text())
+        curve = data[dataset]["self-consistency"]
+        at = dict(zip(curve["k"], curve["coverage"], strict=True))
+        fit = curve["fit"]
+        body.append([label, f"{at[1]:.3f}", f"{at[8]:.3f}", f"{at[64]:.3f}", f"{fit['a']:.3f}", f"{fit['b']:.3f}",
+                     f"{fit['r2']:.3f}"])
+    return table(["", "coverage@1", "@8", "@64", "a", "b", "R²"], body)
+
+
+def accounting_change(results: Path) -> str:
+    """Self-consistency's cost per problem in the first run's rows, as published (k/N of the
+    pool's prompt and call) and as a direct run at k pays it (the prompt and the call once),
+    on the same samples: the pool's prompt is its tokens minus its completion tokens."""
+    body = []
+    for dataset, label in (("gsm8k", "GSM8K-200"), ("math500", "MATH-500-100")):
+        rows = [json.loads(line) for line in
+                (results / OLD_SWEEPS / f"sc_vs_genrm_{dataset}" / "problems.jsonl").read_text().splitlines()]
+        for n in (1, 4, 16, 64):
+            picked = [r for r in rows if r["strategy"] == "self-consistency" and r["point"] == f"n={n}"]
+            old_tokens = sum(r["cost"]["tokens"] for r in picked) / len(picked)
+            old_calls = sum(r["cost"]["calls"] for r in picked) / len(picked)
+            new_tokens = 0.0
+            for r in picked:
+                scale = r["pool"] / r["n"]
+                pool_tokens = r["cost"]["tokens"] * scale
+                prompt = pool_tokens - r["cost"]["completion_tokens"] * scale
+                new_tokens += prompt + r["n"] * (pool_tokens - prompt) / r["pool"]
+            new_tokens /= len(picked)
+            body.append([label, f"n={n}", f"{old_tokens:,.0f}", f"{old_calls:.3f}", f"{new_tokens:,.0f}", "1",
+                         f"{(new_tokens / old_tokens - 1) * 100:+.1f} %"])
+    return table(["", "SC", "tokens as published", "calls as published", "tokens as a direct run", "calls",
+                  "change"], body)
+
+
+THINKING = ("self-consistency", "early-stop-sc", "compute-optimal", "parallel-thinking", "summarization-loop",
+            "spawn-join")
+
+
+def thinking(dataset: str) -> Callable[[Path], str]:
+    def build(results: Path) -> str:
+        rows = cells(results / SWEEPS / f"thinking_{dataset}")
+        budgets = sorted({r["budget"] for r in rows})
+        body = []
+        for strategy in THINKING:
+            line = [strategy]
+            for budget in budgets:
+                row = cell(rows, strategy, f"tokens={budget:g}")
+                line += [accuracy(row), tokens(row)]
+            body.append(line)
+        label = {"gsm8k": "GSM8K-200", "math500": "MATH-500-100"}[dataset]
+        header = [label]
+        for budget in budgets:
+            header += [f"budget {budget:,.0f}: accuracy", "tokens"]
+        return table(header, body)
+
+    return build
+
+
+def width(dataset: str) -> Callable[[Path], str]:
+    def build(results: Path) -> str:
+        rows = cells(results / SWEEPS / f"width_{dataset}")
+        body = []
+        for n in (4, 8, 16):
+            sc, esc, pt = (cell(rows, s, f"n={n}") for s in ("self-consistency", "early-stop-sc", "parallel-thinking"))
+            change = (esc["usage"]["tokens"] / sc["usage"]["tokens"] - 1) * 100
+            body.append([str(n), accuracy(sc), tokens(sc), accuracy(esc), f"{tokens(esc)} ({change:+.1f} %)",
+                         accuracy(pt), tokens(pt)])
+        return table(["n", "SC accuracy", "tokens", "early-stop-sc accuracy", "tokens (vs SC)",
+                      "parallel-thinking accuracy", "tokens"], body)
+
+    return build
+
+
+def puzzles(results: Path) -> str:
+    rows = cells(results / SWEEPS / "puzzles")
+    body = []
+    for strategy in ("self-consistency", "parallel-thinking", "spawn-join"):
+        line = [strategy]
+        for dataset in ("countdown", "game24"):
+            row = next(r for r in rows if r["strategy"] == strategy and r["dataset"] == dataset)
+            line += [accuracy(row), tokens(row)]
+        body.append(line)
+    return table(["", "Countdown accuracy", "tokens", "Game of 24 accuracy", "tokens"], body)
+
+
+def tree_vs_sc(dataset: str) -> Callable[[Path], str]:
+    def build(results: Path) -> str:
+        rows = cells(results / SWEEPS / f"tree_vs_sc_{dataset}")
+        worst = cells(results / SWEEPS / f"tree_vs_sc_{dataset}_worst")
+        budgets = sorted({r["budget"] for r in rows})
+        lines = [("self-consistency (expected cost)", rows, "self-consistency"),
+                 ("self-consistency (worst case)", worst, "self-consistency"),
+                 ("rebase", rows, "rebase"), ("ets", rows, "ets"), ("beam-search", rows, "beam-search")]
+        body = []
+        for label, source, strategy in lines:
+            line = [label]
+            for budget in budgets:
+                row = cell(source, strategy, f"uncached_tokens={budget:g}")
+                mean_k = f", k̄ {row['mean_n']:.1f}" if row.get("mean_n") is not None else ""
+                line.append(f"{row['accuracy']:.3f} ({tokens(row, 'uncached_tokens')}{mean_k})")
+            body.append(line)
+        return table(["uncached-token budget per problem →"] + [f"{b:,.0f}" for b in budgets], body)
+
+    return build
+
+
+def tree_search(name: str) -> Callable[[Path], str]:
+    def build(results: Path) -> str:
+        from .tree_search import markdown_table
+
+        return markdown_table(json.loads((results / name).read_text()))
+
+    return build
+
+
+TABLES: dict[str, Callable[[Path], str]] = {
+    "sc-vs-genrm": sc_vs_genrm,
+    "coverage": coverage,
+    "accounting-change": accounting_change,
+    "thinking:gsm8k": thinking("gsm8k"),
+    "thinking:math500": thinking("math500"),
+    "width:gsm8k": width("gsm8k"),
+    "width:math500": width("math500"),
+    "puzzles": puzzles,
+    "tree-vs-sc:gsm8k": tree_vs_sc("gsm8k"),
+    "tree-vs-sc:math500": tree_vs_sc("math500"),
+    "tree-search": tree_search("tree_search_h200_2026-11-29.json"),
+}
+
+
+def render(text: str, results: Path = RESULTS) -> str:
+    """``text`` with every marked table regenerated; an unknown table name is an error."""
+
+    def fill(match: re.Match[str]) -> str:
+        name = match["name"]
+        if name not in TABLES:
+            raise KeyError(f"RESULTS.md names an unknown table {name!r}; known: {', '.join(TABLES)}")
+        return match[1] + TABLES[name](results) + match[4]
+
+    return MARKER.sub(fill, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("file", nargs="?", default=str(RESULTS_MD))
+    parser.add_argument("--results", default=str(RESULTS), help="folder of the raw results")
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--check", action="store_true", help="exit 1 with a diff when a table is not what the data says")
+    mode.add_argument("--write", action="store_true", help="regenerate the tables in place")
+    args = parser.parse_args(argv)
+    path = Path(args.file)
+    text = path.read_text(encoding="utf-8")
+    fresh = render(text, Path(args.results))
+    if args.write:
+        path.write_text(fresh, encoding="utf-8")
+        print(f"{path}: {len(MARKER.findall(text))} tables written")
+        return 0
+    if fresh != text:
+        sys.stdout.writelines(difflib.unified_diff(text.splitlines(True), fresh.splitlines(True), str(path), "generated"))
+        return 1
+    print(f"{path}: {len(MARKER.findall(text))} tables match the data")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""RESULTS.md's tables are what the raw results say: each is regenerated from the JSON beside it
+(``benchmarks/results_tables.py``) and compared, so a hand-edited or stale figure fails CI."""
+
+import shutil
+
+import pytest
+from reasoning.benchmarks import results_tables
+
+pytestmark = pytest.mark.skipif(not results_tables.RESULTS_MD.is_file(), reason="raw results ship only in a checkout")
+
+
+def test_every_table_in_results_md_matches_the_data(capsys):
+    assert results_tables.main(["--check"]) == 0, capsys.readouterr().out
+    text = results_tables.RESULTS_MD.read_text()
+    assert set(results_tables.MARKER.findall(text)) and \
+        {m["name"] for m in results_tables.MARKER.finditer(text)} == set(results_tables.TABLES)
+
+
+def test_a_hand_edited_figure_is_caught_and_write_restores_it(tmp_path, capsys):
+    copy = tmp_path / "RESULTS.md"
+    shutil.copy(results_tables.RESULTS_MD, copy)
+    text = copy.read_text()
+    table = results_tables.MARKER.search(text)
+    body = table["body"]
+    digit = next(i for i, ch in enumerate(body) if ch.isdigit() and i > body.index("\n|---"))
+    edited = body[:digit] + str((int(body[digit]) + 1) % 10) + body[digit + 1:]
+    copy.write_text(text.replace(body, edited, 1))
+    assert results_tables.main([str(copy), "--check"]) == 1
+    assert "generated" in capsys.readouterr().out  # the diff says what the data gives
+    assert results_tables.main([str(copy), "--write"]) == 0
+    assert copy.read_text() == text
+
+
+def test_an_unknown_table_name_is_an_error(tmp_path):
+    bad = tmp_path / "RESULTS.md"
+    bad.write_text("<!-- table: no-such-table -->\n<!-- /table -->\n")
+    with pytest.raises(KeyError, match="no-such-table"):
+        results_tables.main([str(bad), "--check"])
+
+
+def test_the_accounting_change_table_re_derives_direct_run_costs_from_the_first_runs_rows():
+    text = results_tables.accounting_change(results_tables.RESULTS)
+    rows = [line.split(" | ") for line in text.splitlines()[2:]]
+    by_n = {(r[0].strip("| "), r[1]): r for r in rows}
+    # The first run published 299 tokens and 0.016 calls for SC n=1 on GSM8K; at n=64 (the whole
+    # pool) both accountings agree.
+    assert by_n[("GSM8K-200", "n=1")][2:4] == ["299", "0.016"]
+    assert by_n[("GSM8K-200", "n=64")][2] == by_n[("GSM8K-200", "n=64")][4]
+    assert int(by_n[("GSM8K-200", "n=1")][4].replace(",", "")) > 299
