@@ -28,7 +28,7 @@ RESULTS = HERE / "results"
 SWEEPS = "sweeps_h200_2026-11-29"  # the sweeps run with direct-run accounting of pooled points
 OLD_SWEEPS = "sweeps_h200_2026-11-22"  # the first run, charged k/N of each pool's prompt and call
 
-MARKER = re.compile(r"(<!-- table: (?P<name>[\w:.-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
+MARKER = re.compile(r"(<!-- table: (?P<name>[\w:.-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.DOTALL)
 
 
 # -- reading ------------------------------------------------------------------------------
@@ -62,7 +62,136 @@ def saturation(row: dict[str, Any]) -> str:
     return " (saturation)" if row.get("saturation_point") else ""
 
 
+def load(results: Path, name: str) -> dict[str, Any]:
+    return json.loads((results / name).read_text())
+
+
 # -- the tables ---------------------------------------------------------------------------
+OVERHEAD_VARIANTS = {  # the JSON's variant -> what it is (RESULTS.md's wording); the figures come from the JSON
+    "raw openai client": "raw floor: asyncio + `openai` client, one `chat.completions.create(n=16)` per problem",
+    "raw openai client, unparsed":
+        "raw, leanest: the same client, unparsed (`client.post(..., cast_to=httpx.Response)` + `json.loads`)",
+    "framework (OpenAICompatible)":
+        "**framework**, `OpenAICompatible` backend (ledger, trace, extraction of {answers:,} answers, voting)",
+    "raw litellm.acompletion": "raw `litellm.acompletion(n=16)` per problem",
+    "framework (LiteLLM)": "framework, `LiteLLM` backend",
+}
+
+
+def overhead(name: str) -> Callable[[Path], str]:
+    """The orchestration-overhead variants (``benchmarks/overhead.py``): median wall seconds and
+    the ratio to the raw openai client; the framework on the direct path in bold."""
+
+    def build(results: Path) -> str:
+        data, body = load(results, name), []
+        for variant, figures in data["variants"].items():
+            wall, ratio = f"{figures['wall_s']:.3f}", f"{figures['wall_vs_raw_openai']:.2f}×"
+            if variant == "framework (OpenAICompatible)":
+                wall, ratio = f"**{wall}**", f"**{ratio}**"
+            label = OVERHEAD_VARIANTS.get(variant, variant).format(answers=data["problems"] * data["n"])
+            body.append([label, wall, ratio])
+        return table(["variant", "wall s", "vs raw openai client"], body)
+
+    return build
+
+
+def vllm_phases(name: str) -> Callable[[Path], str]:
+    """One ``benchmarks/vllm_throughput.py`` run by phase: wall seconds of each timed round (as
+    stored, 2 decimals), the median tokens/s, and the phase's accuracy."""
+
+    def build(results: Path) -> str:
+        data = load(results, name)
+        n = data["settings"]["n"]
+        phases = [("sync_llm", "sync `LLM.generate` (1 run)"), ("raw_async", "raw async engine"),
+                  ("framework", "framework (self-consistency)")]
+        body = []
+        for phase, label in phases:
+            if phase not in data["tokens_per_s"]:
+                continue
+            rounds = [data[phase]] if phase == "sync_llm" else data["rounds"][phase]
+            grade = data["accuracy"][phase]
+            body.append([label, ", ".join(f"{r['wall_s']:.2f}" for r in rounds), f"{data['tokens_per_s'][phase]:,.0f}",
+                         f"{grade['maj@n']:.3f}", f"{grade['pass@1']:.3f}"])
+        return table(["phase", "wall s (per timed round)", "tokens/s (median)", f"maj@{n}", "pass@1"], body)
+
+    return build
+
+
+def vllm_runs(names: tuple[str, ...]) -> Callable[[Path], str]:
+    """Several ``benchmarks/vllm_throughput.py`` runs, one row each: the run's options, each
+    phase's tokens/s (the median over rounds when there are several) and framework / raw async
+    (the median of the paired per-round ratios)."""
+
+    def build(results: Path) -> str:
+        body = []
+        for name in names:
+            data = load(results, name)
+            settings, speed = data["settings"], data["tokens_per_s"]
+            warmup, rounds = settings.get("warmup_rounds", 0), settings["rounds"]
+            flags = ([f"--warmup-rounds {warmup}"] if warmup else []) + [f"--rounds {rounds}"]
+            flags += ["--skip-sync-llm"] if settings["skip_sync_llm"] else []
+            label = f"`{' '.join(flags)}`" + ("" if warmup else ", no warm-up round")
+            median = " (median)" if rounds > 1 else ""
+            sync = f"{speed['sync_llm']:,.0f}" if "sync_llm" in speed else "–"
+            pairs = data.get("paired_ratios", [])
+            if len(pairs) > 1:
+                ratio = f"{data['ratio_framework_to_raw_async']:.3f} (paired: {', '.join(f'{p:.3f}' for p in pairs)})"
+            else:  # that version of the script ran the raw phase first
+                ratio = f"{data['ratio_framework_to_raw_async']:.2f} (one pair, raw first{'' if warmup else ', cold'})"
+            body.append([label, sync, f"{speed['raw_async']:,.0f}{median}", f"{speed['framework']:,.0f}{median}", ratio])
+        return table(["run", "sync `LLM.generate` tok/s", "raw async tok/s", "framework tok/s", "framework / raw async"],
+                     body)
+
+    return build
+
+
+def genrm_budgets(name: str) -> Callable[[Path], str]:
+    """``benchmarks/genrm_vs_sc.py``: accuracy by budget, SC (n samples) and GenRM (S solutions)
+    by V verifications; "–" where no S ≥ 2 fits; the best of each budget in bold."""
+
+    def build(results: Path) -> str:
+        rows = load(results, name)["rows"]
+        budgets = sorted({r["budget_completion_tokens"] for r in rows})
+        verifications = sorted({r["verifications"] for r in rows if r["method"] != "self-consistency"})
+        body = []
+        for budget in budgets:
+            mine = [r for r in rows if r["budget_completion_tokens"] == budget]
+            best = max(r["accuracy"] for r in mine)
+            line = [f"{budget:,}"]
+            for method, v in [("self-consistency", 0)] + [("genrm-best-of-n", v) for v in verifications]:
+                found = [r for r in mine if r["method"] == method and r["verifications"] == v]
+                if not found:
+                    line.append("–")
+                    continue
+                (row,) = found
+                figure = f"{row['accuracy']:.2f}"
+                figure = f"**{figure}**" if row["accuracy"] == best else figure
+                line.append(f"{figure} ({'n' if method == 'self-consistency' else 'S'}={row['solutions']})")
+            body.append(line)
+        return table(["budget B", "SC"] + [f"GenRM V={v}" for v in verifications], body)
+
+    return build
+
+
+def genrm_configurations(name: str) -> Callable[[Path], str]:
+    """``benchmarks/genrm_vs_sc.py`` with few configurations: one column each, accuracy and the
+    mean tokens per problem (prompts included)."""
+
+    def build(results: Path) -> str:
+        rows = load(results, name)["rows"]
+        labels = list(dict.fromkeys(r["label"] for r in rows))
+        body = []
+        for budget in sorted({r["budget_completion_tokens"] for r in rows}):
+            line = [f"{budget:,}"]
+            for i, label in enumerate(labels):
+                (row,) = [r for r in rows if r["label"] == label and r["budget_completion_tokens"] == budget]
+                line.append(f"{row['accuracy']:.2f} ({row['mean_total_tokens']:,.0f}{' tokens/problem' if i == 0 else ''})")
+            body.append(line)
+        return table(["budget B"] + labels, body)
+
+    return build
+
+
 def sc_vs_genrm(results: Path) -> str:
     halves = []
     for dataset in ("gsm8k", "math500"):
@@ -199,6 +328,11 @@ def tree_search(name: str) -> Callable[[Path], str]:
 
 
 TABLES: dict[str, Callable[[Path], str]] = {
+    "overhead": overhead("overhead_2026-11-22.json"),
+    "vllm-throughput:h100": vllm_phases("vllm_throughput_h100_2026-11-22.json"),
+    "vllm-throughput:h200": vllm_runs(("vllm_throughput_h200_first_2026-11-22.json", "vllm_throughput_h200_2026-11-22.json")),
+    "genrm-vs-sc:h100": genrm_budgets("genrm_vs_sc_h100_2026-11-22.json"),
+    "genrm-vs-sc:cpu": genrm_configurations("genrm_vs_sc_cpu_2026-11-22.json"),
     "sc-vs-genrm": sc_vs_genrm,
     "coverage": coverage,
     "accounting-change": accounting_change,
@@ -220,7 +354,11 @@ def render(text: str, results: Path = RESULTS) -> str:
         name = match["name"]
         if name not in TABLES:
             raise KeyError(f"RESULTS.md names an unknown table {name!r}; known: {', '.join(TABLES)}")
-        return match[1] + TABLES[name](results) + match[4]
+        # A marker indented (a table inside a list item) gets its table, and its closing marker, indented alike.
+        indent = match.string[match.string.rfind("\n", 0, match.start()) + 1:match.start()]
+        indent = "" if indent.strip() else indent
+        generated = "".join(indent + line for line in TABLES[name](results).splitlines(True))
+        return match[1] + generated + indent + match[4]
 
     return MARKER.sub(fill, text)
 

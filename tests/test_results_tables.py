@@ -31,6 +31,16 @@ def test_a_hand_edited_figure_is_caught_and_write_restores_it(tmp_path, capsys):
     assert copy.read_text() == text
 
 
+def test_a_table_inside_a_list_item_keeps_its_indentation(tmp_path):
+    nested = tmp_path / "RESULTS.md"
+    nested.write_text("- a run:\n\n  <!-- table: genrm-vs-sc:cpu -->\n  stale\n  <!-- /table -->\n\n  more prose\n")
+    assert results_tables.main([str(nested), "--write"]) == 0
+    lines = nested.read_text().splitlines()
+    table = lines[lines.index("  <!-- table: genrm-vs-sc:cpu -->") + 1:lines.index("  <!-- /table -->")]
+    assert table[0].startswith("  | budget B | SC n=4 |") and all(line.startswith("  |") for line in table)
+    assert results_tables.main([str(nested), "--check"]) == 0
+
+
 def test_an_unknown_table_name_is_an_error(tmp_path):
     bad = tmp_path / "RESULTS.md"
     bad.write_text("<!-- table: no-such-table -->\n<!-- /table -->\n")
