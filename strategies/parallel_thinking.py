@@ -7,15 +7,23 @@ parallel and summarise in one forward pass; ours is the prompt-level version for
 
 1. **Paths.** ``paths`` independent solutions of the problem's own prompt, in ``groups``
    path groups run concurrently, one batched call each (``n`` = the group's share of the
-   paths; with ``groups=1`` all paths are one call). Several groups must differ by one or
-   more of: seed (group g gets ``seed + g``), temperature (``temperature_spread``: group
-   temperatures spread evenly over temperature ± spread/2, floored at 0) and, with
-   ``hints=true``, an approach hint (line g of ``prompts/parallel_thinking_approaches.md``,
-   cycled) appended to the problem's prompt.
+   paths). By default every path is its own group with its own **approach hint** (line g of
+   ``prompts/parallel_thinking_approaches.md``, appended to the problem's prompt; 8 hints,
+   cycled past 8 paths): ParaThinker makes its paths diverse by design (a distinct
+   ``<think i>`` token per path), and identical prompts at one temperature are just
+   self-consistency's samples. Groups differ by one or more of: seed (group g gets
+   ``seed + g``), temperature (``temperature_spread``: group temperatures spread evenly over
+   temperature ± spread/2, floored at 0) and the hint (``hints``). ``hints=false`` without a
+   ``temperature_spread`` makes ``groups`` default to 1: all paths are one batched call of
+   the same prompt (this strategy's behaviour before issue 22).
 2. **Synthesis.** One call (``synthesis_prompt``, by default
-   ``prompts/parallel_thinking_synthesis.md``) that shows the question and every path,
-   each labelled with its extracted answer and clipped to ``path_chars`` characters (head
-   and tail kept, the cut marked), and asks for one final answer in ``\\boxed{}``.
+   ``prompts/parallel_thinking_synthesis.md``) that shows the question and every path, in
+   full, and asks for one final answer in ``\\boxed{}``. As in ParaThinker, whose summary
+   attends to every path's whole KV cache, nothing is cut and nothing is pre-digested unless
+   asked: ``path_chars`` clips each path to that many characters (head and tail kept, the cut
+   marked) and ``label_answers`` writes each path's extracted answer beside it (both off by
+   default; the published sweeps before issue 22 used ``path_chars=2000`` and
+   ``label_answers=true``, and their configs now say so).
 3. **Fallback.** The majority vote of the paths (``strategies.voting.majority``) is the
    answer instead when the synthesis is refused by the budget (``fallback="refused"``), its
    answer cannot be extracted (``"unparseable"``), or it was cut at ``synthesis_tokens``
@@ -29,10 +37,19 @@ the paths, whose vote is then the answer); the synthesis then draws on the
 rest plus whatever the paths left unspent. A tight budget thus costs paths (the ledger
 shrinks n), not the synthesis. ``synthesis_share=0`` reserves nothing.
 
+How the paper compares, and how to compare like with like. ParaThinker reports, with 8
+parallel paths on AIME 2024/2025, AMC 2023 and MATH-500, average gains of +12.3 points
+(1.5B) and +7.5 points (7B) over *sequential* reasoning at the same token budget (one path
+given P x the per-path budget), and of +4.3 / +2.0 points over *majority voting* of the same
+P paths, at 7.1 % extra latency. Both comparisons are against trained ParaThinker models
+(DeepSeek-R1-Distill-Qwen 1.5B / 7B fine-tuned to think in parallel); this prompt-level
+version runs any model as it is. ``benchmarks/sweeps/parathinker_gsm8k.yaml`` runs the
+paper's two comparisons: parallel thinking vs one greedy path with ``max_tokens`` = paths x
+per-path tokens (sequential at equal tokens), and vs self-consistency's vote at equal paths.
+
 ``Outcome.info``: ``route`` (synthesis | vote | none), ``fallback`` (why it voted),
 ``path_answers``, the vote (``votes``, ``share``, ``vote_answer``) and ``synthesis_answer``.
 """
-
 from __future__ import annotations
 
 import asyncio
@@ -71,25 +88,36 @@ class ParallelThinking(Strategy):
     size_option = "paths"
 
     paths: int = Field(8, ge=1, description="reasoning paths drawn in parallel")
-    groups: int = Field(1, ge=1, description="groups of paths that differ (by hint, temperature or seed)")
-    hints: bool = Field(False, description="give each group a different approach hint")
+    groups: int | None = Field(None, ge=1, description="groups of paths that differ (by hint, temperature or seed); "
+                               "default: one per path with hints or a temperature_spread, else 1")
+    hints: bool = Field(True, description="give each group a different approach hint")
     temperature: Temperature = None
     temperature_spread: float = Field(0.0, ge=0, description="groups' temperatures spread this far around temperature")
     seed: int | None = Field(None, description="base seed; group g uses seed + g")
     max_tokens: MaxTokens = None
-    path_chars: int = Field(2000, ge=20, description="characters of each path's conclusion shown to the synthesis")
+    path_chars: int | None = Field(None, ge=20, description="clip each path to this many characters (head and tail) "
+                                   "for the synthesis; None: every path in full")
+    label_answers: bool = Field(False, description="write each path's extracted answer beside it for the synthesis")
     synthesis_tokens: int = Field(512, ge=1, description="max tokens of the synthesis")
     synthesis_temperature: float = Field(0.0, ge=0, description="temperature of the synthesis")
     synthesis_share: float = Field(0.25, ge=0, lt=1, description="share of the budget kept for the synthesis")
     synthesis_prompt: str = Field("parallel_thinking_synthesis", description="prompt file (prompts/) of the synthesis")
 
+    @property
+    def path_groups(self) -> int:
+        """The number of path groups: ``groups``, or by default one per path when they can differ."""
+        if self.groups is not None:
+            return self.groups
+        return self.paths if (self.hints or self.temperature_spread) else 1
+
     @model_validator(mode="after")
     def _groups_differ(self) -> ParallelThinking:
-        if self.groups > self.paths:
+        if self.groups is not None and self.groups > self.paths:
             raise ValueError(f"groups must be between 1 and paths ({self.paths}), got {self.groups}")
-        if (self.hints or self.temperature_spread) and self.groups < 2:
-            raise ValueError("hints and temperature_spread make path groups differ: set groups >= 2")
-        if self.groups > 1 and not (self.hints or self.temperature_spread or self.seed is not None):
+        if self.path_groups < 2 and (self.temperature_spread or (self.hints and self.paths > 1)):
+            raise ValueError("hints and temperature_spread make path groups differ: set groups >= 2 "
+                             "(or hints=false for one batched call of identical paths)")
+        if self.path_groups > 1 and not (self.hints or self.temperature_spread or self.seed is not None):
             raise ValueError("groups > 1 needs hints, temperature_spread or seed to make them differ "
                              "(identical paths are one batched call: groups=1)")
         return self
@@ -132,10 +160,11 @@ class ParallelThinking(Strategy):
         """All paths: one batched call per group, the groups concurrently."""
         base = ctx.sampling.temperature if self.temperature is None else self.temperature
         hints = approach_hints() if self.hints else []
-        sizes = [self.paths // self.groups + (g < self.paths % self.groups) for g in range(self.groups)]
+        groups = self.path_groups
+        sizes = [self.paths // groups + (g < self.paths % groups) for g in range(groups)]
 
         async def group(g: int) -> list[Sample]:
-            offset = g / (self.groups - 1) - 0.5 if self.groups > 1 else 0.0
+            offset = g / (groups - 1) - 0.5 if groups > 1 else 0.0
             return await ctx.generate(
                 self.hinted(ctx, hints[g % len(hints)]) if hints else None,
                 n=sizes[g], max_tokens=self.max_tokens, name=f"paths-{g}",
@@ -143,7 +172,7 @@ class ParallelThinking(Strategy):
                 seed=None if self.seed is None else self.seed + g,
             )
 
-        return [path for found in await asyncio.gather(*(group(g) for g in range(self.groups))) for path in found]
+        return [path for found in await asyncio.gather(*(group(g) for g in range(groups))) for path in found]
 
     @staticmethod
     def hinted(ctx: Context, hint: str) -> tuple[Message, ...]:
@@ -155,9 +184,13 @@ class ParallelThinking(Strategy):
     def synthesis_messages(self, ctx: Context, paths: list[Sample]) -> tuple[Message, ...]:
         from reasoning.prompts import load_prompt
 
+        def label(i: int, path: Sample) -> str:
+            if not self.label_answers:
+                return f"Attempt {i}:"
+            return f"Attempt {i} (its final answer: {'none' if path.answer is None else path.answer}):"
+
         shown = "\n\n".join(
-            f"Attempt {i} (its final answer: {'none' if p.answer is None else p.answer}):\n"
-            f"{clip(p.text, self.path_chars)}"
+            f"{label(i, p)}\n{p.text if self.path_chars is None else clip(p.text, self.path_chars)}"
             for i, p in enumerate(paths, 1)
         )
         return load_prompt(self.synthesis_prompt).render(problem=ctx.problem.text, paths=shown)

@@ -34,7 +34,7 @@ def backend_for(path_answers, synthesis_text, **kw):
 
 def test_synthesis_answer_wins_over_the_vote_and_sees_every_path():
     backend = backend_for(["41", "41", "41", "42"], "Attempt 4 is right: \\boxed{42}")
-    result = solve(ParallelThinking(paths=4), backend)
+    result = solve(ParallelThinking(paths=4, hints=False), backend)
     assert result.answer == "42" and result.info["route"] == "synthesis"
     assert result.info["vote_answer"] == "41" and result.info["path_answers"] == ["41", "41", "41", "42"]
     # One batched call for the identical path prompts, then one synthesis call.
@@ -42,7 +42,8 @@ def test_synthesis_answer_wins_over_the_vote_and_sees_every_path():
     synthesis = backend.requests[1]
     assert synthesis.temperature == 0.0 and synthesis.max_tokens == 512
     prompt = synthesis.messages[-1].content
-    assert PROBLEM in prompt and all(f"Attempt {i} (its final answer: " in prompt for i in range(1, 5))
+    assert PROBLEM in prompt and all(f"Attempt {i}:\nPath thinking" in prompt for i in range(1, 5))
+    assert "final answer: 4" not in prompt  # paths are not labelled with their answers unless asked
     assert prompt.count("Path thinking step by step.") == 4
     spans = [n.name for n in result.trace.nodes if n.kind == "span"]
     assert "paths" in spans and "synthesis" in spans
@@ -50,7 +51,7 @@ def test_synthesis_answer_wins_over_the_vote_and_sees_every_path():
 
 def test_unparseable_synthesis_falls_back_to_the_majority_vote():
     backend = backend_for(["41", "41", "42"], "I cannot decide between them.")
-    result = solve(ParallelThinking(paths=3), backend)
+    result = solve(ParallelThinking(paths=3, hints=False), backend)
     assert result.answer == "41"
     assert result.info["route"] == "vote" and result.info["fallback"] == "unparseable"
     assert result.info["votes"] == {"41": 2.0, "42": 1.0} and result.info["synthesis_answer"] is None
@@ -60,7 +61,7 @@ def test_unparseable_synthesis_falls_back_to_the_majority_vote():
 def test_synthesis_cut_off_before_its_box_falls_back_to_the_vote():
     rambling = "Attempt 1 says 41 and attempt 2 says 42 and " * 40 + "\\boxed{42}"
     backend = backend_for(["41", "41", "42"], rambling, completion_tokens=lambda text: len(text.split()))
-    result = solve(ParallelThinking(paths=3, synthesis_tokens=30), backend)
+    result = solve(ParallelThinking(paths=3, hints=False, synthesis_tokens=30), backend)
     assert backend.requests[-1].max_tokens == 30
     assert result.info["route"] == "vote" and result.info["fallback"] == "truncated"
     assert result.answer == "41"
@@ -69,14 +70,14 @@ def test_synthesis_cut_off_before_its_box_falls_back_to_the_vote():
 def test_refused_synthesis_falls_back_to_the_vote():
     backend = backend_for(["7", "8", "7"], "\\boxed{8}")
     # No reservation and one call: the paths take it, the synthesis is refused.
-    result = solve(ParallelThinking(paths=3, synthesis_share=0), backend, rz.Budget(calls=1))
+    result = solve(ParallelThinking(paths=3, hints=False, synthesis_share=0), backend, rz.Budget(calls=1))
     assert result.answer == "7" and result.info["route"] == "vote" and result.info["fallback"] == "refused"
     assert result.stopped_by == "calls" and len(backend.requests) == 1
 
 
 def test_synthesis_share_keeps_budget_for_the_synthesis():
     budget = rz.Budget(tokens=380)
-    options = {"paths": 8, "max_tokens": 40, "synthesis_tokens": 60}
+    options = {"paths": 8, "hints": False, "max_tokens": 40, "synthesis_tokens": 60}
     greedy = solve(ParallelThinking(**options, synthesis_share=0), backend_for(["5"], "\\boxed{5}"), budget)
     # Without a reservation the 8 paths fit and leave too little for the synthesis.
     assert greedy.info["paths"] == 8 and greedy.info["fallback"] == "refused"
@@ -130,9 +131,41 @@ def test_no_paths_no_answer():
 
 def test_options_are_validated_and_settable_by_name():
     assert isinstance(create("parallel-thinking", paths=4, groups=2, hints=True), ParallelThinking)
-    for bad in [{"paths": 0}, {"paths": 2, "groups": 3}, {"hints": True}, {"temperature_spread": 0.2},
-                {"synthesis_share": 1.0}, {"paths": 4, "groups": 2}, {"path_chars": 5}, {"synthesis_tokens": 0}]:
+    for bad in [{"paths": 0}, {"paths": 2, "groups": 3}, {"groups": 1, "hints": True},
+                {"groups": 1, "temperature_spread": 0.2}, {"paths": 1, "temperature_spread": 0.2},
+                {"synthesis_share": 1.0}, {"paths": 4, "groups": 2, "hints": False}, {"path_chars": 5},
+                {"synthesis_tokens": 0}]:
         with pytest.raises(ValueError):
             ParallelThinking(**bad)
     with pytest.raises(rz.ConfigError, match="groups >= 2"):
-        create("parallel-thinking", hints=True)
+        create("parallel-thinking", groups=1, hints=True)
+    # The defaults: one hinted group per path; hints off (no spread) means one batched group.
+    assert ParallelThinking(paths=5).path_groups == 5 and ParallelThinking(paths=5, hints=False).path_groups == 1
+    assert ParallelThinking(paths=1).path_groups == 1  # a single path may carry a hint
+    assert ParallelThinking(paths=6, groups=2).path_groups == 2
+
+
+def test_by_default_every_path_gets_its_own_approach_hint():
+    backend = backend_for(["3"], "\\boxed{3}")
+    result = solve(ParallelThinking(paths=4), backend)
+    paths = [r for r in backend.requests if not is_synthesis(r)]
+    assert [r.n for r in paths] == [1, 1, 1, 1]  # one group per path
+    endings = [r.messages[-1].content.rsplit("\n\n", 1)[-1] for r in paths]
+    assert sorted(endings) == sorted(approach_hints()[:4]) and len(set(endings)) == 4  # distinct hints
+    assert all(r.messages[-1].content.startswith(PROBLEM) for r in paths)
+    assert result.info["paths"] == 4 and result.info["route"] == "synthesis"
+
+
+def test_paths_are_shown_whole_and_unlabelled_unless_asked():
+    long_path = "step " * 1000 + "\\boxed{9}"  # 5,000+ characters
+    backend = Scripted(responder=lambda r, i: "\\boxed{9}" if is_synthesis(r) else long_path)
+    solve(ParallelThinking(paths=2, hints=False), backend)
+    prompt = backend.requests[-1].messages[-1].content
+    assert prompt.count(long_path) == 2 and "characters omitted" not in prompt
+    assert "its final answer" not in prompt and "Attempt 1:\nstep" in prompt
+
+    backend = Scripted(responder=lambda r, i: "\\boxed{9}" if is_synthesis(r) else long_path)
+    solve(ParallelThinking(paths=2, hints=False, label_answers=True, path_chars=2000), backend)
+    prompt = backend.requests[-1].messages[-1].content
+    assert prompt.count("(its final answer: 9):") == 2 and prompt.count("characters omitted") == 2
+    assert long_path not in prompt
