@@ -326,12 +326,23 @@ def test_genrm_on_the_local_model():
     ctx = rz.Context(rz.Problem(problem), backend, ledger, trace, messages=(), extract=lambda t: None)
     samples = [Sample(t, None) for t in solutions]
     scores = asyncio.run(GenRM(k=2, max_tokens=96).score(ctx, samples))
-    assert len(scores) == 2 and all(0.0 <= s <= 1.0 for s in scores)
     calls = trace.calls()
     assert len(calls) == 2 and all(c.request["logprobs"] and c.request["n"] == 2 for c in calls)
     assert sum(c.usage["tokens"] for c in calls) == ledger.usage().tokens <= 4000
-    for sample in samples:
+    # Each score recomputed from its own call's recorded chains: the verdicts parsed again, each
+    # chain's P(Yes) as its source says, the score the mean over the chains that count.
+    for sample, score in zip(samples, scores):
         record = sample.info["genrm"]
-        assert record["chains"] == 2 and all(0.0 <= p <= 1.0 for p in record["p_yes"])
-        assert set(record["sources"]) <= {"logprob", "verdict", "none"}
+        [call] = [c for c in calls if any(sample.text in m["content"] for m in c.request["messages"])]
+        assert record["chains"] == 2 and record["tokens"] == [c["completion_tokens"] for c in call.completions]
+        assert record["verdicts"] == [parse_verdict(c["text"])[0] for c in call.completions]
+        for verdict, p, source in zip(record["verdicts"], record["p_yes"], record["sources"]):
+            if source == "none":
+                assert verdict is None and not p  # no verdict: P(Yes) 0 (or None where it is left out)
+            elif source == "verdict":
+                assert p == (1.0 if verdict else 0.0)
+            else:
+                assert source == "logprob" and verdict is not None and 0.0 <= p <= 1.0
+        counted = [p for p in record["p_yes"] if p is not None]
+        assert score == pytest.approx(sum(counted) / len(counted) if counted else 0.0)
     print({i: s.info["genrm"] for i, s in enumerate(samples)}, scores)

@@ -26,9 +26,26 @@ def test_reasoning_bench_run_on_the_embedded_model(tmp_path):
         # Real token counts from the model, within the enforced per-problem budget.
         assert 0 < usage["completion_tokens"] <= 2 * 192 and usage["completion_tokens"] <= 600
         assert usage["usd"] == 0
+    # Recomputed from the files: each row's answer is the vote over its call's two samples, its
+    # gold the dataset's, its grade the grader's; the summary is the rows' mean and sums.
+    from reasoning.answers import extract_answer
+    from reasoning.benchmarks.datasets import load_items
+    from reasoning.context import Sample
+    from reasoning.strategies.voting import majority
+    from reasoning.verifiers import is_equivalent
+
+    golds = {item.id: item.answer for item in load_items("gsm8k", 2)}
+    traces = {t["id"]: t["trace"] for t in map(json.loads, (out / "traces.jsonl").read_text().splitlines())}
+    for row in rows:
+        [call] = [node for node in traces[row["id"]] if node["kind"] == "generate"]
+        assert call["request"]["n"] == 2 and len(call["completions"]) == 2
+        assert call["usage"]["completion_tokens"] == row["usage"]["completion_tokens"] == sum(
+            c["completion_tokens"] for c in call["completions"])
+        votes = [Sample(c["text"], extract_answer(c["text"])) for c in call["completions"]]
+        assert row["answer"] == majority(votes).answer and row["gold"] == golds[row["id"]]
+        assert row["correct"] == (is_equivalent(row["gold"], row["answer"]) is True)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_problems"] == 2 and summary["complete"]
-    assert "accuracy" in summary and 0 <= summary["accuracy"] <= 1
-    trace = json.loads((out / "traces.jsonl").read_text().splitlines()[0])["trace"]
-    call = next(node for node in trace if node["kind"] == "generate")
-    assert call["request"]["n"] == 2 and len(call["completions"]) == 2
+    assert summary["n_correct"] == sum(row["correct"] for row in rows)
+    assert summary["accuracy"] == summary["n_correct"] / 2
+    assert summary["usage"]["tokens"] == sum(row["usage"]["tokens"] for row in rows)
