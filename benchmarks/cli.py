@@ -89,9 +89,11 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     sweep.add_argument("--pool", type=int, help="pool size per problem for budget grids with reuse (default from the largest budget)")
     sweep.add_argument("--max-n", type=int, help="n given to direct strategies on a budget grid (default 64)")
     sweep.add_argument("--subsets", type=int, help="random subsets per (problem, k) for majority@k / best-of-k (default 32)")
-    sweep.add_argument("--x-axis", choices=["tokens", "completion_tokens", "uncached_tokens", "usd", "flops", "eflops", "n"],
+    sweep.add_argument("--x-axis", choices=["tokens", "completion_tokens", "uncached_tokens", "usd", "flops", "eflops",
+                                            "eflops_extended", "n"],
                        help="compute measure of the plots and the saturation test (default tokens)")
-    sweep.add_argument("--intensity", type=float, help="hardware FLOPs per byte for effective FLOPs (default 295, H100)")
+    sweep.add_argument("--intensity", type=float,
+                       help="hardware FLOPs per byte for Kinetics' effective FLOPs (default 562.5, Kinetics' B200)")
     sweep.add_argument("--saturation-threshold", type=float, help="accuracy gain per doubling below which a curve saturates (default 0.01)")
     sweep.add_argument("--no-coverage", dest="coverage", action="store_const", const=False, help="skip coverage curves")
     sweep.add_argument("--concurrency", type=int, help="problems in flight at once (default 32)")

@@ -32,7 +32,8 @@ AXIS_LABELS = {
     "uncached_tokens": "mean uncached tokens per problem (prefix-cache hits not counted)",
     "usd": "mean USD per problem",
     "flops": "mean FLOPs per problem (incl. attention)",
-    "eflops": "mean effective FLOPs per problem (Kinetics)",
+    "eflops": "mean effective FLOPs per problem (Kinetics' cost model)",
+    "eflops_extended": "mean effective FLOPs per problem (extended: + prefill, weight reads)",
     "n": "samples per problem",
 }
 

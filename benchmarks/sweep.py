@@ -24,7 +24,11 @@ ledger limit: tokens, completion_tokens, usd, flops, calls). Two ways to fill a 
 
 FLOPs budgets: a direct run is held by the ledger, which counts 2·params·tokens; a pooled point
 uses the sweep's own FLOPs (with the attention term, ``benchmarks.compute``), so the two modes
-agree on tokens but not exactly on FLOPs. Seconds are not a sweep axis (they depend on load
+agree on tokens but not exactly on FLOPs. Rows also carry effective FLOPs when the model's shape
+is known: ``eflops`` as Kinetics' official cost model computes them (attention + KV-cache reads,
+the prompt's KV read once for all samples of a request; no weight reads, no prefill) and
+``eflops_extended``, this project's variant (prefill, every sample's own prompt-KV reads, weight
+reads over a decode batch of 64). Seconds are not a sweep axis (they depend on load
 and on the cache).
 
 Every backend call goes through a disk cache (``reasoning.backends.cache``) keyed by model,
@@ -58,7 +62,7 @@ from reasoning.context import Context, Sample, Sampling
 from reasoning.errors import ConfigError
 from reasoning.strategy import Outcome, SampleReuse, Strategy
 
-from .compute import H100_INTENSITY, ComputeModel, ModelShape
+from .compute import H100_INTENSITY, KINETICS_INTENSITY, ComputeModel, ModelShape
 from .datasets import Item, load_items
 from .estimators import MIN_FIT_POINTS, bootstrap_ci, coverage_curve, fit_coverage, saturation, subset_mean
 from .run import _Appender, check_resume, grade_item, read_rows, solve_options
@@ -115,9 +119,13 @@ class SweepConfig(BaseModel):
     bootstrap: int = Field(default=1000, ge=100)
     saturation_threshold: float = Field(default=0.01, ge=0)  # accuracy gain per doubling
     coverage: bool = True
-    intensity: float = Field(default=H100_INTENSITY, gt=0)  # FLOPs/byte for effective FLOPs
+    # FLOPs/byte for effective FLOPs: Kinetics' (eflops; their B200 figure, 562.5) and the
+    # extended model's (eflops_extended: an H100's 295, weight reads shared by decode_batch).
+    intensity: float = Field(default=KINETICS_INTENSITY, gt=0)
+    extended_intensity: float = Field(default=H100_INTENSITY, gt=0)
     decode_batch: int = Field(default=64, ge=1)
-    x_axis: Literal["tokens", "completion_tokens", "uncached_tokens", "usd", "flops", "eflops", "n"] = "tokens"
+    x_axis: Literal["tokens", "completion_tokens", "uncached_tokens", "usd", "flops", "eflops", "eflops_extended",
+                    "n"] = "tokens"
     # How a pooled strategy's k is matched to a budget point: its expected cost at k, or its
     # worst case (every completion at max_tokens: what a direct run's ledger reserves).
     budget_mode: Literal["expected", "worst-case"] = "expected"
@@ -214,7 +222,8 @@ class PoolCost:
     """What a direct run at k would pay, derived from one pool of N candidates.
 
     ``fixed`` is what one batched request pays whatever its n: its prompt (tokens, USD,
-    prefill FLOPs) and the call, on backends with native n. Everything else (completion
+    prefill FLOPs), the call and, in Kinetics' eFLOPs, the prompt's KV read once per decode step
+    for all its samples (``ComputeModel.shared``), on backends with native n. Everything else (completion
     tokens, verification, more calls) grows with the candidates, so at k it is k/N of the
     pool's. ``worst`` is the pool's cost had every completion used its whole ``max_tokens``.
     """
@@ -243,7 +252,8 @@ class PoolCost:
                 fixed.update(tokens=prompt, completion_tokens=0.0, uncached_tokens=prompt - cached, calls=1.0,
                              usd=prompt * backend.prices()[0])
                 if compute is not None:
-                    fixed["flops"], fixed["eflops"] = compute.call(prompt, [], False, cached)
+                    lengths = [c["completion_tokens"] for c in node.get("completions") or []]
+                    fixed.update(compute.shared(prompt, lengths, cached))
                 else:
                     fixed["flops"] = 2.0 * (backend.params or 0) * (prompt - cached)
                 fixed = {kind: min(value, pool.get(kind, 0.0)) for kind, value in fixed.items() if kind in pool}
@@ -262,7 +272,7 @@ class PoolCost:
                 longest = [node["request"].get("max_tokens", 0)] * node["request"].get("n", 1)
                 native = backend.capabilities.native_n
                 p, c = usage.get("prompt_tokens", 0), usage.get("cached_prompt_tokens", 0)
-                extra_flops += compute.call(p, longest, not native, c)[0] - compute.call(p, lengths, not native, c)[0]
+                extra_flops += compute.call(p, longest, not native, c)["flops"] - compute.call(p, lengths, not native, c)["flops"]
         worst = dict(pool)
         for kind in ("tokens", "completion_tokens", "uncached_tokens"):
             if kind in worst:
@@ -362,9 +372,8 @@ class Sweep:
         model_path = getattr(self.backend, "model_path", None)  # local and vLLM backends know their folder
         model_dir = model_path() if callable(model_path) else None
         if model_dir and (Path(model_dir) / "config.json").is_file():
-            self.compute = ComputeModel(
-                ModelShape.from_dir(model_dir, self.backend.params), self.config.intensity, self.config.decode_batch
-            )
+            self.compute = ComputeModel(ModelShape.from_dir(model_dir, self.backend.params), self.config.intensity,
+                                        self.config.extended_intensity, self.config.decode_batch)
 
     def _check_budget_kind(self) -> None:
         """A budget the backend cannot measure would be silently unlimited (or divide by zero)."""
@@ -448,7 +457,7 @@ class Sweep:
         }  # no seconds: wall time depends on load and on the cache, not on the method
         if self.compute is not None:
             native = self.backend.capabilities.native_n
-            costs["flops"], costs["eflops"] = self.compute.of_trace(result.trace.to_list(), native)
+            costs.update(self.compute.of_trace(result.trace.to_list(), native))  # flops, eflops, eflops_extended
         else:
             costs["flops"] = usage.flops  # 2 x params x tokens when the backend knows params
         return costs

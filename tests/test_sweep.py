@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from reasoning.benchmarks.cli import main
-from reasoning.benchmarks.compute import ComputeModel, ModelShape
+from reasoning.benchmarks.compute import ExtendedComputeModel, ModelShape
 from reasoning.benchmarks.estimators import bootstrap_ci, coverage_curve, fit_coverage, pass_at_k, saturation, subset_mean
 from reasoning.benchmarks.sweep import Sweep, SweepConfig, _mark_saturation
 from reasoning.backends import Scripted
@@ -103,9 +103,9 @@ def test_saturation_marks_the_first_budget_after_which_doublings_stop_paying():
 
 
 # -- compute ----------------------------------------------------------------------------
-def test_flops_include_attention_and_effective_flops_charge_kv_reads():
+def test_flops_include_attention_and_extended_effective_flops_charge_kv_and_weight_reads():
     shape = ModelShape(params=1e6, layers=2, d_attn=8, d_kv=4)
-    model = ComputeModel(shape, intensity=100.0, batch=1)
+    model = ExtendedComputeModel(shape, intensity=100.0, batch=1)  # Kinetics' own model: tests/test_compute.py
     flops, effective = model.call(10, [5])
     context = 10 * 5 + 5 * 5 / 2
     expected = 2e6 * 10 + 2 * 2 * 8 * 100 + 2e6 * 5 + 4 * 2 * 8 * context
@@ -492,10 +492,12 @@ def test_sweep_on_the_embedded_model_counts_real_tokens_and_flops(tmp_path):
     assert [r["point"] for r in rows] == ["n=1", "n=2"]
     one, two = rows
     assert 0 < one["usage"]["completion_tokens"] <= 96 and two["usage"]["tokens"] == pytest.approx(2 * one["usage"]["tokens"])
-    # FLOPs from the model's own config.json: more than 2·params·tokens (attention), and
-    # effective FLOPs (memory traffic) more still.
+    # FLOPs from the model's own config.json: more than 2·params·tokens (attention); Kinetics'
+    # eFLOPs (no prefill) more than the completions' parameter FLOPs (KV reads); the extended
+    # eFLOPs (prefill, weight reads) more than the FLOPs.
     assert one["usage"]["flops"] > 2 * 3.5e8 * one["usage"]["tokens"]
-    assert one["usage"]["eflops"] > one["usage"]["flops"]
+    assert one["usage"]["eflops"] > 2 * 3.5e8 * one["usage"]["completion_tokens"]
+    assert one["usage"]["eflops_extended"] > one["usage"]["flops"]
     (out / "problems.jsonl").unlink()  # forget the results, keep the generation cache
     again = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=900, check=False)
     assert again.returncode == 0, again.stderr[-3000:]
@@ -544,9 +546,7 @@ def test_budget_kinds_the_backend_cannot_measure_are_refused_up_front(tmp_path):
 
 
 def test_flops_of_a_cached_prefix_are_not_counted_again():
-    from reasoning.benchmarks.compute import ComputeModel, ModelShape
-
-    model = ComputeModel(ModelShape(params=1e6, layers=2, d_attn=64, d_kv=64))
+    model = ExtendedComputeModel(ModelShape(params=1e6, layers=2, d_attn=64, d_kv=64))
     cold, _ = model.call(1000, [10])
     warm, _ = model.call(1000, [10], cached_prompt_tokens=900)
     # the 900 cached tokens' prefill (weights and their own attention) is not paid again
