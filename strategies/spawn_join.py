@@ -25,8 +25,28 @@ One node of the tree, at depth d (the root is 0):
    (and may spawn); a child at ``max_depth`` is a leaf: one worker call (``spawn_task``).
 3. **join** — the node's plan conversation is resumed: the plan as the assistant turn, then
    ``spawn_join`` with one ``<join>`` block per child (its sub-task and conclusion: the
-   last paragraphs of its text, at most 600 characters); the node writes its result, the
-   root its final answer in ``\\boxed{}``.
+   last paragraphs of its text, at most ``CONCLUSION_CHARS`` = 600 characters, or its last
+   600 characters when no paragraph fits); the node writes its result, the root its final
+   answer in ``\\boxed{}``. The join is lossy by design: everything a child wrote before
+   its last 600 characters is dropped. Multiverse's Reduce stage is lossless (the merge
+   attends to every branch's full KV cache), and APR's child threads choose what to return
+   with ``join(msg)`` (in its Countdown runs, the solution path found, or nothing); here
+   neither model is trained, so the cut is a fixed rule.
+
+Context window per thread (``context_limit`` = C tokens, None: no limit). APR's headline
+"83.4 % vs 60.0 % at 4k context" holds every *thread* to the model's 4,096-token window (the
+parent: its prompt, plan, joined results and continuation; each child: the context the
+parent passed it and its own search), not the problem to 4,096 tokens in all: that run's
+threads summed to ~16.7k generated tokens per problem on average (its Fig. 7), and the
+total-compute claim is a separate one ("80.1 % vs 66.6 % at 20k total tokens", APR
+against SoS+ cons@7). With ``context_limit`` every call of a thread — the plan, a worker,
+the sequential fallback and the join (whose prompt is the parent's whole conversation so
+far) — gets ``max_tokens`` = min(max_tokens, C - its prompt tokens) (the backend's count:
+exact on local, vLLM and Scripted, an upper bound on API backends); a thread whose prompt
+alone fills C makes no call ("context window full" in the node's ``reason``, or the join
+falls back to the children's vote). A per-problem budget still applies on top:
+``benchmarks/sweeps/puzzles_apr.yaml`` holds each thread to 4,096 tokens and each problem to
+APR's 20k generated tokens in all.
 
 Budget: every call goes through the ledger (a refused call returns ``[]``). When a node
 spawns k children (k counts the overflow ones run sequentially), each child gets a slice
@@ -42,7 +62,7 @@ text is arbitrary), the node's answer is the majority of its children's answers
 
 ``Outcome.info``: ``route`` (the root's), ``depth`` (deepest node reached), ``children``
 (the root's child count), ``nodes``, ``dropped`` and ``tree`` (per node: depth, route,
-task, children, dropped).
+task, children, dropped, and ``reason`` / ``fallback`` where they apply).
 """
 
 from __future__ import annotations
@@ -66,6 +86,13 @@ from .voting import majority
 
 ROOT_TASK = "Solve the problem."
 CONCLUSION_CHARS = 600
+
+
+class _ContextFull(list):
+    """The (empty) samples of a call not made because its prompt filled the thread's context."""
+
+
+CONTEXT_FULL: list = _ContextFull()
 _TAG = re.compile(r"<(/?)spawn>", re.IGNORECASE)
 OVERFLOW = ("drop", "sequential")
 
@@ -154,6 +181,8 @@ class SpawnJoin(Strategy):
     overflow: Literal["drop", "sequential"] = Field("drop", description="sub-tasks past max_fanout: dropped, "
                                                     "or solved one after another by the parent")
     join_share: float = Field(0.25, ge=0, lt=1, description="share of a node's budget kept for joining its children")
+    context_limit: int | None = Field(None, ge=1, description="context window of every thread, in tokens (APR's "
+                                      "per-thread limit): each call's prompt plus what it generates; None: no limit")
     max_tokens: MaxTokens = None
     temperature: Temperature = None
 
@@ -180,9 +209,12 @@ class SpawnJoin(Strategy):
         plan_prompt = load_prompt("spawn_plan").render(
             problem=ctx.problem.text, task=task, max_fanout=str(self.max_fanout)
         )
-        plans = await ctx.generate(plan_prompt, name="plan", stop=("<join",), **self._sampling())
+        plans = await self._generate(ctx, plan_prompt, name="plan", stop=("<join",))
         if not plans:
-            return _Node(depth, task, "refused")
+            node = _Node(depth, task, "refused")
+            if plans is CONTEXT_FULL:
+                node.info["reason"] = "context window full"
+            return node
         plan = plans[0]
         try:
             subtasks = parse_spawns(plan.text)
@@ -207,10 +239,10 @@ class SpawnJoin(Strategy):
             from reasoning.prompts import load_prompt
 
             prompt = load_prompt("spawn_task").render(problem=ctx.problem.text, task=task)
-        samples = await ctx.generate(prompt, name="solve" if depth == 0 else "work", **self._sampling())
+        samples = await self._generate(ctx, prompt, name="solve" if depth == 0 else "work")
         node = _Node(depth, task, route, samples=[*earlier, *samples])
-        if reason:
-            node.info["reason"] = reason
+        if reason or samples is CONTEXT_FULL:
+            node.info["reason"] = "; ".join(r for r in (reason, samples is CONTEXT_FULL and "context window full") if r)
         if samples:
             node.text, node.answer = samples[0].text, samples[0].answer
         return node
@@ -235,14 +267,16 @@ class SpawnJoin(Strategy):
 
         blocks = []
         for index, child in enumerate(node.children, 1):
-            result = conclusion(child.text) if child.text else "(no result: the budget ran out)"
+            full = child.info.get("reason", "").endswith("context window full")
+            result = (conclusion(child.text) if child.text
+                      else "(no result: its context window was full)" if full else "(no result: the budget ran out)")
             blocks.append(f"<join>\nSub-task {index}: {child.task}\nResult: {result}\n</join>")
         messages = (
             *plan_prompt,
             Message("assistant", plan.split("<join", 1)[0].rstrip()),
             *load_prompt("spawn_join").render(joins="\n\n".join(blocks)),
         )
-        finals = await ctx.generate(messages, name="join", **self._sampling())
+        finals = await self._generate(ctx, messages, name="join")
         node.samples.extend(finals)
         vote = majority([Sample(c.text or "", c.answer) for c in node.children])
         if finals:
@@ -254,8 +288,19 @@ class SpawnJoin(Strategy):
                 return
             node.info["fallback"] = "children-vote (join truncated)"
         else:
-            node.info["fallback"] = "children-vote"
+            node.info["fallback"] = "children-vote (context window full)" if finals is CONTEXT_FULL else "children-vote"
         node.text, node.answer = (vote.sample.text or None) if vote.sample else None, vote.answer
 
-    def _sampling(self) -> dict[str, Any]:
-        return {"max_tokens": self.max_tokens, "temperature": self.temperature}
+    async def _generate(self, ctx: Context, prompt: Any, *, name: str, stop: Sequence[str] = ()) -> list[Sample]:
+        """One call of a thread, held to ``context_limit`` (prompt + generation) when set; a
+        prompt that already fills the window makes no call (the node's ``reason`` says so) and
+        returns ``CONTEXT_FULL``."""
+        options: dict[str, Any] = {"max_tokens": self.max_tokens, "temperature": self.temperature, "stop": stop}
+        if self.context_limit is not None:
+            request = ctx.request(prompt, **options)
+            prompt_tokens = ctx.backend.count_prompt_tokens(request)
+            room = self.context_limit - prompt_tokens
+            if room < 1:  # not a budget refusal: nothing is sent, charged or traced as a call
+                return CONTEXT_FULL
+            options["max_tokens"] = min(request.max_tokens, room)
+        return await ctx.generate(prompt, name=name, **options)

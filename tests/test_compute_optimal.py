@@ -246,7 +246,7 @@ def test_both_strategies_are_registered_with_their_options():
     assert {"spawn-join", "compute-optimal"} <= names.keys()
     assert list(options_of(names["compute-optimal"])) == ["probes", "policy", "max_tokens", "temperature"]
     assert list(options_of(names["spawn-join"])) == [
-        "max_depth", "max_fanout", "overflow", "join_share", "max_tokens", "temperature"]
+        "max_depth", "max_fanout", "overflow", "join_share", "context_limit", "max_tokens", "temperature"]
     # The registered name builds the default policy's routes: a scattered probe vote (1, 2, 3, 4)
     # goes to the 16-sample bin, and max_tokens/temperature pass on to the routed strategy.
     backend = Scripted(responder=by_batch({4: ["1", "2", "3", "4"], 16: ["9"]}))

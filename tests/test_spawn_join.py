@@ -276,3 +276,69 @@ def test_options_are_validated_with_clear_errors():
     ):
         with pytest.raises(rz.ConfigError, match=match):
             create("spawn-join", **bad)
+
+
+# -- APR's per-thread context window -----------------------------------------------------------
+def test_context_limit_holds_every_thread_to_prompt_plus_generation():
+    plan = "Plan: <spawn>try 6 - 2</spawn> <spawn>try 3 + 3</spawn>"
+    free = Scripted(responder=responder(plan))
+    unlimited = solve(SpawnJoin(max_tokens=5000), free)
+    assert all(r.max_tokens == 5000 for r in free.requests)  # no limit: max_tokens as asked
+
+    backend = Scripted(responder=responder(plan))
+    result = solve(SpawnJoin(max_tokens=5000, context_limit=1000), backend)
+    assert result.answer == unlimited.answer == "(6-2)*(3+3)"
+    names = [n.name for n in result.trace.calls()]
+    assert names == ["plan", "work", "work", "join"]
+    # Every call of every thread (the plan, each worker, the parent's join) fills the window exactly:
+    # its prompt (the join's is the parent's whole conversation) plus max_tokens is the limit.
+    assert [backend.count_prompt_tokens(r) + r.max_tokens for r in backend.requests] == [1000] * 4
+    assert backend.count_prompt_tokens(backend.requests[-1]) > backend.count_prompt_tokens(backend.requests[0])
+    # A limit above prompt + max_tokens changes nothing.
+    roomy = Scripted(responder=responder(plan))
+    solve(SpawnJoin(max_tokens=64, context_limit=100_000), roomy)
+    assert [r.max_tokens for r in roomy.requests] == [64] * 4
+
+
+def test_a_thread_whose_prompt_fills_its_window_makes_no_call():
+    plan = "<spawn>abc</spawn><spawn>xyz</spawn>"
+    probe = Scripted(responder=responder(plan))
+    solve(SpawnJoin(), probe)
+    plan_prompt, worker_prompt, join_prompt = (probe.count_prompt_tokens(probe.requests[i]) for i in (0, 1, -1))
+    assert max(plan_prompt, worker_prompt) < join_prompt
+    # A window the plan and the workers fit in, but not the parent's conversation at the join.
+    limit = join_prompt - 1
+    backend = Scripted(responder=responder(plan))
+    result = solve(SpawnJoin(context_limit=limit), backend)
+    assert [n.name for n in result.trace.calls()] == ["plan", "work", "work"]  # the join was never sent
+    assert len(backend.requests) == 3 and result.stopped_by is None  # not a budget refusal
+    assert result.info["tree"]["fallback"] == "children-vote (context window full)"
+    assert result.answer == "3" and result.usage.calls == 3
+
+    # A window smaller than the plan prompt: the root cannot even plan.
+    tiny = Scripted(responder=responder(plan))
+    refused = solve(SpawnJoin(context_limit=plan_prompt), tiny)
+    assert refused.info["route"] == "refused" and refused.info["tree"]["reason"] == "context window full"
+    assert refused.answer is None and tiny.requests == []
+
+
+def test_a_worker_whose_prompt_fills_its_window_has_no_result():
+    long_task = "w " * 300
+    plan = f"<spawn>{long_task}</spawn><spawn>xyz</spawn>"
+
+    def backend():
+        return Scripted(responder=responder(plan), completion_tokens=lambda text: 5)
+
+    probe = backend()
+    solve(SpawnJoin(), probe)
+    plan_prompt = probe.count_prompt_tokens(probe.requests[0])
+    # The plan fits; the worker handed the 300-word sub-task does not (its prompt holds the
+    # sub-task); the worker on "xyz" does. The join (the plan conversation) does not fit either.
+    used = backend()
+    result = solve(SpawnJoin(context_limit=plan_prompt + 10), used)
+    first, second = result.info["tree"]["children"]
+    assert first["reason"] == "context window full" and "reason" not in second
+    assert [n.name for n in result.trace.calls()] == ["plan", "work"]  # only the "xyz" worker was sent
+    assert [r.messages[-1].content.count("w w w") > 0 for r in used.requests] == [False, False]  # plan, xyz
+    assert result.answer == "3"  # the children's vote: only "xyz" (len 3) answered
+    assert result.info["tree"]["fallback"] == "children-vote (context window full)"
