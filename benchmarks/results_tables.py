@@ -22,6 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .compute import KineticsCost, ModelShape
+
 HERE = Path(__file__).resolve().parent
 RESULTS_MD = HERE / "RESULTS.md"
 RESULTS = HERE / "results"
@@ -246,6 +248,57 @@ def accounting_change(results: Path) -> str:
                   "change"], body)
 
 
+# The sweeps' model, the embedded Qwen2.5-Coder-0.5B-Instruct (bf16, converted from its GGUF), as
+# its config.json gives it: hidden 896, 14 query heads and 2 KV heads of dim 64, 24 layers,
+# intermediate 4864. P = 494,032,768 weights that cost a multiply-add per token (all but the input
+# embedding table; the converted checkpoint's LM head is untied), the P of the sweeps' FLOPs, and
+# also the Hugging Face checkpoint's own parameter count (tied embeddings), the kind of number
+# Kinetics' scripts pass (0.752B for Qwen3-0.6B). ``kinetics`` checks it against the rows.
+SWEEP_SHAPE = ModelShape(494_032_768, layers=24, d_attn=14 * 64, d_kv=2 * 64)
+
+
+def prefill_params(row: dict[str, Any], shape: ModelShape = SWEEP_SHAPE) -> float | None:
+    """The P a pooled row's fixed (prefill) FLOPs were computed with: 2·P·new + 2·L·d·(p² − cached²)."""
+    fixed = row["fixed_cost"]
+    prompt, new = fixed["tokens"], fixed["uncached_tokens"]
+    if new <= 0:
+        return None
+    cached = prompt - new
+    return (fixed["flops"] - 2 * shape.layers * shape.d_attn * (prompt * prompt - cached * cached)) / (2 * new)
+
+
+def kinetics(results: Path) -> str:
+    """Self-consistency's cost per problem in Kinetics' eFLOPs (``compute.KineticsCost``: their
+    ``dense_cost``, I = 562.5), recomputed from the pooled rows: per problem the prompt c (the
+    fixed cost's tokens: one copy), the mean generation ḡ (the pool's completion tokens / N) and
+    k, then ``dense_cost(c, ḡ, k)``; FLOPs are its compute term (parameters + attention, no
+    prefill). Beside it, the extended eFLOPs / FLOPs the rows carry (``cost``: eflops, flops)."""
+    model = KineticsCost(SWEEP_SHAPE)
+    body = []
+    for dataset, label in (("gsm8k", "GSM8K-200"), ("math500", "MATH-500-100")):
+        rows = [json.loads(line) for line in
+                (results / SWEEPS / f"sc_vs_genrm_{dataset}" / "problems.jsonl").read_text().splitlines() if line.strip()]
+        for row in rows:
+            found = prefill_params(row) if row.get("mode") == "reuse" else None
+            if found is not None and abs(found - SWEEP_SHAPE.params) > 1:
+                raise ValueError(f"{dataset} row {row['id']}: prefill FLOPs imply P = {found:,.0f}, not {SWEEP_SHAPE.params:,.0f}")
+        for n in (1, 4, 16, 64):
+            picked = [r for r in rows if r["strategy"] == "self-consistency" and r["point"] == f"n={n}"]
+            prompt = generated = compute = effective = flops = extended = 0.0
+            for r in picked:
+                context, mean = r["fixed_cost"]["tokens"], r["pool_cost"]["completion_tokens"] / r["pool"]
+                work, memory = model.dense_cost(context, mean, r["n"])
+                prompt, generated = prompt + context, generated + mean
+                compute, effective = compute + work, effective + work + memory
+                flops, extended = flops + r["cost"]["flops"], extended + r["cost"]["eflops"]
+            count = len(picked)
+            body.append([label, f"n={n}", f"{prompt / count:.0f}", f"{generated / count:.0f}",
+                         f"{compute / count / 1e12:,.2f}", f"{effective / count / 1e12:,.2f}",
+                         f"{effective / compute:.2f}×", f"{extended / flops:.2f}×"])
+    return table(["", "SC", "prompt tokens", "tokens / sample", "FLOPs (10¹²)", "Kinetics eFLOPs (10¹²)",
+                  "eFLOPs / FLOPs", "extended eFLOPs / FLOPs (rows)"], body)
+
+
 THINKING = ("self-consistency", "early-stop-sc", "compute-optimal", "parallel-thinking", "summarization-loop",
             "spawn-join")
 
@@ -336,6 +389,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "sc-vs-genrm": sc_vs_genrm,
     "coverage": coverage,
     "accounting-change": accounting_change,
+    "kinetics": kinetics,
     "thinking:gsm8k": thinking("gsm8k"),
     "thinking:math500": thinking("math500"),
     "width:gsm8k": width("gsm8k"),
