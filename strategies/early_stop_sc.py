@@ -1,8 +1,8 @@
-"""Early-stop self-consistency: vote in waves, stop once the vote is decided (Adaptive-Consistency 2023; DeepConf 2025).
+"""Early-stop self-consistency: vote in waves, stop once the vote is decided (Adaptive-Consistency 2023),
+with an optional DeepConf-style offline confidence filter (a variant of DeepConf's, see below).
 
 After Aggarwal et al. 2023, "Let's Sample Step by Step: Adaptive-Consistency for Efficient
-Reasoning and Coding with LLMs", with the optional trace filter of DeepConf (Fu et al. 2025,
-"Deep Think with Confidence"). Samples are drawn in waves of ``wave`` (one batched call
+Reasoning and Coding with LLMs". Samples are drawn in waves of ``wave`` (one batched call
 each), never more than ``max_n`` in all. After each wave the majority vote of the samples so
 far (``strategies.voting.majority``) is checked, and sampling stops when either:
 
@@ -22,18 +22,44 @@ far (``strategies.voting.majority``) is checked, and sampling stops when either:
 Otherwise it stops at ``max_n`` or when the budget refuses a wave (a wave shrunk by the budget
 still counts; the answer is the vote of whatever was drawn).
 
-DeepConf-style filtering (``drop_low_confidence`` = fraction, 0 = off): when the backend
-returns token logprobs, each trace's confidence is its *lowest group confidence*: the lowest
-mean token logprob over any ``window`` consecutive tokens (the whole trace if shorter).
-Before every vote the floor(fraction x scored) least confident traces are dropped (ties
-drop the later sample). Ours uses the sampled token's logprob, where DeepConf uses the mean
-of the top-k candidates' logprobs. Traces without logprobs are kept. With filtering, a later
-wave can change which earlier traces are dropped, so the "decided" rule is exact only without it.
+DeepConf-style offline filter, a variant (``drop_low_confidence`` = fraction, 0 = off, the
+default: then this is Adaptive-Consistency alone). After Fu et al. 2025, "Deep Think with
+Confidence" (official code: ``facebookresearch/deepconf``). When the backend returns token
+logprobs, a trace's confidence is its *lowest group confidence*: the lowest mean token
+confidence over any ``window`` consecutive tokens (the whole trace if shorter). Before every
+vote the floor(fraction x scored) least confident traces are dropped (ties drop the later
+sample); with ``confidence_weighted`` (the default, as in DeepConf's offline vote) each kept
+trace then votes with weight exp(its confidence), the geometric-mean probability of its
+sampled tokens over its least confident window. Traces without logprobs are kept, with
+weight 1. The stopping rules read the kept traces' unweighted counts; with filtering, a
+later wave can change which earlier traces are dropped, so "decided" is exact only without
+it. DeepConf's offline mode is one wave of all traces: ``wave=max_n, confidence=None``;
+``drop_low_confidence=0.9`` is DeepConf-low (keep the top 10 %), ``0.1`` DeepConf-high (top 90 %).
+
+What differs from DeepConf (paper and official code), and why:
+
+=====================  ================================================  ==========================================
+                       DeepConf                                          here
+=====================  ================================================  ==========================================
+token confidence       C_i = -(1/k) sum_j log P_i(j) over the top-k      the sampled token's logprob: the backends
+                       candidates, k = 20 (``logprobs=20`` in vLLM)      return no top-k lists (documented gap)
+trace confidence       lowest group confidence, windows of 2,048         the same rule on our token confidence;
+                       tokens (also bottom-10 % groups, tail)            ``window`` 2,048 by default
+filter                 keep traces >= the (100 - eta)-th percentile,     drop floor(fraction x scored), the least
+                       eta = 10 % (low) or 90 % (high)                   confident first (rounding differs)
+vote                   weighted by the trace's confidence among kept     weighted by exp(confidence): ours is a
+                                                                         logprob (<= 0), so it is mapped to (0, 1]
+online mode            16 warm-up traces set the threshold: the          not implemented (issue 21); waves stop on
+                       (100 - eta)-th percentile of their confidences    the vote (Adaptive-Consistency), never on
+                       (90th for DeepConf-low); a trace stops when a     a trace's confidence
+                       window falls below it
+=====================  ================================================  ==========================================
 
 ``Outcome.info``: ``n`` (samples drawn), ``waves``, ``stop`` (decided | confident | max_n |
-budget), the vote (``votes``, ``share``), ``p_leader`` (the Beta posterior at the stop) and
-per-wave ``history``; with filtering, ``dropped`` and ``confidences``. Tokens saved against
-full self-consistency are the benchmark's to compute.
+budget), the vote (``votes``, ``share``; weighted when the filter weights them), ``p_leader``
+(the Beta posterior of the unweighted counts at the stop) and per-wave ``history``; with
+filtering, ``dropped``, ``confidences`` and, weighted, ``weights`` (of the kept traces).
+Tokens saved against full self-consistency are the benchmark's to compute.
 """
 
 from __future__ import annotations
@@ -93,6 +119,16 @@ def lowest_group_confidence(logprobs: Sequence[float], window: int) -> float:
     return lowest / window
 
 
+def confidence_weights(samples: Sequence[Sample], window: int) -> list[float]:
+    """Each sample's vote weight: exp(lowest group confidence), in (0, 1]; 1 without logprobs."""
+    return [
+        math.exp(lowest_group_confidence(s.completion.token_logprobs, window))
+        if s.completion is not None and s.completion.token_logprobs
+        else 1.0
+        for s in samples
+    ]
+
+
 def drop_least_confident(
     samples: list[Sample], fraction: float, window: int
 ) -> tuple[list[Sample], list[float | None]]:
@@ -119,7 +155,9 @@ class EarlyStopSC(Strategy):
     confidence: float | None = Field(0.95, gt=0.5, lt=1, description="stop once the leader's posterior probability "
                                      "of staying ahead reaches this (None: only when it can no longer lose)")
     drop_low_confidence: float = Field(0.0, ge=0, lt=1, description="fraction of lowest-confidence traces left out of the vote")
-    window: int = Field(64, ge=1, description="tokens in the sliding window of a trace's confidence")
+    window: int = Field(2048, ge=1, description="tokens in the sliding window of a trace's confidence (DeepConf: 2,048)")
+    confidence_weighted: bool = Field(True, description="with the filter on, weight each kept trace's vote by "
+                                      "exp(its confidence), as DeepConf's confidence-weighted vote")
     max_tokens: MaxTokens = None
     temperature: Temperature = None
 
@@ -157,11 +195,15 @@ class EarlyStopSC(Strategy):
 
         info: dict = {"n": len(samples), "waves": len(history), "stop": stop, "history": history}
         voters = samples
+        weights = None
         if filtering:
             voters, confidences = drop_least_confident(samples, self.drop_low_confidence, self.window)
             info.update(dropped=len(samples) - len(voters), confidences=confidences)
+            if self.confidence_weighted:
+                weights = confidence_weights(voters, self.window)
+                info["weights"] = weights
         elif self.drop_low_confidence > 0:
             info["dropped"] = "not filtered: the backend returns no logprobs"
-        vote = majority(voters)
-        info.update(votes=vote.tally, share=vote.share, p_leader=p_leader_ahead(vote.tally))
+        vote = majority(voters, weights)
+        info.update(votes=vote.tally, share=vote.share, p_leader=p_leader_ahead(majority(voters).tally))
         return Outcome(vote.answer, vote.sample.text if vote.sample else None, samples, info)

@@ -140,11 +140,16 @@ def test_drop_low_confidence_removes_the_least_confident_traces_before_voting():
     plain = solve(EarlyStopSC(max_n=6, wave=6), ConfidenceScripted(answers, {"9": -3.0}))
     assert plain.answer == "9"  # a 3-3 tie goes to the first seen
     backend = ConfidenceScripted(answers, {"9": -3.0})
-    result = solve(EarlyStopSC(max_n=6, wave=6, drop_low_confidence=0.5, window=8), backend)
+    result = solve(EarlyStopSC(max_n=6, wave=6, drop_low_confidence=0.5, window=8, confidence_weighted=False), backend)
     assert backend.requests[0].logprobs is True
     assert result.answer == "5" and result.info["dropped"] == 3
     assert result.info["votes"] == {"5": 3.0}
     assert [c < -1 for c in result.info["confidences"]] == [True, True, True, False, False, False]
+    # Weighted (the default): each kept trace votes exp(its lowest window mean), here exp(-0.1).
+    weighted = solve(EarlyStopSC(max_n=6, wave=6, drop_low_confidence=0.5, window=8),
+                     ConfidenceScripted(answers, {"9": -3.0}))
+    assert weighted.info["weights"] == pytest.approx([math.exp(-0.1)] * 3)
+    assert weighted.info["votes"] == {"5": pytest.approx(3 * math.exp(-0.1))}
 
 
 def test_filtering_is_skipped_without_logprobs():
@@ -164,3 +169,30 @@ def test_options_are_validated_and_settable_by_name():
         create("early-stop-sc", max_n=2, wave=0)
     # A wave larger than max_n (e.g. `--n 2` with the default wave of 4) is one wave of max_n.
     assert create("early-stop-sc", n=2).wave == 2
+
+
+def test_confidence_weighted_vote_among_the_kept_traces_can_overturn_the_count():
+    # Three 9s that dip to -3.0 somewhere, two steady 5s, and one 7 that dips to -5.0.
+    answers = ["9", "9", "9", "5", "5", "7"]
+    dips = {"9": -3.0, "7": -5.0}
+    options = {"max_n": 6, "wave": 6, "confidence": None, "drop_low_confidence": 1 / 6, "window": 10}
+    counted = solve(EarlyStopSC(**options, confidence_weighted=False), ConfidenceScripted(answers, dips))
+    assert counted.info["dropped"] == 1 and counted.answer == "9"  # the 7 is dropped; 9 wins 3 to 2
+    weighted = solve(EarlyStopSC(**options), ConfidenceScripted(answers, dips))
+    # exp(-3.0) x 3 = 0.149 against exp(-0.1) x 2 = 1.810: the confident 5s win.
+    assert weighted.answer == "5"
+    assert weighted.info["votes"] == {"9": pytest.approx(3 * math.exp(-3.0)), "5": pytest.approx(2 * math.exp(-0.1))}
+    assert weighted.info["p_leader"] == pytest.approx(p_leader_ahead({"9": 3.0, "5": 2.0}))  # counts, not weights
+
+
+def test_deepconf_offline_settings_one_wave_keep_the_most_confident_tenth():
+    strategy = EarlyStopSC(max_n=10, wave=10, confidence=None, drop_low_confidence=0.9)
+    assert strategy.window == 2048 and strategy.confidence_weighted  # DeepConf's window and weighted vote
+    answers = ["1", "1", "1", "1", "1", "1", "1", "1", "1", "2"]
+    backend = ConfidenceScripted(answers, {"1": -2.0, "2": -0.2})
+    result = solve(strategy, backend)
+    assert [r.n for r in backend.requests] == [10] and backend.requests[0].logprobs is True
+    assert result.info["dropped"] == 9 and result.answer == "2"  # the one most confident trace decides
+    # 100-token traces are shorter than the 2,048 window: each confidence is the whole trace's mean.
+    assert result.info["confidences"][0] == pytest.approx((90 * -0.1 + 10 * -2.0) / 100)
+    assert result.info["confidences"][-1] == pytest.approx((90 * -0.1 + 10 * -0.2) / 100)
