@@ -134,12 +134,19 @@ def test_plain_scripted_logprobs_without_token_ids_fall_back_to_the_verdict():
     assert value == 1.0 and sample.info["genrm"]["sources"] == ["verdict"] * 3
 
 
-def test_chain_without_verdict_counts_zero():
-    texts = [verdict(True), "I ran out of words", verdict(True), "Yes it is."]
+def test_chain_without_verdict_is_dropped_from_the_mean():
+    # The paper's get_solution_score: unparseable verifications are NaN and left out of the mean.
+    texts = [verdict(True), "I ran out of words", verdict(False), "Yes it is."]
     backend = Scripted(responder=lambda r, i: texts[i % 4], logprobs=False)
     (value,), (sample,) = asyncio.run(score(GenRM(k=4), backend, ["x"]))
-    assert value == 0.5
-    assert sample.info["genrm"]["verdicts"] == [True, None, True, None]
+    assert value == 0.5  # (1 + 0) / 2, not (1 + 0 + 0 + 0) / 4
+    record = sample.info["genrm"]
+    assert record["verdicts"] == [True, None, False, None] and record["p_yes"] == [1.0, None, 0.0, None]
+    assert record["chains"] == 4 and record["judged"] == 2 and record["sources"][1] == "none"
+    # no verdict at all: score 0
+    backend = Scripted(responder=lambda r, i: "no verdict here", logprobs=False)
+    (value,), (sample,) = asyncio.run(score(GenRM(k=2), backend, ["x"]))
+    assert value == 0.0 and sample.info["genrm"]["judged"] == 0
 
 
 def test_chain_p_yes_requires_the_located_token_to_agree_with_the_verdict():
@@ -264,7 +271,7 @@ def test_wilson_lower_bound_values():
 def test_groups_pool_chains_and_many_consistent_yes_beat_one_lucky_score():
     samples = [Sample("a", "7", info={"genrm": {"p_yes": [1.0], "chains": 1}})]
     samples += [Sample("b", "8", info={"genrm": {"p_yes": [0.9, 0.85], "chains": 2}}) for _ in range(3)]
-    groups = group_by_answer(samples, [1.0, 0.875, 0.875, 0.875])
+    groups = group_by_answer(samples, [1.0, 0.875, 0.875, 0.875], rule="wilson")
     assert [g.key for g in groups] == ["7", "8"]
     assert groups[1].chains == 6 and groups[1].members == [1, 2, 3]
     assert groups[1].lower > groups[0].lower
@@ -281,7 +288,7 @@ def test_pessimistic_best_of_n_prefers_the_consistently_verified_answer():
     mean = solve(GenRMBestOfN(n_solutions=4, k_verifications=2), backend)
     assert mean.answer == "7"  # all means tie at 1.0: the earliest wins
     backend = Scripted(responder=respond, logprobs=False)
-    pessimistic = solve(PessimisticBestOfN(n_solutions=4, k_verifications=2), backend)
+    pessimistic = solve(PessimisticBestOfN(n_solutions=4, k_verifications=2, rule="wilson"), backend)
     assert pessimistic.answer == "8"
     assert pessimistic.info["scores"][1] == pytest.approx(wilson_lower_bound(6, 6))
     assert pessimistic.info["scores"][0] == pytest.approx(wilson_lower_bound(2, 2))
@@ -298,7 +305,7 @@ def test_pessimistic_verifier_wraps_any_base_verifier():
 
         ctx = rz.Context(rz.Problem("p"), Scripted(), Ledger(), Trace(), messages=(), extract=lambda t: None)
         samples = [Sample("a", "1"), Sample("b", "1")]
-        return await Pessimistic(Fixed(), z=0.0).score(ctx, samples), samples
+        return await Pessimistic(Fixed(), z=0.0, rule="wilson").score(ctx, samples), samples
 
     scores, samples = asyncio.run(go())
     assert scores == [pytest.approx(0.95)] * 2 and samples[0].info["pessimistic"]["chains"] == 2

@@ -1,35 +1,53 @@
 """GenRM: generative verification as next-token prediction.
 
 After "When To Solve, When To Verify: Compute-Optimal Problem Solving and Generative
-Verification for LLM Reasoning" (Singhi et al., 2025), which builds on GenRM (Zhang et al.,
-2024, "Generative Verifiers: Reward Modeling as Next-Token Prediction"). For each candidate
-solution the model writes ``k`` verification chains-of-thought (prompt
-``prompts/genrm_verify.md``), each ending in a verdict; the candidate's score is the mean
-P(Yes) over its chains.
+Verification for LLM Reasoning" (Singhi et al., 2025; official code
+``nishadsinghi/sc-genrm-scaling``), which builds on GenRM (Zhang et al., 2024, "Generative
+Verifiers: Reward Modeling as Next-Token Prediction"). For each candidate solution the model
+writes ``k`` verification chains-of-thought, each ending in a verdict; the candidate's score
+is the mean P(Yes) over its chains *that reached a verdict*.
+
+Prompts: ``prompts/genrm_verify.md`` (ours: zero-shot, the default) or
+``prompts/genrm_paper.md`` (the paper's GenRM-Base prompt format: a math teacher grades the
+solution step by step after two worked examples, one ``No`` and one ``Yes``; see that file
+for what matches the official prompt and what differs). The paper gives GenRM-Base 1,024
+tokens per verification (official ``llmonk/verify/README.md``; 2,048 for GenRM-FT).
 
 Verdict format (exact): the last line of a chain is
 
     Is the answer correct (Yes/No)? Yes        or        Is the answer correct (Yes/No)? No
 
-Case, surrounding markdown emphasis (``**Yes**``) and trailing punctuation are tolerated; the
-*last* cue in the chain wins. A chain without a parseable verdict (truncated, off-format)
-counts as P(Yes) = 0 in the mean: the conservative choice, so verbosity never helps a candidate.
+(the paper's prompt writes it after "Verification: "). Case, surrounding markdown emphasis
+(``**Yes**``) and trailing punctuation are tolerated; the *last* cue in the chain wins.
+
+A chain without a parseable verdict (truncated, off-format) is DROPPED from the mean, as in
+the official code (an unparseable verification is ``None``, becomes NaN, and
+``get_solution_score`` averages the others; a solution with none scores 0). Its record keeps
+``p_yes = None`` and ``source = "none"``.
 
 P(Yes) of one chain:
 
 * with logprobs and token ids (Local, vLLM, or any backend offering ``token_texts(ids)``), the
   verdict token is located (the Yes/No token of the last cue; see ``verdict_token_index``)
   and ``p = exp(logprob of the sampled verdict token)``; P(Yes) = p if it sampled "Yes",
-  else 1 - p. This is the *sampled-token approximation*: the paper reads P("Yes") from the
-  full next-token distribution; when only the sampled token's logprob is returned, the
-  mass not on the sampled verdict is assigned entirely to the other verdict.
+  else 1 - p. This is what the paper's code does too: it requests ``logprobs=1`` from vLLM
+  (the sampled token, plus the top-1 one when different) and takes P(Yes) = exp(logprob of
+  "Yes") at the verdict position, else 1 - exp(logprob of "No")
+  (``extract_P_yes`` / ``extract_final_verification_from_logprobs``): one token's
+  probability, not the full next-token distribution.
 * otherwise (no logprobs, or the token cannot be located): the hard verdict, 1.0 for Yes and
-  0.0 for No, so the mean is the fraction of Yes verdicts.
+  0.0 for No, so the mean is the fraction of Yes verdicts. This is the paper's default
+  scoring (its MATH configs set ``use_verification_logprobs: false``).
 
 One batched ``ctx.generate(n=k)`` per candidate, all candidates concurrently, all through
 the context's ledger: verification draws from the same budget as the solutions. A budget
 shrink leaves a candidate fewer chains (its mean is over those it got); a candidate with no
-chain at all scores 0 and is marked ``chains == 0`` in ``sample.info["genrm"]``.
+verdict at all scores 0 and is marked ``judged == 0`` (``chains == 0``: no chain drawn) in
+``sample.info["genrm"]``, which also records each chain's completion ``tokens`` and the
+call's ``prompt_tokens`` (for the strategy's cost accounting).
+
+Whether a candidate *has an answer* is not this verifier's business: it scores the text.
+GenRM best-of-N gives a candidate without an answer score 0 (``strategies.genrm_best_of_n``).
 """
 
 from __future__ import annotations
@@ -118,7 +136,9 @@ def chain_p_yes(
 
 
 class GenRM(Verifier):
-    """Mean P(Yes) over ``k`` verification chains per candidate (see the module docstring)."""
+    """Mean P(Yes) over ``k`` verification chains per candidate, chains without a verdict
+    dropped (see the module docstring). ``prompt``: a prompt file of ``prompts/`` with the
+    variables ``problem`` and ``solution`` (``genrm_verify`` or ``genrm_paper``)."""
 
     name = "genrm"
 
@@ -143,14 +163,35 @@ class GenRM(Verifier):
                 logprobs=logprobs, name="genrm", min_tokens=min(32, self.max_tokens),
             )
             judged = [chain_p_yes(chain, ctx.backend) for chain in chains]
-            p_yes = [p for _, p, _ in judged]
+            # A chain without a verdict is dropped from the mean (None), as in the paper's code.
+            p_yes = [None if source == "none" else p for _, p, source in judged]
+            counted = [p for p in p_yes if p is not None]
             sample.info["genrm"] = {
                 "chains": len(chains),
+                "judged": len(counted),
                 "verdicts": [v for v, _, _ in judged],
                 "p_yes": p_yes,
                 "sources": [s for _, _, s in judged],
                 "tokens": [c.completion.completion_tokens if c.completion else 0 for c in chains],
+                "prompt_tokens": call_prompt_tokens(ctx, chains),
             }
-            return sum(p_yes) / len(p_yes) if p_yes else 0.0
+            return mean_p_yes(p_yes)
 
         return list(await asyncio.gather(*(one(s) for s in samples)))
+
+
+def mean_p_yes(p_yes: Sequence[float | None]) -> float:
+    """A candidate's GenRM score: the mean P(Yes) over its chains with a verdict (None: no
+    verdict, dropped); 0 when none has one (the paper's ``get_solution_score``)."""
+    counted = [p for p in p_yes if p is not None]
+    return sum(counted) / len(counted) if counted else 0.0
+
+
+def call_prompt_tokens(ctx: Context, samples: Sequence[Sample]) -> int:
+    """Prompt tokens charged for the calls that produced ``samples`` (each call once)."""
+    nodes = ctx.trace.nodes
+    total = 0
+    for trace_id in dict.fromkeys(s.trace_id for s in samples):
+        if trace_id is not None and 0 <= trace_id < len(nodes) and nodes[trace_id].id == trace_id:
+            total += int(nodes[trace_id].usage.get("prompt_tokens", 0))
+    return total
