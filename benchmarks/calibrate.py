@@ -19,7 +19,12 @@ shrunk here exactly as it would be there. ``--run-budget`` caps the whole calibr
 problems it cut short (a call shrunk or refused by ``run:...``) are left out of the selection.
 
 Selection rule (exact). Bins are agreement thresholds t_1 > ... > t_m > 0 plus 0; a problem
-belongs to the first bin whose threshold its agreement reaches. For bin b, w_b is its share
+belongs to the first bin whose threshold its agreement reaches. The thresholds are given
+(``--thresholds``, default 0.75, 0.5) or, with ``--quantile-bins K``, taken from the
+calibration problems' own agreements: edge j (j = 1..K-1) is the agreement at position
+floor(j·m/K) of the m agreements sorted ascending, so each bin holds about m/K problems
+(equal edges merge, and an edge at 0 is the last bin's: fewer bins when agreements tie; 4
+probes give at most 5 distinct agreements, so use more probes for 5 real bins). For bin b, w_b is its share
 of the calibration problems; for candidate c, acc(b, c) and tok(b, c) are the mean
 correctness and mean tokens over the problems in b. The policy assigns one candidate c_b to
 every bin so as to
@@ -34,6 +39,21 @@ candidate and ``notes.budget_met`` is false. (The ratio accuracy/token is not ma
 directly: it always favours the cheapest candidate, i.e. stopping at the probes.) A bin with
 no calibration problem takes the choice of the nearest harder bin (lower agreement) that has
 problems, else of the nearest easier one. Per-bin statistics go to the policy's ``notes``.
+
+Snell et al.'s set-up (2024, "Scaling LLM Test-Time Compute Optimally ..."): at a fixed
+generation budget N, pick per difficulty bin (5 quantile bins) the best test-time method:
+search against a PRM (beam search) vs best-of-N weighted vs sequential revisions. Here
+``--candidates snell:N --quantile-bins 5 --probes 16`` (no ``--token-budget``: every
+candidate has the same budget N, so each bin takes its most accurate one) learns, per bin,
+among self-consistency n=N, best-of-N weighted (``best-of-n`` n=N with the LLM PRM,
+``aggregate=sum``: scores summed per answer, Snell's "best-of-N weighted") and beam search
+with the LLM PRM (``beam-search`` n=N, width M = 4 and M = round(sqrt N), Snell's two beam
+widths; N/M beams kept). What still differs from the paper: no revision model (Snell
+fine-tunes one), no lookahead search in the defaults (``beam-search`` has ``lookahead``; it
+costs more than N), difficulty is the probes' agreement (charged to every problem) where
+Snell bins by oracle pass@1 over 2,048 samples or by a verifier's predicted difficulty (not
+charged), and the PRM is the generator prompted as a judge, not a trained PRM. One run is
+one N; θ*(N) across budgets is one calibration per N.
 """
 
 from __future__ import annotations
@@ -67,6 +87,34 @@ DEFAULT_CANDIDATES: tuple[dict[str, Any], ...] = (
     {"strategy": "self-consistency", "options": {"n": 16}},
 )
 MAX_ASSIGNMENTS = 1_000_000
+SNELL_BINS = 5  # Snell et al. bin difficulty into 5 quantiles
+
+
+def snell_candidates(n: int) -> list[dict[str, Any]]:
+    """Snell et al.'s methods at one generation budget ``n`` (see the module docstring):
+    self-consistency, best-of-N weighted with the PRM, beam search with the PRM at widths 4
+    and round(sqrt n) (each at most n)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"snell:N needs a generation budget N >= 1, got {n!r}")
+    candidates: list[dict[str, Any]] = [
+        {"strategy": "self-consistency", "options": {"n": n}},
+        {"strategy": "best-of-n", "options": {"n": n, "verifier": "prm", "aggregate": "sum"}},
+    ]
+    for width in dict.fromkeys((4, max(1, round(n**0.5)))):
+        if width <= n:
+            candidates.append({"strategy": "beam-search", "options": {"n": n, "width": width}})
+    return candidates
+
+
+def quantile_thresholds(agreements: Sequence[float], bins: int) -> list[float]:
+    """Bin edges (highest first, then 0) putting about len/bins of ``agreements`` in each bin."""
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+        raise ConfigError(f"quantile bins must be an integer >= 1, got {bins!r}")
+    ordered = sorted(agreements)
+    if not ordered:
+        raise ConfigError("quantile bins need at least one calibration problem")
+    edges = {ordered[j * len(ordered) // bins] for j in range(1, bins)}
+    return [*sorted((e for e in edges if e > 0), reverse=True), 0.0]
 
 
 class _Calibration(Strategy):
@@ -195,14 +243,18 @@ def select_policy(
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
     token_budget: float | None = None,
     probes: int = 4,
+    quantile_bins: int | None = None,
 ) -> Policy:
-    """The policy the module docstring's rule picks from graded calibration records."""
+    """The policy the module docstring's rule picks from graded calibration records
+    (``quantile_bins``: bin edges from the records' agreement quantiles, not ``thresholds``)."""
     routes = make_candidates(candidates)
     edges = check_thresholds(thresholds)
     usable = [r for r in records if r.get("agreement") is not None and not r.get("cut_by_run_budget")
               and all(route.label in r["candidates"] for route in routes)]
     if not usable:
         raise ConfigError("no calibration problem finished with every candidate (budget too small?)")
+    if quantile_bins is not None:
+        edges = quantile_thresholds([r["agreement"] for r in usable], quantile_bins)
     members: list[list[dict[str, Any]]] = [[] for _ in edges]
     for record in usable:
         members[next(i for i, e in enumerate(edges) if record["agreement"] >= e - 1e-12)].append(record)
@@ -248,6 +300,8 @@ def select_policy(
                 "(exhaustive; see benchmarks/calibrate.py)",
         "token_budget": token_budget,
         "budget_met": budget_met,
+        "difficulty": "probe agreement",
+        "bin_edges": f"quantiles of {quantile_bins} ({len(edges)} distinct bins)" if quantile_bins else "given",
         "problems": len(usable),
         "left_out": len(records) - len(usable),
         "expected_accuracy": accuracy,
@@ -283,6 +337,7 @@ async def learn_policy(
     max_tokens: int | None = None,
     temperature: float | None = None,
     out: str | Path | None = None,
+    quantile_bins: int | None = None,
 ) -> Policy:
     """Calibrate on ``items`` and return (and, with ``out``, write) the learned policy."""
     if isinstance(probes, bool) or not isinstance(probes, int) or probes < 1:
@@ -296,7 +351,8 @@ async def learn_policy(
         items, backend, probes=probes, candidates=candidates, budget=budget, run_budget=run_budget,
         concurrency=concurrency, sampling=sampling, max_tokens=max_tokens, temperature=temperature,
     )
-    policy = select_policy(records, candidates, thresholds=thresholds, token_budget=token_budget, probes=probes)
+    policy = select_policy(records, candidates, thresholds=thresholds, token_budget=token_budget, probes=probes,
+                           quantile_bins=quantile_bins)
     if out is not None:
         policy.save(out)
     return policy
@@ -315,8 +371,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--probes", type=int, default=4)
     parser.add_argument("--thresholds", default=",".join(map(str, DEFAULT_THRESHOLDS)),
                         help="agreement bin edges above 0, comma-separated (default: %(default)s)")
-    parser.add_argument("--candidates", help="JSON list (or a path to one) of {strategy, options}; default: "
-                        "stop, self-consistency n=4, 8, 16")
+    parser.add_argument("--quantile-bins", type=int, help="K bins at the calibration problems' agreement quantiles "
+                        "instead of --thresholds (Snell et al.: 5)")
+    parser.add_argument("--candidates", help="JSON list (or a path to one) of {strategy, options}, or snell:N "
+                        "(self-consistency, best-of-N weighted and beam search, all at N; see the docstring); "
+                        "default: stop, self-consistency n=4, 8, 16")
     parser.add_argument("--token-budget", type=float, help="average tokens per problem the policy may spend")
     parser.add_argument("--budget", default="", help="per-problem budget at evaluation, e.g. tokens=20000")
     parser.add_argument("--run-budget", default="", help="cap for the whole calibration")
@@ -330,6 +389,11 @@ def _parser() -> argparse.ArgumentParser:
 def _candidates_arg(raw: str | None) -> Sequence[dict[str, Any]]:
     if raw is None:
         return DEFAULT_CANDIDATES
+    if raw.startswith("snell:"):
+        try:
+            return snell_candidates(int(raw.removeprefix("snell:")))
+        except ValueError:
+            raise ConfigError(f"--candidates {raw}: expected snell:N with an integer N") from None
     text = Path(raw).read_text(encoding="utf-8") if Path(raw).is_file() else raw
     try:
         data = json.loads(text)
@@ -356,7 +420,7 @@ async def _main(args: argparse.Namespace) -> Policy:
             items, backend, probes=args.probes, thresholds=thresholds, candidates=candidates,
             token_budget=args.token_budget, budget=Budget.parse(args.budget), run_budget=Budget.parse(args.run_budget),
             concurrency=args.concurrency, sampling=Sampling(max_tokens=args.max_tokens, temperature=args.temperature),
-            out=args.out,
+            out=args.out, quantile_bins=args.quantile_bins,
         )
     finally:
         await backend.aclose()

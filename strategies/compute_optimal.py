@@ -1,8 +1,27 @@
 """Compute-optimal: probe how hard a problem is, then route it to the strategy its difficulty needs.
 
-After Snell et al. 2024 ("Scaling LLM Test-Time Compute Optimally can be More Effective than
-Scaling Model Parameters") and SCALE (2025): spend little on easy problems and more on hard
-ones, with difficulty estimated per problem at test time.
+What this is, precisely: a per-problem router. A few probe samples estimate difficulty (their
+agreement), and a policy of agreement bins says which registered strategy, with which
+options, each bin gets. The default policy and ``benchmarks/calibrate.py``'s default
+candidates choose *how much self-consistency* each bin gets (stop at the probes, or 4, 8, 16
+more votes), learned to maximise expected accuracy under an expected-token budget. That is
+adaptive sample allocation by difficulty: legitimate, but neither of the two papers below.
+
+* Snell et al. 2024, "Scaling LLM Test-Time Compute Optimally can be More Effective than
+  Scaling Model Parameters", choose per difficulty bin (5 quantile bins of oracle pass@1 over
+  2,048 samples, or of a verifier's predicted difficulty, neither charged) the best *method*
+  at a fixed generation budget N: search against a PRM (beam search, lookahead) vs best-of-N
+  weighted vs sequential revisions, θ*(N). Their "> 4×" efficiency gain over best-of-N is of
+  that experiment. ``calibrate.py --candidates snell:N --quantile-bins 5`` learns a policy in
+  that set-up (self-consistency, best-of-N weighted and beam search with the LLM PRM, all at
+  N, per quantile bin of probe agreement); revisions, lookahead and an uncharged difficulty
+  oracle are what it lacks (calibrate.py's docstring). Compare with Snell's numbers only
+  from such a policy.
+* SCALE (Xiao et al. 2025, "SCALE: Selective Resource Allocation for Overcoming Performance
+  Bottlenecks in Mathematical Test-time Scaling") decomposes *one problem* into sequential
+  sub-problems, rates each sub-problem's difficulty and solves it in a fast (System 1) or a
+  deliberate (System 2) mode, passing context along. Nothing here decomposes a problem: this
+  strategy allocates per problem, not per sub-problem, and is not SCALE.
 
 1. **Probe**: ``probes`` samples in one batched call. Their *agreement* is the share of the
    majority answer among the probe samples returned (a sample without an answer counts
@@ -25,7 +44,8 @@ Policy (``policy`` option: a path to a JSON file, or None for the default below)
 
 The default is a prior, not a measurement: unanimous-enough probes (3 of 4) stop, a split
 vote gets 8 more samples, a scattered one 16. ``benchmarks/calibrate.py`` learns a policy from
-a calibration split. Bins must include ``min_agreement`` 0 (so every problem has a route);
+a calibration split (its bins may route to any registered strategy: best-of-n, beam-search,
+...). Bins must include ``min_agreement`` 0 (so every problem has a route);
 options are checked against the strategy's own (``verifier`` is a verifier name such as
 ``"judge"``); ``max_tokens``/``temperature`` of this strategy pass to a routed strategy that
 takes them and whose bin does not set them. ``probes`` (None = the policy's) must equal the

@@ -254,3 +254,97 @@ def test_both_strategies_are_registered_with_their_options():
     assert [(r.n, r.max_tokens, r.temperature) for r in backend.requests] == [(4, 64, 0.3), (16, 64, 0.3)]
     assert (result.info["bin"], result.info["route"], result.answer) == (2, "self-consistency(n=16)", "9")
     assert result.info["votes"] == {"1": 1.0, "2": 1.0, "3": 1.0, "4": 1.0, "9": 16.0}
+
+
+# -- Snell et al.'s set-up: search vs best-of-N per quantile bin ---------------------------------
+def test_quantile_thresholds_put_equal_shares_in_each_bin():
+    from reasoning.benchmarks.calibrate import quantile_thresholds
+
+    # 10 agreements, 5 bins: edges at sorted positions 2, 4, 6, 8.
+    values = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    assert quantile_thresholds(values, 5) == [0.9, 0.7, 0.5, 0.3, 0.0]
+    # Ties merge edges: 4 probes give few distinct agreements.
+    assert quantile_thresholds([0.25, 0.25, 0.5, 0.5, 0.5, 0.75, 0.75, 1.0, 1.0, 1.0], 5) == [1.0, 0.75, 0.5, 0.0]
+    assert quantile_thresholds([0.0, 0.0, 0.0, 0.5], 2) == [0.0]  # an edge at 0 is the last bin's
+    assert quantile_thresholds([0.0, 0.5, 1.0], 3) == [1.0, 0.5, 0.0]
+    assert quantile_thresholds([0.3], 1) == [0.0]
+    with pytest.raises(rz.ConfigError):
+        quantile_thresholds([0.5], 0)
+
+
+def snell_backend():
+    """Gold 7 everywhere; the PRM (the same model, prompted as a judge) says Yes to a step that
+    ends in 7 and No to any other. Easy problems: the probes agree on 7; of 8 samples one says 7
+    and seven say 3 (the vote with the probes says 3, best-of-N weighted finds the 7); beam
+    search's steps end in 3. Hard ones: the probes scatter, every sample says 3, beam search's
+    steps end in 7."""
+    backend = Scripted(logprobs=False)
+
+    def respond(request, index):
+        if request.messages is not None and "careful math teacher" in request.messages[0].content:
+            step = request.messages[-1].content.split("Latest step:")[1]
+            return f"Checked.\nIs the step correct (Yes/No)? {'Yes' if 'boxed{7}' in step else 'No'}"
+        easy = "easy" in backend.decode(backend.prompt_ids(request))
+        if request.stop:  # a beam-search step (it stops at the step delimiter)
+            return "So \\boxed{3}" if easy else "So \\boxed{7}"
+        if request.n == 4:  # the probes
+            return "\\boxed{7}" if easy else f"\\boxed{{{index % 4 + 1}}}"
+        return "\\boxed{7}" if easy and index % 8 == 0 else "\\boxed{3}"  # the 8 samples of SC / best-of-N
+
+    backend.responder = respond
+    return backend
+
+
+def test_snell_setup_learns_beam_search_or_best_of_n_per_quantile_bin(tmp_path):
+    from reasoning.benchmarks.calibrate import snell_candidates
+
+    candidates = snell_candidates(8)
+    labels = [c["strategy"] for c in candidates]
+    assert labels == ["self-consistency", "best-of-n", "beam-search", "beam-search"]
+    assert candidates[1]["options"] == {"n": 8, "verifier": "prm", "aggregate": "sum"}
+    assert [c["options"]["width"] for c in candidates[2:]] == [4, 3]  # Snell's M = 4 and M = sqrt(N)
+
+    items = [Item(f"e{i}", f"easy problem {i}", "7") for i in range(3)] + [
+        Item(f"h{i}", f"hard problem {i}", "7") for i in range(3)]
+    out = tmp_path / "snell.json"
+    policy = asyncio.run(learn_policy(items, snell_backend(), candidates=candidates, quantile_bins=5, out=out))
+    # Agreements 1.0 (easy) and 0.25 (hard): the quantile edges are those two, plus 0.
+    assert [(r.min_agreement, r.strategy) for r in policy.bins] == [
+        (1.0, "best-of-n"),     # easy: SC's vote and beam search say 3; best-of-N weighted finds 7
+        (0.25, "beam-search"),  # hard: only the search finds 7
+        (0.0, "beam-search"),   # no calibration problem: the nearest easier bin's choice
+    ]
+    assert policy.bins[0].options == {"n": 8, "verifier": "prm", "aggregate": "sum"}
+    notes = policy.notes
+    assert notes["expected_accuracy"] == 1.0 and notes["bin_edges"] == "quantiles of 5 (3 distinct bins)"
+    by_bin = {b["min_agreement"]: b["candidates"] for b in notes["bins"]}
+    assert by_bin[1.0]["beam-search(n=8,width=4)"]["accuracy"] == 0.0
+    assert by_bin[1.0]["self-consistency(n=8)"]["accuracy"] == 0.0
+    assert by_bin[0.25]["best-of-n(aggregate=sum,n=8,verifier=prm)"]["accuracy"] == 0.0
+    assert by_bin[0.25]["self-consistency(n=8)"]["accuracy"] == 0.0
+    # The learned policy routes new problems the same way.
+    strategy = create("compute-optimal", policy=str(out))
+    easy = solve(strategy, snell_backend(), "easy problem 9")
+    hard = solve(strategy, snell_backend(), "hard problem 9")
+    assert (easy.info["route"], easy.answer) == ("best-of-n(aggregate=sum,n=8,verifier=prm)", "7")
+    assert (hard.info["route"], hard.answer) == (policy.bins[1].label, "7")  # the cheaper of the two widths
+
+
+def test_calibrate_cli_takes_snell_candidates_and_quantile_bins(tmp_path):
+    from reasoning.benchmarks.calibrate import _candidates_arg
+
+    assert _candidates_arg("snell:16")[-1] == {"strategy": "beam-search", "options": {"n": 16, "width": 4}}
+    assert len(_candidates_arg("snell:16")) == 3  # sqrt(16) = 4: one beam width
+    for bad in ("snell:x", "snell:0"):
+        with pytest.raises(rz.ConfigError):
+            _candidates_arg(bad)
+    data = tmp_path / "cal.jsonl"
+    rows = [{"id": i, "problem": f"easy problem {i}", "answer": "5"} for i in range(3)]
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = tmp_path / "policy.json"
+    assert main(["--dataset", str(data), "--limit", "3", "--backend", "scripted:5", "--quantile-bins", "5",
+                 "--candidates", '[{"strategy": "stop"}, {"strategy": "self-consistency", "options": {"n": 2}}]',
+                 "--out", str(out), "--max-tokens", "64"]) == 0
+    policy = Policy.load(out)
+    assert [r.min_agreement for r in policy.bins] == [1.0, 0.0]  # every probe agreed: one edge, at 1.0
+    assert policy.notes["bin_edges"].startswith("quantiles of 5")
