@@ -105,3 +105,60 @@ def test_options_are_validated_and_settable_by_name():
     for bad in [{"segment_tokens": 0}, {"summary_tokens": 0}, {"max_rounds": 0}]:
         with pytest.raises(ValueError):
             SummarizationLoop(**bad)
+
+
+# -- the paper's segment length and committed answers (issue 22) ----------------------------------
+
+
+def test_the_default_segment_is_the_papers_eta_of_4096_tokens():
+    assert SummarizationLoop().segment_tokens == 4096
+    backend = looping(final_round=1)
+    solve(SummarizationLoop(), backend)
+    assert backend.requests[0].max_tokens == 4096
+
+
+def numbered(final_round=None, final_text="", summary="note {r} ", tail="step {r} "):
+    """Like ``looping``, but every cut-off segment ends in a number (the round's) and summaries
+    are ``summary`` repeated; round ``final_round`` writes ``final_text`` followed by 1000 words."""
+    state = {"round": 0}
+
+    def respond(request, index):
+        r = state["round"]
+        if is_summary(request):
+            return summary.replace("{r}", str(r)) * 1000
+        state["round"] += 1
+        r = state["round"]
+        if r == final_round:
+            return final_text + " more" * 1000
+        return tail.replace("{r}", str(r)) * 1000
+
+    return Scripted(responder=respond, completion_tokens=lambda text: len(text.split()))
+
+
+def test_at_max_rounds_the_last_number_of_a_cut_segment_is_not_the_answer():
+    result = solve(SummarizationLoop(30, 12, max_rounds=3), numbered())
+    assert result.info["stop"] == "max_rounds" and result.info["rounds"] == 3
+    assert result.answer is None and result.info["answer_from"] is None
+    assert result.info["uncommitted_answer"] == "3"  # what the extractor reads: round 3's "step 3"
+    assert result.text.startswith("step 3")
+
+
+def test_a_budget_stop_after_a_cut_segment_gives_no_answer():
+    result = solve(SummarizationLoop(30, 12, max_rounds=10), numbered(), rz.Budget(calls=3))
+    assert result.info["stop"] == "budget" and result.info["rounds"] == 2
+    assert result.answer is None and result.info["uncommitted_answer"] == "2"
+
+
+def test_a_boxed_answer_counts_even_in_a_segment_cut_after_it():
+    result = solve(SummarizationLoop(30, 12, max_rounds=5), numbered(final_round=2, final_text="So \\boxed{233}."))
+    assert result.info["stop"] == "answer" and result.answer == "233" and result.info["answer_from"] == "segment"
+    assert result.info["segment_tokens_used"] == [30, 30]  # both cut at the limit
+    assert result.info["uncommitted_answer"] is None
+
+
+def test_a_boxed_answer_in_the_last_summary_counts_a_bare_number_does_not():
+    boxed = solve(SummarizationLoop(30, 12, max_rounds=2), numbered(summary="we found \\boxed{233} "))
+    assert boxed.info["stop"] == "max_rounds" and boxed.answer == "233" and boxed.info["answer_from"] == "summary"
+    assert boxed.info["uncommitted_answer"] == "2"
+    bare = solve(SummarizationLoop(30, 12, max_rounds=2), numbered(summary="we found 233 "))
+    assert bare.answer is None and bare.info["answer_from"] is None
