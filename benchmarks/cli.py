@@ -91,10 +91,11 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     sweep.add_argument("--subsets", type=int, help="random subsets per (problem, k) for majority@k / best-of-k (default 32)")
     sweep.add_argument("--x-axis", choices=["tokens", "completion_tokens", "uncached_tokens", "usd", "flops", "eflops",
                                             "eflops_extended", "n"],
-                       help="compute measure of the plots and the saturation test (default tokens)")
+                       help="compute measure of the plots and the empirical plateau rule (default tokens)")
     sweep.add_argument("--intensity", type=float,
                        help="hardware FLOPs per byte for Kinetics' effective FLOPs (default 562.5, Kinetics' B200)")
-    sweep.add_argument("--saturation-threshold", type=float, help="accuracy gain per doubling below which a curve saturates (default 0.01)")
+    sweep.add_argument("--saturation-threshold", type=float,
+                       help="the empirical plateau rule: accuracy gain per doubling below which a curve is flat (default 0.01)")
     sweep.add_argument("--no-coverage", dest="coverage", action="store_const", const=False, help="skip coverage curves")
     sweep.add_argument("--concurrency", type=int, help="problems in flight at once (default 32)")
     sweep.add_argument("--cache", help="generation cache file (default OUT/generations.sqlite)")
@@ -164,7 +165,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from reasoning.backends import from_spec
     from reasoning.backends.cache import CachedBackend
 
-    from .sweep import Sweep, format_fit
+    from .sweep import Sweep, format_fit, format_ttspm
 
     config = _sweep_config(args)
     _check_request_timeout(args.request_timeout, config.backend)
@@ -178,7 +179,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         sweep.progress = progress
         summary = asyncio.run(_sweep_and_close(sweep, backend))
     table = Table(title=f"sweep ({config.x_axis} per problem)")
-    for column in ("dataset", "strategy", "point", "accuracy", "95% CI", "mean n", config.x_axis, "saturated"):
+    for column in ("dataset", "strategy", "point", "accuracy", "95% CI", "mean n", config.x_axis, "plateau (rule)"):
         table.add_column(column)
     from .sweep import x_value
 
@@ -191,6 +192,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         for strategy, data in strategies.items():
             Console().print(f"coverage {dataset} / {strategy}: @1 {data['coverage'][0]:.3f}, "
                             f"@{data['k'][-1]} {data['coverage'][-1]:.3f}; {format_fit(data['fit'])}")
+    for dataset, strategies in summary.get("ttspm", {}).items():
+        for strategy, fit in strategies.items():
+            Console().print(f"ttspm {dataset} / {strategy}: {format_ttspm(fit)}")
     console.print(f"cache: {backend.hits} samples reused, {backend.misses} generated")
     from .report import render
 

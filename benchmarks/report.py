@@ -2,8 +2,9 @@
 
 Reads ``sweep.jsonl`` and ``coverage.json`` (written by the sweep) and writes
 ``accuracy_<dataset>.png`` (accuracy vs mean compute per problem, log x, 95 % CIs, the
-saturation point circled), ``coverage_<dataset>.png`` (coverage@k with the fitted
-exponentiated power law) and ``report.html`` that shows them with the numbers.
+empirical plateau point circled: the first from which every doubling gains less than the
+threshold), ``coverage_<dataset>.png`` (coverage@k with the fitted exponentiated power law) and
+``report.html`` that shows them with the numbers.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def figures(out: Path, config: SweepConfig, rows: list[dict[str, Any]], coverage
                 if r.get("saturation_point"):
                     ax.plot([x], [y], marker="o", markersize=14, fillstyle="none", color=line[0].get_color())
         _label(fig, ax, plotted, AXIS_LABELS[axis], "accuracy",
-               f"{dataset}: accuracy vs compute (95% bootstrap CI; circle = saturation)")
+               f"{dataset}: accuracy vs compute (95% CI; circle = empirical plateau: doublings gain < threshold)")
         made.append((fig, ax, out / f"accuracy_{slug(dataset)}.png"))
     for dataset, strategies in sorted(coverage.items()):
         fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -181,7 +182,7 @@ def write_html(out: Path, config: SweepConfig, rows: list[dict[str, Any]], cover
         parts.append(f"<p><img src='{e(image.name)}' alt='{e(image.stem)}'></p>")
     parts.append("<h2>Cells</h2><table><tr><th>dataset</th><th>strategy</th><th>point</th><th>accuracy</th><th>95% CI</th>"
                  "<th>problems</th><th>mean n</th><th>tokens</th><th>FLOPs</th><th>eFLOPs</th><th>USD</th>"
-                 "<th>gain/doubling</th><th>saturated</th></tr>")
+                 "<th>gain/doubling</th><th>plateau (rule)</th></tr>")
     for r in rows:
         u = r["usage"]
         parts.append(

@@ -61,7 +61,9 @@ def table(header: list[str], body: list[list[str]]) -> str:
 
 
 def saturation(row: dict[str, Any]) -> str:
-    return " (saturation)" if row.get("saturation_point") else ""
+    """The sweeps' empirical rule (``saturation_point``): the first point from which every further
+    doubling gains less than 1 point. Not TTSPM's saturation point (the ``ttspm`` table)."""
+    return " (plateau rule)" if row.get("saturation_point") else ""
 
 
 def load(results: Path, name: str) -> dict[str, Any]:
@@ -299,6 +301,36 @@ def kinetics(results: Path) -> str:
                   "eFLOPs / FLOPs", "extended eFLOPs / FLOPs (rows)"], body)
 
 
+def ttspm(results: Path) -> str:
+    """TTSPM (``scaling_models.fit_ttspm``): F(N) = F_max·(1 − (1 − p)^N) fitted by least squares to
+    SC's majority accuracy at n = 1…64 (``sweep.jsonl``) and, for the model's own F (Hit@N), to its
+    coverage (pass@k, ``coverage.json``) at the same n; N* is the first N whose next sample gains
+    less than ε = 0.01. Beside it the sweeps' empirical rule: the first n from which every further
+    doubling gains less than 1 point (the rows' ``saturation_point``; on coverage, the same rule
+    applied to its points)."""
+    from .estimators import saturation as empirical
+    from .scaling_models import fit_ttspm
+
+    body = []
+    for dataset, label in (("gsm8k", "GSM8K-200"), ("math500", "MATH-500-100")):
+        folder = results / SWEEPS / f"sc_vs_genrm_{dataset}"
+        rows = [r for r in cells(folder) if r["strategy"] == "self-consistency"]
+        ns = [r["mean_n"] for r in rows]
+        marked = [f"n={r['mean_n']:g}" for r in rows if r.get("saturation_point")]
+        curve = json.loads((folder / "coverage.json").read_text())[dataset]["self-consistency"]
+        at = dict(zip(curve["k"], curve["coverage"], strict=True))
+        covered = [at[int(n)] for n in ns]
+        point = empirical(ns, covered, 0.01)[1]
+        lines = [("SC majority@n", [r["accuracy"] for r in rows], marked[0] if marked else "none up to n=64"),
+                 ("coverage (pass@n = Hit@N)", covered, f"n={ns[point]:g}" if point is not None else "none up to n=64")]
+        for curve_label, values, rule in lines:
+            fit = fit_ttspm(ns, values, epsilon=0.01)
+            body.append([label, curve_label, f"{fit.f_max:.3f} ± {fit.f_max_se:.3f}", f"{fit.p:.3f} ± {fit.p_se:.3f}",
+                         f"{fit.r2:.3f}", f"{fit.n_star}", rule])
+    return table(["", "curve (n = 1, 2, 4, …, 64)", "F_max", "p", "R²", "TTSPM N* (ε = 0.01)",
+                  "empirical rule: first n whose doublings gain < 1 point"], body)
+
+
 THINKING = ("self-consistency", "early-stop-sc", "compute-optimal", "parallel-thinking", "summarization-loop",
             "spawn-join")
 
@@ -390,6 +422,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "coverage": coverage,
     "accounting-change": accounting_change,
     "kinetics": kinetics,
+    "ttspm": ttspm,
     "thinking:gsm8k": thinking("gsm8k"),
     "thinking:math500": thinking("math500"),
     "width:gsm8k": width("gsm8k"),

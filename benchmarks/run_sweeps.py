@@ -30,7 +30,7 @@ from pathlib import Path
 from reasoning.backends import from_spec
 from reasoning.backends.cache import CachedBackend
 
-from .sweep import Sweep, SweepConfig, format_fit, summarise_dir, x_value
+from .sweep import Sweep, SweepConfig, format_fit, format_ttspm, summarise_dir, x_value
 
 
 def _under_root(root: str | None, path: str) -> str:
@@ -139,11 +139,14 @@ async def main_async(args: argparse.Namespace) -> int:
             ci = row["ci95"]
             print(f"{row['dataset']:9} {row['strategy'][:40]:40} {row['point']:14} acc {row['accuracy']:.3f} "
                   f"[{ci[0]:.3f}, {ci[1]:.3f}] n={row['n_problems']:4} {config.x_axis} {x_value(row, config.x_axis):,.0f}"
-                  f"{'  SATURATED' if row['saturation_point'] else ''}")
+                  f"{'  plateau (doublings gain < threshold)' if row['saturation_point'] else ''}")
         for dataset, strategies in summary["coverage"].items():
             for strategy, data in strategies.items():
                 print(f"coverage {dataset}/{strategy}: @1 {data['coverage'][0]:.3f} @{data['k'][-1]} "
                       f"{data['coverage'][-1]:.3f}; {format_fit(data['fit'])}")
+        for dataset, strategies in summary.get("ttspm", {}).items():
+            for strategy, fit in strategies.items():
+                print(f"ttspm {dataset}/{strategy}: {format_ttspm(fit)}")
     for cache in caches.values():
         print(f"cache {cache.path}: {cache.hits} reused, {cache.misses} generated")
     if args.status:

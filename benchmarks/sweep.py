@@ -36,8 +36,13 @@ prompt, sampling parameters and seed: re-running a sweep, extending N, or adding
 costs only the new samples. Results are appended per problem to ``DIR/problems.jsonl``
 (fsync'd), so an interrupted sweep resumes where it stopped. At the end ``DIR/sweep.jsonl``
 holds one row per cell (accuracy, 95 % bootstrap CI over problems, mean usage per problem
-incl. FLOPs and effective FLOPs, saturation), ``DIR/coverage.json`` the pass@k coverage
-curves with their power-law fits, and ``DIR/report.html`` the plots and tables.
+incl. FLOPs and effective FLOPs, and the empirical saturation rule: ``gain_per_doubling`` to the
+next point and ``saturation_point``, the first point from which every further doubling of the
+x axis gains less than ``saturation_threshold``), ``DIR/coverage.json`` the pass@k coverage
+curves with their power-law fits, ``DIR/ttspm.json`` (n grids) per dataset and strategy the
+TTSPM fit of accuracy vs n, F(N) = F_max·(1 − (1 − p)^N), with its saturation point N*, the
+first N whose next sample gains less than ``ttspm_epsilon`` (``benchmarks.scaling_models``; not
+the empirical rule), and ``DIR/report.html`` the plots and tables.
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ from .compute import H100_INTENSITY, KINETICS_INTENSITY, ComputeModel, ModelShap
 from .datasets import Item, load_items
 from .estimators import MIN_FIT_POINTS, bootstrap_ci, coverage_curve, fit_coverage, saturation, subset_mean
 from .run import _Appender, check_resume, grade_item, read_rows, solve_options
+from .scaling_models import MIN_POINTS, fit_ttspm
 
 BUDGET_KINDS = tuple(limit for limit in LIMITS if limit != "seconds")  # seconds are not comparable across runs
 
@@ -117,7 +123,8 @@ class SweepConfig(BaseModel):
     max_n: int = Field(default=64, ge=1)  # n given to direct strategies on a budget grid
     subsets: int = Field(default=32, ge=1)  # random subsets per (problem, k)
     bootstrap: int = Field(default=1000, ge=100)
-    saturation_threshold: float = Field(default=0.01, ge=0)  # accuracy gain per doubling
+    saturation_threshold: float = Field(default=0.01, ge=0)  # the empirical rule: accuracy gain per doubling
+    ttspm_epsilon: float = Field(default=0.01, gt=0)  # TTSPM's N*: accuracy gain per extra sample
     coverage: bool = True
     # FLOPs/byte for effective FLOPs: Kinetics' (eflops; their B200 figure, 562.5) and the
     # extended model's (eflops_extended: an H100's 295, weight reads shared by decode_batch).
@@ -594,7 +601,10 @@ def summarise_dir(out: Path, config: SweepConfig, items: dict[str, list[Item]] |
             handle.write(json.dumps(row) + "\n")
     coverage = _coverage(latest.values(), config) if config.coverage else {}
     (out / "coverage.json").write_text(json.dumps(coverage, indent=2))
-    summary = {"cells": table, "coverage": coverage, "wall_seconds": wall, "out": str(out)}
+    ttspm = _ttspm(table, config)
+    if config.n:
+        (out / "ttspm.json").write_text(json.dumps(ttspm, indent=2))
+    summary = {"cells": table, "coverage": coverage, "ttspm": ttspm, "wall_seconds": wall, "out": str(out)}
     return summary
 
 
@@ -610,6 +620,9 @@ def x_value(row: dict[str, Any], axis: str) -> float:
 
 
 def _mark_saturation(table: list[dict[str, Any]], config: SweepConfig) -> None:
+    """The empirical rule, per curve: ``gain_per_doubling`` from each point to the next (on
+    ``x_axis``) and ``saturation_point`` on the first point from which every further doubling
+    gains less than ``saturation_threshold``. Not TTSPM's N* (``_ttspm``)."""
     curves: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in table:
         curves.setdefault((row["dataset"], row["strategy"]), []).append(row)
@@ -625,6 +638,30 @@ def _mark_saturation(table: list[dict[str, Any]], config: SweepConfig) -> None:
             members[index]["gain_per_doubling"] = gains[position]
         if point is not None:
             members[usable[point]]["saturation_point"] = True
+
+
+def _ttspm(table: list[dict[str, Any]], config: SweepConfig) -> dict[str, Any]:
+    """Per (dataset, strategy) of an n grid: the TTSPM fit of accuracy vs the sample count
+    (a pooled point's mean k), with N* for ``ttspm_epsilon``; None for a curve with fewer than
+    three sample counts (a strategy that runs once, at its own settings)."""
+    if not config.n:
+        return {}
+    curves: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in table:
+        curves.setdefault((row["dataset"], row["strategy"]), []).append(row)
+    found: dict[str, Any] = {}
+    for (dataset, strategy), members in sorted(curves.items()):
+        ns = [r["mean_n"] if r["mean_n"] is not None else r["budget"] for r in members]
+        fit = fit_ttspm(ns, [r["accuracy"] for r in members], config.ttspm_epsilon)
+        found.setdefault(dataset, {})[strategy] = fit.to_dict() if fit else None
+    return found
+
+
+def format_ttspm(fit: dict[str, float] | None) -> str:
+    if not fit:
+        return f"no TTSPM fit: fewer than {MIN_POINTS} sample counts"
+    return (f"TTSPM F(N) = {fit['f_max']:.3f}·(1 − (1 − {fit['p']:.3f})^N)  (R² = {fit['r2']:.3f}); "
+            f"N* = {fit['n_star']} (next sample gains < {fit['epsilon']:g})")
 
 
 def _coverage(rows, config: SweepConfig) -> dict[str, Any]:
