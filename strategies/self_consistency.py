@@ -1,7 +1,11 @@
-"""Self-consistency (Wang et al. 2022): sample n reasoning paths, majority-vote the answers.
+"""Self-consistency (Wang et al., ICLR 2023): sample n reasoning paths, majority-vote the answers.
 
 With a verifier, votes are weighted by its scores (weighted self-consistency). With a
 sampler strategy, each vote is that strategy's outcome instead of one raw sample.
+
+Sample count: the paper's main results vote over 40 sampled paths per question (``n=40``);
+the default here is 8, a cheaper setting, so an accuracy at the default is not the paper's
+operating point (its accuracy rises with the number of sampled paths, up to the 40 it reports).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from .voting import majority
 
 @register("self-consistency")
 class SelfConsistency(Strategy, SampleReuse):
-    n: int = Field(8, ge=1, description="reasoning paths sampled and voted on")
+    n: int = Field(8, ge=1, description="reasoning paths sampled and voted on (the paper: 40)")
     verifier: Verifier | None = Field(None, description="weights each vote by this verifier's score")
     sampler: Strategy | None = Field(None, description="each vote is this strategy's outcome instead of one sample")
     max_tokens: MaxTokens = None

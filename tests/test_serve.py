@@ -411,7 +411,7 @@ def test_a_client_that_hangs_up_cancels_its_solve():
 def test_strategy_options_schema_and_options_in_requests(server, client):
     listed = httpx.get(f"{server.base_url}/strategies", headers={"Authorization": f"Bearer {KEY}"}).json()["data"]
     sc = listed["self-consistency"]
-    assert sc["options"]["properties"]["n"] == {"type": "integer", "minimum": 1, "description": "reasoning paths sampled and voted on", "default": 8}
+    assert sc["options"]["properties"]["n"] == {"type": "integer", "minimum": 1, "description": "reasoning paths sampled and voted on (the paper: 40)", "default": 8}
     assert "verifier" not in sc["options"]["properties"]  # objects are not settable over HTTP
     from reasoning.strategies import available
 
