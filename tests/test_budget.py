@@ -191,3 +191,159 @@ def test_usd_budget_on_a_model_with_no_known_price_is_refused_up_front():
     # Other limits on it are fine; so is a usd limit on a model known to be free.
     assert asyncio.run(rz.asolve("1+1", Greedy(), unpriced, Budget(tokens=500))).answer == "42"
     assert asyncio.run(rz.asolve("1+1", Greedy(), Scripted(usd_per_token=(0.0, 0.0)), Budget(usd=0.01))).answer == "42"
+
+
+# -- written against mutation survivors (tests/MUTATION.md): each fails for a mutant of budget.py
+@pytest.mark.parametrize("limit", ["tokens", "completion_tokens", "uncached_tokens", "calls", "usd", "flops", "seconds"])
+def test_a_negative_limit_is_refused(limit):
+    with pytest.raises(ValueError, match=limit):
+        Budget(**{limit: -1})
+
+
+def test_limits_may_be_zero_but_not_infinite_and_budgets_are_frozen():
+    zero = Budget(tokens=0, completion_tokens=0, uncached_tokens=0, calls=0, usd=0, flops=0)
+    assert zero.limits() == {"tokens": 0, "completion_tokens": 0, "uncached_tokens": 0, "calls": 0, "usd": 0, "flops": 0}
+    for limit in ("usd", "flops", "seconds"):
+        with pytest.raises(ValueError, match=limit):
+            Budget(**{limit: math.inf})
+    with pytest.raises(ValueError, match="seconds"):
+        Budget(seconds=0)
+    with pytest.raises(ValueError, match="gpus"):
+        Budget(gpus=2)
+    budget = Budget(tokens=5)
+    with pytest.raises(ValueError, match="frozen"):
+        budget.tokens = 6
+
+
+def test_budget_parse_edge_cases():
+    assert Budget.parse("unlimited") == Budget.parse(" none ") == Budget.parse(None) == Budget()
+    # Empty items are skipped (not the end of the list); dashes read as underscores.
+    assert Budget.parse("tokens=5,,completion-tokens=7,") == Budget(tokens=5, completion_tokens=7)
+    assert Budget.parse("tokens=0,calls=0") == Budget(tokens=0, calls=0)  # zero is a limit, not an error
+    # Counts are whole numbers (cut toward zero); money, FLOPs and seconds keep their fraction.
+    parsed = Budget.parse("tokens=2.5,completion_tokens=3.9,calls=1.5,usd=0.25,seconds=1.5")
+    assert parsed == Budget(tokens=2, completion_tokens=3, calls=1, usd=0.25, seconds=1.5)
+    assert str(Budget(tokens=5, usd=0.25)) == "tokens=5,usd=0.25" and str(Budget()) == "unlimited"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("tokens=", "budget item 'tokens=' is not of the form name=value"),
+        ("tokens", "budget item 'tokens' is not of the form name=value"),
+        ("gpus=2", "unknown budget limit 'gpus'; known: tokens, completion_tokens, uncached_tokens, calls, usd, "
+                   "flops, seconds"),
+        ("tokens=abc", "budget value for 'tokens' is not a number: 'abc'"),
+        ("usd=inf", "budget value for 'usd' must be a finite number, got 'inf' (leave a limit out for none)"),
+        ("tokens=1,tokens=2", "budget limit 'tokens' given twice"),
+        ("usd=-1", "budget value for 'usd' must be positive, got -1"),
+    ],
+)
+def test_budget_parse_errors_say_exactly_what_is_wrong(text, message):
+    with pytest.raises(ConfigError) as refused:
+        Budget.parse(text)
+    assert str(refused.value) == message
+
+
+def test_usage_arithmetic_and_its_dict_form():
+    from dataclasses import FrozenInstanceError, asdict
+
+    assert asdict(Usage()) == dict.fromkeys(
+        ("prompt_tokens", "completion_tokens", "calls", "usd", "flops", "seconds", "cached_prompt_tokens"), 0)
+    usage = Usage(prompt_tokens=100, completion_tokens=20, calls=1, usd=0.5, flops=10.0, seconds=2.0,
+                  cached_prompt_tokens=30)
+    assert usage.uncached_tokens == 90
+    usage.add(Usage(prompt_tokens=1, completion_tokens=2, calls=3, usd=0.25, flops=5.0, seconds=1.5,
+                    cached_prompt_tokens=4))
+    assert usage == Usage(101, 22, 4, 0.75, 15.0, 3.5, 34)
+    assert usage.to_dict() == {**asdict(usage), "tokens": 123, "uncached_tokens": 89}
+    assert Usage.from_dict({"prompt_tokens": 5, "tokens": 99}) == Usage(prompt_tokens=5)
+    plain = CallShape(100, False, False)  # free, FLOPs unknown
+    assert plain.worst_case(2, 10) == Usage(prompt_tokens=100, completion_tokens=20, calls=1)
+    with pytest.raises(FrozenInstanceError):
+        plain.prompt_tokens = 1
+
+
+def test_charge_checks_each_reported_field_against_the_bound():
+    from reasoning.budget import charge
+
+    bound = Usage(prompt_tokens=100, completion_tokens=50, calls=1, usd=1.0, flops=100.0)
+    # One token over an integer bound is an anomaly; a float a hair over (rounding) is not.
+    charged, anomalies = charge(Usage(prompt_tokens=100, completion_tokens=51, calls=1, usd=1.0 + 1e-12), bound)
+    assert anomalies == {"completion_tokens": 51} and charged.completion_tokens == 50 and charged.usd == 1.0
+    charged, anomalies = charge(Usage(usd=1.001, flops=None, calls=True), bound)
+    assert anomalies == {"calls": "True", "usd": 1.001, "flops": "None"}
+    assert (charged.calls, charged.usd, charged.flops) == (1, 1.0, 100.0)
+
+
+@pytest.mark.parametrize(
+    "cached, recorded, anomaly",
+    [(100, 100, None), (30, 30, None), (0, 0, None), (101, 0, 101), (-5, 0, -5), (math.nan, 0, "nan"),
+     ("7", 0, "'7'"), (True, 0, "True")],
+)
+def test_cached_prompt_tokens_are_kept_only_within_the_prompt_charged(cached, recorded, anomaly):
+    from reasoning.budget import charge
+
+    bound = Usage(prompt_tokens=100, completion_tokens=50, calls=1)
+    charged, anomalies = charge(Usage(prompt_tokens=100, completion_tokens=10, calls=1, cached_prompt_tokens=cached),
+                                bound)
+    assert charged.cached_prompt_tokens == recorded
+    assert anomalies == ({} if anomaly is None else {"cached_prompt_tokens": anomaly})
+
+
+def test_headroom_counts_what_is_reserved_and_not_yet_committed():
+    ledger = Ledger(Budget(tokens=1000))
+    first = ledger.reserve(shape(prompt=100), n=1, max_tokens=400)
+    assert first.anomalies == {} and ledger.remaining("tokens") == 500 and not ledger.exhausted
+    assert ledger.exhausted is False
+    second = ledger.reserve(shape(prompt=100), n=1, max_tokens=800)  # only 500 left while the first is open
+    assert (second.max_tokens, second.shrunk_by) == (400, "tokens")
+    assert ledger.remaining("tokens") == 0
+    ledger.commit(first, Usage(prompt_tokens=100, completion_tokens=50))
+    assert ledger.remaining("tokens") == 1000 - 150 - 500
+
+
+def test_the_smallest_call_is_one_token_by_default_and_a_free_call_fits_a_zero_budget():
+    # 101 tokens left: one sample of one token after a 100-token prompt.
+    assert Ledger(Budget(tokens=101)).reserve(shape(prompt=100), n=4, max_tokens=50).max_tokens == 1
+    assert Ledger(Budget(usd=0.0)).reserve(shape(prompt=100), n=2, max_tokens=10).n == 2
+
+
+def test_time_is_read_from_the_ledgers_clock_and_the_deadline_is_inclusive():
+    now = [5.0]
+    ledger = Ledger(Budget(seconds=10), clock=lambda: now[0])
+    now[0] = 8.0
+    assert ledger.elapsed() == 3.0 and ledger.usage().seconds == 3.0 and ledger.seconds_left() == 7.0
+    now[0] = 15.0  # exactly at the deadline: no more calls
+    with pytest.raises(BudgetExhausted, match="^budget exhausted: seconds$"):
+        ledger.reserve(shape(), n=1, max_tokens=10)
+    assert ledger.exhausted is True
+
+
+def test_an_unlabelled_child_names_the_limit_plainly_and_the_journal_hears_everything():
+    events = []
+
+    class Journal:
+        def reserved(self, reservation):
+            events.append(("reserved", reservation.n))
+
+        def committed(self, reservation, charged):
+            events.append(("committed", charged.completion_tokens))
+
+    run = Ledger(Budget(), journal=Journal())
+    child = run.child(Budget(tokens=150))
+    with pytest.raises(BudgetExhausted, match="^budget exhausted: tokens$"):
+        child.reserve(shape(prompt=200), n=1, max_tokens=10)
+    assert child.stopped_by == run.stopped_by == "tokens"
+    reservation = child.reserve(shape(prompt=100), n=1, max_tokens=10)
+    child.commit(reservation, Usage(prompt_tokens=100, completion_tokens=7, calls=1))
+    assert events == [("reserved", 1), ("committed", 7)]
+
+
+def test_shrinking_takes_the_most_samples_then_the_longest_sample_that_fits():
+    # 100-token prompt (paid once), 100 tokens per sample: room for exactly 7, then exactly 6.
+    assert Ledger(Budget(tokens=100 + 7 * 100)).reserve(shape(prompt=100), n=8, max_tokens=100).n == 7
+    assert Ledger(Budget(tokens=100 + 6 * 100)).reserve(shape(prompt=100), n=8, max_tokens=100).n == 6
+    # One sample one token short of max_tokens.
+    one = Ledger(Budget(tokens=100 + 49)).reserve(shape(prompt=100), n=3, max_tokens=50)
+    assert (one.n, one.max_tokens, one.shrunk_by) == (1, 49, "tokens")
