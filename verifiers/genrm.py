@@ -32,12 +32,15 @@ P(Yes) of one chain:
   and ``p = exp(logprob of the sampled verdict token)``; P(Yes) = p if it sampled "Yes",
   else 1 - p. This is what the paper's code does too: it requests ``logprobs=1`` from vLLM
   (the sampled token, plus the top-1 one when different) and takes P(Yes) = exp(logprob of
-  "Yes") at the verdict position, else 1 - exp(logprob of "No")
-  (``extract_P_yes`` / ``extract_final_verification_from_logprobs``): one token's
-  probability, not the full next-token distribution.
+  "Yes") at the verdict position (it looks at the first, second-to-last and third-to-last
+  tokens), else 1 - exp(logprob of "No") (``extract_P_yes`` /
+  ``extract_final_verification_from_logprobs``): one token's probability, not the full
+  next-token distribution.
 * otherwise (no logprobs, or the token cannot be located): the hard verdict, 1.0 for Yes and
-  0.0 for No, so the mean is the fraction of Yes verdicts. This is the paper's default
-  scoring (its MATH configs set ``use_verification_logprobs: false``).
+  0.0 for No, so the mean is the fraction of Yes verdicts. The paper's Llama MATH configs
+  score this way only (``use_verification_logprobs: false``, ``use_hybrid: false``); its
+  Qwen-7B, GPQA and QwQ configs use the logprob where it is found and the verdict otherwise
+  (``use_hybrid: true``), which is what this verifier does.
 
 One batched ``ctx.generate(n=k)`` per candidate, all candidates concurrently, all through
 the context's ledger: verification draws from the same budget as the solutions. A budget
