@@ -491,7 +491,10 @@ def test_sweep_on_the_embedded_model_counts_real_tokens_and_flops(tmp_path):
     rows = rows_of(out / "sweep.jsonl")
     assert [r["point"] for r in rows] == ["n=1", "n=2"]
     one, two = rows
-    assert 0 < one["usage"]["completion_tokens"] <= 96 and two["usage"]["tokens"] == pytest.approx(2 * one["usage"]["tokens"])
+    assert 0 < one["usage"]["completion_tokens"] <= 96
+    # direct-run accounting: the prompt once, the completions per sample
+    assert two["usage"]["completion_tokens"] == pytest.approx(2 * one["usage"]["completion_tokens"])
+    assert two["usage"]["tokens"] - one["usage"]["tokens"] == pytest.approx(one["usage"]["completion_tokens"])
     # FLOPs from the model's own config.json: more than 2·params·tokens (attention); Kinetics'
     # eFLOPs (no prefill) more than the completions' parameter FLOPs (KV reads); the extended
     # eFLOPs (prefill, weight reads) more than the FLOPs.
