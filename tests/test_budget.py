@@ -347,3 +347,33 @@ def test_shrinking_takes_the_most_samples_then_the_longest_sample_that_fits():
     # One sample one token short of max_tokens.
     one = Ledger(Budget(tokens=100 + 49)).reserve(shape(prompt=100), n=3, max_tokens=50)
     assert (one.n, one.max_tokens, one.shrunk_by) == (1, 49, "tokens")
+
+
+def test_a_refusal_names_the_limit_that_refuses_the_smallest_call():
+    # The full call breaks tokens first; one sample of min_tokens only breaks completion_tokens.
+    ledger = Ledger(Budget(tokens=300, completion_tokens=5))
+    with pytest.raises(BudgetExhausted, match="^budget exhausted: completion_tokens$"):
+        ledger.reserve(shape(prompt=0), n=4, max_tokens=100, min_tokens=10)
+    # One sample of min_tokens breaks completion_tokens; two would break tokens first.
+    ledger = Ledger(Budget(tokens=15, completion_tokens=5))
+    with pytest.raises(BudgetExhausted, match="^budget exhausted: completion_tokens$"):
+        ledger.reserve(shape(prompt=0), n=1, max_tokens=10, min_tokens=10)
+    assert ledger.stopped_by == "completion_tokens"
+
+
+def test_a_deadline_is_marked_on_the_ledger_that_set_it_and_stops_everything():
+    now = [0.0]
+    run = Ledger(Budget(seconds=100), label="run:", clock=lambda: now[0])
+    problem = run.child(Budget(seconds=10), label="problem:")
+    problem.mark_deadline()
+    assert problem.stopped_by == run.stopped_by == "problem:seconds"
+    assert problem.exhausted and run.exhausted
+
+
+def test_a_committed_reservation_is_closed():
+    ledger = Ledger()
+    reservation = ledger.reserve(shape(), n=1, max_tokens=10)
+    ledger.commit(reservation, Usage())
+    assert reservation.open is False
+    with pytest.raises(RuntimeError, match="^reservation committed twice$"):
+        ledger.release(reservation)
