@@ -6,8 +6,9 @@
 - ``bootstrap_ci``: percentile bootstrap over problems.
 - ``fit_coverage``: the exponentiated power law of Large Language Monkeys (Brown et al.
   2024), coverage(k) ≈ exp(a · k^b), fitted by least squares on log(-log c) = log(-a) + b log k.
-- ``saturation``: the budget from which one more doubling gains less than a threshold
-  (the saturation point of the test-time scaling performance model, TTSPM).
+- ``saturation``: the budget from which one more doubling gains less than a threshold, an
+  empirical plateau rule; it is not TTSPM's saturation point N*, which
+  ``benchmarks.scaling_models`` fits.
 """
 
 from __future__ import annotations
