@@ -166,6 +166,16 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return f"{value:,.{digits}f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
 
 
+def budget_mode_note(config: SweepConfig) -> str:
+    """Which matching a budget grid's table uses (pooled strategies' k; direct runs are held by the ledger)."""
+    if config.budget_mode == "worst-case":
+        rule = "the largest k whose worst case (every sample at max_tokens) fits"
+    else:
+        rule = "the largest k whose expected cost (as a direct run at k pays it) fits"
+    return (f"Budget points ({config.budget_mode} mode): a pooled strategy gets {rule}; "
+            "every other strategy runs under the ledger, which reserves each call's worst case.")
+
+
 def write_html(out: Path, config: SweepConfig, rows: list[dict[str, Any]], coverage: dict[str, Any], images: list[Path]) -> Path:
     e = html.escape
     parts = [
@@ -178,6 +188,8 @@ def write_html(out: Path, config: SweepConfig, rows: list[dict[str, Any]], cover
          f"datasets {e(', '.join(config.datasets))} (limit {config.limit}), "
          f"{'sample reuse on' if config.reuse else 'no sample reuse'}; x axis: {e(AXIS_LABELS[config.x_axis])}.</p>"),
     ]
+    if config.budget_grid:
+        parts.append(f"<p>{e(budget_mode_note(config))}</p>")
     for image in images:
         parts.append(f"<p><img src='{e(image.name)}' alt='{e(image.stem)}'></p>")
     parts.append("<h2>Cells</h2><table><tr><th>dataset</th><th>strategy</th><th>point</th><th>accuracy</th><th>95% CI</th>"

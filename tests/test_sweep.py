@@ -355,6 +355,11 @@ def test_worst_case_budget_mode_gives_pooled_strategies_the_k_a_direct_run_is_gr
     assert worst_k == granted
     assert all(expected_k[key] > worst_k[key] for key in worst_k)  # 40-token completions: more fit on average
     assert len(set(worst_k.values())) > 1  # the points differ
+    # The report says which matching its table uses.
+    from reasoning.benchmarks.report import render
+
+    assert "(worst-case mode)" in render(tmp_path / "worst" / "sweep").read_text()
+    assert "(expected mode)" in render(tmp_path / "expected" / "sweep").read_text()
 
 
 def test_budget_grid_with_reuse_fits_each_problem_in_its_budget(tmp_path):
