@@ -38,9 +38,9 @@ __version__ = "0.1.0"
 # The common strategies and verifiers, as rz.SelfConsistency etc. Resolved on first use, so
 # that importing the core imports no plugin (see ARCHITECTURE.md).
 _REEXPORTED = {
-    **dict.fromkeys(("BeamSearch", "BestOfN", "ComputeOptimal", "DVTS", "ETS", "EarlyStopSC", "GenRMBestOfN", "Greedy",
-                     "ParallelThinking", "PessimisticBestOfN", "Rebase", "SelfConsistency", "SpawnJoin",
-                     "SummarizationLoop"), "reasoning.strategies"),
+    **dict.fromkeys(("BeamSearch", "BestOfN", "CertaintyProbe", "ComputeOptimal", "DVTS", "ETS", "EarlyStopSC",
+                     "GenRMBestOfN", "Greedy", "ParallelThinking", "PessimisticBestOfN", "Rebase", "SelfConsistency",
+                     "SpawnJoin", "SummarizationLoop"), "reasoning.strategies"),
     **dict.fromkeys(("Confidence", "GenRM", "LLMJudge", "extract_answer", "is_equivalent", "run_code_tests"),
                     "reasoning.verifiers"),
 }

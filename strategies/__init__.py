@@ -12,6 +12,7 @@ from .pessimistic_best_of_n import PessimisticBestOfN
 from .parallel_thinking import ParallelThinking
 from .summarization_loop import SummarizationLoop
 from .early_stop_sc import EarlyStopSC
+from .certainty_probe import CertaintyProbe
 from .spawn_join import SpawnJoin
 from .compute_optimal import ComputeOptimal
 from .beam_search import BeamSearch
@@ -20,6 +21,6 @@ from .rebase import Rebase
 from .ets import ETS
 
 __all__ = [
-    "BeamSearch", "BestOfN", "ComputeOptimal", "DVTS", "ETS", "EarlyStopSC", "GenRMBestOfN", "Greedy", "ParallelThinking", "PessimisticBestOfN", "Rebase", "SelfConsistency",
+    "BeamSearch", "BestOfN", "CertaintyProbe", "ComputeOptimal", "DVTS", "ETS", "EarlyStopSC", "GenRMBestOfN", "Greedy", "ParallelThinking", "PessimisticBestOfN", "Rebase", "SelfConsistency",
     "SpawnJoin", "SummarizationLoop", "available", "create", "get", "register",
 ]
