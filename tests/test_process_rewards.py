@@ -86,6 +86,19 @@ def test_llm_prm_budget_refusals_score_zero_and_stay_within_budget():
     assert ctx.ledger.usage().calls == 2
 
 
+def test_llm_prm_drops_judge_chains_without_a_verdict():
+    """Without logprobs the step score is the share of Yes among the chains that gave a
+    verdict: Yes, (rambling), Yes -> 1.0, not 2/3; a step judged only by rambling scores 0."""
+    chains = {"good": ["Is the step correct (Yes/No)? Yes", "Hmm, let me think about it", "Is the step correct (Yes/No)? Yes"],
+              "vague": ["I am not sure", "Hmm", "Let me see"]}
+    backend = Scripted(logprobs=False, responder=lambda req, i: chains[
+        "good" if "good" in req.messages[-1].content.split("Latest step:")[-1] else "vague"][i % 3])
+    prm = LLMProcessReward(k=3, temperature=0.7)
+    (scores,) = asyncio.run(prm.step_scores(context(backend), [path("a good step", "a vague step")]))
+    assert scores == [pytest.approx(1.0), 0.0]
+    assert all(r.n == 3 for r in backend.requests)
+
+
 def test_prm_is_a_registered_verifier():
     assert isinstance(make_verifier("prm"), LLMProcessReward)
 
@@ -244,12 +257,12 @@ def test_sampled_verdict_path_scores_the_fraction_that_says_correct():
     def respond(request, index):
         step = request.messages[-1].content.split("Latest step:")[1].split()[0]
         if index % 4 == 3 and step == "a":
-            return "I am not sure."  # no verdict: counts as not correct
+            return "I am not sure."  # no verdict: dropped, as GenRM's official code does
         return f"Is the step correct (Yes/No)? {'Yes' if index % 4 < yes[step] else 'No'}"
 
     backend = Scripted(responder=respond, logprobs=False)
     prm = LLMProcessReward(k=4, temperature=0.7)
-    assert asyncio.run(prm.step_scores(context(backend), [path("a", "b")])) == [[0.75, 0.25]]
+    assert asyncio.run(prm.step_scores(context(backend), [path("a", "b")])) == [[1.0, 0.25]]  # a: 3 Yes of 3 verdicts
     assert all(r.n == 4 and not r.logprobs and r.temperature == 0.7 for r in backend.requests)
     with pytest.raises(ValueError, match="temperature"):
         LLMProcessReward(k=4)

@@ -19,8 +19,8 @@ scores 0 and is not cached, so a later caller with budget left scores it.
   ``Is the step correct (Yes/No)? Yes|No``. One judge call per new step, all new steps of all
   prefixes concurrently, all through the ledger. The step score is P(Yes): from the logprob of
   the sampled verdict token when the backend gives logprobs (``verifiers.genrm.chain_p_yes``:
-  p for Yes, 1-p for No), else the fraction of ``k`` sampled verdicts that say Yes (no
-  parseable verdict counts as No). It calls the model through the ``ctx`` it is given, so it
+  p for Yes, 1-p for No), else the fraction of ``k`` sampled verdicts that say Yes (chains
+  without a parseable verdict are dropped, as for GenRM; a step with none scores 0). It calls the model through the ``ctx`` it is given, so it
   runs on that context's role: searches call it as ``prm.score_steps(ctx.using("verifier"),
   prefixes)``, ``ctx.verify`` does the same for whole samples.
 * ``RewardModelPRM``: a local transformers sequence-classification head (loaded from a folder,
@@ -193,7 +193,11 @@ class LLMProcessReward(CachedPRM):
             )
             if not judged:
                 return None
-            return sum(chain_p_yes(j, ctx.backend, _STEP_VERDICT)[1] for j in judged) / len(judged)
+            # Chains without a parseable verdict are dropped, as GenRM's official code drops
+            # them; a step the judge never gave a verdict on scores 0 (judged, so cached).
+            read = [p_yes for verdict, p_yes, _ in (chain_p_yes(j, ctx.backend, _STEP_VERDICT) for j in judged)
+                    if verdict is not None]
+            return sum(read) / len(read) if read else 0.0
 
         return list(await asyncio.gather(*(one(path) for path in paths)))
 
