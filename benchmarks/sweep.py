@@ -300,7 +300,14 @@ class PoolCost:
 
     def largest_k(self, kind: str, limit: float, *, worst_case: bool = False) -> int:
         """The largest k whose cost on ``kind`` fits ``limit`` (may exceed N: the caller caps)."""
-        total = (self.worst if worst_case else self.pool).get(kind, 0.0)
+        if worst_case:
+            # The ledger still grants one sample with a shortened max_tokens when the prompt
+            # fits: the same sample whenever its actual cost fits.
+            return self._largest_k(kind, limit, self.worst) or min(1, self._largest_k(kind, limit, self.pool))
+        return self._largest_k(kind, limit, self.pool)
+
+    def _largest_k(self, kind: str, limit: float, costs: dict[str, float]) -> int:
+        total = costs.get(kind, 0.0)
         fixed = self.fixed.get(kind, 0.0)
         if self.n == 0:
             return 0
@@ -525,10 +532,6 @@ class Sweep:
             else:
                 ((kind, limit),) = point.items()
                 affordable = costs.largest_k(kind, limit, worst_case=worst)
-                if worst and affordable == 0:
-                    # The ledger still grants one sample with a shortened max_tokens when the
-                    # prompt fits: the same sample whenever its actual cost fits.
-                    affordable = min(1, costs.largest_k(kind, limit))
                 k = min(affordable, n_pool)
                 capped = n_pool > 0 and affordable > n_pool
             rows.append({
@@ -619,14 +622,19 @@ def x_value(row: dict[str, Any], axis: str) -> float:
     return row["usage"].get(axis, 0.0)
 
 
+def _curves(table: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """The table's rows per (dataset, strategy), in table order."""
+    curves: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in table:
+        curves.setdefault((row["dataset"], row["strategy"]), []).append(row)
+    return curves
+
+
 def _mark_saturation(table: list[dict[str, Any]], config: SweepConfig) -> None:
     """The empirical rule, per curve: ``gain_per_doubling`` from each point to the next (on
     ``x_axis``) and ``saturation_point`` on the first point from which every further doubling
     gains less than ``saturation_threshold``. Not TTSPM's N* (``_ttspm``)."""
-    curves: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for row in table:
-        curves.setdefault((row["dataset"], row["strategy"]), []).append(row)
-    for members in curves.values():
+    for members in _curves(table).values():
         xs = [x_value(r, config.x_axis) for r in members]
         usable = [i for i, x in enumerate(xs) if x > 0]
         for row in members:
@@ -646,11 +654,8 @@ def _ttspm(table: list[dict[str, Any]], config: SweepConfig) -> dict[str, Any]:
     three sample counts (a strategy that runs once, at its own settings)."""
     if not config.n:
         return {}
-    curves: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for row in table:
-        curves.setdefault((row["dataset"], row["strategy"]), []).append(row)
     found: dict[str, Any] = {}
-    for (dataset, strategy), members in sorted(curves.items()):
+    for (dataset, strategy), members in sorted(_curves(table).items()):
         ns = [r["mean_n"] if r["mean_n"] is not None else r["budget"] for r in members]
         fit = fit_ttspm(ns, [r["accuracy"] for r in members], config.ttspm_epsilon)
         found.setdefault(dataset, {})[strategy] = fit.to_dict() if fit else None

@@ -137,6 +137,11 @@ class Completion:
             data["token_ids"] = self.token_ids
         return data
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Completion:
+        """The inverse of ``to_dict`` (every field it writes comes back, e.g. in a cache)."""
+        return cls(**data)
+
     @property
     def mean_logprob(self) -> float | None:
         if not self.token_logprobs:

@@ -187,7 +187,7 @@ class CachedBackend(Backend):
                 missing = request.replace(n=request.n - len(stored), seed=_derived_seed(request.seed, have))
                 fresh = await self.inner.generate(missing)
                 self._store(key, have, fresh)
-        completions = [_completion(json.loads(row[0])) for row in stored]
+        completions = [Completion.from_dict(json.loads(row[0])) for row in stored]
         # Report what this request would have cost uncached, whichever samples were stored:
         # a native-n request pays its prompt once (the stored call's prompt_tokens is one
         # copy) and each sample its completion; a fan-out request pays the prompt per sample
@@ -198,18 +198,17 @@ class CachedBackend(Backend):
             cached_tokens = fresh.cached_prompt_tokens if fresh is not None else (stored[0][4] if stored else 0)
             usd = fresh.usd if fresh is not None else prompt_tokens * prompt_price
             usd += sum(c.completion_tokens for c in completions) * completion_price
+            calls = fresh.calls if fresh is not None else 1
         else:
             prompt_tokens = round(sum(row[1] / row[2] for row in stored))
             cached_tokens = round(sum(row[4] / row[2] for row in stored))
             usd = sum(row[3] for row in stored)
+            calls = len(stored)  # one call per sample
             if fresh is not None:
                 prompt_tokens += fresh.prompt_tokens
                 cached_tokens += fresh.cached_prompt_tokens
                 usd += fresh.usd
-        # Calls likewise: one per native-n request, one per sample on fan-out backends.
-        calls = fresh.calls if fresh is not None else 1
-        if not self.capabilities.native_n:
-            calls = len(stored) + (fresh.calls if fresh is not None else 0)
+                calls += fresh.calls
         if fresh is not None:
             completions += fresh.completions
         self.hits += len(stored)
@@ -228,14 +227,3 @@ class CachedBackend(Backend):
             cached_prompt_tokens=min(cached_tokens, prompt_tokens),
             prompt_token_ids=fresh.prompt_token_ids if fresh is not None else request.prompt_token_ids,
         )
-
-
-def _completion(data: dict[str, Any]) -> Completion:
-    return Completion(
-        text=data["text"],
-        completion_tokens=data["completion_tokens"],
-        finish_reason=data.get("finish_reason", "stop"),
-        token_logprobs=data.get("token_logprobs"),
-        token_ids=data.get("token_ids"),
-        stop_sequence=data.get("stop_sequence"),  # a step search needs the stop that ended it
-    )
