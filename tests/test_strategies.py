@@ -174,6 +174,16 @@ def test_a_recorded_trace_replays_without_a_model():
         solve(SelfConsistency(n=3), rz.backends.Replay(original.trace))
 
 
+def test_a_replayed_completion_keeps_the_stop_string_that_ended_it():
+    request = rz.GenerationRequest(messages=(rz.Message("user", "Go."),), n=2, max_tokens=50, stop=("\n\n",))
+    recorded = asyncio.run(Scripted(responder=lambda req, i: "Step one.\n\nStep two.").generate(request))
+    trace = rz.Trace()
+    node = trace.add("generate", "generate", None, request=request.to_dict())
+    node.completions, node.usage = [c.to_dict() for c in recorded.completions], {"prompt_tokens": 5, "calls": 1}
+    replayed = asyncio.run(rz.backends.Replay(trace).generate(request))
+    assert [c.stop_reason for c in replayed.completions] == [c.stop_reason for c in recorded.completions] == ["\n\n"] * 2
+
+
 def test_a_replayed_fan_out_priced_call_is_charged_as_recorded_not_flagged():
     original = solve(SelfConsistency(n=3), Scripted(["7"], native_n=False, usd_per_token=(1e-6, 2e-6)))
     replayed = solve(SelfConsistency(n=3), rz.backends.Replay(original.trace))

@@ -59,10 +59,7 @@ class Replay(Backend):
         if not queue:
             raise BackendError(f"replay: no recorded call left for this request (n={request.n})")
         node = queue.popleft()
-        completions = [
-            Completion(c["text"], c["completion_tokens"], c["finish_reason"], c.get("token_logprobs"), c.get("token_ids"))
-            for c in node.completions
-        ]
+        completions = [Completion.from_dict(c) for c in node.completions]  # as recorded, stop string included
         usage = node.usage
         return GenerationResponse(
             completions,
