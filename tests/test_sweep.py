@@ -618,3 +618,20 @@ def test_step_searches_sweep_a_budget_grid_against_pooled_self_consistency(tmp_p
         small, large = (c for c in summary["cells"] if c["strategy"] == name)
         assert small["budget"] < large["budget"] and small["usage"]["tokens"] < large["usage"]["tokens"], name
     assert cached.misses > 0
+
+
+def test_run_sweeps_deadline_while_a_sweep_still_waits_for_its_policy(tmp_path):
+    """The deadline falls during calibration: the waiting sweep never started (no folder yet); it
+    is reported "resume later" with an empty summary instead of crashing the whole printout."""
+    from reasoning.benchmarks.run_sweeps import main as run_sweeps
+
+    routed = tmp_path / "routed.yaml"
+    routed.write_text("datasets: [gsm8k]\nlimit: 2\nbudget_grid: {tokens: [600]}\nmax_n: 4\nmax_tokens: 64\n"
+                      "strategies:\n  - name: compute-optimal\n    options: {policy: policy.json}\nout: routed\ncache: shared.sqlite\n")
+    root = tmp_path / "root"
+    status = tmp_path / "status.json"
+    argv = [str(routed), "--backend", "scripted:18?latency=0.5", "--root", str(root), "--deadline-s", "0.2",
+            "--calibrate", "gsm8k:10:4:600:300=policy.json", "--status", str(status)]
+    assert run_sweeps(argv) == 0
+    assert json.loads(status.read_text()) == {str(root / "routed"): "resume later"}
+    assert (root / "routed" / "sweep.jsonl").read_text() == ""  # no cells yet
