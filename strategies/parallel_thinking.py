@@ -37,15 +37,19 @@ the paths, whose vote is then the answer); the synthesis then draws on the
 rest plus whatever the paths left unspent. A tight budget thus costs paths (the ledger
 shrinks n), not the synthesis. ``synthesis_share=0`` reserves nothing.
 
-How the paper compares, and how to compare like with like. ParaThinker reports, with 8
-parallel paths on AIME 2024/2025, AMC 2023 and MATH-500, average gains of +12.3 points
-(1.5B) and +7.5 points (7B) over *sequential* reasoning at the same token budget (one path
-given P x the per-path budget), and of +4.3 / +2.0 points over *majority voting* of the same
-P paths, at 7.1 % extra latency. Both comparisons are against trained ParaThinker models
-(DeepSeek-R1-Distill-Qwen 1.5B / 7B fine-tuned to think in parallel); this prompt-level
-version runs any model as it is. ``benchmarks/sweeps/parathinker_gsm8k.yaml`` runs the
-paper's two comparisons: parallel thinking vs one greedy path with ``max_tokens`` = paths x
-per-path tokens (sequential at equal tokens), and vs self-consistency's vote at equal paths.
+How the paper compares, and how to compare like with like. ParaThinker's abstract reports
+"substantial accuracy improvements over sequential LLMs (12.3% for 1.5B and 7.5% for 7B
+models on average with 8 parallel paths)" on AIME 2024/2025, AMC 2023 and MATH-500, at 7.1 %
+extra latency; the models are DeepSeek-R1-Distill-Qwen 1.5B / 7B fine-tuned to think in
+parallel (this prompt-level version runs any model as it is). The sequential baseline is
+*not* given equal tokens: the authors' ParaThinker-1.5B model card compares "Sequential
+(32K)" (average 50.9 %) with 2, 4 and 8 paths of 16K tokens each (54.9, 59.9, 63.2 %), so
+the +12.3 is 8 x 16K = 128K tokens against one 32K path; at equal tokens (2 x 16K) the gain
+is +4.0. A gain over *majority voting* (+4.3 / +2.0 for 1.5B / 7B) appears only in secondary
+summaries, not in the abstract, README or model card. ``benchmarks/sweeps/parathinker_gsm8k.yaml``
+runs two comparisons of its own: parallel thinking vs one greedy path with ``max_tokens`` =
+paths x per-path tokens (sequential at equal tokens, stricter than the paper's headline), and
+vs self-consistency's vote at equal paths.
 
 ``Outcome.info``: ``route`` (synthesis | vote | none), ``fallback`` (why it voted),
 ``path_answers``, the vote (``votes``, ``share``, ``vote_answer``) and ``synthesis_answer``.
