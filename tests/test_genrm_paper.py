@@ -7,6 +7,7 @@ tokens beside prompt + completion. Heimdall (Shi & Jin 2025): r̄_k − α·sqrt
 
 import asyncio
 import math
+import re
 
 import pytest
 from reasoning.strategies import create
@@ -109,6 +110,9 @@ def test_the_papers_two_shot_prompt_and_1024_verification_tokens_are_options():
     assert text.index("Example 1:") < text.index("(Yes/No)? No") < text.index("Example 2:") < text.index("(Yes/No)? Yes")
     assert text.count("Expected Solution:") == 2 and text.rstrip().endswith("Teacher Verification:")
     assert "What is 6*7?" in text and "Work. \\boxed{41}" in text
+    # laid out as the official template's last lines: "Question: {}\n\nSolution: {}\n\nTeacher Verification:"
+    assert re.search(r"\nQuestion: What is 6\*7\?\n\nSolution: Work\. \\boxed\{4[12]\}\n\nTeacher Verification:$",
+                     text.rstrip())
     # the defaults stay this project's own zero-shot prompt at 512 tokens
     default = GenRMBestOfN()
     assert default.verifier.prompt == "genrm_verify" and default.verifier.max_tokens == 512
