@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .budget import Budget, Ledger, Usage
 from .errors import BudgetExhausted
 from .trace import Trace
-from .types import Completion, GenerationRequest, Message
+from .types import Completion, ConfidenceStop, GenerationRequest, Message
 
 if TYPE_CHECKING:
     from .backends.base import Backend
@@ -222,11 +222,15 @@ class Context:
         stop: Sequence[str] = (),
         seed: int | None = None,
         logprobs: bool = False,
+        top_logprobs: int = 0,
+        confidence_stop: ConfidenceStop | None = None,
     ) -> GenerationRequest:
         """Build a request; ``prompt`` None means the problem's own chat prompt."""
         if isinstance(prompt, GenerationRequest):
             return prompt
         common = dict(
+            top_logprobs=top_logprobs,
+            confidence_stop=confidence_stop,
             n=n,
             max_tokens=max_tokens or self.sampling.max_tokens,
             temperature=self.sampling.temperature if temperature is None else temperature,
@@ -243,14 +247,24 @@ class Context:
 
     async def generate(
         self, prompt: PromptInput = None, *, name: str = "generate", min_tokens: int | None = None,
-        role: str | None = None, _prefix: Prefix | None = None, **options: Any
+        role: str | None = None, stop_early: Callable[[list[Sample]], bool] | None = None,
+        _prefix: Prefix | None = None, **options: Any
     ) -> list[Sample]:
         """Sample up to ``n`` completions within the budget (maybe fewer, maybe none), from the
-        backend of ``role`` (default: this context's role)."""
+        backend of ``role`` (default: this context's role).
+
+        ``stop_early(finished)`` is called with the samples finished so far each time one
+        finishes; once it returns True, the samples still running are aborted (on backends with
+        ``Capabilities.early_stop``; elsewhere every sample runs to its end) and only their
+        partial tokens are charged. Aborted samples (finish_reason "cancelled") and samples
+        stopped by a ``confidence_stop`` (finish_reason "confidence") come back with no answer:
+        a cut trace's last number is not its answer."""
         if role is not None and role != self.role:
-            return await self.using(role).generate(prompt, name=name, min_tokens=min_tokens, _prefix=_prefix,
-                                                   **options)
+            return await self.using(role).generate(prompt, name=name, min_tokens=min_tokens, stop_early=stop_early,
+                                                   _prefix=_prefix, **options)
         request = self.request(prompt, **options)
+        if stop_early is not None:
+            request = request.replace(stop_early=self._completion_predicate(stop_early))
         ledger = self.ledger
         floor = self.sampling.min_tokens if min_tokens is None else min_tokens
         try:
@@ -303,7 +317,7 @@ class Context:
             node.info["usage_anomaly"] = {"reported": reservation.anomalies, "reserved": reservation.amount.to_dict()}
         self.trace.close(node)
         if _prefix is None:
-            samples = [Sample(c.text, self.extract(c.text), c, trace_id=node.id) for c in response.completions]
+            samples = [Sample(c.text, self._answer(c, c.text), c, trace_id=node.id) for c in response.completions]
         else:
             # Ids only where the backend takes them back (else continuations go by text).
             prompt_ids = (request.prompt_token_ids or response.prompt_token_ids) if self.backend.capabilities.token_ids else None
@@ -311,12 +325,30 @@ class Context:
             for c in response.completions:
                 ids = (*prompt_ids, *c.token_ids) if prompt_ids is not None and c.token_ids is not None else None
                 longer = _prefix.then(c.text, ids, node.id, complete=c.stop_reason == "eos")
-                samples.append(Sample(longer.text, self.extract(longer.text), c, trace_id=node.id, prefix=longer))
+                samples.append(Sample(longer.text, self._answer(c, longer.text), c, trace_id=node.id, prefix=longer))
         if self.vote_key is not None:
             for sample in samples:
                 if sample.answer is not None:
                     sample.info["vote_key"] = self.vote_key(self.problem, sample.answer)
         return samples
+
+    def _answer(self, completion: Completion, text: str) -> str | None:
+        if completion.finish_reason in ("cancelled", "confidence"):
+            return None
+        return self.extract(text)
+
+    def _completion_predicate(self, stop_early: Callable[[list[Sample]], bool]) -> Callable[[Sequence[Completion]], bool]:
+        """The strategy's predicate over samples, as the backend sees it (over completions)."""
+        seen: list[Sample] = []
+
+        def decided(finished: Sequence[Completion]) -> bool:
+            for c in finished[len(seen):]:
+                seen.append(Sample(c.text, self._answer(c, c.text), c))
+                if self.vote_key is not None and seen[-1].answer is not None:
+                    seen[-1].info["vote_key"] = self.vote_key(self.problem, seen[-1].answer)
+            return bool(stop_early(list(seen)))
+
+        return decided
 
     def _charged(self, usage: Usage | None) -> None:
         if usage is not None:

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant"]
-FinishReason = Literal["stop", "length", "cancelled", "error"]
+# "confidence": stopped by the request's ConfidenceStop (its group confidence fell below the
+# threshold); "cancelled": aborted in flight (deadline, or the request's ``stop_early`` decided).
+FinishReason = Literal["stop", "length", "confidence", "cancelled", "error"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +24,47 @@ class Message:
 
     def to_dict(self) -> dict[str, str]:
         return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True, slots=True)
+class ConfidenceStop:
+    """Stop a sample while it runs once its *group confidence* falls below ``threshold``
+    (DeepConf online, Fu et al. 2025). A token's confidence is C = -(1/k) sum of the log
+    probabilities of the k most likely next tokens (k = ``top_k``), computed from the model's
+    distribution at that step (high when it is peaked); the group confidence is the mean C of
+    the last ``window`` tokens, checked once ``window`` tokens exist. The step at which it
+    first falls below ``threshold`` emits end of sequence instead of its token, so nothing is
+    decoded after the decision (vLLM: in the engine; HTTP servers: the stream is closed)."""
+
+    threshold: float
+    window: int = 2048
+    top_k: int = 20
+
+    def __post_init__(self) -> None:
+        if self.window < 1 or self.top_k < 1:
+            raise ValueError(f"ConfidenceStop needs window >= 1 and top_k >= 1, got {self.window}, {self.top_k}")
+        if self.threshold != self.threshold:
+            raise ValueError("ConfidenceStop threshold is not a number")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"threshold": self.threshold, "window": self.window, "top_k": self.top_k}
+
+    def stops_at(self, confidences: Sequence[float]) -> int | None:
+        """The index of the first token at which this rule stops a sample with these token
+        confidences (that token is replaced by end of sequence), or None."""
+        window, total = self.window, 0.0
+        for i, c in enumerate(confidences):
+            total += c
+            if i >= window:
+                total -= confidences[i - window]
+            if i + 1 >= window and total / window < self.threshold:
+                return i
+        return None
+
+
+def token_confidence(top_logprobs: Sequence[float]) -> float:
+    """DeepConf's token confidence: minus the mean log probability of the top-k candidates."""
+    return -sum(top_logprobs) / len(top_logprobs) if top_logprobs else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +92,17 @@ class GenerationRequest:
     # Keep the stop string that ended a sample at the end of its text and token ids, so that a
     # continuation from text and one from token ids see the same thing (tree search does).
     include_stop: bool = False
+    # Return each token's confidence (Completion.token_confidences) from the top ``top_logprobs``
+    # candidates of its step (DeepConf uses 20); 0: not asked.
+    top_logprobs: int = 0
+    # Stop a sample once its group confidence falls below a threshold (DeepConf online).
+    confidence_stop: ConfidenceStop | None = None
+    # Called with the samples finished so far (in finishing order) each time one finishes; once
+    # it returns True the samples still running are aborted and come back with finish_reason
+    # "cancelled", their partial tokens counted. Backends without ``Capabilities.early_stop``
+    # ignore it (every sample runs to its end). Not part of the request's identity (cache keys,
+    # traces): it decides when to stop reading, not what is sampled.
+    stop_early: Callable[[Sequence[Completion]], bool] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         given = sum(x is not None for x in (self.messages, self.prompt, self.prompt_token_ids))
@@ -61,6 +116,8 @@ class GenerationRequest:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_logprobs < 0:
+            raise ValueError(f"top_logprobs must be >= 0, got {self.top_logprobs}")
 
     def replace(self, **changes: Any) -> GenerationRequest:
         return dataclasses.replace(self, **changes)
@@ -85,6 +142,10 @@ class GenerationRequest:
             data["continue_final_message"] = True
         if self.include_stop:
             data["include_stop"] = True
+        if self.top_logprobs:
+            data["top_logprobs"] = self.top_logprobs
+        if self.confidence_stop is not None:
+            data["confidence_stop"] = self.confidence_stop.to_dict()
         return data
 
     @classmethod
@@ -95,6 +156,8 @@ class GenerationRequest:
         if data.get("prompt_token_ids") is not None:
             data["prompt_token_ids"] = tuple(data["prompt_token_ids"])
         data["stop"] = tuple(data.get("stop") or ())
+        if data.get("confidence_stop") is not None:
+            data["confidence_stop"] = ConfidenceStop(**data["confidence_stop"])
         return cls(**data)
 
     def prompt_text(self) -> str:
@@ -114,11 +177,14 @@ class Completion:
     token_ids: list[int] | None = None
     # The stop string that ended it (finish_reason "stop"); None: end of sequence, or unknown.
     stop_sequence: str | None = None
+    # DeepConf token confidence of each token (see ``token_confidence``), when asked for
+    # (``GenerationRequest.top_logprobs``) and the backend can give it.
+    token_confidences: list[float] | None = None
 
     @property
     def stop_reason(self) -> str:
         """Why it ended: ``"length"``, ``"eos"`` (end of sequence: the model finished), the stop
-        string that ended it, or ``"cancelled"`` / ``"error"``."""
+        string that ended it, or ``"confidence"`` / ``"cancelled"`` / ``"error"``."""
         if self.finish_reason != "stop":
             return self.finish_reason
         return self.stop_sequence if self.stop_sequence is not None else "eos"
@@ -135,6 +201,8 @@ class Completion:
             data["token_logprobs"] = self.token_logprobs
         if self.token_ids is not None:
             data["token_ids"] = self.token_ids
+        if self.token_confidences is not None:
+            data["token_confidences"] = self.token_confidences
         return data
 
     @classmethod
@@ -174,3 +242,6 @@ class Capabilities:
     token_ids: bool = False  # accepts prompt_token_ids / returns token ids
     exact_prompt_tokens: bool = False  # count_prompt_tokens is exact, not an upper bound
     max_n: int | None = None  # largest n one request may carry
+    top_logprobs: int = 0  # most top-k candidates per token it can return (token confidences)
+    confidence_stop: bool = False  # honours GenerationRequest.confidence_stop while sampling
+    early_stop: bool = False  # honours GenerationRequest.stop_early (aborts, reports partial tokens)

@@ -22,7 +22,19 @@ far (``strategies.voting.majority``) is checked, and sampling stops when either:
 Otherwise it stops at ``max_n`` or when the budget refuses a wave (a wave shrunk by the budget
 still counts; the answer is the vote of whatever was drawn).
 
-DeepConf-style offline filter, a variant (``drop_low_confidence`` = fraction, 0 = off, the
+In flight (``in_flight``, the default, on backends with ``Capabilities.early_stop``: vLLM, the
+OpenAI-compatible backend): instead of waves, all ``max_n`` samples start at once in one call
+and the two rules are checked each time a sample finishes, with every sample not finished yet
+counted as still to vote (so "decided" stays exact). Once a rule fires, the samples still
+running are aborted (the engine request is aborted / the streams closed); only the tokens they
+had decoded are charged, and ``info["cancelled"]`` counts them. Samples finish shortest first,
+so the vote at the stop is over the samples that finished first, not over a random wave: a
+bias towards short answers that waves do not have (its_hub's adaptive self-consistency, which
+cancels in-flight requests the same way, has it too). The waves are kept for backends that
+cannot abort (every sample would run to its end anyway) and with ``in_flight=False``.
+
+DeepConf-style offline filter, a variant (``drop_low_confidence``; the faithful method is the
+``deepconf`` strategy = fraction, 0 = off, the
 default: then this is Adaptive-Consistency alone). After Fu et al. 2025, "Deep Think with
 Confidence" (official code: ``facebookresearch/deepconf``). When the backend returns token
 logprobs, a trace's confidence is its *lowest group confidence*: the lowest mean token
@@ -49,10 +61,10 @@ filter                 keep traces >= the (100 - eta)-th percentile,     drop fl
                        eta = 10 % (low) or 90 % (high)                   confident first (rounding differs)
 vote                   weighted by the trace's confidence among kept     weighted by exp(confidence): ours is a
                                                                          logprob (<= 0), so it is mapped to (0, 1]
-online mode            16 warm-up traces set the threshold: the          not implemented (issue 21); waves stop on
-                       (100 - eta)-th percentile of their confidences    the vote (Adaptive-Consistency), never on
-                       (90th for DeepConf-low); a trace stops when a     a trace's confidence
-                       window falls below it
+online mode            16 warm-up traces set the threshold: the          not here: the vote stops sampling
+                       (100 - eta)-th percentile of their confidences    (Adaptive-Consistency), never a trace's
+                       (90th for DeepConf-low); a trace stops when a     confidence. DeepConf itself, online and
+                       window falls below it                             offline, is the ``deepconf`` strategy
 =====================  ================================================  ==========================================
 
 ``Outcome.info``: ``n`` (samples drawn), ``waves``, ``stop`` (decided | confident | max_n |
@@ -158,6 +170,8 @@ class EarlyStopSC(Strategy):
     window: int = Field(2048, ge=1, description="tokens in the sliding window of a trace's confidence (DeepConf: 2,048)")
     confidence_weighted: bool = Field(True, description="with the filter on, weight each kept trace's vote by "
                                       "exp(its confidence), as DeepConf's confidence-weighted vote")
+    in_flight: bool = Field(True, description="on backends that can abort samples: start all max_n at once, check "
+                            "the rules as each finishes and abort the rest (else waves)")
     max_tokens: MaxTokens = None
     temperature: Temperature = None
 
@@ -166,8 +180,50 @@ class EarlyStopSC(Strategy):
         self.wave = min(self.wave, self.max_n)  # `--n 2` with the default wave of 4: one wave of 2
         return self
 
+    def _check(self, samples: list[Sample], filtering: bool) -> tuple[str | None, dict]:
+        """The stopping rules over ``samples`` (drawn so far): (the rule that fires or None, history row)."""
+        voters = drop_least_confident(samples, self.drop_low_confidence, self.window)[0] if filtering else samples
+        tally = majority(voters).tally
+        p = p_leader_ahead(tally)
+        row = {"n": len(samples), "votes": dict(tally), "p_leader": p}
+        if len(samples) >= self.max_n:
+            return None, row
+        if leader_is_safe(tally, self.max_n - len(samples)):
+            return "decided", row
+        if self.confidence is not None and tally and p >= self.confidence:
+            return "confident", row
+        return None, row
+
+    async def _in_flight(self, ctx: Context, filtering: bool) -> tuple[list[Sample], list[dict], str]:
+        history: list[dict] = []
+        fired: list[str] = []
+
+        def decided(finished: list[Sample]) -> bool:
+            rule, row = self._check(finished, filtering)
+            history.append(row)
+            if rule is not None:
+                fired.append(rule)
+            return rule is not None
+
+        drawn = await ctx.generate(n=self.max_n, max_tokens=self.max_tokens, temperature=self.temperature,
+                                   logprobs=filtering, name="in-flight", stop_early=decided)
+        if not drawn:
+            return [], history, "budget"
+        finished = [s for s in drawn if s.completion is None or s.completion.finish_reason != "cancelled"]
+        stop = fired[0] if fired else ("max_n" if len(finished) >= self.max_n else "budget")
+        return drawn, history, stop
+
     async def run(self, ctx: Context) -> Outcome:
         filtering = self.drop_low_confidence > 0 and ctx.backend.capabilities.logprobs
+        if self.in_flight and ctx.backend.capabilities.early_stop:
+            drawn, history, stop = await self._in_flight(ctx, filtering)
+            samples = [s for s in drawn if s.completion is None or s.completion.finish_reason != "cancelled"]
+            cancelled = len(drawn) - len(samples)
+            return self._outcome(samples, history, stop, filtering,
+                                 {"in_flight": True, "cancelled": cancelled,
+                                  "cancelled_tokens": sum(s.completion.completion_tokens for s in drawn
+                                                          if s.completion is not None
+                                                          and s.completion.finish_reason == "cancelled")})
         samples: list[Sample] = []
         history: list[dict] = []
         stop = "max_n"
@@ -180,20 +236,15 @@ class EarlyStopSC(Strategy):
                 stop = "budget"
                 break
             samples += drawn
-            voters = drop_least_confident(samples, self.drop_low_confidence, self.window)[0] if filtering else samples
-            tally = majority(voters).tally
-            p = p_leader_ahead(tally)
-            history.append({"n": len(samples), "votes": dict(tally), "p_leader": p})
-            if len(samples) >= self.max_n:
+            rule, row = self._check(samples, filtering)
+            history.append(row)
+            if rule is not None:
+                stop = rule
                 break
-            if leader_is_safe(tally, self.max_n - len(samples)):
-                stop = "decided"
-                break
-            if self.confidence is not None and tally and p >= self.confidence:
-                stop = "confident"
-                break
+        return self._outcome(samples, history, stop, filtering, {})
 
-        info: dict = {"n": len(samples), "waves": len(history), "stop": stop, "history": history}
+    def _outcome(self, samples: list[Sample], history: list[dict], stop: str, filtering: bool, extra: dict) -> Outcome:
+        info: dict = {"n": len(samples), "waves": len(history), "stop": stop, "history": history, **extra}
         voters = samples
         weights = None
         if filtering:

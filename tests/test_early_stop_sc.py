@@ -29,7 +29,7 @@ def scripted(answers, **kw):
 
 def test_unanimous_first_wave_stops_on_the_beta_rule():
     backend = Scripted(["7"])
-    result = solve(EarlyStopSC(max_n=16, wave=4), backend)
+    result = solve(EarlyStopSC(in_flight=False, max_n=16, wave=4), backend)
     assert result.answer == "7"
     assert [r.n for r in backend.requests] == [4]
     # 4 of 4 agree: P(p1 > p2) = 1 - 1/2^5 = 0.96875 >= 0.95, while 12 more samples could still overturn it.
@@ -39,7 +39,7 @@ def test_unanimous_first_wave_stops_on_the_beta_rule():
 
 def test_beta_rule_stops_after_the_wave_that_crosses_the_threshold():
     backend = scripted(["7", "7", "7", "8", "7", "7", "7", "7"] + ["9"] * 40)
-    result = solve(EarlyStopSC(max_n=40, wave=4, confidence=0.95), backend)
+    result = solve(EarlyStopSC(in_flight=False, max_n=40, wave=4, confidence=0.95), backend)
     history = result.info["history"]
     assert history[0]["p_leader"] == pytest.approx(26 / 32)  # 3 vs 1: below 0.95, keep sampling
     assert history[1]["p_leader"] == pytest.approx(1 - 10 / 512)  # 7 vs 1: above
@@ -51,7 +51,7 @@ def test_exact_rule_stops_as_soon_as_the_leader_cannot_be_overtaken():
     # After 4 samples A leads 4-0 with 4 left: the best a challenger can do is tie, and ties
     # go to the answer seen first, so all 8 would still vote A.
     backend = scripted(["A", "A", "A", "A", "B", "B", "B", "B"])
-    result = solve(EarlyStopSC(max_n=8, wave=2, confidence=None), backend)
+    result = solve(EarlyStopSC(in_flight=False, max_n=8, wave=2, confidence=None), backend)
     assert result.info["stop"] == "decided" and result.info["waves"] == 2 and result.info["n"] == 4
     assert result.answer == "A"
     assert solve(SelfConsistency(n=8), scripted(["A", "A", "A", "A", "B", "B", "B", "B"])).answer == "A"
@@ -76,7 +76,7 @@ def test_exact_rule_never_changes_the_answer_of_all_max_n_samples(answers, wave)
     max_n = len(answers)
     wave = min(wave, max_n)
     backend = scripted(answers)
-    early = solve(EarlyStopSC(max_n=max_n, wave=wave, confidence=None), backend)
+    early = solve(EarlyStopSC(in_flight=False, max_n=max_n, wave=wave, confidence=None), backend)
     full = solve(SelfConsistency(n=max_n), scripted(answers))
     assert early.answer == full.answer
     assert early.info["n"] <= max_n and sum(r.n for r in backend.requests) == early.info["n"]
@@ -85,7 +85,7 @@ def test_exact_rule_never_changes_the_answer_of_all_max_n_samples(answers, wave)
 
 def test_never_more_than_max_n_and_the_last_wave_is_cut_to_fit():
     backend = scripted([str(i) for i in range(100)])  # all different: nothing is ever decided early
-    result = solve(EarlyStopSC(max_n=10, wave=4), backend)
+    result = solve(EarlyStopSC(in_flight=False, max_n=10, wave=4), backend)
     assert [r.n for r in backend.requests] == [4, 4, 2]
     assert result.info["n"] == 10 and result.info["stop"] == "max_n" and result.info["waves"] == 3
     assert result.answer == "0"  # all tied: the first seen
@@ -106,7 +106,7 @@ def test_beta_probability_matches_numerical_integration():
 def test_budget_refusal_keeps_the_votes_so_far():
     backend = scripted(["1", "2", "2", "3"] * 4)
     budget = rz.Budget(completion_tokens=4 * 20 + 10)  # one wave of 4 x 20 tokens, then not one more sample
-    result = solve(EarlyStopSC(max_n=16, wave=4, max_tokens=20), backend, budget)
+    result = solve(EarlyStopSC(in_flight=False, max_n=16, wave=4, max_tokens=20), backend, budget)
     assert result.info["stop"] == "budget" and result.info["n"] == 4 and result.info["waves"] == 1
     assert result.answer == "2" and result.stopped_by == "completion_tokens"
     assert result.usage.completion_tokens <= 90
@@ -137,16 +137,16 @@ def test_lowest_group_confidence_is_the_worst_sliding_window():
 
 def test_drop_low_confidence_removes_the_least_confident_traces_before_voting():
     answers = ["9", "9", "9", "5", "5", "5"]
-    plain = solve(EarlyStopSC(max_n=6, wave=6), ConfidenceScripted(answers, {"9": -3.0}))
+    plain = solve(EarlyStopSC(in_flight=False, max_n=6, wave=6), ConfidenceScripted(answers, {"9": -3.0}))
     assert plain.answer == "9"  # a 3-3 tie goes to the first seen
     backend = ConfidenceScripted(answers, {"9": -3.0})
-    result = solve(EarlyStopSC(max_n=6, wave=6, drop_low_confidence=0.5, window=8, confidence_weighted=False), backend)
+    result = solve(EarlyStopSC(in_flight=False, max_n=6, wave=6, drop_low_confidence=0.5, window=8, confidence_weighted=False), backend)
     assert backend.requests[0].logprobs is True
     assert result.answer == "5" and result.info["dropped"] == 3
     assert result.info["votes"] == {"5": 3.0}
     assert [c < -1 for c in result.info["confidences"]] == [True, True, True, False, False, False]
     # Weighted (the default): each kept trace votes exp(its lowest window mean), here exp(-0.1).
-    weighted = solve(EarlyStopSC(max_n=6, wave=6, drop_low_confidence=0.5, window=8),
+    weighted = solve(EarlyStopSC(in_flight=False, max_n=6, wave=6, drop_low_confidence=0.5, window=8),
                      ConfidenceScripted(answers, {"9": -3.0}))
     assert weighted.info["weights"] == pytest.approx([math.exp(-0.1)] * 3)
     assert weighted.info["votes"] == {"5": pytest.approx(3 * math.exp(-0.1))}
@@ -154,7 +154,7 @@ def test_drop_low_confidence_removes_the_least_confident_traces_before_voting():
 
 def test_filtering_is_skipped_without_logprobs():
     backend = scripted(["1", "2", "1", "1"], logprobs=False)
-    result = solve(EarlyStopSC(max_n=4, wave=4, drop_low_confidence=0.5), backend)
+    result = solve(EarlyStopSC(in_flight=False, max_n=4, wave=4, drop_low_confidence=0.5), backend)
     assert backend.requests[0].logprobs is False
     assert result.answer == "1" and "not filtered" in result.info["dropped"]
 
@@ -186,7 +186,7 @@ def test_confidence_weighted_vote_among_the_kept_traces_can_overturn_the_count()
 
 
 def test_deepconf_offline_settings_one_wave_keep_the_most_confident_tenth():
-    strategy = EarlyStopSC(max_n=10, wave=10, confidence=None, drop_low_confidence=0.9)
+    strategy = EarlyStopSC(in_flight=False, max_n=10, wave=10, confidence=None, drop_low_confidence=0.9)
     assert strategy.window == 2048 and strategy.confidence_weighted  # DeepConf's window and weighted vote
     answers = ["1", "1", "1", "1", "1", "1", "1", "1", "1", "2"]
     backend = ConfidenceScripted(answers, {"1": -2.0, "2": -0.2})

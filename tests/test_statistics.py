@@ -32,7 +32,7 @@ from reasoning.strategies.voting import majority
 from reasoning.backends import Scripted
 from reasoning.backends.cache import CachedBackend, model_identity, request_key
 from reasoning.context import Sample
-from reasoning.types import GenerationRequest, Message
+from reasoning.types import ConfidenceStop, GenerationRequest, Message
 
 # -- majority@k and best-of-k from a pool --------------------------------------------------
 #
@@ -379,6 +379,9 @@ DIFFERING: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "logprobs": (BASE, {**BASE, "logprobs": True}),
     "continue_final_message": ({**BASE, "messages": HALF_DONE}, {**BASE, "messages": HALF_DONE, "continue_final_message": True}),
     "include_stop": ({**BASE, "stop": ("step",)}, {**BASE, "stop": ("step",), "include_stop": True}),
+    "top_logprobs": (BASE, {**BASE, "top_logprobs": 20}),
+    "confidence_stop": ({**BASE, "confidence_stop": ConfidenceStop(0.5, 8)},
+                        {**BASE, "confidence_stop": ConfidenceStop(0.6, 8)}),
 }
 
 
@@ -395,7 +398,21 @@ def test_every_request_field_has_a_cache_key_test():
     """A field added to GenerationRequest must get a case above (n is left out of the key on
     purpose: a bigger n reuses the stored samples, see test_sweep's cache tests)."""
     tested = {name.split(" (")[0] for name in DIFFERING}
-    assert {f.name for f in dataclasses.fields(GenerationRequest)} - {"n"} == tested
+    # stop_early is left out too: such a request bypasses the cache (the test below).
+    assert {f.name for f in dataclasses.fields(GenerationRequest)} - {"n", "stop_early"} == tested
+
+
+def test_a_request_that_stops_early_is_neither_served_from_nor_stored_in_the_cache(tmp_path):
+    inner = counting_backend()
+    cached = CachedBackend(inner, tmp_path / "gen.sqlite")
+    plain = GenerationRequest(**BASE, n=4)
+    generate(cached, plain)
+    early = plain.replace(stop_early=lambda finished: len(finished) >= 1)
+    response = generate(cached, early)
+    assert len(inner.requests) == 2 and response.info["cache"].startswith("bypassed")
+    # Lockstep decoding, all four the same length: they finish together, nothing to cancel.
+    assert [c.text for c in response.completions] == [f"step {i}: \\boxed{{{i}}}" for i in range(4, 8)]
+    assert generate(cached, plain.replace(n=8)).completions[4].text == "step 8: \\boxed{8}"  # rows 4-7 are new
 
 
 @pytest.mark.parametrize("parameter", DIFFERING)

@@ -82,6 +82,12 @@ class Backend(ABC):
             raise UnsupportedRequest(f"{self.name} does not accept prompt_token_ids")
         if request.logprobs and not caps.logprobs:
             raise UnsupportedRequest(f"{self.name} does not return logprobs")
+        if request.top_logprobs > caps.top_logprobs:
+            raise UnsupportedRequest(
+                f"{self.name} returns at most {caps.top_logprobs} top logprobs per token, asked for {request.top_logprobs}"
+            )
+        if request.confidence_stop is not None and not caps.confidence_stop:
+            raise UnsupportedRequest(f"{self.name} cannot stop a sample on its confidence while it runs")
 
     async def load(self) -> None:
         """Load weights / start engines now, so that no budgeted call pays for it.

@@ -173,6 +173,12 @@ class CachedBackend(Backend):
             self._db.execute("COMMIT")
 
     async def generate(self, request: GenerationRequest) -> GenerationResponse:
+        if request.stop_early is not None:
+            # Which samples finish before the stop depends on timing: nothing to store or
+            # reuse (a stored full set would skip the stop and its saving).
+            response = await self.inner.generate(request)
+            response.info["cache"] = "bypassed: the request stops early"
+            return response
         key = request_key(model_identity(self.inner), request)
         lock = self._key_locks.setdefault(key, asyncio.Lock())
         async with lock:  # two concurrent asks for one key must not both generate its samples

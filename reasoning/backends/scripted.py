@@ -39,6 +39,14 @@ class Scripted(Backend):
     the text), clipped to max_tokens with finish_reason "length" as a real engine would.
     ``misreport`` multiplies the usage it reports (tokens, calls, USD; rounded), to stand in
     for an upstream that over-reports (> 1), under-reports (< 1) or reports negative usage.
+
+    Stopping while sampling, modelled as an engine decoding all n samples in lockstep, one
+    token each per step: ``confidences(text, index)`` scripts each sample's token confidences
+    (default: uniform in [0.5, 1.5)), returned when ``top_logprobs`` is asked and used by a
+    ``confidence_stop`` (the sample ends at ``ConfidenceStop.stops_at``, finish_reason
+    "confidence", its text cut in proportion). ``stop_early`` sees samples finish shortest
+    first; once it says stop, each sample still running keeps the tokens it had decoded by
+    then (finish_reason "cancelled", text cut in proportion) and only those are reported.
     """
 
     def __init__(
@@ -57,14 +65,19 @@ class Scripted(Backend):
         seed: int = 0,
         name: str = "scripted",
         prefix_cache: bool = True,
+        confidences: Callable[[str, int], Sequence[float]] | None = None,
+        confidence_stop: bool = True,
+        early_stop: bool = True,
     ) -> None:
         self.answers = list(answers)
         self.responder = responder
         self.completion_tokens = completion_tokens
         self.latency = latency
         self.capabilities = Capabilities(
-            native_n=native_n, logprobs=logprobs, token_ids=True, exact_prompt_tokens=True
+            native_n=native_n, logprobs=logprobs, token_ids=True, exact_prompt_tokens=True,
+            top_logprobs=20 if logprobs else 0, confidence_stop=confidence_stop, early_stop=early_stop,
         )
+        self.confidences = confidences
         self._prices = usd_per_token or (0.0, 0.0)
         self._priced = usd_per_token is not None
         self.params = params
@@ -166,7 +179,8 @@ class Scripted(Backend):
             raise mid_call.error
         completions = []
         for _ in range(request.n):
-            text = self._text(request, self._sample_index)
+            index = self._sample_index
+            text = self._text(request, index)
             self._sample_index += 1
             stop_sequence = None
             hits = [(text.find(s), s) for s in request.stop if s and s in text]
@@ -180,7 +194,19 @@ class Scripted(Backend):
                 keep = max(1, len(text) * request.max_tokens // tokens)
                 text, tokens, finish, stop_sequence = text[:keep], request.max_tokens, "length", None
             logprobs = [-self.rng.random() for _ in range(tokens)] if request.logprobs else None
-            completions.append(Completion(text, tokens, finish, logprobs, self.encode(text), stop_sequence))
+            confidences = None
+            if request.top_logprobs or request.confidence_stop is not None:
+                confidences = self._confidences(text, index, tokens)
+                at = request.confidence_stop.stops_at(confidences) if request.confidence_stop is not None else None
+                if at is not None:
+                    keep = at + 1
+                    text, tokens, finish, stop_sequence = _cut(text, keep, tokens), keep, "confidence", None
+                    confidences = confidences[:keep]
+                    logprobs = logprobs[:keep] if logprobs is not None else None
+            completions.append(Completion(text, tokens, finish, logprobs, self.encode(text), stop_sequence,
+                                          confidences if request.top_logprobs else None))
+        if request.stop_early is not None and self.capabilities.early_stop:
+            completions = _stopped_early(completions, request.stop_early)
         prompt_ids = self.prompt_ids(request)
         cached = 0
         if request.prompt_token_ids is not None and self.prefix_cache:
@@ -201,6 +227,38 @@ class Scripted(Backend):
             cached_prompt_tokens=round(cached * scale),
             prompt_token_ids=prompt_ids,
         )
+
+
+    def _confidences(self, text: str, index: int, tokens: int) -> list[float]:
+        if self.confidences is None:
+            return [0.5 + self.rng.random() for _ in range(tokens)]
+        scripted = [float(c) for c in self.confidences(text, index)]
+        return (scripted + [scripted[-1] if scripted else 1.0] * tokens)[:tokens]
+
+
+def _cut(text: str, keep: int, tokens: int) -> str:
+    return text[: max(0, len(text) * keep // max(1, tokens))]
+
+
+def _stopped_early(completions: list[Completion], decided: Callable[[Sequence[Completion]], bool]) -> list[Completion]:
+    """Lockstep decoding: samples finish shortest first (ties in index order); once ``decided``
+    says stop, the ones still running keep the tokens decoded by that step."""
+    order = sorted(range(len(completions)), key=lambda i: (completions[i].completion_tokens, i))
+    finished: list[Completion] = []
+    for rank, i in enumerate(order):
+        finished.append(completions[i])
+        if decided(finished):
+            step = completions[i].completion_tokens
+            for j in order[rank + 1:]:
+                c = completions[j]
+                if c.completion_tokens > step:  # still running at that step
+                    completions[j] = Completion(
+                        _cut(c.text, step, c.completion_tokens), step, "cancelled",
+                        c.token_logprobs[:step] if c.token_logprobs is not None else None,
+                        None, None, c.token_confidences[:step] if c.token_confidences is not None else None,
+                    )
+            break
+    return completions
 
 
 class FlakyError(BackendError):

@@ -13,6 +13,14 @@ Why these choices:
   per token, so the event loop does not wake per step for every request.
 - Cancelling the awaiting task (budget deadline, strategy stop) aborts the engine request,
   so its KV blocks and batch slots are freed at once.
+- DeepConf's online stop (``GenerationRequest.confidence_stop``) runs in the engine: a
+  batch-level logits processor (``vllm_confidence.ConfidenceStopProcessor``, registered with
+  every engine) forces end of sequence at the step where a sample's group confidence drops;
+  token confidences come from the top-k logprobs the engine returns (``top_logprobs``).
+- ``stop_early`` requests stream (``RequestOutputKind.DELTA``): each sample is seen as it
+  finishes; once the predicate says stop, the engine request is aborted and the samples still
+  running come back "cancelled" with the tokens they had decoded (a step or two may be decoded
+  between the decision and the abort; those are not seen, so not counted).
 - Prefix-cache facts: each response's ``info`` carries the request's ``cached_prompt_tokens``
   (``RequestOutput.num_cached_tokens``) and, from a stat logger fed by the engine each step,
   the engine-wide prefix-cache hit rate (hit tokens / queried prompt tokens since start) and
@@ -39,7 +47,16 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BackendError, BackendUnavailable, ConfigError, UnsupportedRequest
-from ..types import Capabilities, Completion, FinishReason, GenerationRequest, GenerationResponse, Message
+from ..types import (
+    Capabilities,
+    Completion,
+    ConfidenceStop,
+    FinishReason,
+    GenerationRequest,
+    GenerationResponse,
+    Message,
+    token_confidence,
+)
 from ._chat import render_prompt_ids
 from .base import Backend
 from .local_model import (
@@ -132,7 +149,8 @@ class VLLM(Backend):
     """
 
     capabilities = Capabilities(
-        native_n=True, logprobs=True, prefix_caching=True, token_ids=True, exact_prompt_tokens=True
+        native_n=True, logprobs=True, prefix_caching=True, token_ids=True, exact_prompt_tokens=True,
+        top_logprobs=20, confidence_stop=True, early_stop=True,
     )
 
     def __init__(
@@ -275,6 +293,10 @@ class VLLM(Backend):
             raise BackendUnavailable(f"{_INSTALL_HINT} ({missing})") from missing
         _ = self.tokenizer  # fail fast on a bad folder, before spawning workers
         options = {"disable_log_stats": False, **self.engine_options}
+        # The in-engine confidence stop, after any logits processors the user gave.
+        from .vllm_confidence import ConfidenceStopProcessor
+
+        options["logits_processors"] = [*(options.get("logits_processors") or []), ConfidenceStopProcessor]
         try:
             args = AsyncEngineArgs(model=self.model_path(), **options)
         except TypeError as bad:
@@ -312,6 +334,20 @@ class VLLM(Backend):
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
+        logprobs = 0 if request.logprobs else None  # 0: the sampled token's only
+        top = max(request.top_logprobs, request.confidence_stop.top_k if request.confidence_stop else 0)
+        if top:
+            logprobs = top  # the top candidates (and the sampled token) at each step
+        extra_args = None
+        if request.confidence_stop is not None:
+            from .vllm_confidence import EXTRA_ARG
+
+            rule = request.confidence_stop
+            eos = self.tokenizer.eos_token_id
+            if eos is None:
+                raise UnsupportedRequest(f"{self.name}: the tokenizer has no end-of-sequence token to stop on")
+            extra_args = {EXTRA_ARG: {"threshold": rule.threshold, "window": rule.window, "top_k": rule.top_k,
+                                      "eos": int(eos)}}
         return SamplingParams(
             n=request.n,
             max_tokens=request.max_tokens,
@@ -320,8 +356,10 @@ class VLLM(Backend):
             stop=list(request.stop) or None,
             include_stop_str_in_output=request.include_stop,
             seed=request.seed,
-            logprobs=0 if request.logprobs else None,  # 0: the sampled token's only
-            output_kind=RequestOutputKind.FINAL_ONLY,
+            logprobs=logprobs,
+            extra_args=extra_args,
+            # stop_early must see each sample finish: stream deltas (else one output at the end).
+            output_kind=RequestOutputKind.DELTA if request.stop_early is not None else RequestOutputKind.FINAL_ONLY,
         )
 
     async def generate(self, request: GenerationRequest) -> GenerationResponse:
@@ -335,8 +373,11 @@ class VLLM(Backend):
         started = time.perf_counter()
         final = None
         try:
-            async for output in engine.generate(token_prompt(ids), self.sampling_params(request), request_id):
-                final = output
+            if request.stop_early is not None:
+                final = await self._until(engine, ids, request, request_id)
+            else:
+                async for output in engine.generate(token_prompt(ids), self.sampling_params(request), request_id):
+                    final = output
         except asyncio.CancelledError:
             await self._abort(request_id)
             raise
@@ -347,6 +388,33 @@ class VLLM(Backend):
         if final is None:
             raise BackendError(f"{self.name}: the engine returned no output for {request_id}")
         return self._response(final, ids, request, time.perf_counter() - started, kv_peak)
+
+    async def _until(self, engine: Any, ids: list[int], request: GenerationRequest, request_id: str) -> Any:
+        """Stream the samples' deltas; abort the request once ``request.stop_early`` says stop.
+        Returns a final-output-like object: every sample as accumulated, unfinished ones
+        marked aborted."""
+        samples = [_Accumulated(i) for i in range(request.n)]
+        finished: list[Completion] = []
+        cached = 0
+        stream = engine.generate(token_prompt(ids), self.sampling_params(request), request_id)
+        try:
+            async for output in stream:
+                cached = max(cached, int(getattr(output, "num_cached_tokens", 0) or 0))
+                before = len(finished)
+                for delta in output.outputs:
+                    sample = samples[delta.index]
+                    sample.add(delta)
+                    if delta.finish_reason is not None:
+                        finished.append(self._completion(sample, request))
+                if before < len(finished) < request.n and request.stop_early(list(finished)):
+                    await self._abort(request_id)
+                    break
+        finally:
+            await stream.aclose()
+        for sample in samples:
+            if sample.finish_reason is None:
+                sample.finish_reason = "abort"
+        return _Final(samples, cached)
 
     def _check_prompt(self, ids: Sequence[int], request: GenerationRequest) -> None:
         if not ids:
@@ -367,32 +435,42 @@ class VLLM(Backend):
         except Exception:  # noqa: BLE001 - the engine is gone: nothing is left to abort
             return
 
+    def _completion(self, output: Any, request: GenerationRequest) -> Completion:
+        token_ids = list(output.token_ids)
+        logprobs = confidences = None
+        if output.logprobs is not None:
+            if request.logprobs:
+                logprobs = [float(pos[tid].logprob) for pos, tid in zip(output.logprobs, token_ids, strict=False)]
+            top = request.top_logprobs or (request.confidence_stop.top_k if request.confidence_stop else 0)
+            if top:
+                confidences = [token_confidence([float(lp.logprob) for lp in pos.values()
+                                                 if lp.rank is not None and lp.rank <= top])
+                               for pos in output.logprobs]
+        stop_reason = getattr(output, "stop_reason", None)
+        stop_sequence = stop_reason if isinstance(stop_reason, str) else None
+        finish = _FINISH.get(output.finish_reason, "error")
+        if (finish == "stop" and stop_sequence is None and request.confidence_stop is not None
+                and confidences and _stopped_here(request.confidence_stop, confidences)):
+            finish = "confidence"  # the processor forced end of sequence at the last step
+        text = output.text
+        if request.include_stop and stop_sequence is not None:
+            # A stop string can end inside a token: the ids are the truth a continuation
+            # feeds back, so the text is what they decode to (they never drift apart).
+            text = self.tokenizer.decode(token_ids, skip_special_tokens=True)
+        return Completion(
+            text=text,
+            completion_tokens=len(token_ids),
+            finish_reason=finish,
+            token_logprobs=logprobs,
+            token_ids=token_ids,
+            stop_sequence=stop_sequence,
+            token_confidences=confidences if request.top_logprobs else None,
+        )
+
     def _response(
         self, final: Any, ids: list[int], request: GenerationRequest, seconds: float, kv_peak: float | None = None
     ) -> GenerationResponse:
-        completions = []
-        for output in sorted(final.outputs, key=lambda o: o.index):
-            token_ids = list(output.token_ids)
-            logprobs = None
-            if request.logprobs and output.logprobs is not None:
-                logprobs = [float(pos[tid].logprob) for pos, tid in zip(output.logprobs, token_ids, strict=False)]
-            stop_reason = getattr(output, "stop_reason", None)
-            stop_sequence = stop_reason if isinstance(stop_reason, str) else None
-            text = output.text
-            if request.include_stop and stop_sequence is not None:
-                # A stop string can end inside a token: the ids are the truth a continuation
-                # feeds back, so the text is what they decode to (they never drift apart).
-                text = self.tokenizer.decode(token_ids, skip_special_tokens=True)
-            completions.append(
-                Completion(
-                    text=text,
-                    completion_tokens=len(token_ids),
-                    finish_reason=_FINISH.get(output.finish_reason, "error"),
-                    token_logprobs=logprobs,
-                    token_ids=token_ids,
-                    stop_sequence=stop_sequence,
-                )
-            )
+        completions = [self._completion(output, request) for output in sorted(final.outputs, key=lambda o: o.index)]
         cached = int(getattr(final, "num_cached_tokens", 0) or 0)
         stats = self._stats
         stats.requests += 1
@@ -434,6 +512,41 @@ class VLLM(Backend):
     def describe(self) -> dict[str, object]:
         options = {k: v for k, v in self.engine_options.items() if isinstance(v, (str, int, float, bool))}
         return {"backend": self.name, **options}
+
+
+def _stopped_here(rule: ConfidenceStop, confidences: list[float]) -> bool:
+    """Whether the rule fires at the last token: the engine's processor ended the sample there.
+    Recomputed from the returned top-k logprobs; the tolerance absorbs float summation order."""
+    slack = 1e-4 * max(1.0, abs(rule.threshold))
+    at = ConfidenceStop(rule.threshold + slack, rule.window, rule.top_k).stops_at(confidences)
+    return at is not None and at >= len(confidences) - 1
+
+
+@dataclass(slots=True)
+class _Accumulated:
+    """One sample of a streamed request, its deltas joined (a CompletionOutput look-alike)."""
+
+    index: int
+    text: str = ""
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[Any] | None = None
+    finish_reason: str | None = None
+    stop_reason: Any = None
+
+    def add(self, delta: Any) -> None:
+        self.text += delta.text
+        self.token_ids.extend(delta.token_ids)
+        if delta.logprobs is not None:
+            self.logprobs = (self.logprobs or []) + list(delta.logprobs)
+        if delta.finish_reason is not None:
+            self.finish_reason = delta.finish_reason
+            self.stop_reason = getattr(delta, "stop_reason", None)
+
+
+@dataclass(slots=True)
+class _Final:
+    outputs: list[_Accumulated]
+    num_cached_tokens: int
 
 
 @lru_cache(maxsize=1)
