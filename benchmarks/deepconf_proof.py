@@ -1,0 +1,307 @@
+"""DeepConf online against self-consistency, on one engine: tokens, accuracy, wall time, and
+whether the model's confidence separates right traces from wrong ones (issue 21).
+
+For each dataset, alternating rounds of two runs over the same problems (prefix cache reset
+between runs):
+
+- **pool**: ``deepconf`` offline with ``n`` traces: ``n`` complete samples with their token
+  confidences (top-20 logprobs). Self-consistency at k is the majority vote of its first k
+  traces; its tokens are theirs. From the same traces: DeepConf offline at k, and DeepConf
+  online *replayed* (the threshold from the first ``warmup`` traces, each later trace cut at
+  the token where ``ConfidenceStop.stops_at`` fires): what the engine should do.
+- **online**: ``deepconf`` online with ``n`` traces: ``warmup`` full traces, then ``n - warmup``
+  stopped in the engine when their group confidence drops. DeepConf online at k uses the
+  warm-up and the first ``k - warmup`` online traces (they are exchangeable).
+
+Both runs ask for top-20 logprobs, so their wall times differ only by the stopping. Tokens are
+generated (completion) tokens, as the paper counts them. Per trace the JSON keeps the vote
+key, correctness, tokens and lowest group confidence, so every figure is recomputed from it
+(``--table``). Histograms: lowest group confidence of right vs wrong pool traces, and the
+AUROC of that confidence as a right-vs-wrong score (0.5: no signal).
+
+    python -m reasoning.benchmarks.deepconf_proof --backend vllm:/root/model \\
+        --dataset gsm8k:200 --dataset math500:100 --n 256 --window 128 --out deepconf.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from reasoning import Budget, Problem, asolve_many
+from reasoning.answers import normalize_answer
+from reasoning.backends import from_spec
+from reasoning.context import Sampling
+from reasoning.strategies.deepconf import DeepConf, lowest_group_confidence, percentile
+from reasoning.types import ConfidenceStop
+
+from .datasets import load_items
+from .run import grade_item, solve_options
+
+
+def _traces(result) -> list[dict[str, Any]]:
+    """Every completion of a result, in sample order, from its trace."""
+    out = []
+    for node in result.trace.nodes:
+        if node.kind == "generate":
+            out.extend(node.completions)
+    return out
+
+
+async def run_phase(backend, items, strategy: DeepConf, args, label: str) -> dict[str, Any]:
+    if hasattr(backend, "reset_prefix_cache"):
+        await backend.reset_prefix_cache()
+    problems: list[dict[str, Any] | None] = [None] * len(items)
+    graded: dict[tuple[int, str], bool] = {}
+
+    async def on_result(index: int, result) -> None:
+        item = items[index]
+        info = result.info
+        keys, correct = [], []
+        for answer in info["answers"]:
+            key = normalize_answer(answer) if answer is not None else None
+            if key and (index, key) not in graded:
+                ok, _ = await grade_item(item, answer, [])
+                graded[(index, key)] = bool(ok)
+            keys.append(key or None)
+            correct.append(graded.get((index, key), False) if key else False)
+        row = {"id": item.id, "keys": keys, "correct": correct, "tokens": info["tokens"],
+               "min_conf": [None if c is None else round(c, 4) for c in info["min_conf"]],
+               "stopped": info["stopped"], "threshold": info.get("threshold"),
+               "prompt_tokens": result.usage.prompt_tokens, "completion_tokens": result.usage.completion_tokens}
+        if label == "pool":  # replay the online rule on the complete traces
+            confidences = [c.get("token_confidences") or [] for c in _traces(result)]
+            warm = [lowest_group_confidence(c, args.window) for c in confidences[: args.warmup]]
+            warm = [c for c in warm if c is not None]
+            if warm:
+                threshold = percentile(warm, 100 - args.keep_percent)
+                rule = ConfidenceStop(threshold, args.window, 20)
+                replay = []
+                for i, c in enumerate(confidences):
+                    at = rule.stops_at(c) if i >= args.warmup else None
+                    replay.append(None if at is None else at + 1)
+                row["replay_threshold"] = threshold
+                row["replay_stop_tokens"] = replay
+        problems[index] = row
+
+    sampling = Sampling(max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p)
+    started = time.perf_counter()
+    await asolve_many([Problem(i.problem, i.id, i.metadata) for i in items], strategy, backend, Budget(),
+                      concurrency=args.concurrency, on_result=on_result, sampling=sampling,
+                      **solve_options(items[0].kind))
+    wall = time.perf_counter() - started
+    generated = sum(p["completion_tokens"] for p in problems if p)
+    return {"label": label, "describe": strategy.describe(), "wall_s": round(wall, 2),
+            "generated_tokens": generated, "problems": problems}
+
+
+# -- analysis (pure: from the JSON) -------------------------------------------------------
+
+
+def _vote(keys: Sequence[str | None], correct: Sequence[bool], weights: Sequence[float] | None = None) -> bool:
+    """Whether the (weighted) majority over keys is a right answer; ties to the first seen."""
+    tally: dict[str, float] = {}
+    right: dict[str, bool] = {}
+    for i, key in enumerate(keys):
+        if key is None:
+            continue
+        tally[key] = tally.get(key, 0.0) + (1.0 if weights is None else weights[i])
+        right.setdefault(key, correct[i])
+    if not tally:
+        return False
+    return right[max(tally, key=tally.__getitem__)]
+
+
+def sc_at(problem: dict[str, Any], k: int) -> tuple[bool, int]:
+    return _vote(problem["keys"][:k], problem["correct"][:k]), sum(problem["tokens"][:k])
+
+
+def offline_at(problem: dict[str, Any], k: int, keep_percent: float) -> tuple[bool, int]:
+    conf = problem["min_conf"][:k]
+    scored = [c for c in conf if c is not None]
+    if not scored:
+        return False, sum(problem["tokens"][:k])
+    bar = percentile(scored, 100 - keep_percent)
+    keys = [key if c is not None and c >= bar else None for key, c in zip(problem["keys"][:k], conf, strict=True)]
+    return _vote(keys, problem["correct"][:k], [c or 0.0 for c in conf]), sum(problem["tokens"][:k])
+
+
+def online_at(problem: dict[str, Any], k: int, warmup: int) -> tuple[bool, int]:
+    """The online run's vote and tokens with its first k traces (warm-up first)."""
+    bar = problem["threshold"]
+    keys, weights = [], []
+    for i in range(min(k, len(problem["keys"]))):
+        conf = problem["min_conf"][i]
+        keep = conf is not None and bar is not None and not problem["stopped"][i] and (i >= warmup or conf >= bar)
+        keys.append(problem["keys"][i] if keep else None)
+        weights.append(conf or 0.0)
+    return _vote(keys, problem["correct"][:k], weights), sum(problem["tokens"][:k])
+
+
+def replay_at(problem: dict[str, Any], k: int, warmup: int) -> tuple[bool, int]:
+    """DeepConf online replayed on the pool's complete traces."""
+    bar = problem.get("replay_threshold")
+    stops = problem.get("replay_stop_tokens") or [None] * len(problem["keys"])
+    keys, weights, tokens = [], [], 0
+    for i in range(min(k, len(problem["keys"]))):
+        conf = problem["min_conf"][i]
+        stopped = stops[i] is not None
+        tokens += stops[i] if stopped else problem["tokens"][i]
+        keep = conf is not None and bar is not None and not stopped and (i >= warmup or conf >= bar)
+        keys.append(problem["keys"][i] if keep else None)
+        weights.append(conf or 0.0)
+    return _vote(keys, problem["correct"][:k], weights), tokens
+
+
+def auroc(right: Sequence[float], wrong: Sequence[float]) -> float | None:
+    """P(a right trace's confidence > a wrong one's), ties half: the Mann-Whitney AUROC."""
+    if not right or not wrong:
+        return None
+    ranked = sorted([(c, 1) for c in right] + [(c, 0) for c in wrong])
+    rank_sum, i = 0.0, 0
+    while i < len(ranked):
+        j = i
+        while j < len(ranked) and ranked[j][0] == ranked[i][0]:
+            j += 1
+        mean_rank = (i + j + 1) / 2  # 1-based ranks i+1 .. j
+        rank_sum += mean_rank * sum(flag for _, flag in ranked[i:j])
+        i = j
+    n_right, n_wrong = len(right), len(wrong)
+    return (rank_sum - n_right * (n_right + 1) / 2) / (n_right * n_wrong)
+
+
+def histogram(values: Sequence[float], edges: Sequence[float]) -> list[int]:
+    counts = [0] * (len(edges) - 1)
+    for v in values:
+        for b in range(len(edges) - 1):
+            if edges[b] <= v < edges[b + 1] or (b == len(edges) - 2 and v == edges[-1]):
+                counts[b] += 1
+                break
+    return counts
+
+
+def summarize(dataset: dict[str, Any], ks: Sequence[int], warmup: int, keep_percent: float) -> dict[str, Any]:
+    """Per k: accuracy and generated tokens per problem of SC, DeepConf offline, the replay and
+    the online run; wall times per round; the confidence histograms and AUROC."""
+    pools = [r for r in dataset["rounds"] if r["label"] == "pool"]
+    onlines = [r for r in dataset["rounds"] if r["label"] == "online"]
+    pool, online = pools[0]["problems"], onlines[0]["problems"] if onlines else None
+    count = len(pool)
+    rows = []
+    for k in ks:
+        row: dict[str, Any] = {"k": k}
+        methods = {"sc": lambda p: sc_at(p, k), "offline": lambda p: offline_at(p, k, keep_percent),
+                   "replay": lambda p: replay_at(p, k, warmup)}
+        for name, fn in methods.items():
+            results = [fn(p) for p in pool]
+            row[name] = {"accuracy": sum(ok for ok, _ in results) / count, "tokens": sum(t for _, t in results) / count}
+        if online is not None:
+            results = [online_at(p, k, warmup) for p in online]
+            row["online"] = {"accuracy": sum(ok for ok, _ in results) / count,
+                             "tokens": sum(t for _, t in results) / count}
+        rows.append(row)
+    right = [c for p in pool for c, ok in zip(p["min_conf"], p["correct"], strict=True) if c is not None and ok]
+    wrong = [c for p in pool for c, ok in zip(p["min_conf"], p["correct"], strict=True) if c is not None and not ok]
+    every = right + wrong
+    low, high = (min(every), max(every)) if every else (0.0, 1.0)
+    edges = [low + (high - low) * b / 12 for b in range(13)]
+    stopped = [s for p in (online or []) for s in p["stopped"]]
+    return {
+        "rows": rows,
+        "wall_s": {"pool": [r["wall_s"] for r in pools], "online": [r["wall_s"] for r in onlines]},
+        "generated_tokens": {"pool": [r["generated_tokens"] for r in pools],
+                             "online": [r["generated_tokens"] for r in onlines]},
+        "stopped_share": sum(stopped) / max(1, len(stopped) - warmup * count) if stopped else None,
+        "confidence": {"edges": [round(e, 3) for e in edges], "right": histogram(right, edges),
+                       "wrong": histogram(wrong, edges), "auroc": auroc(right, wrong),
+                       "right_traces": len(right), "wrong_traces": len(wrong)},
+    }
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    options = dict(window=args.window, keep_percent=args.keep_percent, warmup=args.warmup, n=args.n)
+    backend = from_spec(args.backend, **({"engine_kwargs": json.loads(args.engine)} if args.engine else {}))
+    await backend.load()
+    report: dict[str, Any] = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "command": " ".join(sys.argv),
+                              "machine": platform.platform(), "backend": backend.describe(),
+                              "options": {**options, "max_tokens": args.max_tokens, "temperature": args.temperature,
+                                          "top_p": args.top_p}, "datasets": {}}
+    try:
+        for spec in args.dataset:
+            name, _, limit = spec.partition(":")
+            items = load_items(name, int(limit) if limit else None)
+            rounds = []
+            for round_index in range(args.rounds):
+                order = ("pool", "online") if round_index % 2 == 0 else ("online", "pool")
+                for label in order:
+                    strategy = DeepConf(mode="offline" if label == "pool" else "online", **options)
+                    phase = await run_phase(backend, items, strategy, args, label)
+                    phase["round"] = round_index
+                    rounds.append(phase)
+                    print(json.dumps({k: v for k, v in phase.items() if k != "problems"}), flush=True)
+            report["datasets"][spec] = {"rounds": rounds}
+            report["datasets"][spec]["summary"] = summarize(report["datasets"][spec], args.ks, args.warmup,
+                                                            args.keep_percent)
+            if args.out:  # after each dataset: nothing lost if a later one runs out of time
+                with open(args.out, "w") as handle:
+                    json.dump(report, handle)
+    finally:
+        await backend.aclose()
+    return report
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = []
+    for spec, data in report["datasets"].items():
+        summary = data["summary"]
+        lines += [f"{spec}:", "", "| k | SC acc | SC tokens | DeepConf online acc | online tokens | saved | "
+                  "replay acc | replay tokens | offline acc |", "|---|---|---|---|---|---|---|---|---|"]
+        for row in summary["rows"]:
+            sc, on, replay = row["sc"], row.get("online"), row["replay"]
+            online = (f"{on['accuracy']:.3f} | {on['tokens']:,.0f} | {1 - on['tokens'] / sc['tokens']:.1%}"
+                      if on and sc["tokens"] else "– | – | –")
+            lines.append(f"| {row['k']} | {sc['accuracy']:.3f} | {sc['tokens']:,.0f} | {online} | "
+                         f"{replay['accuracy']:.3f} | {replay['tokens']:,.0f} | {row['offline']['accuracy']:.3f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", default="vllm")
+    parser.add_argument("--engine", help="JSON of extra engine arguments, e.g. '{\"max_num_seqs\": 1024}'")
+    parser.add_argument("--dataset", action="append", default=[], help="NAME[:LIMIT], repeatable")
+    parser.add_argument("--n", type=int, default=256)
+    parser.add_argument("--ks", type=int, nargs="+", default=[16, 64, 256])
+    parser.add_argument("--warmup", type=int, default=16)
+    parser.add_argument("--keep-percent", type=float, default=10)
+    parser.add_argument("--window", type=int, default=2048)
+    parser.add_argument("--max-tokens", type=int, default=1024)
+    parser.add_argument("--temperature", type=float, default=0.6)
+    parser.add_argument("--top-p", type=float, default=0.95)
+    parser.add_argument("--rounds", type=int, default=1, help="alternating pool/online rounds (wall-time spread)")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--out", help="JSON file")
+    parser.add_argument("--table", metavar="REPORT.json", help="print the markdown table of a saved report and exit")
+    args = parser.parse_args(argv)
+    if args.table:
+        with open(args.table) as handle:
+            print(markdown(json.load(handle)))
+        return 0
+    if not args.dataset:
+        parser.error("give at least one --dataset")
+    args.ks = [k for k in args.ks if k <= args.n]
+    report = asyncio.run(main_async(args))
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""The analysis of benchmarks/deepconf_proof.py: every figure it reports is recomputed from the
+per-trace JSON, so its arithmetic is pinned here on hand-made traces."""
+
+import itertools
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reasoning.benchmarks.deepconf_proof import auroc, histogram, offline_at, online_at, replay_at, sc_at, summarize
+
+
+def problem(keys, correct, tokens, min_conf, stopped=None, threshold=None, replay=None, replay_threshold=None):
+    row = {"keys": keys, "correct": correct, "tokens": tokens, "min_conf": min_conf,
+           "stopped": stopped or [False] * len(keys), "threshold": threshold}
+    if replay is not None:
+        row["replay_stop_tokens"], row["replay_threshold"] = replay, replay_threshold
+    return row
+
+
+@given(st.lists(st.integers(0, 5), min_size=1, max_size=8), st.lists(st.integers(0, 5), min_size=1, max_size=8))
+def test_auroc_is_the_share_of_right_wrong_pairs_ordered_right_ties_half(right, wrong):
+    pairs = list(itertools.product(right, wrong))
+    expected = sum(1.0 if r > w else 0.5 if r == w else 0.0 for r, w in pairs) / len(pairs)
+    assert auroc(right, wrong) == pytest.approx(expected)
+
+
+def test_auroc_needs_both_kinds():
+    assert auroc([1.0], []) is None and auroc([], [1.0]) is None
+
+
+def test_histogram_puts_the_top_edge_in_the_last_bin():
+    assert histogram([0.0, 0.5, 1.0, 1.0], [0.0, 0.5, 1.0]) == [1, 3]
+
+
+P = problem(keys=["7", "8", "8", "7", None], correct=[True, False, False, True, False],
+            tokens=[10, 20, 30, 40, 50], min_conf=[5.0, 1.0, 1.0, 4.0, 2.0],
+            stopped=[False, False, False, True, False], threshold=3.0,
+            replay=[None, None, None, 12, None], replay_threshold=3.0)
+
+
+def test_self_consistency_at_k_votes_the_first_k_traces():
+    assert sc_at(P, 1) == (True, 10)
+    assert sc_at(P, 3) == (False, 60)  # 8 leads 2-1
+    assert sc_at(P, 4) == (True, 100)  # 2-2: the first seen (7) wins
+
+
+def test_online_at_k_drops_warmup_below_the_threshold_and_stopped_traces_and_weights_by_confidence():
+    # warmup 2: trace 0 (7, conf 5 >= 3) votes, trace 1 (8, conf 1 < 3) does not; trace 2 (online,
+    # not stopped) votes 8 with weight 1; trace 3 was stopped.
+    assert online_at(P, 3, warmup=2) == (True, 60)  # 7: 5.0 vs 8: 1.0
+    assert online_at(P, 4, warmup=2) == (True, 100)
+    assert online_at(P, 3, warmup=3) == (True, 60)  # all warm-up; 8s are below the threshold
+
+
+def test_replay_charges_a_cut_trace_its_tokens_up_to_the_cut():
+    ok, tokens = replay_at(P, 5, warmup=2)
+    assert tokens == 10 + 20 + 30 + 12 + 50 and ok
+
+
+def test_offline_keeps_the_top_percent_and_weights():
+    # keep 50 %: the bar is the median of [5, 1, 1, 4] = 2.5 -> traces 0 and 3 (both 7) vote.
+    assert offline_at(P, 4, keep_percent=50) == (True, 100)
+
+
+def test_summary_counts_stopped_online_traces_beyond_the_warmup():
+    pool = {"label": "pool", "wall_s": 2.0, "generated_tokens": 150, "problems": [P]}
+    online = {"label": "online", "wall_s": 1.0, "generated_tokens": 100, "problems": [P]}
+    summary = summarize({"rounds": [pool, online]}, [4], warmup=2, keep_percent=50)
+    assert summary["stopped_share"] == pytest.approx(1 / 3)  # 1 of the 3 online traces
+    assert summary["rows"][0]["sc"] == {"accuracy": 1.0, "tokens": 100.0}
+    assert summary["wall_s"] == {"pool": [2.0], "online": [1.0]}
+    assert summary["confidence"]["right_traces"] == 2 and summary["confidence"]["wrong_traces"] == 3
