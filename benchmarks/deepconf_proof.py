@@ -76,19 +76,21 @@ async def run_phase(backend, items, strategy: DeepConf, args, label: str) -> dic
                "min_conf": [None if c is None else round(c, 4) for c in info["min_conf"]],
                "stopped": info["stopped"], "threshold": info.get("threshold"),
                "prompt_tokens": result.usage.prompt_tokens, "completion_tokens": result.usage.completion_tokens}
-        if label == "pool":  # replay the online rule on the complete traces
+        if label == "pool":  # replay the online rule on the complete traces, per keep percent
             confidences = [c.get("token_confidences") or [] for c in _traces(result)]
             warm = [lowest_group_confidence(c, args.window) for c in confidences[: args.warmup]]
             warm = [c for c in warm if c is not None]
-            if warm:
-                threshold = percentile(warm, 100 - args.keep_percent)
+            row["replay"] = {}
+            for keep in args.keep_percent:
+                if not warm:
+                    continue
+                threshold = percentile(warm, 100 - keep)
                 rule = ConfidenceStop(threshold, args.window, 20)
-                replay = []
+                stops = []
                 for i, c in enumerate(confidences):
                     at = rule.stops_at(c) if i >= args.warmup else None
-                    replay.append(None if at is None else at + 1)
-                row["replay_threshold"] = threshold
-                row["replay_stop_tokens"] = replay
+                    stops.append(None if at is None else at + 1)
+                row["replay"][f"{keep:g}"] = {"threshold": threshold, "stop_tokens": stops}
         problems[index] = row
 
     sampling = Sampling(max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p)
@@ -145,10 +147,11 @@ def online_at(problem: dict[str, Any], k: int, warmup: int) -> tuple[bool, int]:
     return _vote(keys, problem["correct"][:k], weights), sum(problem["tokens"][:k])
 
 
-def replay_at(problem: dict[str, Any], k: int, warmup: int) -> tuple[bool, int]:
+def replay_at(problem: dict[str, Any], k: int, warmup: int, keep_percent: float) -> tuple[bool, int]:
     """DeepConf online replayed on the pool's complete traces."""
-    bar = problem.get("replay_threshold")
-    stops = problem.get("replay_stop_tokens") or [None] * len(problem["keys"])
+    replay = problem.get("replay", {}).get(f"{keep_percent:g}", {})
+    bar = replay.get("threshold")
+    stops = replay.get("stop_tokens") or [None] * len(problem["keys"])
     keys, weights, tokens = [], [], 0
     for i in range(min(k, len(problem["keys"]))):
         conf = problem["min_conf"][i]
@@ -187,38 +190,48 @@ def histogram(values: Sequence[float], edges: Sequence[float]) -> list[int]:
     return counts
 
 
-def summarize(dataset: dict[str, Any], ks: Sequence[int], warmup: int, keep_percent: float) -> dict[str, Any]:
-    """Per k: accuracy and generated tokens per problem of SC, DeepConf offline, the replay and
-    the online run; wall times per round; the confidence histograms and AUROC."""
+def online_label(keep_percent: float) -> str:
+    return f"online-{keep_percent:g}"
+
+
+def summarize(dataset: dict[str, Any], ks: Sequence[int], warmup: int, keep_percents: Sequence[float]) -> dict[str, Any]:
+    """Per k: accuracy and generated tokens per problem of SC, and per keep percent of DeepConf
+    offline, the replay and the online run; wall times per round; confidence histograms, AUROC."""
     pools = [r for r in dataset["rounds"] if r["label"] == "pool"]
-    onlines = [r for r in dataset["rounds"] if r["label"] == "online"]
-    pool, online = pools[0]["problems"], onlines[0]["problems"] if onlines else None
+    pool = pools[0]["problems"]
     count = len(pool)
+
+    def mean(results: list[tuple[bool, int]]) -> dict[str, float]:
+        return {"accuracy": sum(ok for ok, _ in results) / count, "tokens": sum(t for _, t in results) / count}
+
     rows = []
     for k in ks:
-        row: dict[str, Any] = {"k": k}
-        methods = {"sc": lambda p: sc_at(p, k), "offline": lambda p: offline_at(p, k, keep_percent),
-                   "replay": lambda p: replay_at(p, k, warmup)}
-        for name, fn in methods.items():
-            results = [fn(p) for p in pool]
-            row[name] = {"accuracy": sum(ok for ok, _ in results) / count, "tokens": sum(t for _, t in results) / count}
-        if online is not None:
-            results = [online_at(p, k, warmup) for p in online]
-            row["online"] = {"accuracy": sum(ok for ok, _ in results) / count,
-                             "tokens": sum(t for _, t in results) / count}
+        row: dict[str, Any] = {"k": k, "sc": mean([sc_at(p, k) for p in pool])}
+        for keep in keep_percents:
+            row[f"offline-{keep:g}"] = mean([offline_at(p, k, keep) for p in pool])
+            row[f"replay-{keep:g}"] = mean([replay_at(p, k, warmup, keep) for p in pool])
+            onlines = [r for r in dataset["rounds"] if r["label"] == online_label(keep)]
+            if onlines:
+                row[online_label(keep)] = mean([online_at(p, k, warmup) for p in onlines[0]["problems"]])
         rows.append(row)
+    stopped = {}
+    for keep in keep_percents:
+        onlines = [r for r in dataset["rounds"] if r["label"] == online_label(keep)]
+        if onlines:
+            flags = [s for p in onlines[0]["problems"] for s in p["stopped"]]
+            stopped[f"{keep:g}"] = sum(flags) / max(1, len(flags) - warmup * count)
     right = [c for p in pool for c, ok in zip(p["min_conf"], p["correct"], strict=True) if c is not None and ok]
     wrong = [c for p in pool for c, ok in zip(p["min_conf"], p["correct"], strict=True) if c is not None and not ok]
     every = right + wrong
     low, high = (min(every), max(every)) if every else (0.0, 1.0)
     edges = [low + (high - low) * b / 12 for b in range(13)]
-    stopped = [s for p in (online or []) for s in p["stopped"]]
+    labels = sorted({r["label"] for r in dataset["rounds"]})
     return {
         "rows": rows,
-        "wall_s": {"pool": [r["wall_s"] for r in pools], "online": [r["wall_s"] for r in onlines]},
-        "generated_tokens": {"pool": [r["generated_tokens"] for r in pools],
-                             "online": [r["generated_tokens"] for r in onlines]},
-        "stopped_share": sum(stopped) / max(1, len(stopped) - warmup * count) if stopped else None,
+        "wall_s": {label: [r["wall_s"] for r in dataset["rounds"] if r["label"] == label] for label in labels},
+        "generated_tokens": {label: [r["generated_tokens"] for r in dataset["rounds"] if r["label"] == label]
+                             for label in labels},
+        "stopped_share": stopped,
         "confidence": {"edges": [round(e, 3) for e in edges], "right": histogram(right, edges),
                        "wrong": histogram(wrong, edges), "auroc": auroc(right, wrong),
                        "right_traces": len(right), "wrong_traces": len(wrong)},
@@ -226,7 +239,7 @@ def summarize(dataset: dict[str, Any], ks: Sequence[int], warmup: int, keep_perc
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    options = dict(window=args.window, keep_percent=args.keep_percent, warmup=args.warmup, n=args.n)
+    options = dict(window=args.window, warmup=args.warmup, n=args.n)
     backend = from_spec(args.backend, **({"engine_kwargs": json.loads(args.engine)} if args.engine else {}))
     await backend.load()
     report: dict[str, Any] = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "command": " ".join(sys.argv),
@@ -238,10 +251,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             name, _, limit = spec.partition(":")
             items = load_items(name, int(limit) if limit else None)
             rounds = []
+            labels = ["pool", *(online_label(keep) for keep in args.keep_percent)]
             for round_index in range(args.rounds):
-                order = ("pool", "online") if round_index % 2 == 0 else ("online", "pool")
+                order = labels if round_index % 2 == 0 else labels[::-1]
                 for label in order:
-                    strategy = DeepConf(mode="offline" if label == "pool" else "online", **options)
+                    keep = float(label.removeprefix("online-")) if label != "pool" else args.keep_percent[0]
+                    strategy = DeepConf(mode="offline" if label == "pool" else "online", keep_percent=keep, **options)
                     phase = await run_phase(backend, items, strategy, args, label)
                     phase["round"] = round_index
                     rounds.append(phase)
@@ -261,14 +276,15 @@ def markdown(report: dict[str, Any]) -> str:
     lines = []
     for spec, data in report["datasets"].items():
         summary = data["summary"]
-        lines += [f"{spec}:", "", "| k | SC acc | SC tokens | DeepConf online acc | online tokens | saved | "
-                  "replay acc | replay tokens | offline acc |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"{spec}:", "", "| k | method | accuracy | generated tokens / problem | saved vs SC |",
+                  "|---|---|---|---|---|"]
         for row in summary["rows"]:
-            sc, on, replay = row["sc"], row.get("online"), row["replay"]
-            online = (f"{on['accuracy']:.3f} | {on['tokens']:,.0f} | {1 - on['tokens'] / sc['tokens']:.1%}"
-                      if on and sc["tokens"] else "– | – | –")
-            lines.append(f"| {row['k']} | {sc['accuracy']:.3f} | {sc['tokens']:,.0f} | {online} | "
-                         f"{replay['accuracy']:.3f} | {replay['tokens']:,.0f} | {row['offline']['accuracy']:.3f} |")
+            sc = row["sc"]
+            for name, cell in row.items():
+                if name == "k":
+                    continue
+                saved = f"{1 - cell['tokens'] / sc['tokens']:.1%}" if sc["tokens"] else "–"
+                lines.append(f"| {row['k']} | {name} | {cell['accuracy']:.3f} | {cell['tokens']:,.0f} | {saved} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -281,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=256)
     parser.add_argument("--ks", type=int, nargs="+", default=[16, 64, 256])
     parser.add_argument("--warmup", type=int, default=16)
-    parser.add_argument("--keep-percent", type=float, default=10)
+    parser.add_argument("--keep-percent", type=float, nargs="+", default=[10.0, 90.0],
+                        help="eta of each online run: 10 = DeepConf-low, 90 = DeepConf-high")
     parser.add_argument("--window", type=int, default=2048)
     parser.add_argument("--max-tokens", type=int, default=1024)
     parser.add_argument("--temperature", type=float, default=0.6)

@@ -14,7 +14,7 @@ def problem(keys, correct, tokens, min_conf, stopped=None, threshold=None, repla
     row = {"keys": keys, "correct": correct, "tokens": tokens, "min_conf": min_conf,
            "stopped": stopped or [False] * len(keys), "threshold": threshold}
     if replay is not None:
-        row["replay_stop_tokens"], row["replay_threshold"] = replay, replay_threshold
+        row["replay"] = {"10": {"stop_tokens": replay, "threshold": replay_threshold}}
     return row
 
 
@@ -54,7 +54,7 @@ def test_online_at_k_drops_warmup_below_the_threshold_and_stopped_traces_and_wei
 
 
 def test_replay_charges_a_cut_trace_its_tokens_up_to_the_cut():
-    ok, tokens = replay_at(P, 5, warmup=2)
+    ok, tokens = replay_at(P, 5, warmup=2, keep_percent=10.0)
     assert tokens == 10 + 20 + 30 + 12 + 50 and ok
 
 
@@ -65,9 +65,10 @@ def test_offline_keeps_the_top_percent_and_weights():
 
 def test_summary_counts_stopped_online_traces_beyond_the_warmup():
     pool = {"label": "pool", "wall_s": 2.0, "generated_tokens": 150, "problems": [P]}
-    online = {"label": "online", "wall_s": 1.0, "generated_tokens": 100, "problems": [P]}
-    summary = summarize({"rounds": [pool, online]}, [4], warmup=2, keep_percent=50)
-    assert summary["stopped_share"] == pytest.approx(1 / 3)  # 1 of the 3 online traces
+    online = {"label": "online-10", "wall_s": 1.0, "generated_tokens": 100, "problems": [P]}
+    summary = summarize({"rounds": [pool, online]}, [4], warmup=2, keep_percents=[10.0])
+    assert summary["stopped_share"] == {"10": pytest.approx(1 / 3)}  # 1 of the 3 online traces
     assert summary["rows"][0]["sc"] == {"accuracy": 1.0, "tokens": 100.0}
-    assert summary["wall_s"] == {"pool": [2.0], "online": [1.0]}
+    assert summary["rows"][0]["replay-10"] == {"accuracy": 1.0, "tokens": 72.0}
+    assert summary["wall_s"] == {"online-10": [1.0], "pool": [2.0]}
     assert summary["confidence"]["right_traces"] == 2 and summary["confidence"]["wrong_traces"] == 3
