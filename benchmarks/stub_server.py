@@ -17,6 +17,21 @@ Deterministic rules (tests rely on them):
     string (finish_reason "stop") and at ``max_tokens`` words (finish_reason "length", the
     kept words joined by single spaces). completion_tokens is the word count of what is sent.
   * Token logprobs (when asked) are ``-0.05 * (1 + j % 5)`` for the j-th token of a sample.
+    With ``top_logprobs: k`` (chat) or ``logprobs: k`` (completions) each token carries k
+    candidates: the sampled token, then ``<alt1>``... with ``logprob(j) - 0.5 * r`` (r = rank,
+    0 for the sampled token); so its DeepConf confidence is ``-logprob(j) + 0.25 * (k - 1)``.
+    ``confidences(body, index)`` scripts it instead: token j of sample ``index`` then has k
+    candidates all at ``-C`` (C the j-th value of the schedule, the last one repeated), the
+    sampled one first: its confidence is exactly C (for C a dyadic number such as 0.5, 2.0).
+  * ``"stream": true`` answers in server-sent events as vLLM serve does: per choice a role
+    chunk (chat), then one chunk per token (its text is the token, leading whitespace
+    included, so the chunks join to the text a non-streamed answer has; its logprobs when
+    asked), the last token's chunk carrying finish_reason and stop_reason; then, with
+    ``stream_options: {"include_usage": true}``, a chunk with no choices and the usage; then
+    ``data: [DONE]``. ``token_delay`` (seconds, or ``(body, index, j) -> seconds``) waits
+    before token j of choice ``index``. A client that closes the stream is noticed at once
+    (also while waiting): the request's ``disconnected`` is set and ``tokens_sent`` says how
+    many token chunks had been written; ``usage`` is recorded only when its chunk was sent.
 
 Request handling order: record, auth (401), injected failure (next code of ``failures``),
 unknown model (404), n > 1 without ``supports_n`` (400), ``latency``, respond. Besides
@@ -35,6 +50,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -48,6 +64,9 @@ from typing import Any, Self
 from aiohttp import web
 
 Responder = Callable[[dict[str, Any]], "str | Sequence[str]"]
+# Token confidences of one sample: (request body, sample index) -> one value per token.
+ConfidenceSchedule = Callable[[dict[str, Any], int], Sequence[float]]
+TokenDelay = Callable[[dict[str, Any], int, int], float]
 # Injected answers of a broken upstream (entries of ``failures`` besides status codes).
 MALFORMED = ("bad_json", "no_choices", "close")
 
@@ -108,6 +127,22 @@ def logprob(j: int) -> float:
     return -0.05 * (1 + j % 5)
 
 
+def top_candidates(j: int, k: int, confidence: float | None = None) -> list[float]:
+    """The k candidate logprobs of token j, the sampled token's first (see the module docstring)."""
+    if confidence is not None:
+        return [-confidence] * k
+    return [logprob(j) - 0.5 * r for r in range(k)]
+
+
+def _tokens(text: str) -> list[str]:
+    """The text as the stub's tokens (one per word, its leading whitespace included; trailing
+    whitespace joins the last one): they join back to ``text``, and there are ``len(text.split())``."""
+    tokens = re.findall(r"\s*\S+", text)
+    if tokens:
+        tokens[-1] += text[len("".join(tokens)):]
+    return tokens
+
+
 @dataclass(slots=True)
 class RecordedRequest:
     method: str
@@ -116,6 +151,10 @@ class RecordedRequest:
     headers: dict[str, str]
     status: int = 0  # the status answered (0 while in flight)
     usage: dict[str, int] | None = None  # the usage reported, for successful generations
+    stream: bool = False  # answered as server-sent events
+    tokens_sent: int = 0  # streamed token chunks written (all choices)
+    disconnected: bool = False  # the client closed the stream before [DONE]
+    finished: bool = False  # a stream written to its end ([DONE])
 
 
 def _error_body(status: int, message: str, code: str | None = None) -> tuple[int, dict[str, Any]]:
@@ -166,6 +205,8 @@ class StubServer:
         supports_n: bool = True,
         host: str = "127.0.0.1",
         port: int = 0,
+        confidences: ConfidenceSchedule | None = None,
+        token_delay: float | TokenDelay = 0.0,
     ) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("the stub server only binds to loopback addresses")
@@ -177,6 +218,8 @@ class StubServer:
         self.failures: deque[int | str] = deque(failures)
         self.latency = latency
         self.supports_n = supports_n
+        self.confidences = confidences
+        self.token_delay = token_delay
         self.host = host
         self.port = port
         self.requests: list[RecordedRequest] = []
@@ -248,12 +291,88 @@ class StubServer:
             if self._authorized(request) and self.failures and self.failures[0] in MALFORMED:
                 return self._malformed(request, record, str(self.failures.popleft()))
             status, payload = await self._respond(request, body, chat)
+            record.status = status
+            if status == 200 and body.get("stream"):
+                return await self._stream(request, record, body, payload, chat)
         finally:
             self.in_flight -= 1
-        record.status = status
         if status == 200:
             record.usage = payload["usage"]
         return web.json_response(payload, status=status)
+
+    # ---- streaming -------------------------------------------------------------------
+
+    async def _stream(self, request: web.Request, record: RecordedRequest, body: dict[str, Any],
+                      payload: dict[str, Any], chat: bool) -> web.StreamResponse:
+        """Send ``payload`` (a non-streamed answer) as vLLM serve streams it."""
+        record.stream = True
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        base = {"id": payload["id"], "object": "chat.completion.chunk" if chat else "text_completion",
+                "created": payload["created"], "model": payload["model"]}
+
+        async def send(data: Any) -> None:
+            text = data if isinstance(data, str) else json.dumps({**base, **data})
+            await response.write(f"data: {text}\n\n".encode())
+
+        chunks = self._chunks(body, payload["choices"], chat)
+        try:
+            await response.prepare(request)
+            for delay, data, is_token in chunks:
+                if delay > 0 and not await _pause(request, delay):
+                    raise ConnectionResetError("the client closed the stream")
+                if _gone(request):
+                    raise ConnectionResetError("the client closed the stream")
+                await send(data)
+                record.tokens_sent += is_token
+            if (body.get("stream_options") or {}).get("include_usage"):
+                await send({"choices": [], "usage": payload["usage"]})
+                record.usage = payload["usage"]
+            await send("[DONE]")
+            await response.write_eof()
+            record.finished = True
+        except (ConnectionResetError, asyncio.CancelledError):
+            record.disconnected = True
+            if asyncio.current_task() is not None and asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                raise
+        return response
+
+    def _chunks(self, body: dict[str, Any], choices: list[dict[str, Any]],
+                chat: bool) -> Iterator[tuple[float, dict[str, Any], bool]]:
+        """(seconds to wait first, chunk, whether it carries a token), choices interleaved by token."""
+        logprobs = body.get("logprobs")
+        want = bool(logprobs) if chat else logprobs is not None
+        top = body.get("top_logprobs") if chat else logprobs
+        per_choice = []
+        for choice in choices:
+            text = choice["message"]["content"] if chat else choice["text"]
+            schedule = list(self.confidences(body, choice["index"])) if self.confidences is not None else None
+            per_choice.append((choice, _tokens(text), schedule, text))
+        if chat:
+            for choice, *_ in per_choice:
+                yield 0.0, {"choices": [{"index": choice["index"], "delta": {"role": "assistant", "content": ""},
+                                         "logprobs": None, "finish_reason": None}]}, False
+        longest = max((len(tokens) for _, tokens, _, _ in per_choice), default=0)
+        for j in range(max(longest, 1)):
+            for choice, tokens, schedule, text in per_choice:
+                index = choice["index"]
+                if j >= max(len(tokens), 1):
+                    continue
+                last = j == max(len(tokens), 1) - 1
+                token = tokens[j] if tokens else text  # no word at all: its whitespace, in one chunk
+                entry = None
+                if want and tokens:
+                    confidence = schedule[min(j, len(schedule) - 1)] if schedule else None
+                    entry = _token_entry(token, j, None if top is None else int(top), confidence, chat)
+                out: dict[str, Any] = {"index": index, "finish_reason": choice["finish_reason"] if last else None,
+                                       "stop_reason": choice["stop_reason"] if last else None}
+                if chat:
+                    out["delta"] = {"content": token}
+                    out["logprobs"] = {"content": [entry]} if entry is not None else None
+                else:
+                    out["text"] = token
+                    out["logprobs"] = entry
+                delay = self.token_delay(body, index, j) if callable(self.token_delay) else self.token_delay
+                yield float(delay), {"choices": [out]}, bool(tokens)
 
     def _malformed(self, request: web.Request, record: RecordedRequest, kind: str) -> web.Response:
         """A broken upstream's answer (see ``MALFORMED``); recorded with status 200 (0: closed)."""
@@ -296,14 +415,17 @@ class StubServer:
         logprobs = body.get("logprobs")
         want_logprobs = bool(logprobs) if chat else logprobs is not None
         choices, completion_tokens = [], 0
+        top = body.get("top_logprobs")
         for index, raw in enumerate(texts):
             text, words, finish, matched = _finish(raw, stop, max_tokens, bool(body.get("include_stop_str_in_output")))
             completion_tokens += len(words)
+            schedule = list(self.confidences(body, index)) if self.confidences is not None and want_logprobs else None
             if chat:
                 choice: dict[str, Any] = {
                     "index": index,
                     "message": {"role": "assistant", "content": text},
-                    "logprobs": _chat_logprobs(words) if want_logprobs else None,
+                    "logprobs": _chat_logprobs(words, None if top is None else int(top), schedule)
+                    if want_logprobs else None,
                     "finish_reason": finish,
                     "stop_reason": matched,
                 }
@@ -311,7 +433,7 @@ class StubServer:
                 choice = {
                     "index": index,
                     "text": text,
-                    "logprobs": _text_logprobs(words, int(logprobs or 0)) if want_logprobs else None,
+                    "logprobs": _text_logprobs(words, int(logprobs or 0), schedule) if want_logprobs else None,
                     "finish_reason": finish,
                     "stop_reason": matched,
                 }
@@ -388,33 +510,81 @@ class StubServer:
         self.stop()
 
 
-def _chat_logprobs(words: list[str]) -> dict[str, Any]:
+def _gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+async def _pause(request: web.Request, seconds: float) -> bool:
+    """Wait ``seconds``; False as soon as the client has gone (checked every 5 ms)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while not _gone(request):
+        left = end - loop.time()
+        if left <= 0:
+            return True
+        await asyncio.sleep(min(left, 0.005))
+    return False
+
+
+def _candidate(r: int, token: str) -> str:
+    return token if r == 0 else f"<alt{r}>"
+
+
+def _token_entry(token: str, j: int, top: int | None, confidence: float | None, chat: bool) -> dict[str, Any]:
+    """Token j's logprobs: chat's ``content`` entry, or a completion's (one token) logprobs
+    object. ``top``: the body's top_logprobs (chat; None: not given, the sampled token alone)
+    or its logprobs (completions)."""
+    candidates = top_candidates(j, max(top or 0, 1), confidence)
+    if chat:
+        return _chat_entry(token, candidates[0], candidates[:1] if top is None else candidates[:top])
+    return _text_entry(token, candidates[0], candidates[:top] if top else None)
+
+
+def _chat_entry(token: str, lp: float, top: list[float]) -> dict[str, Any]:
+    return {
+        "token": token,
+        "logprob": lp,
+        "bytes": list(token.encode()),
+        "top_logprobs": [{"token": _candidate(r, token), "logprob": v, "bytes": list(_candidate(r, token).encode())}
+                         for r, v in enumerate(top)],
+    }
+
+
+def _text_entry(token: str, lp: float, top: list[float] | None) -> dict[str, Any]:
+    return {
+        "tokens": [token],
+        "token_logprobs": [lp],
+        "top_logprobs": [{_candidate(r, token): v for r, v in enumerate(top)}] if top else None,
+        "text_offset": [0],
+    }
+
+
+def _chat_logprobs(words: list[str], top: int | None = None,
+                   schedule: Sequence[float] | None = None) -> dict[str, Any]:
+    """``top``: the body's top_logprobs (None: not given, the sampled token alone)."""
     content = []
     for j, word in enumerate(words):
         token = word if j == 0 else " " + word
-        lp = logprob(j)
-        content.append(
-            {
-                "token": token,
-                "logprob": lp,
-                "bytes": list(token.encode()),
-                "top_logprobs": [{"token": token, "logprob": lp, "bytes": list(token.encode())}],
-            }
-        )
+        confidence = schedule[min(j, len(schedule) - 1)] if schedule else None
+        content.append(_token_entry(token, j, top, confidence, chat=True))
     return {"content": content}
 
 
-def _text_logprobs(words: list[str], top: int) -> dict[str, Any]:
+def _text_logprobs(words: list[str], top: int, schedule: Sequence[float] | None = None) -> dict[str, Any]:
     tokens = [w if j == 0 else " " + w for j, w in enumerate(words)]
     offsets, at = [], 0
     for token in tokens:
         offsets.append(at)
         at += len(token)
-    lps = [logprob(j) for j in range(len(tokens))]
+    candidates = [top_candidates(j, max(top, 1), schedule[min(j, len(schedule) - 1)] if schedule else None)
+                  for j in range(len(tokens))]
     return {
         "tokens": tokens,
-        "token_logprobs": lps,
-        "top_logprobs": [{t: lp} for t, lp in zip(tokens, lps, strict=True)] if top > 0 else None,
+        "token_logprobs": [c[0] for c in candidates],
+        "top_logprobs": [{_candidate(r, t): v for r, v in enumerate(c[:top])} for t, c in zip(tokens, candidates,
+                                                                                              strict=True)]
+        if top > 0 else None,
         "text_offset": offsets,
     }
 
@@ -449,6 +619,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
     parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
     parser.add_argument("--no-n", action="store_true", help="reject n > 1 with 400")
+    parser.add_argument("--token-delay", type=float, default=0.0, help="seconds before each streamed token")
     parser.add_argument("--unknown-model", action="append", default=[], help="answer 404 for it")
     parser.add_argument("--fail", default="", help="status codes (or bad_json, no_choices, close) to answer first, "
                         "e.g. 429,500")
@@ -459,6 +630,7 @@ def main(argv: list[str] | None = None) -> None:
         failures=[code if code in MALFORMED else int(code) for code in opts.fail.split(",") if code],
         latency=opts.latency,
         supports_n=not opts.no_n,
+        token_delay=opts.token_delay,
         host=opts.host,
         port=opts.port,
     )

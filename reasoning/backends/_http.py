@@ -2,8 +2,9 @@
 
 Retries (tenacity, exponential backoff with full jitter: 429, 408/409, 5xx, malformed
 bodies, timeouts and connection errors, never other 4xx nor a client without credentials),
-all within one request timeout; translation of provider errors into the framework's; and
-building a ``GenerationResponse`` from an OpenAI-style response body.
+all within one request timeout; translation of provider errors into the framework's;
+building a ``GenerationResponse`` from an OpenAI-style response body; and reading one
+sample's server-sent-event stream (``sse_chunks``, ``StreamedSample``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any, NoReturn, TypeVar
 
 from ..errors import (
@@ -23,7 +25,7 @@ from ..errors import (
     ConfigError,
     MalformedResponse,
 )
-from ..types import Completion, FinishReason, GenerationRequest
+from ..types import Completion, ConfidenceStop, FinishReason, GenerationRequest, token_confidence
 from .base import byte_bound_prompt_tokens
 
 T = TypeVar("T")
@@ -324,6 +326,7 @@ def build_response(
     texts: list[str] = []
     finishes: list[str] = []
     logprobs: list[list[float] | None] = []
+    confidences: list[list[float] | None] = []
     stops: list[str | None] = []
     for choice in choices:
         if chat:
@@ -338,9 +341,15 @@ def build_response(
         stops.append(stop)
         finishes.append(finish_reason(choice.get("finish_reason")))
         logprobs.append(_token_logprobs(choice.get("logprobs"), chat) if request.logprobs else None)
+        if request.top_logprobs:
+            tops = _top_candidates(choice.get("logprobs"), chat)
+            confidences.append(None if tops is None else [top_confidence(t, request.top_logprobs) for t in tops])
+        else:
+            confidences.append(None)
 
-    # One logprob per token: exact per-sample counts.
-    counts = [len(lp) for lp in logprobs] if all(lp is not None for lp in logprobs) else None  # type: ignore[arg-type]
+    # One logprob (or one set of top candidates) per token: exact per-sample counts.
+    per_token = logprobs if request.logprobs else confidences
+    counts = [len(x) for x in per_token] if all(x is not None for x in per_token) else None  # type: ignore[arg-type]
     if usage and usage.get("completion_tokens") is not None:
         completion_tokens = int(usage["completion_tokens"])
         if counts is None or sum(counts) != completion_tokens:
@@ -358,8 +367,9 @@ def build_response(
     else:  # unknown: report the bound the ledger reserved
         prompt_tokens = byte_bound_prompt_tokens(request)
     completions = [
-        Completion(text=t, completion_tokens=c, finish_reason=f, token_logprobs=lp, stop_sequence=s)  # type: ignore[arg-type]
-        for t, c, f, lp, s in zip(texts, counts, finishes, logprobs, stops, strict=True)
+        Completion(text=t, completion_tokens=c, finish_reason=f, token_logprobs=lp, stop_sequence=s,  # type: ignore[arg-type]
+                   token_confidences=tc)
+        for t, c, f, lp, s, tc in zip(texts, counts, finishes, logprobs, stops, confidences, strict=True)
     ]
     return completions, prompt_tokens, completion_tokens
 
@@ -382,9 +392,193 @@ def _token_logprobs(raw: Any, chat: bool) -> list[float] | None:
     return None if values is None else [v for v in values if v is not None]
 
 
+def _top_candidates(raw: Any, chat: bool) -> list[list[float]] | None:
+    """Per token, the logprobs of the candidates the server returned (``top_logprobs``)."""
+    if not raw:
+        return None
+    if chat:
+        content = raw.get("content")
+        return None if content is None else [_chat_top(entry) for entry in content]
+    tops = raw.get("top_logprobs")
+    return None if tops is None else [[float(v) for v in (top or {}).values()] for top in tops]
+
+
+def _chat_top(entry: dict[str, Any]) -> list[float]:
+    return [float(candidate["logprob"]) for candidate in entry.get("top_logprobs") or ()]
+
+
+def top_confidence(candidates: list[float], k: int) -> float:
+    """DeepConf's confidence of one token from the candidates a server returned: the k most
+    likely (vLLM's completions endpoint also returns the sampled token when it is not among
+    them, so there may be k + 1; a server that returns fewer than k gives what it has)."""
+    return token_confidence(sorted(candidates, reverse=True)[:k])
+
+
 def merge_responses(parts: list[tuple[list[Completion], int, int]]) -> tuple[list[Completion], int, int]:
     completions = [c for part in parts for c in part[0]]
     return completions, sum(p[1] for p in parts), sum(p[2] for p in parts)
 
 
 # ---- the backend ------------------------------------------------------------------------
+
+
+# ---- streaming (one sample per stream) --------------------------------------------------
+
+
+async def sse_chunks(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, Any]]:
+    """The JSON objects of a server-sent-event stream, up to ``data: [DONE]``. An error event
+    (vLLM sends ``{"error": ...}`` when generation fails mid-stream) or a chunk that is not a
+    JSON object is a ``MalformedResponse`` (retried like a 5xx)."""
+    async for line in lines:
+        if not line.startswith("data:"):
+            continue  # blank separators, comments (":"), "event:" / "id:" fields
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            raise MalformedResponse(f"a streamed chunk is not JSON: {_excerpt(data)}") from None
+        if not isinstance(chunk, dict):
+            raise MalformedResponse(f"a streamed chunk is not an object: {_excerpt(data)}")
+        if chunk.get("error") is not None or chunk.get("object") == "error":
+            error = chunk.get("error", chunk)
+            message = error.get("message") if isinstance(error, dict) else error
+            raise MalformedResponse(f"the stream reported an error: {message}")
+        if not isinstance(chunk.get("choices", []), list) or not isinstance(chunk.get("usage"), dict | None):
+            raise MalformedResponse(f"a streamed chunk has a malformed 'choices' or 'usage': {_excerpt(data)}")
+        yield chunk
+
+
+@dataclass(slots=True)
+class StreamedSample:
+    """One sample read from its own stream (a request with n = 1), chunk by chunk.
+
+    Tokens are counted by their logprob entries, one per token whatever a chunk carries (a
+    server may put several tokens in one chunk): the backend asks for logprobs on every
+    stream for this, so a stream closed early still has an exact count. A server that sends
+    no logprobs at all is counted one token per chunk with text (vLLM's default chunking).
+    ``rule`` (a ``ConfidenceStop``) is applied token by token, exactly as
+    ``ConfidenceStop.stops_at``; at the token where it fires the sample ends
+    (finish_reason "confidence") with the tokens up to and including that one.
+    """
+
+    chat: bool
+    top_k: int = 0  # candidates per reported token confidence (request.top_logprobs); 0: none
+    rule: ConfidenceStop | None = None
+    parts: list[str] = field(default_factory=list)
+    entries: int = 0  # tokens counted by their logprob entries
+    text_chunks: int = 0  # chunks with text (the count when a server sends no logprobs)
+    logprobs: list[float] = field(default_factory=list)
+    confidences: list[float] = field(default_factory=list)
+    rule_confidences: list[float] = field(default_factory=list)
+    _window_sum: float = 0.0
+    finish: FinishReason | None = None
+    stop_sequence: str | None = None
+    usage: dict[str, Any] | None = None
+    stopped_at: int | None = None  # the token where the rule fired
+    dropped: int = 0  # tokens received after the cut, in the chunk that carried it (not kept)
+
+    @property
+    def tokens(self) -> int:
+        return self.entries if self.entries or not self.text_chunks else self.text_chunks
+
+    @property
+    def finished(self) -> bool:
+        return self.finish is not None
+
+    def feed(self, choice: dict[str, Any]) -> bool:
+        """Add one chunk's choice; True once the sample has ended (finish_reason, or the rule)."""
+        if self.finished:
+            return True
+        if self.chat:
+            text = (choice.get("delta") or {}).get("content") or ""
+        else:
+            text = choice.get("text") or ""
+        tokens = _stream_tokens(choice.get("logprobs"), self.chat)
+        if not tokens:
+            if text:
+                if self.rule is not None or self.top_k:
+                    raise BackendError("the server streamed tokens without their logprobs: no token confidences "
+                                       "(does it support logprobs / top_logprobs?)")
+                self.text_chunks += 1
+            self.parts.append(text)
+        else:
+            for t, (_, sampled, candidates) in enumerate(tokens):
+                self.entries += 1
+                self.logprobs.append(sampled)
+                if (self.rule is not None or self.top_k) and not candidates:
+                    raise BackendError("the server streamed no top_logprobs: no token confidences")
+                if self.top_k:
+                    self.confidences.append(top_confidence(candidates, self.top_k))
+                if self.rule is not None and self._push(top_confidence(candidates, self.rule.top_k)):
+                    last = t == len(tokens) - 1
+                    # The chunk's text when the cut is at its end; else the kept tokens' own text.
+                    self.parts.append(text if last else b"".join(raw for raw, _, _ in tokens[: t + 1])
+                                      .decode("utf-8", "replace"))
+                    self.stopped_at, self.dropped = self.entries - 1, len(tokens) - t - 1
+                    self.finish = "confidence"
+                    return True
+            self.parts.append(text)
+        raw = choice.get("finish_reason")
+        if raw is not None:
+            self.finish = finish_reason(raw)
+            stop = choice.get("stop_reason")
+            self.stop_sequence = stop if isinstance(stop, str) else None
+            return True
+        return False
+
+    def _push(self, confidence: float) -> bool:
+        """``ConfidenceStop.stops_at``, one token at a time (the same sums in the same order,
+        so it fires at exactly the index ``stops_at`` gives for the same confidences)."""
+        rule, values = self.rule, self.rule_confidences
+        assert rule is not None
+        i = len(values)
+        values.append(confidence)
+        self._window_sum += confidence
+        if i >= rule.window:
+            self._window_sum -= values[i - rule.window]
+        return i + 1 >= rule.window and self._window_sum / rule.window < rule.threshold
+
+    def completion(self, request: GenerationRequest, cancelled: bool = False) -> Completion:
+        """The sample as a completion; ``cancelled``: its stream was closed before it ended."""
+        text = "".join(self.parts)
+        finish: FinishReason = "cancelled" if cancelled else (self.finish or "error")
+        stop = self.stop_sequence if finish == "stop" else None
+        if request.include_stop and stop is not None and not text.endswith(stop):
+            text += stop  # a server that drops stop strings from the text: keep them, as asked
+        tokens = self.tokens
+        reported = (self.usage or {}).get("completion_tokens")
+        if finish in ("stop", "length") and isinstance(reported, int) and not isinstance(reported, bool):
+            tokens = reported  # the server's own count of a stream read to its end
+        return Completion(
+            text=text,
+            completion_tokens=tokens,
+            finish_reason=finish,
+            # (None when the server sent no logprobs: the count is by chunks then)
+            token_logprobs=list(self.logprobs) if request.logprobs and (self.entries or not self.text_chunks) else None,
+            stop_sequence=stop,
+            token_confidences=list(self.confidences) if request.top_logprobs else None,
+        )
+
+
+def _stream_tokens(raw: Any, chat: bool) -> list[tuple[bytes, float, list[float]]]:
+    """The tokens of one streamed chunk: (their text as bytes, the sampled token's logprob, the
+    candidates' logprobs)."""
+    if not raw:
+        return []
+    if chat:
+        tokens = []
+        for entry in raw.get("content") or ():
+            data = entry.get("bytes")
+            text = bytes(data) if isinstance(data, list) else str(entry.get("token") or "").encode()
+            tokens.append((text, float(entry.get("logprob", 0.0)), _chat_top(entry)))
+        return tokens
+    texts = raw.get("tokens") or []
+    values = raw.get("token_logprobs") or []
+    tops = raw.get("top_logprobs") or []
+    return [
+        (str(text).encode(), float(values[i]) if i < len(values) and values[i] is not None else 0.0,
+         [float(v) for v in (tops[i] or {}).values()] if i < len(tops) else [])
+        for i, text in enumerate(texts)
+    ]
