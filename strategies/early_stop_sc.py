@@ -25,7 +25,9 @@ still counts; the answer is the vote of whatever was drawn).
 In flight (``in_flight``, the default, on backends with ``Capabilities.early_stop``: vLLM, the
 OpenAI-compatible backend): instead of waves, all ``max_n`` samples start at once in one call
 and the two rules are checked each time a sample finishes, with every sample not finished yet
-counted as still to vote (so "decided" stays exact). Once a rule fires, the samples still
+counted as still to vote, and a tie counted as a loss for the leader: the final vote reads the
+samples in their order, not in the order they finished, so a tie could go either way (so
+"decided" stays exact). Once a rule fires, the samples still
 running are aborted (the engine request is aborted / the streams closed); only the tokens they
 had decoded are charged, and ``info["cancelled"]`` counts them. Samples finish shortest first,
 so the vote at the stop is over the samples that finished first, not over a random wave: a
@@ -88,10 +90,12 @@ from .registry import register
 from .voting import majority
 
 
-def leader_is_safe(tally: dict[str, float], remaining: int) -> bool:
+def leader_is_safe(tally: dict[str, float], remaining: int, ties_to_first: bool = True) -> bool:
     """True when no way of casting ``remaining`` more votes can change the majority winner.
 
     ``tally`` is in first-seen order (as ``majority`` builds it); ties go to the earlier answer.
+    ``ties_to_first=False``: the final vote will see the samples in another order than this
+    tally did (in flight they finish out of order), so a tie is not safe either.
     """
     if not tally:
         return False
@@ -102,10 +106,10 @@ def leader_is_safe(tally: dict[str, float], remaining: int) -> bool:
         if key == leader:
             continue
         challenger = tally[key] + remaining
-        if challenger > lead or (challenger == lead and order.index(key) < order.index(leader)):
+        if challenger > lead or (challenger == lead and (not ties_to_first or order.index(key) < order.index(leader))):
             return False
     # An answer not seen yet would come after the leader: it must beat it outright.
-    return remaining <= lead
+    return remaining <= lead if ties_to_first else remaining < lead
 
 
 def p_leader_ahead(tally: dict[str, float]) -> float:
@@ -180,7 +184,7 @@ class EarlyStopSC(Strategy):
         self.wave = min(self.wave, self.max_n)  # `--n 2` with the default wave of 4: one wave of 2
         return self
 
-    def _check(self, samples: list[Sample], filtering: bool) -> tuple[str | None, dict]:
+    def _check(self, samples: list[Sample], filtering: bool, in_flight: bool = False) -> tuple[str | None, dict]:
         """The stopping rules over ``samples`` (drawn so far): (the rule that fires or None, history row)."""
         voters = drop_least_confident(samples, self.drop_low_confidence, self.window)[0] if filtering else samples
         tally = majority(voters).tally
@@ -188,7 +192,7 @@ class EarlyStopSC(Strategy):
         row = {"n": len(samples), "votes": dict(tally), "p_leader": p}
         if len(samples) >= self.max_n:
             return None, row
-        if leader_is_safe(tally, self.max_n - len(samples)):
+        if leader_is_safe(tally, self.max_n - len(samples), ties_to_first=not in_flight):
             return "decided", row
         if self.confidence is not None and tally and p >= self.confidence:
             return "confident", row
@@ -199,7 +203,7 @@ class EarlyStopSC(Strategy):
         fired: list[str] = []
 
         def decided(finished: list[Sample]) -> bool:
-            rule, row = self._check(finished, filtering)
+            rule, row = self._check(finished, filtering, in_flight=True)
             history.append(row)
             if rule is not None:
                 fired.append(rule)

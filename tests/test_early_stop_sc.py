@@ -1,5 +1,5 @@
 """Early-stop self-consistency on the Scripted backend: waves, the two stopping rules, max_n,
-budget refusal and DeepConf-style filtering."""
+budget refusal, DeepConf-style filtering, and in flight (one request, the rest aborted)."""
 
 import asyncio
 import math
@@ -196,3 +196,122 @@ def test_deepconf_offline_settings_one_wave_keep_the_most_confident_tenth():
     # 100-token traces are shorter than the 2,048 window: each confidence is the whole trace's mean.
     assert result.info["confidences"][0] == pytest.approx((90 * -0.1 + 10 * -2.0) / 100)
     assert result.info["confidences"][-1] == pytest.approx((90 * -0.1 + 10 * -0.2) / 100)
+
+
+# -- in flight: one request of max_n, the rules checked as each sample finishes -------------
+
+
+def by_length(spec, **kw):
+    """Sample i answers spec[i][0] (None: no answer) in spec[i][1] tokens; Scripted decodes
+    them in lockstep, so they finish shortest first (ties in index order)."""
+
+    def responder(request, index):  # the sample's index in letters: no number for the extractor to read
+        return f"{boxed(spec[index % len(spec)][0])} #{chr(ord('a') + index % len(spec))}"
+
+    return Scripted(responder=responder, completion_tokens=lambda text: spec[ord(text[-1]) - ord("a")][1], **kw)
+
+
+def first_rule(spec, max_n, confidence):
+    """The stopping rules over the samples in finishing order, each unfinished sample counted
+    as a vote still to come: (rule, how many had finished) or None."""
+    order = sorted(range(len(spec)), key=lambda i: (spec[i][1], i))
+    for k in range(1, max_n):
+        tally = {}
+        for i in order[:k]:
+            if spec[i][0] is not None:
+                tally[spec[i][0]] = tally.get(spec[i][0], 0.0) + 1.0
+        if leader_is_safe(tally, max_n - k, ties_to_first=False):
+            return "decided", k
+        if confidence is not None and tally and p_leader_ahead(tally) >= confidence:
+            return "confident", k
+    return None
+
+
+# Finishing order A A B A A A B B (by length); index order B A A B A A A B.
+IN_FLIGHT = [("B", 70), ("A", 10), ("A", 20), ("B", 30), ("A", 40), ("A", 50), ("A", 60), ("B", 80)]
+
+
+def test_in_flight_is_one_request_that_stops_once_the_leader_is_safe():
+    backend = by_length(IN_FLIGHT)
+    result = solve(EarlyStopSC(max_n=8, confidence=None), backend)
+    assert len(backend.requests) == 1 and backend.requests[0].n == 8 and backend.requests[0].stop_early is not None
+    # After 5: A 4, B 1 with 3 to come: B could tie at 4, and a tie is not safe in flight.
+    # After 6: A 5, B 1 with 2 to come: decided at step 60; the 70- and 80-token Bs are aborted there.
+    assert first_rule(IN_FLIGHT, 8, None) == ("decided", 6)
+    info = result.info
+    assert info["in_flight"] and info["stop"] == "decided" and info["n"] == 6 and info["waves"] == 6
+    assert [row["n"] for row in info["history"]] == [1, 2, 3, 4, 5, 6]
+    assert info["history"][-1]["votes"] == {"A": 5.0, "B": 1.0}
+    assert info["cancelled"] == 2 and info["cancelled_tokens"] == 2 * 60
+    assert result.answer == "A" and info["votes"] == {"A": 5.0, "B": 1.0}  # the aborted Bs do not vote
+    assert result.usage.completion_tokens == 10 + 20 + 30 + 40 + 50 + 60 + 2 * 60
+    # waves of 4 decide nothing before all 8 (A 2 : B 2 after the first): every token is spent
+    waves = solve(EarlyStopSC(in_flight=False, max_n=8, wave=4, confidence=None), by_length(IN_FLIGHT))
+    assert waves.info["stop"] == "max_n" and waves.usage.completion_tokens == 360 > result.usage.completion_tokens
+    assert waves.answer == result.answer
+
+
+def test_in_flight_beta_rule_counts_unfinished_samples_as_still_to_vote():
+    spec = [("7", 10 * (i + 1)) for i in range(16)]
+    backend = by_length(spec)
+    result = solve(EarlyStopSC(max_n=16, confidence=0.95), backend)
+    # 4 of 4: P = 1 - 1/32 >= 0.95, while 12 unfinished could still overturn the count
+    assert first_rule(spec, 16, 0.95) == ("confident", 4)
+    assert result.info["stop"] == "confident" and result.info["n"] == 4
+    assert result.info["p_leader"] == pytest.approx(1 - 1 / 32)
+    assert result.info["cancelled"] == 12 and result.info["cancelled_tokens"] == 12 * 40
+    assert result.usage.completion_tokens == 10 + 20 + 30 + 40 + 12 * 40
+    assert result.answer == "7"
+
+
+def test_in_flight_a_tie_is_not_decided_since_samples_finish_out_of_order():
+    # A finishes first, but B is sample 0: all of them vote B (a 1-1 tie goes to the first
+    # sample). Taking "A, and 1 to come" as decided (a tie to the first seen) would answer A.
+    spec = [("B", 20), ("A", 10)]
+    result = solve(EarlyStopSC(max_n=2, confidence=None), by_length(spec))
+    assert result.info["stop"] == "max_n" and result.info["cancelled"] == 0
+    assert result.answer == solve(SelfConsistency(n=2), by_length(spec)).answer == "B"
+    assert not leader_is_safe({"A": 1.0}, 1, ties_to_first=False) and leader_is_safe({"A": 1.0}, 1)
+    assert not leader_is_safe({"A": 3.0, "B": 1.0}, 2, ties_to_first=False)
+    assert leader_is_safe({"A": 3.0, "B": 1.0}, 1, ties_to_first=False)
+
+
+def test_falls_back_to_waves_where_the_backend_cannot_abort():
+    for backend, strategy in [(by_length(IN_FLIGHT, early_stop=False), EarlyStopSC(max_n=8, wave=4, confidence=None)),
+                              (by_length(IN_FLIGHT), EarlyStopSC(in_flight=False, max_n=8, wave=4, confidence=None))]:
+        result = solve(strategy, backend)
+        assert [r.n for r in backend.requests] == [4, 4]
+        assert all(r.stop_early is None for r in backend.requests)
+        assert "in_flight" not in result.info and "cancelled" not in result.info
+        assert result.info["stop"] == "max_n" and result.info["waves"] == 2 and result.answer == "A"
+
+
+def test_in_flight_budget_refusal():
+    result = solve(EarlyStopSC(max_n=8, max_tokens=20), by_length(IN_FLIGHT), rz.Budget(completion_tokens=0))
+    assert result.info["stop"] == "budget" and result.info["n"] == 0 and result.answer is None
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=st.lists(st.tuples(st.sampled_from(["1", "2", "3", None]), st.integers(1, 40)), min_size=1, max_size=12))
+@example(spec=[("2", 20), ("1", 10)])  # finishes out of order: a tie must not count as decided
+@example(spec=[("1", 5), ("2", 5), ("2", 9), ("1", 1)])
+def test_in_flight_decided_never_changes_the_answer_of_all_max_n_samples(spec):
+    max_n = len(spec)
+    backend = by_length(spec)
+    early = solve(EarlyStopSC(max_n=max_n, confidence=None), backend)
+    full = solve(SelfConsistency(n=max_n), by_length(spec))
+    assert early.answer == full.answer
+    info = early.info
+    expected = first_rule(spec, max_n, None)
+    assert info["stop"] == (expected[0] if expected else "max_n")
+    assert info["waves"] == (expected[1] if expected else max_n)
+    assert info["n"] + info["cancelled"] == max_n and len(backend.requests) == 1
+    lengths = [length for _, length in spec]
+    if expected:  # the rest stopped at the step the deciding sample finished
+        order = sorted(range(max_n), key=lambda i: (spec[i][1], i))
+        step = spec[order[expected[1] - 1]][1]
+        assert early.usage.completion_tokens == sum(min(length, step) for length in lengths)
+        assert info["cancelled"] == sum(length > step for length in lengths)
+        assert info["cancelled_tokens"] == step * info["cancelled"]
+    else:
+        assert early.usage.completion_tokens == sum(lengths) and info["cancelled"] == 0

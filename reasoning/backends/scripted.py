@@ -206,7 +206,7 @@ class Scripted(Backend):
             completions.append(Completion(text, tokens, finish, logprobs, self.encode(text), stop_sequence,
                                           confidences if request.top_logprobs else None))
         if request.stop_early is not None and self.capabilities.early_stop:
-            completions = _stopped_early(completions, request.stop_early)
+            completions = _stopped_early(completions, request.stop_early, self.encode)
         prompt_ids = self.prompt_ids(request)
         cached = 0
         if request.prompt_token_ids is not None and self.prefix_cache:
@@ -240,7 +240,8 @@ def _cut(text: str, keep: int, tokens: int) -> str:
     return text[: max(0, len(text) * keep // max(1, tokens))]
 
 
-def _stopped_early(completions: list[Completion], decided: Callable[[Sequence[Completion]], bool]) -> list[Completion]:
+def _stopped_early(completions: list[Completion], decided: Callable[[Sequence[Completion]], bool],
+                   encode: Callable[[str], list[int]]) -> list[Completion]:
     """Lockstep decoding: samples finish shortest first (ties in index order); once ``decided``
     says stop, the ones still running keep the tokens decoded by that step."""
     order = sorted(range(len(completions)), key=lambda i: (completions[i].completion_tokens, i))
@@ -252,10 +253,11 @@ def _stopped_early(completions: list[Completion], decided: Callable[[Sequence[Co
             for j in order[rank + 1:]:
                 c = completions[j]
                 if c.completion_tokens > step:  # still running at that step
+                    text = _cut(c.text, step, c.completion_tokens)
                     completions[j] = Completion(
-                        _cut(c.text, step, c.completion_tokens), step, "cancelled",
+                        text, step, "cancelled",
                         c.token_logprobs[:step] if c.token_logprobs is not None else None,
-                        None, None, c.token_confidences[:step] if c.token_confidences is not None else None,
+                        encode(text), None, c.token_confidences[:step] if c.token_confidences is not None else None,
                     )
             break
     return completions
