@@ -141,7 +141,7 @@ def online_at(problem: dict[str, Any], k: int, warmup: int) -> tuple[bool, int]:
     keys, weights = [], []
     for i in range(min(k, len(problem["keys"]))):
         conf = problem["min_conf"][i]
-        keep = conf is not None and bar is not None and not problem["stopped"][i] and (i >= warmup or conf >= bar)
+        keep = conf is not None and bar is not None and not problem["stopped"][i] and conf >= bar
         keys.append(problem["keys"][i] if keep else None)
         weights.append(conf or 0.0)
     return _vote(keys, problem["correct"][:k], weights), sum(problem["tokens"][:k])
@@ -157,7 +157,7 @@ def replay_at(problem: dict[str, Any], k: int, warmup: int, keep_percent: float)
         conf = problem["min_conf"][i]
         stopped = stops[i] is not None
         tokens += stops[i] if stopped else problem["tokens"][i]
-        keep = conf is not None and bar is not None and not stopped and (i >= warmup or conf >= bar)
+        keep = conf is not None and bar is not None and not stopped and conf >= bar
         keys.append(problem["keys"][i] if keep else None)
         weights.append(conf or 0.0)
     return _vote(keys, problem["correct"][:k], weights), tokens
@@ -240,6 +240,7 @@ def summarize(dataset: dict[str, Any], ks: Sequence[int], warmup: int, keep_perc
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     options = dict(window=args.window, warmup=args.warmup, n=args.n)
+    started = time.monotonic()
     backend = from_spec(args.backend, **({"engine_kwargs": json.loads(args.engine)} if args.engine else {}))
     await backend.load()
     report: dict[str, Any] = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "command": " ".join(sys.argv),
@@ -250,23 +251,25 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         for spec in args.dataset:
             name, _, limit = spec.partition(":")
             items = load_items(name, int(limit) if limit else None)
-            rounds = []
             labels = ["pool", *(online_label(keep) for keep in args.keep_percent)]
+            report["datasets"][spec] = data = {"rounds": []}
             for round_index in range(args.rounds):
                 order = labels if round_index % 2 == 0 else labels[::-1]
                 for label in order:
+                    if args.deadline_s and time.monotonic() - started > args.deadline_s:
+                        print(f"deadline: {spec} {label} round {round_index} not started", flush=True)
+                        continue
                     keep = float(label.removeprefix("online-")) if label != "pool" else args.keep_percent[0]
                     strategy = DeepConf(mode="offline" if label == "pool" else "online", keep_percent=keep, **options)
                     phase = await run_phase(backend, items, strategy, args, label)
                     phase["round"] = round_index
-                    rounds.append(phase)
+                    data["rounds"].append(phase)
                     print(json.dumps({k: v for k, v in phase.items() if k != "problems"}), flush=True)
-            report["datasets"][spec] = {"rounds": rounds}
-            report["datasets"][spec]["summary"] = summarize(report["datasets"][spec], args.ks, args.warmup,
-                                                            args.keep_percent)
-            if args.out:  # after each dataset: nothing lost if a later one runs out of time
-                with open(args.out, "w") as handle:
-                    json.dump(report, handle)
+                    if any(r["label"] == "pool" for r in data["rounds"]):
+                        data["summary"] = summarize(data, args.ks, args.warmup, args.keep_percent)
+                    if args.out:  # after each phase: nothing lost if a later one runs out of time
+                        with open(args.out, "w") as handle:
+                            json.dump(report, handle)
     finally:
         await backend.aclose()
     return report
@@ -275,6 +278,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 def markdown(report: dict[str, Any]) -> str:
     lines = []
     for spec, data in report["datasets"].items():
+        if "summary" not in data:  # no pool run finished
+            continue
         summary = data["summary"]
         lines += [f"{spec}:", "", "| k | method | accuracy | generated tokens / problem | saved vs SC |",
                   "|---|---|---|---|---|"]
@@ -305,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top-p", type=float, default=0.95)
     parser.add_argument("--rounds", type=int, default=1, help="alternating pool/online rounds (wall-time spread)")
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--deadline-s", type=float, default=0, help="start no run after this many seconds (0: none)")
     parser.add_argument("--out", help="JSON file")
     parser.add_argument("--table", metavar="REPORT.json", help="print the markdown table of a saved report and exit")
     args = parser.parse_args(argv)

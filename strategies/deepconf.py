@@ -17,7 +17,8 @@ sampled with a ``ConfidenceStop(s, window, top_k)``: a trace whose group confide
 last ``window`` tokens falls below s is ended there (on vLLM inside the engine, as the
 official logits processor does: that step emits end of sequence, nothing is decoded after the
 decision). The vote is the official one: warm-up traces whose lowest group confidence is >= s
-and online traces that were not stopped, each weighted by its lowest group confidence.
+and online traces that were not stopped and whose lowest group confidence is >= s (a trace
+shorter than a window cannot be stopped but can fall below s), each weighted by it.
 ``consensus`` (the paper's adaptive sampling, tau = 0.95; off by default, as in the official
 code) also aborts the online traces still running once the leader's weighted share among
 the voters reaches it (in-flight cancellation: their partial tokens are charged).
@@ -175,13 +176,15 @@ class DeepConf(Strategy):
         return self._outcome(samples, voters, info)
 
     def _voters(self, online: Sequence[Sample], threshold: float) -> list[tuple[Sample, float]]:
-        """Online traces that ran to their end (not stopped, not aborted), with their confidence."""
+        """Online traces that ran to their end (not stopped, not aborted) with a lowest group
+        confidence >= the threshold, with that confidence. The official code leaves out every
+        online trace below it, also one shorter than a window, which the engine cannot stop."""
         kept = []
         for sample in online:
             if sample.completion is None or sample.completion.finish_reason in ("confidence", "cancelled"):
                 continue
             confidence = trace_confidence(sample, self.window)
-            if confidence is not None:
+            if confidence is not None and confidence >= threshold:
                 kept.append((sample, confidence))
         return kept
 

@@ -88,6 +88,9 @@ class Backend(ABC):
             )
         if request.confidence_stop is not None and not caps.confidence_stop:
             raise UnsupportedRequest(f"{self.name} cannot stop a sample on its confidence while it runs")
+        if request.confidence_stop is not None and request.confidence_stop.top_k > caps.top_logprobs:
+            raise UnsupportedRequest(f"{self.name} returns at most {caps.top_logprobs} top logprobs per token; the "
+                                     f"confidence stop asks for {request.confidence_stop.top_k}")
 
     async def load(self) -> None:
         """Load weights / start engines now, so that no budgeted call pays for it.

@@ -348,7 +348,16 @@ class VLLM(Backend):
                 raise UnsupportedRequest(f"{self.name}: the tokenizer has no end-of-sequence token to stop on")
             extra_args = {EXTRA_ARG: {"threshold": rule.threshold, "window": rule.window, "top_k": rule.top_k,
                                       "eos": int(eos)}}
+        # Top-k logprobs cost the frontend process a decoded string per candidate per token
+        # (vLLM's own Python loop): where no stop string needs the detokenizer, skip it and
+        # decode each finished sample here once; keep the logprobs in flat lists.
+        fast = {}
+        if _decoded_here(request):
+            fast["detokenize"] = False
+            if "flat_logprobs" in getattr(SamplingParams, "__struct_fields__", ()):
+                fast["flat_logprobs"] = True
         return SamplingParams(
+            **fast,
             n=request.n,
             max_tokens=request.max_tokens,
             temperature=request.temperature,
@@ -406,7 +415,7 @@ class VLLM(Backend):
                     sample.add(delta)
                     if delta.finish_reason is not None:
                         finished.append(self._completion(sample, request))
-                if before < len(finished) < request.n and request.stop_early(list(finished)):
+                if before < len(finished) and request.stop_early(list(finished)) and len(finished) < request.n:
                     await self._abort(request_id)
                     break
         finally:
@@ -438,14 +447,16 @@ class VLLM(Backend):
     def _completion(self, output: Any, request: GenerationRequest) -> Completion:
         token_ids = list(output.token_ids)
         logprobs = confidences = None
-        if output.logprobs is not None:
+        positions = output.positions if isinstance(output, _Accumulated) else _positions(output.logprobs)
+        if positions is not None:
             if request.logprobs:
-                logprobs = [float(pos[tid].logprob) for pos, tid in zip(output.logprobs, token_ids, strict=False)]
+                logprobs = [next((lp for i, lp in zip(ids, lps, strict=True) if i == tid), float("nan"))
+                            for (ids, lps, _), tid in zip(positions, token_ids, strict=False)]
             top = request.top_logprobs or (request.confidence_stop.top_k if request.confidence_stop else 0)
             if top:
-                confidences = [token_confidence([float(lp.logprob) for lp in pos.values()
-                                                 if lp.rank is not None and lp.rank <= top])
-                               for pos in output.logprobs]
+                confidences = [token_confidence([lp for lp, rank in zip(lps, ranks, strict=True)
+                                                 if rank is not None and rank <= top])
+                               for _, lps, ranks in positions]
         stop_reason = getattr(output, "stop_reason", None)
         stop_sequence = stop_reason if isinstance(stop_reason, str) else None
         finish = _FINISH.get(output.finish_reason, "error")
@@ -453,6 +464,8 @@ class VLLM(Backend):
                 and confidences and _stopped_here(request.confidence_stop, confidences)):
             finish = "confidence"  # the processor forced end of sequence at the last step
         text = output.text
+        if _decoded_here(request) and token_ids:
+            text = self.tokenizer.decode(token_ids, skip_special_tokens=True)  # sent with detokenize=False
         if request.include_stop and stop_sequence is not None:
             # A stop string can end inside a token: the ids are the truth a continuation
             # feeds back, so the text is what they decode to (they never drift apart).
@@ -522,6 +535,30 @@ def _stopped_here(rule: ConfidenceStop, confidences: list[float]) -> bool:
     return at is not None and at >= len(confidences) - 1
 
 
+def _decoded_here(request: GenerationRequest) -> bool:
+    """Requests whose top-k logprobs are asked without the detokenizer (no stop strings)."""
+    top = request.top_logprobs or (request.confidence_stop.top_k if request.confidence_stop else 0)
+    return bool(top) and not request.stop and not request.include_stop
+
+
+def _positions(logprobs: Any) -> list[tuple[list[int], list[float], list[int | None]]] | None:
+    """Per position: (candidate token ids, their logprobs, their ranks), from vLLM's flat
+    logprobs (plain lists, read by slicing) or its list of {token id: Logprob} dicts."""
+    if logprobs is None:
+        return None
+    if hasattr(logprobs, "start_indices"):  # FlatLogprobs
+        ids, lps, ranks = logprobs.token_ids, logprobs.logprobs, logprobs.ranks
+        out = []
+        for a, b in zip(logprobs.start_indices, logprobs.end_indices, strict=True):
+            # The sampled token comes first and again among the top k when it is one of them
+            # (the dict form keeps one entry per token): keep each token once.
+            seen = dict(zip(ids[a:b], zip(lps[a:b], ranks[a:b], strict=True), strict=True))
+            out.append((list(seen), [lp for lp, _ in seen.values()], [rank for _, rank in seen.values()]))
+        return out
+    return [(list(pos), [float(lp.logprob) for lp in pos.values()], [getattr(lp, "rank", None) for lp in pos.values()])
+            for pos in logprobs]
+
+
 @dataclass(slots=True)
 class _Accumulated:
     """One sample of a streamed request, its deltas joined (a CompletionOutput look-alike)."""
@@ -529,15 +566,16 @@ class _Accumulated:
     index: int
     text: str = ""
     token_ids: list[int] = field(default_factory=list)
-    logprobs: list[Any] | None = None
+    positions: list[tuple[list[int], list[float], list[int | None]]] | None = None
     finish_reason: str | None = None
     stop_reason: Any = None
 
     def add(self, delta: Any) -> None:
-        self.text += delta.text
+        self.text += delta.text or ""
         self.token_ids.extend(delta.token_ids)
-        if delta.logprobs is not None:
-            self.logprobs = (self.logprobs or []) + list(delta.logprobs)
+        more = _positions(delta.logprobs)
+        if more is not None:
+            self.positions = (self.positions or []) + more
         if delta.finish_reason is not None:
             self.finish_reason = delta.finish_reason
             self.stop_reason = getattr(delta, "stop_reason", None)
