@@ -412,6 +412,60 @@ def tree_search(name: str) -> Callable[[Path], str]:
     return build
 
 
+def deepconf(name: str, spec: str) -> Callable[[Path], str]:
+    """``benchmarks/deepconf_proof.py``: per k, accuracy and generated tokens per problem of
+    self-consistency (the pool's first k traces), DeepConf online as the engine ran it, the
+    online rule replayed on the pool's complete traces, and DeepConf offline; the saving is
+    against self-consistency at the same k."""
+    from .deepconf_proof import online_label
+
+    def render(results: Path) -> str:
+        data = load(results, name)["datasets"][spec]
+        summary = data["summary"]
+        body = []
+        for row in summary["rows"]:
+            sc = row["sc"]
+            for key, label in [("sc", "self-consistency"), (online_label(10), "DeepConf-low online (engine)"),
+                               ("replay-10", "DeepConf-low online (replayed on the pool)"),
+                               ("offline-10", "DeepConf-low offline"), (online_label(90), "DeepConf-high online (engine)"),
+                               ("replay-90", "DeepConf-high online (replayed on the pool)"),
+                               ("offline-90", "DeepConf-high offline")]:
+                if key not in row:
+                    continue
+                cell = row[key]
+                saved = "–" if key == "sc" else f"{1 - cell['tokens'] / sc['tokens']:.1%}"
+                body.append([str(row["k"]), label, f"{cell['accuracy']:.3f}", f"{cell['tokens']:,.0f}", saved])
+        return table(["k", "method", "accuracy", "generated tokens / problem", "fewer tokens than SC"], body)
+
+    return render
+
+
+def deepconf_confidence(name: str, spec: str) -> Callable[[Path], str]:
+    """The pool's traces by lowest group confidence: right vs wrong counts per bin, the AUROC,
+    and the wall time of each run (one round each: no interval)."""
+
+    def render(results: Path) -> str:
+        summary = load(results, name)["datasets"][spec]["summary"]
+        conf = summary["confidence"]
+        edges = conf["edges"]
+        body = [[f"{edges[b]:.2f}–{edges[b + 1]:.2f}", str(conf["right"][b]), str(conf["wrong"][b])]
+                for b in range(len(edges) - 1)]
+        lines = [table(["lowest group confidence", "right traces", "wrong traces"], body), "",
+                 f"AUROC of lowest group confidence, right vs wrong traces: {conf['auroc']:.3f} "
+                 f"({conf['right_traces']} right, {conf['wrong_traces']} wrong).", ""]
+        walls = summary["wall_s"]
+        tokens = summary["generated_tokens"]
+        lines.append(table(["run", "wall s", "generated tokens", "online traces stopped"],
+                           [[label, ", ".join(f"{w:.1f}" for w in walls[label]),
+                             ", ".join(f"{t:,}" for t in tokens[label]),
+                             f"{summary['stopped_share'][label.removeprefix('online-')]:.1%}"
+                             if label.startswith("online-") else "–"]
+                            for label in sorted(walls)]))
+        return "\n".join(lines)
+
+    return render
+
+
 TABLES: dict[str, Callable[[Path], str]] = {
     "overhead": overhead("overhead_2026-11-22.json"),
     "vllm-throughput:h100": vllm_phases("vllm_throughput_h100_2026-11-22.json"),
@@ -431,6 +485,8 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "tree-vs-sc:gsm8k": tree_vs_sc("gsm8k"),
     "tree-vs-sc:math500": tree_vs_sc("math500"),
     "tree-search": tree_search("tree_search_h200_2026-11-29.json"),
+    "deepconf:gsm8k": deepconf("deepconf_h200_2026-11-29.json", "gsm8k:100"),
+    "deepconf-confidence:gsm8k": deepconf_confidence("deepconf_h200_2026-11-29.json", "gsm8k:100"),
 }
 
 
