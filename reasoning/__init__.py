@@ -31,14 +31,14 @@ from .errors import (
 from .solve import Result, asolve, asolve_many, run_sync, solve, solve_many
 from .strategy import Outcome, ProcessVerifier, Strategy, Verifier
 from .trace import Trace, TraceNode
-from .types import Capabilities, Completion, GenerationRequest, GenerationResponse, Message
+from .types import Capabilities, Completion, ConfidenceStop, GenerationRequest, GenerationResponse, Message
 
 __version__ = "0.1.0"
 
 # The common strategies and verifiers, as rz.SelfConsistency etc. Resolved on first use, so
 # that importing the core imports no plugin (see ARCHITECTURE.md).
 _REEXPORTED = {
-    **dict.fromkeys(("BeamSearch", "BestOfN", "CertaintyProbe", "ComputeOptimal", "DVTS", "ETS", "EarlyStopSC",
+    **dict.fromkeys(("BeamSearch", "BestOfN", "CertaintyProbe", "ComputeOptimal", "DVTS", "DeepConf", "ETS", "EarlyStopSC",
                      "GenRMBestOfN", "Greedy", "ParallelThinking", "PessimisticBestOfN", "Rebase", "SelfConsistency",
                      "SpawnJoin", "SummarizationLoop"), "reasoning.strategies"),
     **dict.fromkeys(("Confidence", "GenRM", "LLMJudge", "extract_answer", "is_equivalent", "run_code_tests"),
@@ -57,7 +57,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "AuthenticationError", "BackendError", "BackendUnavailable", "BadModel", "Budget",
-    "BudgetExhausted", "CallShape", "Capabilities", "Completion", "ConfigError", "Context",
+    "BudgetExhausted", "CallShape", "Capabilities", "Completion", "ConfidenceStop", "ConfigError", "Context",
     "GenerationRequest", "GenerationResponse", "Ledger", "Message", "Outcome", "Problem",
     "ReasoningError", "Result", "Sample", "Sampling", "Strategy", "Trace", "TraceNode", "Prefix", "ProcessVerifier",
     "UnsupportedRequest", "Usage", "Verifier", "asolve", "asolve_many", "backends", "run_sync",

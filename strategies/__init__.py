@@ -13,6 +13,7 @@ from .parallel_thinking import ParallelThinking
 from .summarization_loop import SummarizationLoop
 from .early_stop_sc import EarlyStopSC
 from .certainty_probe import CertaintyProbe
+from .deepconf import DeepConf
 from .spawn_join import SpawnJoin
 from .compute_optimal import ComputeOptimal
 from .beam_search import BeamSearch
@@ -21,6 +22,6 @@ from .rebase import Rebase
 from .ets import ETS
 
 __all__ = [
-    "BeamSearch", "BestOfN", "CertaintyProbe", "ComputeOptimal", "DVTS", "ETS", "EarlyStopSC", "GenRMBestOfN", "Greedy", "ParallelThinking", "PessimisticBestOfN", "Rebase", "SelfConsistency",
+    "BeamSearch", "BestOfN", "CertaintyProbe", "ComputeOptimal", "DVTS", "DeepConf", "ETS", "EarlyStopSC", "GenRMBestOfN", "Greedy", "ParallelThinking", "PessimisticBestOfN", "Rebase", "SelfConsistency",
     "SpawnJoin", "SummarizationLoop", "available", "create", "get", "register",
 ]
