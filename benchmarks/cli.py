@@ -12,6 +12,7 @@ import time
 from urllib.parse import urlparse
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -63,6 +64,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                      help="code tasks: strict refuses to grade without the sandbox's full isolation (namespaces, "
                           "read-only files, unprivileged uid); auto grades with what this machine offers")
     run.add_argument("--out", default="runs/latest", help="output folder; rerun with the same one to resume")
+    _add_otel(run)
 
 
 def _add_sweep(sub: argparse._SubParsersAction) -> None:
@@ -100,6 +102,7 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     sweep.add_argument("--concurrency", type=int, help="problems in flight at once (default 32)")
     sweep.add_argument("--cache", help="generation cache file (default OUT/generations.sqlite)")
     sweep.add_argument("--out", help="output folder; rerun with the same one to resume")
+    _add_otel(sweep)
 
 
 def _parse_strategy_spec(text: str) -> dict[str, object]:
@@ -168,6 +171,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .sweep import Sweep, format_fit, format_ttspm
 
     config = _sweep_config(args)
+    _enable_otel(args)
     _check_request_timeout(args.request_timeout, config.backend)
     sweep_backend = from_spec(config.backend, api_base=config.api_base, api_key=args.api_key,
                               **_request_timeout(args.request_timeout, config.backend))
@@ -276,6 +280,26 @@ def _strategy_from_args(args: argparse.Namespace):
 API_BACKENDS = ("litellm", "openai")
 
 
+def _add_otel(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--otel", action="store_true",
+                        help="export each solve as OpenTelemetry spans (GenAI conventions) over OTLP/HTTP to "
+                             "OTEL_EXPORTER_OTLP_ENDPOINT (default http://localhost:4318); setting that variable "
+                             "does it without the flag. Needs: pip install 'reasoning-tts[otel]'")
+
+
+def _enable_otel(args: argparse.Namespace) -> None:
+    """``--otel``: turn on OpenTelemetry export (reasoning/telemetry.py), unless already on."""
+    if not args.otel:
+        return
+    from reasoning import telemetry
+
+    if not telemetry.active():
+        try:
+            telemetry.enable()
+        except ImportError as missing:
+            raise ConfigError(f"--otel: {missing}") from None
+
+
 def _add_request_timeout(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--request-timeout", type=float, metavar="SECONDS",
                         help="API backends: seconds one model call may take, retries included (default 300)")
@@ -317,6 +341,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .run import RunConfig
 
     # Everything a user can get wrong is checked before anything slow (model loading).
+    _enable_otel(args)
     Budget.parse(args.budget)
     Budget.parse(args.run_budget)
     if args.concurrency < 1:
@@ -617,11 +642,15 @@ def main(argv: list[str] | None = None) -> int:
         console.print("[yellow]interrupted: finished problems are saved; rerun with the same --out to resume[/]")
         return 130
     except (ConfigError, AuthenticationError, BadModel, BackendUnavailable) as error:
-        console.print(f"[red]error:[/] {error}")
+        console.print(f"[red]error:[/] {escape(str(error))}")  # as written: NAME=SPEC[@API_BASE], '.[otel]'
         return 2
     except ReasoningError as error:
-        console.print(f"[red]error:[/] {type(error).__name__}: {error}")
+        console.print(f"[red]error:[/] {type(error).__name__}: {escape(str(error))}")
         return 1
+    finally:
+        from reasoning import telemetry
+
+        telemetry.flush()  # spans still batched (--otel, OTEL_EXPORTER_OTLP_ENDPOINT) go out before exit
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, field_serializer
 
+from . import telemetry
 from .backends.base import Backend
 from .budget import Budget, Ledger, Usage
 from .context import GENERATOR, Context, Extractor, Problem, Sampling, VoteKey
@@ -127,7 +128,7 @@ async def asolve(
         ledger.mark_deadline()
         outcome = Outcome(None, info={"error": "strategy did not finish by the deadline"})
     trace.close(root)
-    return Result(
+    result = Result(
         problem_id=problem.id,
         answer=outcome.answer,
         text=outcome.text,
@@ -138,6 +139,9 @@ async def asolve(
         info=outcome.info,
         usage_by_role=ctx.usage_by_role,
     )
+    if telemetry.active():  # OpenTelemetry export, from the finished trace (reasoning/telemetry.py)
+        telemetry.record(result, budget=budget, run_budget=run_ledger.budget if run_ledger else None)
+    return result
 
 
 def role_backends(backend: Backend | None, backends: Mapping[str, Backend] | None) -> dict[str, Backend]:

@@ -33,6 +33,9 @@ class Trace:
     def __init__(self) -> None:
         self.nodes: list[TraceNode] = []
         self._t0 = time.monotonic()
+        # Wall clock (ns since the epoch) at relative time 0: nodes' times as absolute instants
+        # (OpenTelemetry export, reasoning/telemetry.py).
+        self.started_ns = time.time_ns()
 
     def add(self, kind: str, name: str, parent: int | None, **fields: Any) -> TraceNode:
         node = TraceNode(len(self.nodes), parent, kind, name, time.monotonic() - self._t0, **fields)
