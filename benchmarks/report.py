@@ -159,11 +159,17 @@ def plain_number(x: float) -> str:
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
-    if value is None:
+    """A table number: thousands separated, rounded to ``digits`` decimals whose trailing zeros
+    are dropped (only after a decimal point: 3,549.76 at 0 digits is 3,550, never 3,55), three
+    significant digits from a million up (FLOPs: 2.5e+15); '-' for a missing or NaN value."""
+    if value is None or value != value:  # NaN: no number to show
         return "-"
-    if abs(value) >= 1e6:
+    if math.isinf(value) or abs(value) >= 1e6:
         return f"{value:.3g}"
-    return f"{value:,.{digits}f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
+    text = f"{value:,.{digits}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text  # -0.0001 at 3 digits
 
 
 def budget_mode_note(config: SweepConfig) -> str:

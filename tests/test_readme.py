@@ -96,3 +96,14 @@ def test_the_main_example_runs_on_the_embedded_model(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "answers" in done.stdout
+
+
+def test_every_picture_the_readme_shows_is_a_small_png_in_the_repository():
+    pictures = re.findall(r"!\[([^\]]+)\]\(([^)]+)\)", README)
+    assert pictures
+    root = Path(__file__).resolve().parent.parent
+    for alt, path in pictures:
+        picture = root / path
+        assert picture.is_file(), f"README shows {path}, which is not in the repository"
+        assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and picture.stat().st_size < 400_000, path
+        assert len(alt) > 20, f"{path}: say what the picture shows"
