@@ -213,6 +213,42 @@ async def _sweep_and_close(sweep, backend):
         await backend.aclose()
 
 
+def _add_view(sub: argparse._SubParsersAction) -> None:
+    view = sub.add_parser("view", help="one self-contained HTML page of a run: problems, call trees, search trees, "
+                                       "votes, the ledger over time")
+    view.add_argument("run_dir", metavar="RUN_DIR", help="a `reasoning-bench run` --out folder")
+    view.add_argument("--problem", metavar="ID", help="open the page on this problem")
+    view.add_argument("--out", metavar="FILE", help="where to write the page (default RUN_DIR/view.html)")
+    view.add_argument("--serve", action="store_true", help="also serve it on 127.0.0.1 until Ctrl-C (prints the URL)")
+    view.add_argument("--port", type=int, help="port for --serve (default: a free one)")
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    from .viewer import serve_view, view_url, write_view
+
+    if args.port is not None and not args.serve:
+        raise ConfigError("--port is for --serve")
+    if args.port is not None and not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be between 0 and 65535, got {args.port}")
+    path = write_view(args.run_dir, args.out, args.problem)
+    if not args.serve:
+        print(path)
+        return 0
+    try:
+        server = serve_view(path, args.port or 0)
+    except OSError as failed:
+        raise ConfigError(f"cannot serve on 127.0.0.1:{args.port}: {failed.strerror or failed}") from None
+    url = view_url(server, path) + (f"#problem={args.problem}" if args.problem else "")
+    print(f"serving {path} on {url} (Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -617,6 +653,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep(sub)
     report = sub.add_parser("report", help="re-summarise a sweep folder and (re)draw its plots and report.html")
     report.add_argument("out", help="the sweep's --out folder")
+    _add_view(sub)
     _add_serve(sub)
     mcp = sub.add_parser("mcp", help="MCP tool server on stdio: a `solve` tool for agents")
     _add_service_options(mcp)
@@ -627,6 +664,7 @@ COMMANDS = {
     "run": cmd_run,
     "sweep": cmd_sweep,
     "report": cmd_report,
+    "view": cmd_view,
     "strategies": cmd_strategies,
     "prepare-model": cmd_prepare_model,
     "serve": cmd_serve,

@@ -497,7 +497,8 @@ async def run_benchmark(
         }
         if (result.stopped_by or "").startswith("run:"):  # retried once this run budget is raised
             row["run_budget"] = config.run_budget
-        traces_file.write({"id": item.id, "text": result.text, "info": result.info, "trace": trace})
+        traces_file.write({"id": item.id, "text": result.text, "info": result.info, "trace": trace,
+                           "ledger": result.ledger_events})
         results_file.write(row)
         done[item.id] = row
         progress._problem(result.usage)

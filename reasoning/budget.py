@@ -11,6 +11,9 @@ Invariant (property-tested): recorded usage never exceeds any limit of any ledge
 chain, whatever backends report: a reported amount below zero, not a number, or above what
 the reservation allowed is charged at the reservation's worst case instead (and flagged, see
 ``charge``).
+
+A ledger made with ``events=True`` (each problem's, in ``asolve``) also keeps an event log over
+time, for viewers (``reasoning-bench view``): see ``Ledger.events`` and ``event_log``.
 """
 
 from __future__ import annotations
@@ -212,11 +215,23 @@ class Journal(Protocol):
     def committed(self, reservation: Reservation, charged: Usage) -> None: ...
 
 
+# The amounts of an event in ``Ledger.event_log``, in this order (tokens = prompt + completion,
+# uncached tokens = tokens - cached prompt tokens).
+EVENT_FIELDS = ("prompt_tokens", "completion_tokens", "cached_prompt_tokens", "calls", "usd", "flops")
+
+
 class Ledger:
     """Enforces one Budget; a child ledger also answers to all its ancestors.
 
     ``journal`` (on any ledger of a chain) hears of every reservation before it is handed
     out and of every commit; ``reasoning-bench run`` keeps one on disk.
+
+    ``events=True`` keeps ``events``, what happened to this ledger over time (a reservation of
+    a descendant ledger happens to it too), as plain tuples, seconds since the ledger started
+    first: ``(t, "reserve", amount)``, ``(t, "commit", charged, reserved)`` (the rest of the
+    reservation is released), ``(t, "release", amount)`` (given back unused), and ``(t,
+    "shrink", limit)`` / ``(t, "refuse", limit)`` when a limit shrank or refused a call (the
+    first such event is when ``stopped_by`` was set). ``event_log()`` is the JSON form.
     """
 
     def __init__(
@@ -227,6 +242,7 @@ class Ledger:
         label: str = "",
         clock: Callable[[], float] = time.monotonic,
         journal: Journal | None = None,
+        events: bool = False,
     ) -> None:
         self.budget = budget or Budget()
         self.parent = parent
@@ -240,11 +256,12 @@ class Ledger:
         self.stopped_by: str | None = None  # first limit that shrank or refused a call
         self._refused = False
         self.journal = journal
+        self.events: list[tuple] | None = [] if events else None
 
     # -- structure -------------------------------------------------------------
-    def child(self, budget: Budget | None = None, *, label: str = "") -> Ledger:
+    def child(self, budget: Budget | None = None, *, label: str = "", events: bool = False) -> Ledger:
         """A slice: its own limits, checked together with all of this ledger's."""
-        return Ledger(budget, parent=self, label=label)
+        return Ledger(budget, parent=self, label=label, events=events)
 
     def chain(self) -> Iterator[Ledger]:
         ledger: Ledger | None = self
@@ -279,6 +296,12 @@ class Ledger:
         usage = self.used.minus(Usage())
         usage.seconds = self.elapsed()
         return usage
+
+    def event_log(self) -> list[list]:
+        """``events`` as JSON-able lists (empty when not kept): each amount a list of the
+        ``EVENT_FIELDS``, e.g. ``[0.12, "commit", [120, 40, 0, 1, 0.0, 0.0], [120, 512, 0, 1, 0.0, 0.0]]``."""
+        return [[round(t, 6), kind, *(list(map(_amounts, rest)) if kind in ("reserve", "commit", "release") else rest)]
+                for t, kind, *rest in self.events or ()]
 
     def _violation(self, amount: Usage) -> str | None:
         """Name of the first limit ``amount`` would break, or None if it fits."""
@@ -323,10 +346,11 @@ class Ledger:
         self._refuse(self._violation(shape.worst_case(1, min_tokens)) or first_violation)
 
     def _hold(self, amount: Usage, n: int, max_tokens: int, shrunk_by: str | None) -> Reservation:
-        for ledger in self.chain():
-            ledger.reserved.add(amount)
         if shrunk_by:
             self._mark_stopped(shrunk_by)
+        self._log("reserve", amount)
+        for ledger in self.chain():
+            ledger.reserved.add(amount)
         reservation = Reservation(self, amount, n, max_tokens, shrunk_by)
         for ledger in self.chain():
             if ledger.journal is not None:
@@ -337,7 +361,16 @@ class Ledger:
         self._mark_stopped(limit, refused=True)
         raise BudgetExhausted(limit)
 
+    def _log(self, kind: str, *details: object) -> None:
+        """Add an event to every ledger of the chain that keeps them."""
+        now = None
+        for ledger in self.chain():
+            if ledger.events is not None:
+                now = self.clock() if now is None else now
+                ledger.events.append((now - ledger.started, kind, *details))
+
     def _mark_stopped(self, limit: str, refused: bool = False) -> None:
+        self._log("refuse" if refused else "shrink", limit)
         for ledger in self.chain():
             if ledger.stopped_by is None:
                 ledger.stopped_by = limit
@@ -353,10 +386,21 @@ class Ledger:
         """Release the reservation and record what the backend reported, clamped to the
         reservation (see ``charge``; anomalies land in ``reservation.anomalies``). Returns
         what was recorded."""
+        return self._close(reservation, actual, "commit")
+
+    def release(self, reservation: Reservation) -> None:
+        """Give a reservation back unused (the call never reached the backend)."""
+        self._close(reservation, Usage(), "release")
+
+    def _close(self, reservation: Reservation, actual: Usage, kind: str) -> Usage:
         if not reservation.open:
             raise RuntimeError("reservation committed twice")
         reservation.open = False
         charged, reservation.anomalies = charge(actual, reservation.amount)
+        if kind == "commit":
+            self._log(kind, charged, reservation.amount)
+        else:
+            self._log(kind, reservation.amount)
         for ledger in self.chain():
             ledger.reserved = ledger.reserved.minus(reservation.amount)
             ledger.used.add(charged)
@@ -364,6 +408,6 @@ class Ledger:
                 ledger.journal.committed(reservation, charged)
         return charged
 
-    def release(self, reservation: Reservation) -> None:
-        """Give a reservation back unused (the call never reached the backend)."""
-        self.commit(reservation, Usage())
+
+def _amounts(usage: Usage) -> list[float]:
+    return [getattr(usage, name) for name in EVENT_FIELDS]

@@ -40,6 +40,9 @@ class Result(BaseModel):
     info: dict[str, Any] = {}
     # What each role's calls were charged ({"generator": ...} with a single backend).
     usage_by_role: dict[str, Usage] = {}
+    # The problem ledger's reservations, commits, releases and refusals over time
+    # (``Ledger.event_log``: seconds since the ledger started, kind, amounts in EVENT_FIELDS order).
+    ledger_events: list[list[Any]] = []
 
     @field_serializer("usage_by_role")
     def _usage_by_role(self, usage: dict[str, Usage]) -> dict[str, dict[str, float]]:
@@ -103,7 +106,7 @@ async def asolve(
         require_prices(each, budget, *(ledger.budget for ledger in run_ledger.chain()) if run_ledger else ())
     if isinstance(problem, str):
         problem = Problem(problem)
-    ledger = run_ledger.child(budget) if run_ledger else Ledger(budget)
+    ledger = run_ledger.child(budget, events=True) if run_ledger else Ledger(budget, events=True)
     trace = Trace()
     ctx = Context(
         problem,
@@ -138,6 +141,7 @@ async def asolve(
         trace=trace,
         info=outcome.info,
         usage_by_role=ctx.usage_by_role,
+        ledger_events=ledger.event_log(),
     )
     if telemetry.active():  # OpenTelemetry export, from the finished trace (reasoning/telemetry.py)
         telemetry.record(result, budget=budget, run_budget=run_ledger.budget if run_ledger else None)
