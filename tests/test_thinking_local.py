@@ -88,7 +88,9 @@ def test_summarization_loop_on_the_local_model(backend):
 
 def test_early_stop_sc_on_the_local_model(backend):
     budget = rz.Budget(tokens=3000)
-    strategy = EarlyStopSC(max_n=4, wave=2, max_tokens=40, drop_low_confidence=0.5, window=8)
+    # Waves: the local backend can also abort in flight (the default there since it honours
+    # stop_early; its abort is tested in test_local_confidence.py).
+    strategy = EarlyStopSC(max_n=4, wave=2, max_tokens=40, drop_low_confidence=0.5, window=8, in_flight=False)
     result = solve(strategy, backend, budget)
     check_usage(result, budget)
     calls = result.trace.calls()

@@ -17,6 +17,21 @@ Choices, measured or documented:
   counted n times, as an engine that computed them would).
 - ``token_logprobs`` are of the raw model distribution (log_softmax of the logits before
   temperature / top_p), as vLLM reports them by default.
+- Stopping while sampling (issue 21), for the rows of the requests that ask for it, by a logits
+  processor that runs before temperature / top_p (``_ConfidenceProcessor``): each step it
+  takes the top k of the raw log-distribution of every live row that asked, records DeepConf's
+  token confidence (``token_confidence``; ``Completion.token_confidences`` for
+  ``top_logprobs``) and, for a ``confidence_stop``, keeps the running window sum with the very
+  arithmetic of ``ConfidenceStop.stops_at`` on those same numbers, so the recorded confidences
+  replay to the stop exactly. At the step the rule fires every logit of that row but
+  end-of-sequence's is set to -inf: the row emits EOS there (counted), finish_reason
+  "confidence". ``stop_early`` is asked each time a row of its request finishes (rows decode
+  in lockstep, so they finish shortest first, ties in row order); once it says stop, that
+  request's rows still running end at that step, "cancelled", with the tokens they decoded.
+  The batch is static: a row that ended is no longer charged, but it keeps its slot in the
+  batch's forward passes until every row has ended (wall time falls once the whole batch is
+  done). Batches in which no request asks for any of this run as before (no processor, no
+  per-row bookkeeping).
 - Stop strings are matched on the decoded text, each step, so a stop string inside a
   token is found too; the text is cut before it (as OpenAI does) and the tokens counted
   run up to the one that completed it.
@@ -39,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BackendError, BackendUnavailable, ConfigError, ReasoningError, UnsupportedRequest
-from ..types import Capabilities, Completion, GenerationRequest, GenerationResponse
+from ..types import Capabilities, Completion, ConfidenceStop, GenerationRequest, GenerationResponse, token_confidence
 from ._chat import render_prompt_ids
 from .base import Backend
 from .local_model import (
@@ -54,6 +69,8 @@ from .local_model import (
 )
 
 _STOP_WORKER = object()
+# Most top-k candidates a token's confidence may be taken over (as vLLM's default max_logprobs).
+TOP_LOGPROBS = 20
 
 
 @dataclass(eq=False)
@@ -62,6 +79,7 @@ class _Job:
     prompt_ids: list[int]
     future: Future[GenerationResponse] = field(default_factory=Future)
     cancelled: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None  # raised by its stop_early while the batch ran
 
     @property
     def greedy(self) -> bool:
@@ -83,7 +101,8 @@ class Local(Backend):
     """A model on this machine's CPU through transformers (see the module docstring)."""
 
     capabilities = Capabilities(
-        native_n=True, logprobs=True, token_ids=True, exact_prompt_tokens=True, prefix_caching=False
+        native_n=True, logprobs=True, token_ids=True, exact_prompt_tokens=True, prefix_caching=False,
+        top_logprobs=TOP_LOGPROBS, confidence_stop=True, early_stop=True,
     )
 
     def __init__(
@@ -283,7 +302,10 @@ class Local(Backend):
                 job.future.set_exception(error)
             return
         for job, response in zip(live, responses):
-            job.future.set_result(response)
+            if job.error is not None:
+                job.future.set_exception(job.error)
+            else:
+                job.future.set_result(response)
 
     def _generate_batch(self, jobs: list[_Job]) -> list[GenerationResponse]:
         import torch
@@ -295,8 +317,15 @@ class Local(Backend):
         input_ids, attention_mask = _left_pad([job.prompt_ids for job in row_jobs], self._pad_id)
         width = input_ids.shape[1]
         tap = _LogprobTap() if any(job.request.logprobs for job in jobs) else None
+        rows = _Rows(row_jobs, self._tokenizer, set(self._eos_ids))
+        early = any(job.request.stop_early is not None for job in jobs)
         stopper = _RowStopper(width, [job.cancelled for job in row_jobs], first.stop, self._tokenizer, tap,
-                              set(self._eos_ids), self._count_decoded)
+                              set(self._eos_ids), self._count_decoded, max_new_tokens=first.max_tokens,
+                              on_finished=rows.finished if early else None)
+        confidence = None
+        if any(job.request.top_logprobs or job.request.confidence_stop is not None for job in jobs):
+            rows.confidences = [_RowConfidence.of(job.request) for job in row_jobs]
+            confidence = _ConfidenceProcessor(rows.confidences, self._eos_ids[0], stopper.has_ended, tap)
         sampling = first.temperature > 0
         config = GenerationConfig(
             max_new_tokens=first.max_tokens,
@@ -305,8 +334,9 @@ class Local(Backend):
             pad_token_id=self._pad_id,
             **({"temperature": 1.0, "top_k": 0, "top_p": 1.0} if sampling else {}),
         )
-        # Our processors run after generate's own (none here), so the tap sees raw logits.
-        processors = LogitsProcessorList([tap] if tap else [])
+        # Our processors run after generate's own (none here), so the tap and the confidence
+        # processor see raw logits (the tap before a forced end of sequence changes them).
+        processors = LogitsProcessorList([p for p in (tap, confidence) if p is not None])
         if sampling:
             from transformers import TemperatureLogitsWarper, TopPLogitsWarper
 
@@ -339,7 +369,7 @@ class Local(Backend):
             "batch_rows": len(row_jobs),
             "seconds": round(seconds, 3),
         }
-        return self._responses(jobs, row_jobs, generated, logprobs, info)
+        return self._responses(jobs, row_jobs, generated, logprobs, info, rows)
 
     def _count_decoded(self, tokens: int) -> None:
         self._decoding += tokens
@@ -351,12 +381,12 @@ class Local(Backend):
         generated: list[list[int]],
         logprobs: list[list[float]] | None,
         info: dict[str, Any],
+        rows: _Rows,
     ) -> list[GenerationResponse]:
         by_job: dict[int, list[Completion]] = {id(job): [] for job in jobs}
         for row, job in enumerate(row_jobs):
-            completion = _completion(generated[row], job.request, set(self._eos_ids), self._tokenizer)
-            if job.request.logprobs and logprobs is not None:
-                completion.token_logprobs = logprobs[row][: completion.completion_tokens]
+            completion = rows.built.get(row) or rows.completion(row, generated[row],
+                                                                logprobs[row] if logprobs is not None else None)
             by_job[id(job)].append(completion)
         responses = []
         for job in jobs:
@@ -441,10 +471,163 @@ class _LogprobTap:
         return scores
 
 
+class _RowConfidence:
+    """One row's token confidences and, where its request has one, its confidence stop."""
+
+    __slots__ = ("confidences", "report_k", "reported", "rule", "stopped_at", "top_k", "window_sum")
+
+    def __init__(self, top_k: int, rule: ConfidenceStop | None = None, report_k: int = 0) -> None:
+        self.top_k = top_k  # candidates in ``confidences`` (the rule's k where there is a rule)
+        self.rule = rule
+        self.report_k = report_k  # top_logprobs asked (0: none returned)
+        self.confidences: list[float] = []
+        # Only when the request returns confidences over another k than its rule's.
+        self.reported: list[float] | None = [] if report_k and report_k != top_k else None
+        self.window_sum = 0.0
+        self.stopped_at: int | None = None  # the step at which the rule forced end of sequence
+
+    @classmethod
+    def of(cls, request: GenerationRequest) -> _RowConfidence | None:
+        rule = request.confidence_stop
+        if rule is None and not request.top_logprobs:
+            return None
+        return cls(rule.top_k if rule is not None else request.top_logprobs, rule, request.top_logprobs)
+
+    @property
+    def k(self) -> int:
+        return max(self.top_k, self.report_k)
+
+    @property
+    def token_confidences(self) -> list[float]:
+        return self.reported if self.reported is not None else self.confidences
+
+    def push(self, top: Sequence[float]) -> bool:
+        """Record this step's confidence from its best log-probabilities (most likely first);
+        True: the rule stops the row at this step."""
+        confidence = token_confidence(top[: self.top_k])
+        if self.reported is not None:
+            self.reported.append(token_confidence(top[: self.report_k]))
+        i = len(self.confidences)
+        self.confidences.append(confidence)
+        rule = self.rule
+        if rule is None:
+            return False
+        # ConfidenceStop.stops_at's arithmetic, one step at a time, on the recorded numbers.
+        self.window_sum += confidence
+        if i >= rule.window:
+            self.window_sum -= self.confidences[i - rule.window]
+        if i + 1 >= rule.window and self.window_sum / rule.window < rule.threshold:
+            self.stopped_at = i
+            return True
+        return False
+
+
+class _ConfidenceProcessor:
+    """A logits processor for the rows that ask for token confidences or a confidence stop
+    (None in ``rows``: the row is left alone). It must see the raw scores (run before
+    temperature / top_p): one log_softmax (or the tap's) and one top-k over the live rows that
+    asked, their confidences recorded, and every logit but ``eos``'s set to -inf on the rows
+    whose rule fires. ``ended(row)``: the row ended at an earlier step (EOS, a stop string,
+    cancelled); its later steps (padding) are not recorded."""
+
+    def __init__(self, rows: Sequence[_RowConfidence | None], eos: int, ended: Callable[[int], bool],
+                 tap: _LogprobTap | None = None) -> None:
+        self.rows = rows
+        self.eos = eos
+        self.ended = ended
+        self.tap = tap
+        self.live = [row for row, state in enumerate(rows) if state is not None]
+        self.k = max((rows[row].k for row in self.live), default=1)  # type: ignore[union-attr]
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        rows = self.rows
+        self.live = [row for row in self.live if rows[row].stopped_at is None and not self.ended(row)]  # type: ignore[union-attr]
+        if not self.live:
+            return scores
+        index = torch.tensor(self.live, dtype=torch.long, device=scores.device)
+        if self.tap is not None:  # it ran first, on these scores
+            logprobs = self.tap.current.index_select(0, index)
+        else:
+            logprobs = torch.log_softmax(scores.index_select(0, index).float(), dim=-1)
+        top = torch.topk(logprobs, min(self.k, logprobs.shape[-1]), dim=-1).values.tolist()
+        for row, values in zip(self.live, top, strict=True):
+            if rows[row].push(values):  # type: ignore[union-attr]
+                scores[row] = float("-inf")
+                scores[row, self.eos] = 0.0
+        return scores
+
+
+class _Rows:
+    """A batch's rows as completions: what the processors recorded for them and what
+    ``stop_early`` decided (asked by the stopping criterion as rows finish)."""
+
+    def __init__(self, row_jobs: list[_Job], tokenizer: Any, eos: set[int]) -> None:
+        self.row_jobs = row_jobs
+        self.tokenizer = tokenizer
+        self.eos = eos
+        self.confidences: list[_RowConfidence | None] | None = None
+        self.cancelled_at: dict[int, int] = {}  # row -> tokens it had decoded when stop_early decided
+        self.built: dict[int, Completion] = {}  # rows already shown to stop_early, as they were shown
+        self._finished: dict[int, list[Completion]] = {}  # per job (id): finished, in finishing order
+        self._decided: set[int] = set()
+
+    def completion(self, row: int, tokens: list[int], logprobs: list[float] | None) -> Completion:
+        job = self.row_jobs[row]
+        request = job.request
+        if row in self.cancelled_at:
+            kept = tokens[: self.cancelled_at[row]]
+            completion = Completion(text=self.tokenizer.decode(kept, skip_special_tokens=True),
+                                    completion_tokens=len(kept), finish_reason="cancelled", token_ids=kept)
+        else:
+            completion = _completion(tokens, request, self.eos, self.tokenizer)
+        state = self.confidences[row] if self.confidences is not None else None
+        if state is not None:
+            if (state.stopped_at is not None and completion.finish_reason == "stop"
+                    and completion.stop_sequence is None and completion.completion_tokens == state.stopped_at + 1):
+                completion.finish_reason = "confidence"  # the end of sequence the processor forced
+            if request.top_logprobs:
+                completion.token_confidences = state.token_confidences[: completion.completion_tokens]
+        if request.logprobs and logprobs is not None:
+            completion.token_logprobs = logprobs[: completion.completion_tokens]
+        return completion
+
+    def finished(self, ended: list[int], input_ids: Any, stopper: _RowStopper) -> None:
+        """Rows ``ended`` at this step: show each to its request's ``stop_early``; once it
+        decides, end that request's rows still running here, "cancelled"."""
+        decoded = input_ids.shape[1] - stopper.prompt_width
+        for row in ended:
+            job = self.row_jobs[row]
+            decide = job.request.stop_early
+            if decide is None or id(job) in self._decided or job.cancelled.is_set():
+                continue
+            logprobs = [float(step[row]) for step in stopper.logprobs] if job.request.logprobs and stopper.tap else None
+            completion = self.built[row] = self.completion(row, input_ids[row, stopper.prompt_width:].tolist(), logprobs)
+            seen = self._finished.setdefault(id(job), [])
+            try:
+                # A greedy row stands for its n identical samples: they finish together.
+                for _ in range(job.request.n if job.greedy else 1):
+                    seen.append(completion)
+                    if decide(list(seen)):
+                        self._decided.add(id(job))
+                        break
+            except Exception as exc:  # noqa: BLE001 (the request's own code: its caller gets the error)
+                job.error = exc
+                self._decided.add(id(job))
+            if id(job) in self._decided:
+                for other, mate in enumerate(self.row_jobs):
+                    if mate is job and not stopper.has_ended(other) and other not in ended:
+                        stopper.done[other] = True
+                        self.cancelled_at[other] = decoded
+
+
 class _RowStopper:
     """Per-row stopping criterion: cancelled rows and stop strings; also collects logprobs.
 
     It runs after each step's token is appended, so it sees exactly the sampled token.
+    ``on_finished(rows, input_ids, stopper)`` (requests with ``stop_early``) is told which rows
+    ended at this step (EOS, stop string, max_new_tokens) and may end others (``done``).
     """
 
     def __init__(
@@ -456,8 +639,12 @@ class _RowStopper:
         tap: _LogprobTap | None,
         eos: frozenset[int] | set[int] = frozenset(),
         on_decoded: Callable[[int], None] | None = None,
+        max_new_tokens: int | None = None,
+        on_finished: Callable[[list[int], Any, _RowStopper], None] | None = None,
     ) -> None:
         self.prompt_width = prompt_width
+        self.max_new_tokens = max_new_tokens
+        self.on_finished = on_finished
         self.eos = eos
         self.on_decoded = on_decoded  # told how many rows decoded a token this step (progress)
         self.decoded = 0
@@ -471,18 +658,23 @@ class _RowStopper:
         self.done = [False] * len(cancelled)
         self.ended = [False] * len(cancelled)  # generated an EOS token (counting decoded tokens only)
 
+    def has_ended(self, row: int) -> bool:
+        """Whether ``row`` ended at a step already checked (its later tokens are padding)."""
+        return self.done[row] or self.ended[row]
+
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
         import torch
 
         if self.tap is not None:
             self.logprobs.append(self.tap.current.gather(1, input_ids[:, -1:]).squeeze(1))
-        if self.on_decoded is not None:  # a row's EOS counts (as in its usage); its padding after does not
-            step = 0
-            for row, token in enumerate(input_ids[:, -1].tolist()):
-                if not (self.done[row] or self.ended[row]):
-                    step += 1
-                    self.ended[row] = token in self.eos
-            self.decoded += step
+        running = [row for row in range(len(self.done)) if not self.has_ended(row)] if self.on_finished else None
+        step = 0  # a row's EOS counts (as in its usage); its padding after does not
+        for row, token in enumerate(input_ids[:, -1].tolist()):
+            if not (self.done[row] or self.ended[row]):
+                step += 1
+                self.ended[row] = token in self.eos
+        self.decoded += step
+        if self.on_decoded is not None:
             self.on_decoded(step)
         start = max(self.prompt_width, input_ids.shape[1] - self.window)
         for row, event in enumerate(self.cancelled):
@@ -493,6 +685,11 @@ class _RowStopper:
             elif self.stop:
                 tail = self.tokenizer.decode(input_ids[row, start:].tolist(), skip_special_tokens=True)
                 self.done[row] = any(s in tail for s in self.stop)
+        if running:
+            full = self.max_new_tokens is not None and input_ids.shape[1] - self.prompt_width >= self.max_new_tokens
+            ended = [row for row in running if full or self.has_ended(row)]
+            if ended:
+                self.on_finished(ended, input_ids, self)  # type: ignore[misc]
         return torch.tensor(self.done, dtype=torch.bool)
 
 
@@ -544,4 +741,5 @@ def _copy(completion: Completion) -> Completion:
         token_logprobs=list(completion.token_logprobs) if completion.token_logprobs is not None else None,
         token_ids=list(completion.token_ids) if completion.token_ids is not None else None,
         stop_sequence=completion.stop_sequence,
+        token_confidences=list(completion.token_confidences) if completion.token_confidences is not None else None,
     )
