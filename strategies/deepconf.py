@@ -27,7 +27,7 @@ the voters reaches it (in-flight cancellation: their partial tokens are charged)
 confidence is >= the (100 - ``keep_percent``)-th percentile of all, and vote weighted by it.
 
 Needs token confidences (``Capabilities.top_logprobs`` >= ``top_k``: vLLM, the OpenAI-compatible
-backend, Scripted) and, online, a backend that stops on confidence while sampling
+backend, the local backend, Scripted) and, online, a backend that stops on confidence while sampling
 (``Capabilities.confidence_stop``); anything else is refused with a clear error.
 
 Differences from the paper and the official code, all visible in ``Outcome.info``:

@@ -23,7 +23,7 @@ Otherwise it stops at ``max_n`` or when the budget refuses a wave (a wave shrunk
 still counts; the answer is the vote of whatever was drawn).
 
 In flight (``in_flight``, the default, on backends with ``Capabilities.early_stop``: vLLM, the
-OpenAI-compatible backend): instead of waves, all ``max_n`` samples start at once in one call
+OpenAI-compatible backend, the local backend): instead of waves, all ``max_n`` samples start at once in one call
 and the two rules are checked each time a sample finishes, with every sample not finished yet
 counted as still to vote, and a tie counted as a loss for the leader: the final vote reads the
 samples in their order, not in the order they finished, so a tie could go either way (so
