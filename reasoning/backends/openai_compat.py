@@ -249,6 +249,10 @@ class OpenAICompatible(Backend):
         info: dict[str, Any] = {"model": data.get("model")}
         if retries:
             info["retries"] = retries
+        return self._response_of(completions, prompt_tokens, completion_tokens, calls, info, cached)
+
+    def _response_of(self, completions: list[Completion], prompt_tokens: int, completion_tokens: int, calls: int,
+                info: dict[str, Any], cached: int) -> GenerationResponse:
         p_in, p_out = self.usd_per_token
         return GenerationResponse(
             completions=completions,
@@ -323,16 +327,8 @@ class OpenAICompatible(Backend):
             info["retries"] = retries
         if cancelled := sum(s.closed for s in streams):
             info["cancelled"] = cancelled
-        p_in, p_out = self.usd_per_token
-        return GenerationResponse(
-            completions=completions,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            calls=calls,
-            usd=prompt_tokens * p_in + completion_tokens * p_out,
-            info=info,
-            cached_prompt_tokens=sum(cached_tokens(s.sample.usage) for s in streams if s.sample is not None),
-        )
+        cached = sum(cached_tokens(s.sample.usage) for s in streams if s.sample is not None)
+        return self._response_of(completions, prompt_tokens, completion_tokens, calls, info, cached)
 
     async def _read_stream(self, path: str, body: dict[str, Any], request: GenerationRequest, chat: bool,
                            stream: _Stream, ended: Callable[[_Stream], None]) -> None:
