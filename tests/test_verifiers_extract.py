@@ -193,7 +193,9 @@ def test_normalize_answer_is_fast() -> None:
     start = time.perf_counter()
     for answer in answers:
         normalize_answer(answer)
-    assert time.perf_counter() - start < 1.0  # 2000 keys; ~20 us each in practice
+    # 2000 keys, ~40 ms in all in practice: the bound only catches a gross regression (a
+    # quadratic pass), with room for a loaded 2-core CI machine.
+    assert time.perf_counter() - start < 10.0
 
 
 @pytest.mark.parametrize(
@@ -214,4 +216,6 @@ def test_degenerate_outputs_are_handled_in_linear_time(degenerate_output: str) -
     start = time.perf_counter()
     extract_answer(degenerate_output)
     normalize_answer(degenerate_output)
-    assert time.perf_counter() - start < 1.0
+    # Milliseconds when linear; a backtracking regex on these ~100k-character inputs takes
+    # minutes. The generous bound keeps a loaded machine from failing it (it failed once at 1 s).
+    assert time.perf_counter() - start < 10.0
