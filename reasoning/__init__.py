@@ -41,7 +41,7 @@ _REEXPORTED = {
     **dict.fromkeys(("BeamSearch", "BestOfN", "CertaintyProbe", "ComputeOptimal", "DVTS", "DeepConf", "ETS", "EarlyStopSC",
                      "GenRMBestOfN", "Greedy", "ParallelThinking", "PessimisticBestOfN", "Rebase", "SelfConsistency",
                      "SpawnJoin", "SummarizationLoop"), "reasoning.strategies"),
-    **dict.fromkeys(("Confidence", "GenRM", "LLMJudge", "extract_answer", "is_equivalent", "run_code_tests"),
+    **dict.fromkeys(("Confidence", "GenRM", "LLMJudge", "extract_answer", "grade", "is_equivalent", "run_code_tests"),
                     "reasoning.verifiers"),
 }
 

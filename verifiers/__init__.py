@@ -5,6 +5,7 @@ from reasoning.verifiers.code_extract import assemble_humaneval, extract_code
 from reasoning.verifiers.expression import ExpressionVerdict, check_expression, normalize_expression
 from reasoning.answers.extract import extract_answer
 from reasoning.verifiers.genrm import GenRM, parse_verdict
+from reasoning.verifiers.grading import agrade, grade, grade_many
 from reasoning.answers.latex_utils import strip_answer_wrappers
 from reasoning.verifiers.math_equiv import ais_equivalent, is_equivalent, is_equivalent_many
 from reasoning.answers.normalize import normalize_answer
@@ -36,8 +37,11 @@ __all__ = [
     "TokenClassificationPRM",
     "aggregate_steps",
     "check_expression",
+    "agrade",
     "ais_equivalent",
     "extract_answer",
+    "grade",
+    "grade_many",
     "is_equivalent",
     "is_equivalent_many",
     "make_verifier",
