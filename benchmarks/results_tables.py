@@ -466,6 +466,36 @@ def deepconf_confidence(name: str, spec: str) -> Callable[[Path], str]:
     return render
 
 
+def grading_speed(name: str) -> Callable[[Path], str]:
+    """``benchmarks/grading_speed.py``: (gold, response) pairs graded by ``verifiers.grade_many``
+    from a cold start, the seconds, pairs per second, and the extraction pass alone."""
+
+    def build(results: Path) -> str:
+        data = load(results, name)
+        load_avg = data.get("load_average_1min_before")
+        body = [[f"{data['pairs']:,}", f"**{data['total_s']:.1f}**", f"{data['items_per_s']:,.0f}",
+                 f"{data['extraction_only_s']:.2f}", f"{data['distinct_extracted_pairs']:,}",
+                 f"{data['mean_response_chars']:,.0f}", data["machine"], data["date"],
+                 "–" if load_avg is None else f"{load_avg:.2f}"]]
+        return table(["pairs", "total s", "pairs/s", "extraction only s", "distinct (gold, answer)",
+                      "mean response chars", "machine", "date", "1-min load before"], body)
+
+    return build
+
+
+def grading_verdicts(name: str) -> Callable[[Path], str]:
+    """The verdicts of that run by kind of synthesised response (what the grader said, not a
+    hand-checked accuracy)."""
+
+    def build(results: Path) -> str:
+        data = load(results, name)
+        body = [[kind, *(f"{counts.get(v, 0):,}" for v in ("True", "False", "None"))]
+                for kind, counts in data["verdicts_by_kind"].items()]
+        return table(["kind of response", "True", "False", "None"], body)
+
+    return build
+
+
 TABLES: dict[str, Callable[[Path], str]] = {
     "overhead": overhead("overhead_2026-11-22.json"),
     "vllm-throughput:h100": vllm_phases("vllm_throughput_h100_2026-11-22.json"),
@@ -487,6 +517,8 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "tree-search": tree_search("tree_search_h200_2026-11-29.json"),
     "deepconf:gsm8k": deepconf("deepconf_h200_2026-11-29.json", "gsm8k:100"),
     "deepconf-confidence:gsm8k": deepconf_confidence("deepconf_h200_2026-11-29.json", "gsm8k:100"),
+    "grading-speed:cpu": grading_speed("grading_speed_cpu_2026-11-29.json"),
+    "grading-verdicts:cpu": grading_verdicts("grading_speed_cpu_2026-11-29.json"),
 }
 
 

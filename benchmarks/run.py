@@ -279,6 +279,10 @@ async def grade_code(item: Item, answer: str | None, texts: list[str], strict: b
 
 
 async def grade(gold: str, answer: str | None) -> bool | None:
+    """Grade the strategy's final answer, already extracted (and voted) from its samples: so
+    this compares only. A whole response text goes through ``verifiers.agrade`` instead, which
+    extracts first; both share ``ais_equivalent``'s verdicts (None when undecidable, False
+    without an answer)."""
     from reasoning.verifiers import ais_equivalent
 
     if answer is None:

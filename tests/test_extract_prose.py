@@ -32,6 +32,9 @@ MARKER_CASES = [
     ("Sumando ambos lados obtenemos 35.\nRespuesta: 35 (paso 4)", "35"),
     ("Entonces la respuesta final es 0.125 tras 3 pasos.", "0.125"),
     ("Ответ: 13 (2 способа)", "13"),
+    # a list after a marker is the whole list, not its first number
+    ("Réponse : 1,-2", "1,-2"),
+    ("The answer is 4, 9.", "4, 9"),
     # a marker followed by prose, not an answer, is skipped for the last number
     ("答案是我们需要重新考虑这个问题 but the value is 8", "8"),
 ]

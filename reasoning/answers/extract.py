@@ -45,8 +45,9 @@ _SIGNED_NUMBER = rf"(?:(?<![\w)\]}}])-\s?)?\$?{_NUMBER}"
 _LATEX_FRACTION = r"-?\\[dt]?frac\{\s*-?\d+\s*\}\{\s*\d+\s*\}"
 _NUMBER_TOKEN = re.compile(rf"{_LATEX_FRACTION}|{_SIGNED_NUMBER}(?:\s?/\s?{_NUMBER})?(?:\s?\\?%)?")
 # A number that is the whole answer: "18", "18 dollars", "$1,234." but not "2x+1", "2 \pi".
+# A list after a marker ("Réponse : 1,-2", "3, 5") is not its first number.
 _LEADING_NUMBER = re.compile(
-    rf"\$?(?:-\s?)?{_NUMBER}(?:/{_NUMBER})?(?:\s?\\?%)?(?![\w\\^{{(*/+\-]|[.,]\d|\s*[\\^*/+\-=])"
+    rf"\$?(?:-\s?)?{_NUMBER}(?:/{_NUMBER})?(?:\s?\\?%)?(?![\w\\^{{(*/+\-]|[.,]\d|,\s*-?\d|\s*[\\^*/+\-=])"
 )
 
 _ANSWER_PHRASE = re.compile(
