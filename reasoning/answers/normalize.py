@@ -64,6 +64,8 @@ class PlainNumber:
     value: Fraction
     is_percent: bool
     is_decimal: bool  # written with a decimal point, so maybe rounded by the writer
+    places: int = 0  # digits shown after the decimal point (`2.6667` -> 4)
+    significant: int = 0  # significant digits shown (`0.0330` -> 3), 0 for non-decimals
 
 
 def parse_plain_number(answer: str) -> PlainNumber | None:
@@ -89,7 +91,42 @@ def parse_plain_number(answer: str) -> PlainNumber | None:
         return None
     if match["sign"] == "-":
         value = -value
+    if decimal and match["denominator"] is None:
+        return PlainNumber(value, is_percent, True, *_shown_digits(match["value"].replace(",", "")))
     return PlainNumber(value, is_percent, decimal)
+
+
+# `1,22`, `1000,99`, `-3,5`: a comma that cannot be a thousands separator.
+_DECIMAL_COMMA = re.compile(r"(?P<sign>[-+]?)\s*(?P<integer>\d+),(?P<fraction>\d+)")
+_THOUSANDS = re.compile(r"\d{1,3}(?:,\d{3})+")
+
+
+def parse_decimal_comma(answer: str) -> PlainNumber | None:
+    """The number of an answer written with a decimal comma (`1,22` = 1.22), else None.
+
+    Rule: one comma between digits is a decimal comma unless it can be a thousands
+    separator, that is unless the digits after it are exactly three and those before
+    it one to three (`1,000` stays one thousand; `1,22`, `1000,99`, `12,3456` are
+    decimals). Only a single number qualifies: `1,2,3` is a list.
+    """
+    text = _strip_decorations(answer, keep_percent=True)
+    is_percent = text.endswith("%")
+    text = text.removesuffix("%").strip()
+    if len(text) > _MAX_NUMBER_LENGTH:
+        return None
+    match = _DECIMAL_COMMA.fullmatch(text)
+    if match is None or _THOUSANDS.fullmatch(f"{match['integer']},{match['fraction']}"):
+        return None
+    digits = f"{match['integer']}.{match['fraction']}"
+    value = Fraction(digits)
+    return PlainNumber(-value if match["sign"] == "-" else value, is_percent, True, *_shown_digits(digits))
+
+
+def _shown_digits(digits: str) -> tuple[int, int]:
+    """(places after the point, significant digits) of an unsigned decimal such as `0.0330`."""
+    whole, _, fraction = digits.partition(".")
+    significant = (whole + fraction).lstrip("0")
+    return len(fraction), len(significant)
 
 
 def format_number(value: Fraction) -> str:
@@ -142,11 +179,12 @@ def _normalize_cached(answer: str) -> str:
     return text
 
 
-def _strip_decorations(answer: str, keep_percent: bool = False) -> str:
+def _strip_decorations(answer: str, keep_percent: bool = False, keep_variable: bool = False) -> str:
     """Everything normalize_answer removes before looking at whitespace and numbers.
 
     Percent signs are dropped (the voting key of `10\\%` is `10`) unless
     ``keep_percent``, which turns every spelling of them into a plain `%`.
+    ``keep_variable`` keeps a leading `y =`, so an equation stays an equation.
     """
     # Hide `\\` (row break) so `\\ ` is not read as the spacing command `\ `.
     text = strip_answer_wrappers(answer).replace("\\\\", _ROW_BREAK)
@@ -158,7 +196,8 @@ def _strip_decorations(answer: str, keep_percent: bool = False) -> str:
     for _ in range(_MAX_PEELING_ROUNDS):  # `$x = 5\text{ cm}$` needs several rounds
         previous = text
         text = _TRAILING_UNIT.sub("", text).strip()
-        text = _SINGLE_VARIABLE_PREFIX.sub("", text, count=1) if text.count("=") <= 1 else text
+        if text.count("=") <= 1 and not keep_variable:
+            text = _SINGLE_VARIABLE_PREFIX.sub("", text, count=1)
         text = strip_answer_wrappers(text)
         if text == previous:
             break
@@ -166,10 +205,11 @@ def _strip_decorations(answer: str, keep_percent: bool = False) -> str:
     return text.lstrip("+").strip() if re.match(r"\+\s*[\d.]", text) else text
 
 
-def prepare_for_parsing(answer: str) -> str:
+def prepare_for_parsing(answer: str, keep_variable: bool = False) -> str:
     """The answer with wrappers, units, `x =` and similar decorations removed, still LaTeX.
 
     What the math_verify worker is given: the same clean-up as the voting key,
     but spacing, numbers and percent signs (as `\\%`) are left for sympy.
+    ``keep_variable`` keeps a leading `y =` (to compare an equation with an equation).
     """
-    return _strip_decorations(answer, keep_percent=True).replace("%", "\\%")
+    return _strip_decorations(answer, keep_percent=True, keep_variable=keep_variable).replace("%", "\\%")
