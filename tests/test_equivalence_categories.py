@@ -38,6 +38,11 @@ NUMBERS = [
     (r"\frac{40}{3}", "13.33", True),
     (r"\frac{40}{3}", "13.3", True),
     (r"\frac{40}{3}", "13.4", False),
+    (r"\frac{2}{7}", "0,2857", True),  # decimal comma and rounding together
+    (r"\{\frac{2}{7}, 5\}", r"\{5, 0.286\}", True),
+    (r"\{\frac{2}{7}, 5\}", r"\{5, 0.285\}", False),
+    (r"y > \frac{5}{6}", "y > 0.8333", True),
+    (r"y > \frac{5}{6}", "y > 0.8334", False),
     ("0.2857", r"\frac{2}{7}", True),  # a rounded gold against an exact prediction
     ("3.45", "3.4", False),  # two decimals are not rounded against each other
     ("3.45", "3.450", True),
@@ -66,6 +71,11 @@ RELATIONS = [
     (r"z \leq 0", "z ≤ 0", True),
     (r"z \le 0", r"z \leq 0", True),
     (r"z \le 0", r"z \geq 0", False),
+    (r"z \geq 0", "z ⩾ 0", True),
+    (r"z \leq 0", "z ⩽ 0", True),
+    (r"z \leq 0", "z ⩾ 0", False),
+    (r"-3 \le t", r"t \ge -3", True),  # `t` is the variable here, not tonnes
+    (r"-3 \le t", r"t \le -3", False),
     ("3x-6y+9=0", "y=x/2+3/2", True),  # the same line, rearranged
     ("3x-6y+9=0", "y=x/2-3/2", False),
     ("y=5-2x", "4x+2y=10", True),
@@ -104,6 +114,13 @@ MATRICES = [
     ),
     (r"\begin{pmatrix} \frac{1}{2} \\ 4 \end{pmatrix}", r"\begin{bmatrix} 0.5 \\ 4 \end{bmatrix}", True),
     (r"\begin{pmatrix} 1 \\ 4 \end{pmatrix}", r"\begin{pmatrix} 4 \\ 1 \end{pmatrix}", False),
+    # a one-row or one-column matrix is the tuple of its entries
+    (r"\begin{pmatrix} 6 \\ -2 \end{pmatrix}", "(6, -2)", True),
+    (r"\begin{pmatrix} 6 \\ -2 \end{pmatrix}", "(-2, 6)", False),
+    (r"\begin{pmatrix} 6 & -2 & 1 \end{pmatrix}", "(6, -2, 1)", True),
+    (r"\begin{pmatrix} 6 \\ -2 \\ 1 \end{pmatrix}", "(6, 1, -2)", False),
+    ("(6, -2)", r"\begin{bmatrix} 6 \\ -2 \end{bmatrix}", True),
+    ("(6, -2)", r"\begin{pmatrix} 6 & 0 \\ -2 & 0 \end{pmatrix}", False),
 ]
 
 ORDER = [

@@ -29,6 +29,8 @@ def compare(gold: str, pred: str, unordered: bool = False) -> bool | None:
       is a set and any order is equal, as is a list of solutions of one variable, `x=1, x=2`.
       Tuples `(1, 2)` and intervals keep their order anyway. ``unordered`` (the caller knows
       the answer is a set) skips this rule.
+    - Vectors (`_vector_as_tuple`): a one-row or one-column matrix equals the tuple of its
+      entries, `\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}` = `(1, 2)`; a larger matrix is never a tuple.
     - Equations (`_equations_proportional`): two equations are equal when `lhs - rhs` of one is a
       nonzero constant times `lhs - rhs` of the other, over the same variables: `2x+4y-3=0` equals
       `y=-x/2+3/4` (the same line); `x^2=4` does not equal `x=2`.
@@ -53,6 +55,11 @@ def compare(gold: str, pred: str, unordered: bool = False) -> bool | None:
     gold_expr = next(item for item in gold_parsed if not isinstance(item, str))
     pred_expr = next(item for item in pred_parsed if not isinstance(item, str))
     if _equations_proportional(gold_expr, pred_expr):
+        return True
+    gold_expr, pred_expr = _vector_as_tuple(gold_expr, pred_expr), _vector_as_tuple(pred_expr, gold_expr)
+    if (gold_expr, pred_expr) != (gold_parsed[0], pred_parsed[0]) and verify(
+        [gold_expr], [pred_expr], allow_set_relation_comp=True, timeout_seconds=None
+    ):
         return True
     snapped_pred = _snap_rounded(pred_expr, pred, gold_expr)
     if snapped_pred is not None and verify(
@@ -112,6 +119,19 @@ def _ordered_verdict(gold: str, pred: str) -> object:
     if False in verdicts:
         return False
     return None if None in verdicts else True
+
+
+def _vector_as_tuple(expr: object, other: object) -> object:
+    """A one-row or one-column matrix as the tuple of its entries when ``other`` is a tuple
+    (or an open interval, math_verify's reading of a pair `(a, b)`)."""
+    from sympy import Interval, MatrixBase, Tuple
+
+    if isinstance(expr, MatrixBase) and 1 in expr.shape:
+        if isinstance(other, Tuple):
+            return Tuple(*expr)
+        if isinstance(other, Interval) and other.left_open and other.right_open and len(expr) == 2:
+            return Interval.open(*expr)  # `(1, 2)` reads as an open interval; as a pair it is the same
+    return expr
 
 
 def _equations_proportional(gold: object, pred: object) -> bool:
@@ -177,13 +197,31 @@ JOBS = {"compare": compare, "sleep_then": sleep_then}
 
 
 def _parse(answer: str) -> list:
+    """math_verify's parse of a bare answer.
+
+    `⩾`/`⩽` are read as `\\geq`/`\\leq`. A relation ending in a one-letter variable
+    (`-3 \\le t`) is parsed without math_verify's unit removal, which would take the
+    `t` for tonnes (this project strips units itself, `normalize.prepare_for_parsing`).
+    """
+    from latex2sympy2_extended.math_normalization import NormalizationConfig
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
 
+    answer = answer.replace("⩾", "\\geq ").replace("⩽", "\\leq ")
+    latex_config = LatexExtractionConfig()
+    if _RELATION_THEN_LETTER.search(answer):
+        latex_config = LatexExtractionConfig(
+            normalization_config=NormalizationConfig(
+                basic_latex=True, units=False, malformed_operators=True, nits=True, boxed="all"
+            )
+        )
     return parse(
         f"${answer}$",
-        extraction_config=[LatexExtractionConfig(), ExprExtractionConfig()],
+        extraction_config=[latex_config, ExprExtractionConfig()],
         parsing_timeout=None,
     )
+
+
+_RELATION_THEN_LETTER = re.compile(r"(?:[<>=≤≥≠]|\\(?:le|ge|leq|geq|lt|gt|ne|neq|leqslant|geqslant))\s*[A-Za-z]\s*$")
 
 
 def _has_expression(parsed: list) -> bool:
