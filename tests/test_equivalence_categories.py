@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 from reasoning.verifiers import is_equivalent, is_equivalent_many
+from reasoning.verifiers.math_equiv import answer_is_set
 
 from reasoning.answers.normalize import parse_decimal_comma
 
@@ -183,3 +184,20 @@ def test_unordered_keyword_makes_a_bare_list_a_set(gold: str, pred: str, expecte
 def test_decimal_comma_reading(text: str, value: float | None) -> None:
     number = parse_decimal_comma(text)
     assert (None if number is None else float(number.value)) == value
+
+
+@pytest.mark.parametrize(
+    ("problem", "is_set"),
+    [
+        ("Find all real numbers $k$ such that the equation has a double root. Enter them separated by commas.", True),
+        ("Find all values of $a$ for which the system has a solution.", True),
+        ("What are the roots of $p(x)$?", True),
+        ("Enter all the integer roots, separated by commas.", True),
+        ("Find the ordered pair $(a,b)$. Enter your answer separated by commas.", False),
+        ("List the first three terms of the sequence, separated by commas, in increasing order.", False),
+        ("Compute the sum of the first ten terms.", False),
+        ("What is the smallest positive value of $x$?", False),
+    ],
+)
+def test_answer_is_set_reads_the_problem_wording(problem: str, is_set: bool) -> None:
+    assert answer_is_set(problem) is is_set

@@ -77,7 +77,7 @@ def is_equivalent(
       (`\\{10, 4, -2\\}`) or a list of solutions `x=1, x=2` is a set.
       ``unordered=True`` says the caller knows the answer is a set (the problem asks for
       "all solutions", "the roots", "separated by commas"): a bare-list gold then
-      compares as a set too.
+      compares as a set too; `answer_is_set(problem)` reads that from a problem's wording.
     """
     verdict = _quick_verdict(gold, pred)
     if verdict is _UNDECIDED:
@@ -109,6 +109,24 @@ def is_equivalent_many(
             for index, verdict in zip(pending, slow, strict=True):
                 verdicts[index] = verdict
     return verdicts
+
+
+_SET_WORDING = re.compile(
+    r"\ball\b[^.?!]{0,40}?\b(?:solutions?|roots?|zeros?|values?|integers?|numbers?|possibilities)\b"
+    r"|\bseparated by commas\b|\bin any order\b|\bthe (?:real |complex |integer )?(?:roots|solutions|zeros)\b",
+    re.IGNORECASE,
+)
+_ORDER_WORDING = re.compile(r"\bordered\b|\bin (?:increasing|decreasing|ascending|descending) order\b", re.IGNORECASE)
+
+
+def answer_is_set(problem: str) -> bool:
+    """Whether a problem's wording asks for a set of answers, for ``is_equivalent(..., unordered=...)``.
+
+    True when it asks for "all" solutions / roots / values / integers / numbers, "the roots",
+    "the real solutions", an answer "separated by commas" or "in any order"; False whenever
+    it mentions an "ordered" pair/triple or an "increasing"/"decreasing" order.
+    """
+    return bool(_SET_WORDING.search(problem)) and not _ORDER_WORDING.search(problem)
 
 
 def _quick_verdict(gold: object, pred: object) -> object:
