@@ -78,7 +78,7 @@ def rewrite(gold: str, rng: random.Random) -> str:
         value = Fraction(int(num), int(den)) * (-1 if sign else 1)
         return rng.choice([f"{float(value):.6f}".rstrip("0"), f"{sign}\\dfrac{{{num}}}{{{den}}}", f"{sign}{num}/{den}"])
     variants = [gold.replace("\\left", "").replace("\\right", ""), gold.replace(" ", ""), gold.replace("\\frac", "\\dfrac"),
-                gold.replace(",", ", ")]
+                gold.replace(",", ", ") if "{,}" not in gold and ",\\!" not in gold else gold]  # not thousands
     return rng.choice([v for v in variants if v != gold] or [f" {gold} "])
 
 
