@@ -122,6 +122,10 @@ MATRICES = [
     (r"\begin{pmatrix} 6 \\ -2 \\ 1 \end{pmatrix}", "(6, 1, -2)", False),
     ("(6, -2)", r"\begin{bmatrix} 6 \\ -2 \end{bmatrix}", True),
     ("(6, -2)", r"\begin{pmatrix} 6 & 0 \\ -2 & 0 \end{pmatrix}", False),
+    (r"\begin{pmatrix} 6 \\ -2 \end{pmatrix}", r"\langle 6, -2 \rangle", True),
+    (r"\begin{pmatrix} 6 \\ -2 \end{pmatrix}", r"\left\langle 6, 2 \right\rangle", False),
+    (r"\langle 3, 0, -1 \rangle", "(3, 0, -1)", True),
+    (r"\langle 3, 0, -1 \rangle", "(3, -1, 0)", False),
 ]
 
 ORDER = [

@@ -211,5 +211,11 @@ def prepare_for_parsing(answer: str, keep_variable: bool = False) -> str:
     What the math_verify worker is given: the same clean-up as the voting key,
     but spacing, numbers and percent signs (as `\\%`) are left for sympy.
     ``keep_variable`` keeps a leading `y =` (to compare an equation with an equation).
+    A vector in angle brackets, `\\langle 1, 2 \\rangle`, becomes the tuple `(1, 2)`.
     """
-    return _strip_decorations(answer, keep_percent=True, keep_variable=keep_variable).replace("%", "\\%")
+    text = _strip_decorations(answer, keep_percent=True, keep_variable=keep_variable).replace("%", "\\%")
+    return _ANGLE_OPEN.sub("(", _ANGLE_CLOSE.sub(")", text))
+
+
+_ANGLE_OPEN = re.compile(r"\\langle(?![a-zA-Z])|⟨")
+_ANGLE_CLOSE = re.compile(r"\\rangle(?![a-zA-Z])|⟩")
