@@ -278,16 +278,18 @@ async def grade_code(item: Item, answer: str | None, texts: list[str], strict: b
     }
 
 
-async def grade(gold: str, answer: str | None) -> bool | None:
+async def grade(gold: str, answer: str | None, problem: str | None = None) -> bool | None:
     """Grade the strategy's final answer, already extracted (and voted) from its samples: so
     this compares only. A whole response text goes through ``verifiers.agrade`` instead, which
     extracts first; both share ``ais_equivalent``'s verdicts (None when undecidable, False
-    without an answer)."""
+    without an answer). With the ``problem`` text, a list answer to a problem that asks for a
+    set ("all solutions", "separated by commas", ...: ``answer_is_set``) compares in any order."""
     from reasoning.verifiers import ais_equivalent
+    from reasoning.verifiers.math_equiv import answer_is_set
 
     if answer is None:
         return False
-    return await ais_equivalent(gold, answer)
+    return await ais_equivalent(gold, answer, unordered=bool(problem) and answer_is_set(problem))
 
 
 def solve_options(kind: str) -> dict[str, Any]:
@@ -319,7 +321,7 @@ async def grade_item(item: Item, answer: str | None, texts: list[str],
         meta = item.metadata
         verdict = check_expression(answer, meta["numbers"], meta["target"], use_all=meta.get("use_all", True))
         return verdict.valid, {"detail": verdict.reason}
-    return await grade(item.answer, answer), {}
+    return await grade(item.answer, answer, item.problem), {}
 
 
 def check_budget_fits_a_prompt(items: list[Item], backend: Backend, budget: Budget, floor: int = 1) -> None:

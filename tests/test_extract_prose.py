@@ -120,3 +120,16 @@ def test_grade_is_reexported_from_the_package() -> None:
     import reasoning
 
     assert reasoning.grade is grade
+
+
+def test_grade_compares_a_list_in_any_order_only_when_the_problem_asks_for_a_set():
+    import asyncio
+
+    from reasoning.benchmarks.run import grade as grade_final_answer
+
+    problem = "Find all real solutions. Enter them separated by commas."
+    assert grade("1,-2", r"so \boxed{-2, 1}") is False  # a plain list is a sequence
+    assert grade("1,-2", r"so \boxed{-2, 1}", problem=problem) is True
+    assert grade("1,-2", r"so \boxed{-2, 3}", problem=problem) is False
+    assert asyncio.run(grade_final_answer("1,-2", "-2, 1")) is False
+    assert asyncio.run(grade_final_answer("1,-2", "-2, 1", problem)) is True  # how runs grade MATH-500

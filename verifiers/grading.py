@@ -20,7 +20,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from reasoning.answers.extract import extract_answer
-from reasoning.verifiers.math_equiv import DEFAULT_TIMEOUT, ais_equivalent, is_equivalent, is_equivalent_many
+from reasoning.verifiers.math_equiv import (
+    DEFAULT_TIMEOUT,
+    ais_equivalent,
+    answer_is_set,
+    is_equivalent,
+    is_equivalent_many,
+)
 
 __all__ = ["agrade", "grade", "grade_many"]
 
@@ -32,14 +38,22 @@ def _extract(response_text: str | None) -> str | None:
         return None
 
 
-def grade(gold: str, response_text: str | None, timeout: float = DEFAULT_TIMEOUT) -> bool | None:
-    """Whether ``response_text`` ends with the gold answer; None when that cannot be decided."""
-    return is_equivalent(gold, _extract(response_text), timeout=timeout)
+def _unordered(problem: str | None) -> bool:
+    return bool(problem) and answer_is_set(problem)
 
 
-async def agrade(gold: str, response_text: str | None, timeout: float = DEFAULT_TIMEOUT) -> bool | None:
+def grade(gold: str, response_text: str | None, timeout: float = DEFAULT_TIMEOUT, *,
+          problem: str | None = None) -> bool | None:
+    """Whether ``response_text`` ends with the gold answer; None when that cannot be decided.
+    With the ``problem`` text, a list answer to a problem asking for a set ("all solutions",
+    "separated by commas": ``answer_is_set``) compares in any order; without it, in order."""
+    return is_equivalent(gold, _extract(response_text), timeout=timeout, unordered=_unordered(problem))
+
+
+async def agrade(gold: str, response_text: str | None, timeout: float = DEFAULT_TIMEOUT, *,
+                 problem: str | None = None) -> bool | None:
     """`grade` for asyncio code: the sympy stage runs off the event loop."""
-    return await ais_equivalent(gold, _extract(response_text), timeout=timeout)
+    return await ais_equivalent(gold, _extract(response_text), timeout=timeout, unordered=_unordered(problem))
 
 
 def grade_many(pairs: Iterable[tuple[str, str | None]], timeout: float = DEFAULT_TIMEOUT) -> list[bool | None]:
