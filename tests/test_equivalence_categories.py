@@ -205,3 +205,17 @@ def test_decimal_comma_reading(text: str, value: float | None) -> None:
 )
 def test_answer_is_set_reads_the_problem_wording(problem: str, is_set: bool) -> None:
     assert answer_is_set(problem) is is_set
+
+
+@pytest.mark.parametrize(
+    ("gold", "pred", "expected"),
+    [
+        ("204_6", "204_6", True),
+        ("204_6", "204_{6}", True),
+        (r"\text{A2}_{16}", "A2_16", True),
+        ("204_6", "204_5", False),  # same digits, another base
+        ("1011_2", "1010_2", False),
+    ],
+)
+def test_numbers_in_a_stated_base_need_the_same_digits_and_base(gold, pred, expected):
+    assert is_equivalent(gold, pred) is expected

@@ -69,6 +69,8 @@ def is_equivalent(
       see `parse_decimal_comma`); a decimal with at least 2 significant digits equals
       an exact value it rounds to the places it shows (`\\frac{1}{3}` = `0.33` = `0.3333`,
       not `0.3`), also inside intervals, tuples and matrices (in the worker).
+    - Bases: two numbers with a stated base (`204_6`, `A2_{16}`) are equal when their digits
+      and bases are (`_quick_verdict`).
     - Relations, equations, matrices and order: see `_worker_main.compare`. In short,
       `\\geq`/`>=`, `\\neq`/`!=`, `\\lt`/`<`, `\\le`/`≤` are the same relation; a chain
       `-2 \\le x \\le 7` equals `x \\in [-2, 7]`; an equation equals its rearrangements
@@ -129,6 +131,9 @@ def answer_is_set(problem: str) -> bool:
     return bool(_SET_WORDING.search(problem)) and not _ORDER_WORDING.search(problem)
 
 
+_BASE_NUMBER = re.compile(r"^([0-9A-Za-z]+)_(?:(\d+)|\{(\d+)\})$")
+
+
 def _quick_verdict(gold: object, pred: object) -> object:
     """True/False/None when decidable without sympy, else _UNDECIDED."""
     try:
@@ -142,6 +147,12 @@ def _quick_verdict(gold: object, pred: object) -> object:
             return True
         if _is_choice_letter(gold_key) and _is_choice_letter(pred_key):
             return False
+        # A number in a stated base (`204_6`, `A2_{16}`) against another: same digits, same
+        # base (math_verify reads the subscript as a symbol's and called 204_6 = 204_5).
+        gold_base, pred_base = _BASE_NUMBER.match(gold_key), _BASE_NUMBER.match(pred_key)
+        if gold_base and pred_base:
+            return (gold_base[1].upper() == pred_base[1].upper()
+                    and int(gold_base[2] or gold_base[3]) == int(pred_base[2] or pred_base[3]))
         gold_number = parse_plain_number(str(gold))
         pred_number = parse_plain_number(str(pred))
         # A decimal comma (`1,22`) is read only against a single plain number.
