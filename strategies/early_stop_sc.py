@@ -86,6 +86,7 @@ from pydantic import Field, model_validator
 
 from reasoning.strategy import MaxTokens, Outcome, Strategy, Temperature
 
+from .deepconf import lowest_group_confidence  # the one sliding-window rule (DeepConf's)
 from .registry import register
 from .voting import majority
 
@@ -121,18 +122,6 @@ def p_leader_ahead(tally: dict[str, float]) -> float:
     v2 = round(counts[1]) if len(counts) > 1 else 0
     trials = v1 + v2 + 1  # Beta(v1 + 1, v2 + 1): P(X > 1/2) = P(Binomial(v1 + v2 + 1, 1/2) <= v1)
     return sum(math.comb(trials, k) for k in range(v1 + 1)) / 2**trials
-
-
-def lowest_group_confidence(logprobs: Sequence[float], window: int) -> float:
-    """Lowest mean token logprob over any ``window`` consecutive tokens (all of them if fewer)."""
-    if len(logprobs) <= window:
-        return sum(logprobs) / len(logprobs)
-    total = sum(logprobs[:window])
-    lowest = total
-    for i in range(window, len(logprobs)):
-        total += logprobs[i] - logprobs[i - window]
-        lowest = min(lowest, total)
-    return lowest / window
 
 
 def confidence_weights(samples: Sequence[Sample], window: int) -> list[float]:
