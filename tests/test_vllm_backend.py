@@ -172,6 +172,19 @@ def vllm_module():
     return vllm
 
 
+def test_the_rule_is_checked_with_its_own_k_when_the_confidences_asked_use_another(offline_backend, fake_tokenizer):
+    # Top-1 confidences are 0.5 everywhere; the rule's top-2 ones are 1.5, 1.0, 1.0: its window of
+    # 2 falls below 1.2 at the last token (as the engine's processor computed it), top-1 never.
+    rule = ConfidenceStop(threshold=1.2, window=2, top_k=2)
+    positions = [_top([(5, -0.5, 1), (6, -2.5, 2)]), _top([(5, -0.5, 1), (6, -1.5, 2)]),
+                 _top([(5, -0.5, 1), (6, -1.5, 2)])]
+    request = GenerationRequest(prompt_token_ids=(1,), confidence_stop=rule, top_logprobs=1)
+    stopped = SimpleNamespace(index=0, text="x", token_ids=[5, 5, 5], logprobs=positions, finish_reason="stop")
+    completion = offline_backend._completion(stopped, request)
+    assert completion.token_confidences == [0.5, 0.5, 0.5]  # what was asked: top 1
+    assert completion.finish_reason == "confidence"
+
+
 def test_sampling_params_carry_the_rule_and_skip_the_detokenizer(vllm_module, offline_backend, fake_tokenizer):
     vllm = vllm_module
     rule = ConfidenceStop(threshold=2.0, window=16, top_k=20)

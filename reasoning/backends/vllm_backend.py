@@ -335,7 +335,7 @@ class VLLM(Backend):
         from vllm.sampling_params import RequestOutputKind
 
         logprobs = 0 if request.logprobs else None  # 0: the sampled token's only
-        top = max(request.top_logprobs, request.confidence_stop.top_k if request.confidence_stop else 0)
+        top = _top_k(request)
         if top:
             logprobs = top  # the top candidates (and the sampled token) at each step
         extra_args = None
@@ -452,17 +452,17 @@ class VLLM(Backend):
             if request.logprobs:
                 logprobs = [next((lp for i, lp in zip(ids, lps, strict=True) if i == tid), float("nan"))
                             for (ids, lps, _), tid in zip(positions, token_ids, strict=False)]
-            top = request.top_logprobs or (request.confidence_stop.top_k if request.confidence_stop else 0)
-            if top:
-                confidences = [token_confidence([lp for lp, rank in zip(lps, ranks, strict=True)
-                                                 if rank is not None and rank <= top])
-                               for _, lps, ranks in positions]
+            if request.top_logprobs:
+                confidences = _confidences(positions, request.top_logprobs)
         stop_reason = getattr(output, "stop_reason", None)
         stop_sequence = stop_reason if isinstance(stop_reason, str) else None
         finish = _FINISH.get(output.finish_reason, "error")
-        if (finish == "stop" and stop_sequence is None and request.confidence_stop is not None
-                and confidences and _stopped_here(request.confidence_stop, confidences)):
-            finish = "confidence"  # the processor forced end of sequence at the last step
+        rule = request.confidence_stop
+        if finish == "stop" and stop_sequence is None and rule is not None and positions:
+            # The rule's own k, which may differ from the k of the confidences asked for.
+            ruled = confidences if rule.top_k == request.top_logprobs else _confidences(positions, rule.top_k)
+            if ruled and _stopped_here(rule, ruled):
+                finish = "confidence"  # the processor forced end of sequence at the last step
         text = output.text
         if _decoded_here(request) and token_ids:
             text = self.tokenizer.decode(token_ids, skip_special_tokens=True)  # sent with detokenize=False
@@ -477,7 +477,7 @@ class VLLM(Backend):
             token_logprobs=logprobs,
             token_ids=token_ids,
             stop_sequence=stop_sequence,
-            token_confidences=confidences if request.top_logprobs else None,
+            token_confidences=confidences,
         )
 
     def _response(
@@ -535,10 +535,19 @@ def _stopped_here(rule: ConfidenceStop, confidences: list[float]) -> bool:
     return at is not None and at >= len(confidences) - 1
 
 
+def _top_k(request: GenerationRequest) -> int:
+    """Candidates per token the engine must return: for the confidences asked and the rule's."""
+    return max(request.top_logprobs, request.confidence_stop.top_k if request.confidence_stop else 0)
+
+
+def _confidences(positions: list[tuple[list[int], list[float], list[int | None]]], k: int) -> list[float]:
+    return [token_confidence([lp for lp, rank in zip(lps, ranks, strict=True) if rank is not None and rank <= k])
+            for _, lps, ranks in positions]
+
+
 def _decoded_here(request: GenerationRequest) -> bool:
     """Requests whose top-k logprobs are asked without the detokenizer (no stop strings)."""
-    top = request.top_logprobs or (request.confidence_stop.top_k if request.confidence_stop else 0)
-    return bool(top) and not request.stop and not request.include_stop
+    return bool(_top_k(request)) and not request.stop and not request.include_stop
 
 
 def _positions(logprobs: Any) -> list[tuple[list[int], list[float], list[int | None]]] | None:
