@@ -22,6 +22,19 @@ scaling (a rethink succeeds with probability p per round) has the same form as a
 so the same N* applies with p read as the per-round probability. ε is a gain per sample (0.01:
 one accuracy point per extra sample).
 
+What of this was checked against the paper (issue 22), and what was not: the stored copies
+of its text reachable here (arXiv's HTML, 2505.20522v2, and a markdown copy of it) end in the
+introduction. A review,
+https://www.themoonlight.io/review/scaling-over-scaling-exploring-test-time-scaling-pareto-in-large-reasoning-models,
+restates the two models in the paper's terms: parallel scaling's Hit@N = P(K ≥ 1) =
+1 − (1 − p_sample)^N, K ~ Binomial(N, p_sample), p_sample the probability that one candidate
+is correct after the selection strategy; sequential scaling as a two-state Markov chain with an
+absorbing correct state, p_rethink per round and a geometric number of rounds to success. That
+much matches F above with F_max = 1. **The factor F_max, the definition of N* (the gain of one
+more sample below ε, the closed form above) and the value of ε the paper uses were not found
+in any stored copy**: they are this project's reading of the paper, and ε = 0.01 is this
+project's choice.
+
 This is a different quantity from ``estimators.saturation``, the empirical rule of this
 project's sweeps (the first budget from which every further *doubling* gains less than a
 threshold, read off the measured points without a model); the sweeps report both, under their

@@ -7,7 +7,9 @@ pessimistic score (``verifiers.pessimistic``):
 
 * ``rule="heimdall"`` (default, the paper's Pessimistic Verification): with N solutions, M
   verifications each and N_k solutions of answer a_k,
-  ``r̄_k − α·sqrt(ln(N·M) / (N_k·M + 1))``, ``alpha`` = 0.1 by default;
+  ``r̄_k − α·sqrt(ln(N·M) / (N_k·M + 1))``, ``alpha`` = 0.1 by default (the penalty's
+  form and α are from recollection: the stored copies of the paper's text end before its
+  formula; see ``verifiers.pessimistic`` for what was checked and the ±1-reward-scale caveat);
 * ``rule="wilson"`` (this project's earlier, more pessimistic variant): the Wilson lower
   confidence bound on the group's P(Yes), ``z`` = 1.96 by default.
 
@@ -37,7 +39,8 @@ class PessimisticBestOfN(GenRMBestOfN):
     rule: Literal["heimdall", "wilson"] = Field(
         "heimdall", description="how an answer group is scored: heimdall (the paper's mean - alpha*sqrt(ln(N*M)/"
         "(N_k*M+1))) or wilson (Wilson lower bound of its P(Yes), more pessimistic)")
-    alpha: float = Field(DEFAULT_ALPHA, ge=0, description="alpha of Heimdall's penalty (rule=heimdall)")
+    alpha: float = Field(DEFAULT_ALPHA, ge=0, description="alpha of Heimdall's penalty (rule=heimdall); "
+                       "0.1 is from recollection, the paper's value is not checked")
     z: float = Field(DEFAULT_Z, ge=0, description="z of the Wilson lower bound (rule=wilson)")
 
     def wrap_verifier(self, verifier: Verifier) -> Verifier:

@@ -160,6 +160,19 @@ def test_heimdall_score_matches_the_formula_by_hand():
     assert heimdall_score(0.0, 0, 0, 0.1) == 0.0  # no verdict at all
 
 
+def test_alpha_on_a_plus_minus_one_reward_scale_is_half_of_alpha_here():
+    # The docstring's caveat (issue 22): if the paper's r_k is a mean of ±1 verdicts, 2·r̄ − 1,
+    # its alpha ranks answers as alpha / 2 does on our 0/1 scale. By hand, N·M = 8:
+    # ±1 scale, alpha 0.2: answer 7 (r̄ = 1, N_k·M = 2): 1 − 0.2·0.8325546 = 0.8334891;
+    #                      answer 8 (r̄ = 5/6, N_k·M = 6): 2/3 − 0.2·0.5450349 = 0.5576597;
+    # 0/1 scale, alpha 0.1: 0.9167445 and 0.7788298 (above), and 2·score − 1 gives the same.
+    assert heimdall_score(1.0, 2, 8, 0.2) == pytest.approx(0.8334891, abs=1e-7)
+    assert heimdall_score(2 / 3, 6, 8, 0.2) == pytest.approx(0.5576597, abs=1e-7)
+    for mean, chains in [(1.0, 2), (5 / 6, 6), (0.5, 3), (0.0, 1)]:
+        assert heimdall_score(2 * mean - 1, chains, 8, 0.2) == pytest.approx(
+            2 * heimdall_score(mean, chains, 8, 0.1) - 1, abs=1e-12)
+
+
 def test_groups_score_with_the_papers_counts():
     samples = [Sample("a", "7", info={"genrm": {"p_yes": [1.0, 1.0], "chains": 2}})]
     samples += [Sample("b", "8", info={"genrm": {"p_yes": p, "chains": 2}}) for p in ([1.0, 1.0], [1.0, 0.0], [1.0, 1.0])]

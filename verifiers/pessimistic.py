@@ -23,6 +23,19 @@ is the formula exactly when every solution got its M verdicts. The score can be 
 number of solutions, i.e. it falls back to a majority vote. For a vote *weighted* by these
 scores use ``wilson``, which stays in [0, 1].
 
+What of this was checked against the paper (issue 22), and what was not: the stored copies
+of the paper's text reachable here (arXiv's HTML, 2504.10337v2, and reviews of it) end
+before Section 4's formula. The review at
+https://www.themoonlight.io/review/heimdall-test-time-scaling-on-the-generative-verification
+restates the set-up in the paper's terms (N solutions, M verifications of each, r_k the
+average reward, i.e. verification score, of the solutions whose answer is a_k, N_k their
+number; the answer chosen by an argmax over a_i of r(a_i) minus a penalty), and is cut off
+there. So the penalty's exact form and **α = 0.1 are this project's recollection, not
+checked against the text**. One open point follows from that review's wording: Heimdall is
+trained with rewards of ±1, and if r_k is the mean of ±1 verdicts (2·r̄ − 1 for the 0/1 r̄
+used here), the paper's α corresponds to α/2 here, since 2r̄ − 1 − α·s ranks answers as
+r̄ − (α/2)·s does.
+
 ``wilson`` (a variant of this project's, more pessimistic): the Wilson score lower bound of
 the group's probability of being judged correct, over soft counts
 
