@@ -204,9 +204,10 @@ class SkillProfiles:
                 isinstance(p, dict) and all(isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
                                             for k, v in p.items()) for p in profiles.values()):
             raise ConfigError(f"{source}: 'profiles' must map every model to {{keyword: number}}")
-        for key in ("aggregator", "keyword_model"):
-            if data.get(key) not in models:
-                raise ConfigError(f"{source}: {key!r} must be one of the models {models}, got {data.get(key)!r}")
+        if data.get("aggregator") not in models:
+            raise ConfigError(f"{source}: 'aggregator' must be one of the models {models}, got {data.get('aggregator')!r}")
+        if not isinstance(data.get("keyword_model"), str) or not data["keyword_model"]:
+            raise ConfigError(f"{source}: 'keyword_model' must be a role name, got {data.get('keyword_model')!r}")
         extras = {k: data.get(k, {}) for k in ("accuracy", "aggregator_accuracy", "notes")}
         if not all(isinstance(v, dict) for v in extras.values()):
             raise ConfigError(f"{source}: accuracy, aggregator_accuracy and notes must be objects")

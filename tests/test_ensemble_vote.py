@@ -193,3 +193,54 @@ def test_the_strategy_is_registered_with_typed_options():
         create("ensemble-vote", weighting="softmax")
     with pytest.raises(rz.ConfigError, match="top_k"):
         create("ensemble-vote", top_k=0)
+
+
+# -- the calibration command -------------------------------------------------------------------------
+
+
+def test_the_calibration_command_clusters_a_split_and_the_run_routes_by_it(tmp_path):
+    """calibrate_models on scripted models (the generator always says 7, role b always 8) over two
+    families of problems (triangles: gold 8; apples: gold 7), then `reasoning-bench run` with it."""
+    from reasoning.benchmarks.calibrate_models import main as calibrate_main
+    from reasoning.benchmarks.cli import main as bench_main
+
+    rows = [{"id": f"t{i}", "problem": f"A triangle has angles {i}0 and 60 degrees. Find the third angle.", "answer": "8"}
+            for i in range(1, 4)]
+    rows += [{"id": f"s{i}", "problem": f"Tom buys {i} apples at 2 dollars each. How much does he pay in dollars?",
+              "answer": "7"} for i in range(1, 4)]
+    data = tmp_path / "split.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out, records = tmp_path / "ensemble.json", tmp_path / "records.jsonl"
+    code = calibrate_main(["ensemble-vote", "--dataset", str(data), "--limit", "6", "--backend", "scripted:7",
+                           "--role", "b=scripted:8", "--clusters", "2", "--embedder", "ngrams", "--out", str(out),
+                           "--records", str(records)])
+    assert code == 0
+    cal = EnsembleCalibration.load(out)
+    assert cal.models == ("generator", "b") and cal.embedder == "ngrams"
+    # The triangles are one cluster (b right on all 3), the apples the other (the generator right on all 3).
+    assert cal.seen.tolist() == [3, 3] and cal.correct.tolist() == [[0, 3], [3, 0]]
+    graded = [json.loads(line) for line in records.read_text().splitlines()]
+    assert [r["correct"] for r in graded] == [{"generator": 0.0, "b": 1.0}] * 3 + [{"generator": 1.0, "b": 0.0}] * 3
+    # The first triangle and the first apples problem of the split, solved with the calibration:
+    # top_k=1 sends each to its cluster's best model only.
+    run = tmp_path / "run"
+    assert bench_main(["run", "--dataset", str(data), "--limit", "6", "--strategy", "ensemble-vote", "--n", "2",
+                       "--option", f"calibration={out}", "--option", "top_k=1", "--backend", "scripted:7",
+                       "--role", "b=scripted:8", "--out", str(run)]) == 0
+    results = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
+    assert all(r["correct"] for r in results)
+    assert [set(r["usage_by_role"]) for r in results] == [{"b"}] * 3 + [{"generator"}] * 3
+
+
+def test_the_calibration_command_refuses_unknown_models_and_code_tasks(tmp_path, capsys):
+    from reasoning.benchmarks.calibrate_models import main as calibrate_main
+
+    data = tmp_path / "split.jsonl"
+    data.write_text(json.dumps({"problem": "1+1?", "answer": "2"}) + "\n")
+    assert calibrate_main(["ensemble-vote", "--dataset", str(data), "--limit", "1", "--backend", "scripted:2",
+                           "--models", "generator,zz", "--out", str(tmp_path / "x.json")]) == 2
+    assert "--models ['zz'] are not roles" in capsys.readouterr().err
+    assert calibrate_main(["ensemble-vote", "--dataset", str(data), "--limit", "1", "--backend", "scripted:2",
+                           "--clusters", "0", "--out", str(tmp_path / "x.json")]) == 2
+    assert "--clusters must be >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()

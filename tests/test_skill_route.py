@@ -83,7 +83,7 @@ def test_profiles_round_trip_and_bad_files_are_refused(tmp_path):
     data = json.loads(path.read_text())
     for change, message in (({"kind": "ensemble-vote"}, "not a skill-route"), ({"aggregator": "z"}, "aggregator"),
                             ({"profiles": {"a": {}}}, "every model"), ({"profiles": {"a": {"x": "1"}, "b": {}}}, "every model"),
-                            ({"extra": 1}, "unknown")):
+                            ({"keyword_model": ""}, "keyword_model"), ({"extra": 1}, "unknown")):
         (tmp_path / "bad.json").write_text(json.dumps({**data, **change}))
         with pytest.raises(rz.ConfigError, match=message):
             create("skill-route", profiles=str(tmp_path / "bad.json"))
@@ -209,3 +209,48 @@ def test_roles_without_a_backend_are_a_clear_error():
     assert isinstance(create("skill-route", n=4), SkillRoute) and create("skill-route", n=4).experts == 4
     with pytest.raises(rz.ConfigError, match="aggregator_share"):
         create("skill-route", aggregator_share=1.0)
+
+
+# -- calibration from a split -------------------------------------------------------------------------
+
+
+def test_calibration_builds_profiles_from_graded_answers_and_picks_the_aggregator_by_its_test(tmp_path):
+    """Scripted models: a always answers 8, b always 7; kw names 'geometry' for triangles, else
+    'arithmetic'. Three triangle problems (gold 8) and one apples problem (gold 7)."""
+    from reasoning.benchmarks.calibrate_models import calibrate_skill_route
+    from reasoning.benchmarks.datasets import Item
+
+    def keyword(request, index):
+        return "Keywords: geometry" if "triangle" in request.messages[-1].content else "Keywords: arithmetic, money"
+
+    seen = []
+
+    def model(answer):
+        def responder(request, index):
+            seen.append((answer, "responses from several models" in request.messages[-1].content))
+            return f"I get \\boxed{{{answer}}}"
+        return responder
+
+    items = [Item(f"t{i}", f"A triangle has angles {i}0 and 60 degrees. Find the third angle.", "8") for i in range(3)]
+    items.append(Item("s", "Tom buys 3 apples at 2 dollars each and gets 1 back. How much does he pay?", "7"))
+    roles = {"generator": Scripted(["0"]), "kw": Scripted(responder=keyword),
+             "a": Scripted(responder=model("8")), "b": Scripted(responder=model("7"))}
+    records = tmp_path / "records.jsonl"
+    profiles = asyncio.run(calibrate_skill_route(items, roles, ["a", "b"], keyword_role="kw", embedder="ngrams",
+                                                 records_out=records))
+    assert profiles.profiles == {"a": {"geometry": 3, "arithmetic": -1, "money": -1},
+                                 "b": {"geometry": -3, "arithmetic": 1, "money": 1}}
+    assert profiles.accuracy == {"a": 0.75, "b": 0.25} and profiles.keyword_model == "kw"
+    # Aggregator test: each problem mixes a's and b's responses; a (answers 8) is right on 3 of 4.
+    assert profiles.aggregator_accuracy == {"a": 0.75, "b": 0.25} and profiles.aggregator == "a"
+    assert sorted(seen) == sorted([("8", False)] * 4 + [("7", False)] * 4 + [("8", True)] * 4 + [("7", True)] * 4)
+    assert [json.loads(line)["keywords"] for line in records.read_text().splitlines()] == [["geometry"]] * 3 + [
+        ["arithmetic", "money"]]
+    # The file then routes a triangle to a and apples to b, aggregated by a.
+    path = profiles.save(tmp_path / "profiles.json")
+    log = []
+    for name in ("a", "b"):
+        roles[name] = Scripted(responder=lambda request, index, name=name: log.append(name) or f"\\boxed{{{name}}}")
+    result = asyncio.run(rz.asolve(items[0].problem, SkillRoute(experts=1, selection="top", profiles=str(path)),
+                                   backends=roles))
+    assert result.info["experts"] == ["a"] and result.info["aggregator"] == "a" and log == ["a", "a"]

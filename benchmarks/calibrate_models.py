@@ -1,0 +1,325 @@
+"""Calibrate the multi-model strategies on a held-out split: ``ensemble-vote``'s clusters and
+``skill-route``'s skill profiles (plain JSON files the strategies load with ``calibration=`` /
+``profiles=``).
+
+    python -m reasoning.benchmarks.calibrate_models ensemble-vote --dataset gsm8k --offset 200 --limit 40 \\
+        --backend local --role qwen15=local:qwen2.5-coder-1.5b-instruct --clusters 4 --out ensemble.json
+    python -m reasoning.benchmarks.calibrate_models skill-route --dataset gsm8k --offset 200 --limit 40 \\
+        --backend local --role qwen15=local:qwen2.5-coder-1.5b-instruct --out profiles.json
+
+The models are roles, as for ``reasoning-bench run``: the generator is ``--backend`` and every
+``--role NAME=SPEC`` adds one; ``--models`` picks and orders them (default: the generator, then
+the roles as given). At solve time the same role names must be given the same models.
+
+Use problems that are NOT in the evaluation split (``run --limit N`` evaluates the first N, so
+calibrate from ``--offset N``). The machinery is ``benchmarks/calibrate.py``'s: items from
+``load_items``, every problem solved by a calibration strategy (``asolve_many``, the run budget
+and concurrency as there, problems cut short by ``--run-budget`` left out with
+``cut_by_run_budget``), answers graded with ``run.grade_item``. Per problem, every model answers
+``--samples`` times (its score there is the share correct) at ``--temperature``; for skill-route
+the keyword model (``--keyword-role``, default the generator) also names the skills, and a
+second pass runs the aggregator test: every model synthesises a mix of one right and up to two
+wrong calibration responses (``skill_route.aggregator_test``, seeded by ``--seed``); the best
+becomes the aggregator. Then ``ensemble_vote.calibrate`` (MiniLM embeddings, k-means with
+``--clusters`` and ``--seed``) or ``skill_route.build_profiles`` turn the graded records into the
+file. ``--records PATH`` also writes the graded records (JSON lines) for inspection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from reasoning import Budget, Ledger, asolve_many
+from reasoning.backends.base import Backend
+from reasoning.context import Context, Problem, Sampling
+from reasoning.errors import ConfigError, ReasoningError
+from reasoning.prompts import load_prompt
+from reasoning.strategies.embeddings import EmbedderName, minilm_folder
+from reasoning.strategies.embeddings import embedder as make_embedder
+from reasoning.strategies.ensemble_vote import EnsembleCalibration, calibrate
+from reasoning.strategies.skill_route import (SkillProfiles, aggregation_messages, aggregator_test, build_profiles,
+                                              parse_keywords)
+from reasoning.strategy import Outcome, Strategy
+
+from .calibrate import cut_by_run_budget
+from .datasets import Item, load_items
+
+
+class _AnswerEach(Strategy):
+    """Every model answers the problem (and the keyword role names its skills); not registered."""
+
+    name = "calibrate-models"
+    models: list[str]
+    samples: int = 1
+    keyword_role: str | None = None
+    keyword_samples: int = 1
+    keyword_max_tokens: int = 64
+    max_tokens: int | None = None
+    temperature: float | None = None
+
+    async def run(self, ctx: Context) -> Outcome:
+        async def answers(role: str) -> list[dict[str, Any]]:
+            async with ctx.span(f"model:{role}") as sub:
+                got = await sub.using(role).generate(n=self.samples, max_tokens=self.max_tokens,
+                                                     temperature=self.temperature, name="answer")
+            return [{"answer": s.answer, "text": s.text} for s in got]
+
+        async def keywords() -> list[str] | None:
+            if self.keyword_role is None:
+                return None
+            prompt = load_prompt("skill_keywords").render(problem=ctx.problem.text)
+            said = await ctx.using(self.keyword_role).generate(
+                prompt, n=self.keyword_samples, max_tokens=self.keyword_max_tokens, temperature=self.temperature,
+                min_tokens=1, name="keywords")
+            return parse_keywords([s.text for s in said])
+
+        *drawn, words = await asyncio.gather(*(answers(m) for m in self.models), keywords())
+        return Outcome(None, info={"models": dict(zip(self.models, drawn, strict=True)), "keywords": words})
+
+
+class _Aggregate(Strategy):
+    """Every model synthesises the responses in ``problem.metadata['responses']``; not registered."""
+
+    name = "calibrate-aggregators"
+    models: list[str]
+    max_tokens: int | None = None
+    temperature: float | None = None
+
+    async def run(self, ctx: Context) -> Outcome:
+        messages = aggregation_messages(ctx.problem.text, ctx.problem.metadata["responses"])
+        drawn = await asyncio.gather(*(
+            ctx.using(m).generate(messages, n=1, max_tokens=self.max_tokens, temperature=self.temperature,
+                                  name=f"aggregate:{m}") for m in self.models))
+        return Outcome(None, info={"answers": {m: (got[0].answer if got else None)
+                                               for m, got in zip(self.models, drawn, strict=True)}})
+
+
+def _check(items: Sequence[Item], roles: Mapping[str, Backend], models: Sequence[str]) -> None:
+    if not items:
+        raise ConfigError("no calibration problems")
+    if any(item.kind == "code" for item in items):
+        raise ConfigError("calibration supports answer-graded items (math, expression), not code tasks")
+    if not models or len(set(models)) != len(models):
+        raise ConfigError(f"--models must name distinct roles, got {list(models)}")
+    missing = [m for m in models if m not in roles]
+    if missing:
+        raise ConfigError(f"--models {missing} are not roles: the generator is --backend, others --role NAME=SPEC "
+                          f"(given: {', '.join(roles)})")
+
+
+async def model_records(
+    items: Sequence[Item], roles: Mapping[str, Backend], models: Sequence[str], *, samples: int = 1,
+    keyword_role: str | None = None, keyword_samples: int = 1, run_budget: Budget | None = None,
+    concurrency: int = 4, sampling: Sampling | None = None,
+) -> list[dict[str, Any]]:
+    """Every model's graded answers on every item (and its keywords, with ``keyword_role``): one
+    record per item not cut short by the run budget, ``correct[m]`` the share of m's samples right."""
+    from .run import grade_item
+
+    _check(items, roles, models)
+    if keyword_role is not None and keyword_role not in roles:
+        raise ConfigError(f"--keyword-role {keyword_role!r} is not a role (given: {', '.join(roles)})")
+    strategy = _AnswerEach(models=list(models), samples=samples, keyword_role=keyword_role,
+                           keyword_samples=keyword_samples)
+    for backend in dict.fromkeys(roles.values()):
+        await backend.load()
+    results = await asolve_many(
+        [Problem(item.problem, item.id, item.metadata) for item in items], strategy, None, Budget(),
+        backends=dict(roles), run_ledger=Ledger(run_budget, label="run:"), concurrency=concurrency,
+        sampling=sampling or Sampling())
+    records = []
+    for item, result in zip(items, results, strict=True):
+        assert result is not None
+        drawn = result.info.get("models") or {}
+        if cut_by_run_budget(result.trace.to_list()) or any(not drawn.get(m) for m in models):
+            continue
+        graded = {m: [bool((await grade_item(item, s["answer"], []))[0]) for s in drawn[m]] for m in models}
+        records.append({
+            "id": item.id, "problem": item.problem, "keywords": result.info.get("keywords"),
+            "correct": {m: sum(g) / len(g) for m, g in graded.items()},
+            "responses": {m: [{**s, "correct": ok} for s, ok in zip(drawn[m], graded[m], strict=True)] for m in models},
+            "usage_by_role": {r: u.to_dict() for r, u in result.usage_by_role.items()},
+        })
+    if not records:
+        raise ConfigError("no calibration problem was answered by every model (run budget too small?)")
+    return records
+
+
+def resolve_embedder(name: EmbedderName) -> Literal["minilm", "ngrams"]:
+    """``auto`` as it resolves here (MiniLM when its package is installed), so the file names the real one."""
+    if name == "auto":
+        return "minilm" if minilm_folder() is not None else "ngrams"
+    return name
+
+
+def ensemble_from_records(records: Sequence[dict[str, Any]], models: Sequence[str], *, clusters: int = 4,
+                          seed: int = 0, embedder: EmbedderName = "auto") -> EnsembleCalibration:
+    """The ensemble-vote calibration of graded records (problems embedded, clustered, scored)."""
+    name = resolve_embedder(embedder)
+    vectors = make_embedder(name).embed([r["problem"] for r in records])
+    table = [[r["correct"][m] for m in models] for r in records]
+    return calibrate(vectors, table, models, clusters=clusters, seed=seed, embedder_name=name,
+                     notes={"ids": [r["id"] for r in records]})
+
+
+async def aggregator_accuracy(
+    items: Sequence[Item], records: Sequence[dict[str, Any]], roles: Mapping[str, Backend], models: Sequence[str], *,
+    seed: int = 0, run_budget: Budget | None = None, concurrency: int = 4, sampling: Sampling | None = None,
+) -> dict[str, float]:
+    """Each model's accuracy as the aggregator on the paper's aggregator test (empty when no
+    record has a response to aggregate)."""
+    from .run import grade_item
+
+    by_id = {item.id: item for item in items}
+    rng = random.Random(seed)
+    tests: list[tuple[Item, list[str]]] = []
+    for record in records:
+        pool = [(s["text"], s["correct"]) for m in models for s in record["responses"][m]]
+        mixed = aggregator_test(pool, rng)
+        if mixed is not None:
+            tests.append((by_id[record["id"]], mixed))
+    if not tests:
+        return {}
+    results = await asolve_many(
+        [Problem(item.problem, item.id, {"responses": mixed}) for item, mixed in tests], _Aggregate(models=list(models)),
+        None, Budget(), backends=dict(roles), run_ledger=Ledger(run_budget, label="run:"), concurrency=concurrency,
+        sampling=sampling or Sampling())
+    right = dict.fromkeys(models, 0)
+    for (item, _), result in zip(tests, results, strict=True):
+        assert result is not None
+        for m, answer in result.info["answers"].items():
+            right[m] += bool((await grade_item(item, answer, []))[0])
+    return {m: right[m] / len(tests) for m in models}
+
+
+async def calibrate_skill_route(
+    items: Sequence[Item], roles: Mapping[str, Backend], models: Sequence[str], *, keyword_role: str = "generator",
+    keyword_samples: int = 1, samples: int = 1, seed: int = 0, embedder: EmbedderName = "auto",
+    run_budget: Budget | None = None, concurrency: int = 4, sampling: Sampling | None = None,
+    records_out: str | Path | None = None,
+) -> SkillProfiles:
+    records = await model_records(items, roles, models, samples=samples, keyword_role=keyword_role,
+                                  keyword_samples=keyword_samples, run_budget=run_budget, concurrency=concurrency,
+                                  sampling=sampling)
+    _write_records(records, records_out)
+    judged = await aggregator_accuracy(items, records, roles, models, seed=seed, run_budget=run_budget,
+                                       concurrency=concurrency, sampling=sampling)
+    return build_profiles([r["keywords"] or [] for r in records], [r["correct"] for r in records], models,
+                          keyword_model=keyword_role, aggregator_accuracy=judged,
+                          embedder_name=resolve_embedder(embedder), notes={"ids": [r["id"] for r in records]})
+
+
+async def calibrate_ensemble(
+    items: Sequence[Item], roles: Mapping[str, Backend], models: Sequence[str], *, clusters: int = 4, seed: int = 0,
+    samples: int = 1, embedder: EmbedderName = "auto", run_budget: Budget | None = None, concurrency: int = 4,
+    sampling: Sampling | None = None, records_out: str | Path | None = None,
+) -> EnsembleCalibration:
+    records = await model_records(items, roles, models, samples=samples, run_budget=run_budget,
+                                  concurrency=concurrency, sampling=sampling)
+    _write_records(records, records_out)
+    return ensemble_from_records(records, models, clusters=clusters, seed=seed, embedder=embedder)
+
+
+def _write_records(records: Sequence[dict[str, Any]], path: str | Path | None) -> None:
+    if path is not None:
+        path = Path(path).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+
+
+# -- command line -------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m reasoning.benchmarks.calibrate_models",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("method", choices=("ensemble-vote", "skill-route"))
+    parser.add_argument("--dataset", required=True, help="builtin name or PATH.jsonl (not code tasks)")
+    parser.add_argument("--offset", type=int, default=0, help="skip the first K problems (the evaluation split)")
+    parser.add_argument("--limit", type=int, required=True, help="calibration problems after the offset")
+    parser.add_argument("--backend", default="local", help="the generator's model, as for reasoning-bench run")
+    parser.add_argument("--role", action="append", default=[], metavar="NAME=SPEC[@API_BASE]",
+                        help="another model under a role name, repeatable")
+    parser.add_argument("--models", help="comma-separated roles to calibrate (default: generator, then every --role)")
+    parser.add_argument("--api-base")
+    parser.add_argument("--api-key")
+    parser.add_argument("--samples", type=int, default=1, help="answers per model and problem (score: share right)")
+    parser.add_argument("--clusters", type=int, default=4, help="ensemble-vote: k-means clusters (the paper: 64)")
+    parser.add_argument("--seed", type=int, default=0, help="k-means seeding / the aggregator test's draws")
+    parser.add_argument("--embedder", choices=("auto", "minilm", "ngrams"), default="auto")
+    parser.add_argument("--keyword-role", default="generator", help="skill-route: the role that names skills")
+    parser.add_argument("--keyword-samples", type=int, default=1, help="skill-route: keyword samples (the paper: 5)")
+    parser.add_argument("--run-budget", default="", help="cap for the whole calibration, e.g. tokens=2000000")
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--max-tokens", type=int, default=1024)
+    parser.add_argument("--temperature", type=float, default=0.7)
+    parser.add_argument("--records", help="also write the graded records here (JSON lines)")
+    parser.add_argument("--out", required=True, help="where to write the calibration JSON")
+    return parser
+
+
+async def _main(args: argparse.Namespace) -> EnsembleCalibration | SkillProfiles:
+    from reasoning.backends import from_spec
+
+    from .cli import _parse_roles
+
+    if args.offset < 0 or args.limit < 1:
+        raise ConfigError("--offset must be >= 0 and --limit >= 1")
+    for flag in ("samples", "keyword_samples", "concurrency", "clusters"):
+        if getattr(args, flag) < 1:
+            raise ConfigError(f"--{flag.replace('_', '-')} must be >= 1")
+    specs = _parse_roles(args.role)
+    items = load_items(args.dataset, args.offset + args.limit)[args.offset:]
+    if not items:
+        raise ConfigError(f"{args.dataset} has no problems after offset {args.offset}")
+    roles = {"generator": from_spec(args.backend, api_base=args.api_base, api_key=args.api_key)}
+    roles.update({name: from_spec(spec, api_base=base or args.api_base, api_key=args.api_key)
+                  for name, (spec, base) in specs.items()})
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else list(roles)
+    common = dict(samples=args.samples, seed=args.seed, embedder=args.embedder, run_budget=Budget.parse(args.run_budget),
+                  concurrency=args.concurrency, records_out=args.records,
+                  sampling=Sampling(max_tokens=args.max_tokens, temperature=args.temperature))
+    try:
+        if args.method == "ensemble-vote":
+            made: EnsembleCalibration | SkillProfiles = await calibrate_ensemble(
+                items, roles, models, clusters=args.clusters, **common)
+        else:
+            made = await calibrate_skill_route(items, roles, models, keyword_role=args.keyword_role,
+                                               keyword_samples=args.keyword_samples, **common)
+    finally:
+        for backend in dict.fromkeys(roles.values()):
+            await backend.aclose()
+    made.save(args.out)
+    return made
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        made = asyncio.run(_main(args))
+    except (ReasoningError, ValueError) as failed:
+        print(f"error: {failed}", file=sys.stderr)
+        return 2
+    if isinstance(made, EnsembleCalibration):
+        print(f"{int(made.seen.sum())} problems in {len(made.seen)} clusters ({made.embedder}); accuracy per model: "
+              + ", ".join(f"{m} {a:.3f}" for m, a in zip(made.models, made.overall, strict=True)))
+        for c in range(len(made.seen)):
+            best = [made.models[m] for m in made.ranked(c)]
+            print(f"  cluster {c}: {int(made.seen[c]):3d} problems, best first: {', '.join(best)}")
+        print(f"calibration: {args.out}  (use: --strategy ensemble-vote --option calibration={args.out}"
+              + "".join(f" --role {r}" for r in args.role) + ")")
+    else:
+        print(f"{made.notes['problems']} problems; accuracy: " + ", ".join(f"{m} {a:.3f}" for m, a in made.accuracy.items())
+              + f"; aggregator: {made.aggregator} ({made.notes['aggregator_by']}); {len(made.vocabulary)} keywords")
+        print(f"profiles: {args.out}  (use: --strategy skill-route --option profiles={args.out}"
+              + "".join(f" --role {r}" for r in args.role) + ")")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
