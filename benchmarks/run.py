@@ -230,14 +230,16 @@ def code_program(item: Item, code: str) -> dict[str, Any]:
 
 
 def sample_texts(trace: list[dict[str, Any]]) -> list[str]:
-    """Texts of every solution sample in a trace: generate nodes not inside a verify span."""
+    """Texts of every solution sample in a trace: generate nodes not inside a verify span, nor
+    inside a span a strategy marked ``solutions=False`` (its intermediate calls: PlanSearch's
+    observations, sketches and pseudocode are not programs)."""
     by_id = {node["id"]: node for node in trace}
 
     def in_verify(node: dict[str, Any]) -> bool:
         parent = node.get("parent")
         while parent is not None:
             up = by_id[parent]
-            if up["kind"] == "verify" or up["name"] == "verify":
+            if up["kind"] == "verify" or up["name"] == "verify" or (up.get("info") or {}).get("solutions") is False:
                 return True
             parent = up.get("parent")
         return False

