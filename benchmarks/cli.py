@@ -63,6 +63,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--sandbox", choices=["auto", "strict"], default="auto",
                      help="code tasks: strict refuses to grade without the sandbox's full isolation (namespaces, "
                           "read-only files, unprivileged uid); auto grades with what this machine offers")
+    run.add_argument("--memory", metavar="PATH", help="SQLite file of a strategy that remembers across problems "
+                     "(cheatsheet: its entries; sleep-time: each context's notes); rerun with the same one to resume")
     run.add_argument("--out", default="runs/latest", help="output folder; rerun with the same one to resume")
     _add_otel(run)
 
@@ -310,7 +312,24 @@ def _strategy_from_args(args: argparse.Namespace):
     if args.n is not None and get(args.strategy).size_option is None:
         raise ConfigError(f"strategy {args.strategy!r} has no sample count; drop --n (see `reasoning-bench strategies`)")
     verifier = make_verifier(args.verifier) if args.verifier else None
-    return create(args.strategy, n=args.n, verifier=verifier, **_parse_options(args.strategy, args.option))
+    return create(args.strategy, n=args.n, verifier=verifier, **_memory_option(args),
+                  **_parse_options(args.strategy, args.option))
+
+
+def _memory_option(args: argparse.Namespace) -> dict[str, str]:
+    """``--memory PATH`` as the strategy's ``memory`` option (refused for a strategy without one)."""
+    from reasoning.strategies import get
+    from reasoning.strategies.registry import options_of
+
+    memory = getattr(args, "memory", None)
+    if memory is None:
+        return {}
+    if "memory" not in options_of(get(args.strategy)):
+        raise ConfigError(f"--memory: strategy {args.strategy!r} keeps no memory across problems "
+                          "(cheatsheet and sleep-time do)")
+    if any(item.partition("=")[0].strip() == "memory" for item in args.option):
+        raise ConfigError("give the memory file once: --memory PATH or --option memory=PATH, not both")
+    return {"memory": memory}
 
 
 API_BACKENDS = ("litellm", "openai")
@@ -407,6 +426,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         strategy=args.strategy,
         strategy_options={
             **{k: v for k, v in {"n": args.n, "verifier": args.verifier}.items() if v is not None},
+            **_memory_option(args),
             **_parse_options(args.strategy, args.option),
         },
         backend=args.backend,
