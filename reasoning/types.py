@@ -103,6 +103,13 @@ class GenerationRequest:
     # ignore it (every sample runs to its end). Not part of the request's identity (cache keys,
     # traces): it decides when to stop reading, not what is sampled.
     stop_early: Callable[[Sequence[Completion]], bool] | None = field(default=None, compare=False)
+    # Score this text instead of sampling: it is fed (teacher-forced) as the continuation of the
+    # prompt (the assistant's reply, or the rest of the final assistant message with
+    # ``continue_final_message``) and the one Completion returned has it as its text, the
+    # model's log-probability of each of its tokens as ``token_logprobs`` and no completion
+    # tokens: its tokens are prompt tokens (prefill). ATTS's target scores drafts this way.
+    # Backends with ``Capabilities.score``; n must be 1.
+    score: str | None = None
 
     def __post_init__(self) -> None:
         given = sum(x is not None for x in (self.messages, self.prompt, self.prompt_token_ids))
@@ -118,6 +125,8 @@ class GenerationRequest:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.top_logprobs < 0:
             raise ValueError(f"top_logprobs must be >= 0, got {self.top_logprobs}")
+        if self.score is not None and self.n != 1:
+            raise ValueError(f"a score request scores one text: n must be 1, got {self.n}")
 
     def replace(self, **changes: Any) -> GenerationRequest:
         return dataclasses.replace(self, **changes)
@@ -146,6 +155,8 @@ class GenerationRequest:
             data["top_logprobs"] = self.top_logprobs
         if self.confidence_stop is not None:
             data["confidence_stop"] = self.confidence_stop.to_dict()
+        if self.score is not None:
+            data["score"] = self.score
         return data
 
     @classmethod
@@ -161,10 +172,11 @@ class GenerationRequest:
         return cls(**data)
 
     def prompt_text(self) -> str:
-        """All prompt text, for byte-based token bounds and cache keys."""
+        """All prompt text, for byte-based token bounds and cache keys (a scored text included:
+        its tokens are prompt tokens)."""
         if self.messages is not None:
-            return "".join(m.content for m in self.messages)
-        return self.prompt or ""
+            return "".join(m.content for m in self.messages) + (self.score or "")
+        return (self.prompt or "") + (self.score or "")
 
 
 @dataclass(slots=True)
@@ -245,3 +257,4 @@ class Capabilities:
     top_logprobs: int = 0  # most top-k candidates per token it can return (token confidences)
     confidence_stop: bool = False  # honours GenerationRequest.confidence_stop while sampling
     early_stop: bool = False  # honours GenerationRequest.stop_early (aborts, reports partial tokens)
+    score: bool = False  # honours GenerationRequest.score (teacher-forced log-probabilities of a given text)

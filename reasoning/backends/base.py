@@ -86,6 +86,8 @@ class Backend(ABC):
             raise UnsupportedRequest(
                 f"{self.name} returns at most {caps.top_logprobs} top logprobs per token, asked for {request.top_logprobs}"
             )
+        if request.score is not None and not caps.score:
+            raise UnsupportedRequest(f"{self.name} cannot score a given text (teacher-forced log-probabilities)")
         if request.confidence_stop is not None and not caps.confidence_stop:
             raise UnsupportedRequest(f"{self.name} cannot stop a sample on its confidence while it runs")
         if request.confidence_stop is not None and request.confidence_stop.top_k > caps.top_logprobs:

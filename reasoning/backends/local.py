@@ -94,6 +94,8 @@ class _Job:
         r = self.request
         if r.seed is not None:  # alone: its samples must not depend on its batch mates
             return ("seeded", id(self))
+        if r.score is not None:  # a forward pass, not a generate: scored alone
+            return ("score", id(self))
         return (r.temperature, r.top_p, r.max_tokens, r.stop)
 
 
@@ -102,7 +104,7 @@ class Local(Backend):
 
     capabilities = Capabilities(
         native_n=True, logprobs=True, token_ids=True, exact_prompt_tokens=True, prefix_caching=False,
-        top_logprobs=TOP_LOGPROBS, confidence_stop=True, early_stop=True,
+        top_logprobs=TOP_LOGPROBS, confidence_stop=True, early_stop=True, score=True,
     )
 
     def __init__(
@@ -225,8 +227,15 @@ class Local(Backend):
         return render_prompt_ids(self._load_tokenizer(), request.messages, request.prompt,
                                  request.continue_final_message)
 
+    def score_ids(self, request: GenerationRequest) -> list[int]:
+        """The token ids of a score request's text, fed after the prompt's (tokenized on its own,
+        as ATTS's reference code does: the boundary may split differently from one string)."""
+        if request.score is None:
+            return []
+        return list(self._load_tokenizer()(request.score, add_special_tokens=False)["input_ids"])
+
     def count_prompt_tokens(self, request: GenerationRequest) -> int:
-        return len(self.prompt_ids(request))
+        return len(self.prompt_ids(request)) + len(self.score_ids(request))
 
     # -- generation ----------------------------------------------------------------------
 
@@ -235,6 +244,9 @@ class Local(Backend):
         if self._tokenizer is None:
             await asyncio.to_thread(self._load_tokenizer)
         ids = self.prompt_ids(request)
+        if request.score is not None and not ids:
+            raise ConfigError("a score request needs a prompt before the scored text")
+        ids += self.score_ids(request)
         self._check_prompt(ids, request)
         job = _Job(request, ids)
         self._submit(job)
@@ -290,7 +302,7 @@ class Local(Backend):
         if not live:
             return
         try:
-            responses = self._generate_batch(live)
+            responses = self._score(live) if live[0].request.score is not None else self._generate_batch(live)
         except ReasoningError as exc:
             for job in live:
                 job.future.set_exception(exc)
@@ -370,6 +382,29 @@ class Local(Backend):
             "seconds": round(seconds, 3),
         }
         return self._responses(jobs, row_jobs, generated, logprobs, info, rows)
+
+    def _score(self, jobs: list[_Job]) -> list[GenerationResponse]:
+        """Score requests: one forward pass over prompt + scored text each; the log-probability
+        of every scored token given all before it (raw distribution, as ``token_logprobs``)."""
+        import torch
+
+        model = self._load_model()
+        responses = []
+        for job in jobs:
+            scored = len(self.score_ids(job.request))
+            started = time.perf_counter()
+            with torch.inference_mode():
+                ids = torch.tensor([job.prompt_ids])
+                logits = model(input_ids=ids).logits[0, :-1].float()
+                chosen = torch.log_softmax(logits, dim=-1).gather(1, ids[0, 1:, None])[:, 0]
+            logprobs = chosen[len(chosen) - scored:].tolist() if scored else []
+            info = {"model": self.name.removeprefix("local:"), "device": "cpu", "dtype": self.dtype,
+                    "scored_tokens": scored, "seconds": round(time.perf_counter() - started, 3)}
+            completion = Completion(job.request.score or "", 0, "stop", logprobs,
+                                    list(job.prompt_ids[len(job.prompt_ids) - scored:]))
+            responses.append(GenerationResponse([completion], prompt_tokens=len(job.prompt_ids), completion_tokens=0,
+                                                info=info, prompt_token_ids=list(job.prompt_ids)))
+        return responses
 
     def _count_decoded(self, tokens: int) -> None:
         self._decoding += tokens

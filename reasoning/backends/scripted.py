@@ -47,6 +47,10 @@ class Scripted(Backend):
     "confidence", its text cut in proportion). ``stop_early`` sees samples finish shortest
     first; once it says stop, each sample still running keeps the tokens it had decoded by
     then (finish_reason "cancelled", text cut in proportion) and only those are reported.
+
+    A ``score`` request (teacher-forced log-probabilities of a given text) returns
+    ``scorer(request)``'s log-probabilities, one per whitespace-separated word of the scored
+    text (default: -1.0 each); its words count as prompt tokens, none as completion tokens.
     """
 
     def __init__(
@@ -68,6 +72,7 @@ class Scripted(Backend):
         confidences: Callable[[str, int], Sequence[float]] | None = None,
         confidence_stop: bool = True,
         early_stop: bool = True,
+        scorer: Callable[[GenerationRequest], Sequence[float]] | None = None,
     ) -> None:
         self.answers = list(answers)
         self.responder = responder
@@ -76,7 +81,9 @@ class Scripted(Backend):
         self.capabilities = Capabilities(
             native_n=native_n, logprobs=logprobs, token_ids=True, exact_prompt_tokens=True,
             top_logprobs=20 if logprobs else 0, confidence_stop=confidence_stop, early_stop=early_stop,
+            score=logprobs,
         )
+        self.scorer = scorer
         self.confidences = confidences
         self._prices = usd_per_token or (0.0, 0.0)
         self._priced = usd_per_token is not None
@@ -112,6 +119,8 @@ class Scripted(Backend):
     def count_prompt_tokens(self, request: GenerationRequest) -> int:
         if request.prompt_token_ids is not None:
             return len(request.prompt_token_ids)
+        if request.score is not None:  # the scored text's words are prompt tokens too
+            return self.count_prompt_tokens(request.replace(score=None)) + len(request.score.split())
         return len(request.prompt_text().split()) + 4
 
     def _text(self, request: GenerationRequest, index: int) -> str:
@@ -178,7 +187,13 @@ class Scripted(Backend):
         if mid_call is not None:
             raise mid_call.error
         completions = []
-        for _ in range(request.n):
+        if request.score is not None:
+            words = len(request.score.split())
+            scored = [float(x) for x in self.scorer(request)] if self.scorer is not None else [-1.0] * words
+            if len(scored) != words:
+                raise ConfigError(f"the scripted scorer gave {len(scored)} log-probabilities for {words} words")
+            completions.append(Completion(request.score, 0, "stop", scored, self.encode(request.score)))
+        for _ in range(request.n if request.score is None else 0):
             index = self._sample_index
             text = self._text(request, index)
             self._sample_index += 1
