@@ -35,6 +35,7 @@ BUILTIN = {
     "countdown": "countdown_cd3_test.jsonl",
     "game24": "game24.jsonl",
     "game24-all": "game24.jsonl",
+    "stateful-gsm8k": "stateful_gsm8k.jsonl",
 }
 # MBPP (sanitized) ships all 427 tasks; the builtin name loads the 257-task "test" split.
 MBPP_SPLIT = "test"
@@ -45,6 +46,12 @@ _SUBSETS = {
     "mbpp": lambda row: row.get("split") == MBPP_SPLIT,
     "game24": lambda row: row.get("tot_test_subset") is True,
 }
+
+
+# Fields of a math record kept in its metadata (strategies see them; never the answer): MATH's
+# level and subject, AIME/AMC's contest, and a shared context's split for sleep-time
+# (stateful_gsm8k.jsonl: context, query, context_id, context_questions).
+_KEPT = ("level", "subject", "contest", "unique_id", "context", "query", "context_id", "context_questions")
 
 
 @dataclass(slots=True)
@@ -189,7 +196,7 @@ def _to_items(rows: Any) -> list[Item]:
             items.append(_code_item(index, row, fmt))
             continue
         problem = row.get("problem") or row.get("question")
-        meta = {k: v for k, v in row.items() if k in ("level", "subject", "contest", "unique_id")}
+        meta = {k: v for k, v in row.items() if k in _KEPT}
         row_id = row.get("id")
         items.append(Item(str(index if row_id is None else row_id), problem, _gold(row["answer"]), meta))
     return items
