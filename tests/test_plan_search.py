@@ -3,6 +3,7 @@ real code sandbox; the call order, the plan counts and the budget's stop on the 
 
 import asyncio
 import math
+import re
 
 import pytest
 
@@ -262,3 +263,39 @@ def test_plan_search_on_the_embedded_model(local_backend):
     if result.info["route"] == "public-tests":  # the program it answers with passes the example
         verdict = rz.run_code_tests(result.answer, "assert add(2, 3) == 5")
         assert verdict.passed
+
+
+def test_the_sweep_config_pools_plan_search_against_repeated_sampling(tmp_path):
+    """benchmarks/sweeps/plan_search_code.yaml, cut to two HumanEval problems and n = 1, 2, run
+    on a scripted model: both strategies are pools, so both get pass@k coverage."""
+    from pathlib import Path
+
+    import yaml
+
+    from reasoning.backends.cache import CachedBackend
+    from reasoning.benchmarks.sweep import Sweep, SweepConfig
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "sweeps" / "plan_search_code.yaml"
+    text = path.read_text()
+    assert "Not run yet" in text and "77.0 %" in text and "60.6 %" in text
+    data = yaml.safe_load(text)
+    assert [s["name"] for s in data["strategies"]] == ["self-consistency", "plan-search"]
+    for spec in data["strategies"]:
+        spec.pop("n", None)
+    data.update(datasets=["humaneval"], limit=2, n=[1, 2], out=str(tmp_path / "sweep"), subsets=4)
+    config = SweepConfig.model_validate(data)
+
+    def respond(request, index):
+        if "observations" in request.messages[0].content or "Derive new" in request.messages[0].content:
+            return "1. one\n2. two"
+        name = re.search(r"def (\w+)\(", request.messages[-1].content).group(1)
+        return f"```python\ndef {name}(*args):\n    return None\n```"
+
+    backend = CachedBackend(Scripted(responder=respond), tmp_path / "sweep" / "generations.sqlite")
+    summary = asyncio.run(Sweep(config, backend).run())
+    cells = {(row["strategy"], row["point"]): row for row in summary["cells"]}
+    assert {key for key in cells} == {(s, f"n={n}") for s in ("repeated-sampling", "plan-search") for n in (1, 2)}
+    assert {row["mode"] for row in cells.values()} == {"reuse"}
+    assert set(summary["coverage"]["humaneval"]) == {"repeated-sampling", "plan-search"}
+    # A plan-search program costs more than one sample: observations, sketch, pseudocode, code.
+    assert cells[("plan-search", "n=1")]["usage"]["calls"] > cells[("repeated-sampling", "n=1")]["usage"]["calls"]

@@ -198,3 +198,18 @@ def test_sift_on_the_embedded_model(local_backend):
     if info["route"] == "consensus":
         assert stages[-1]["agree"] and result.answer == stages[-1]["sticker_answer"]
     assert info["route"] in ("consensus", "fallback", "budget")
+
+
+def test_the_sweep_config_compares_sift_variants_with_self_consistency():
+    from pathlib import Path
+
+    from reasoning.benchmarks.sweep import SweepConfig
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "sweeps" / "sift_gsm8k.yaml"
+    assert "Not run yet" in path.read_text()
+    config = SweepConfig.from_file(path, out="unused")
+    assert config.x_axis == "tokens" and config.n == [1, 2, 4, 8, 16]
+    variants = {s.key: (s.options.get("rounds", 1), config.points(s.key)) for s in config.strategies if s.name == "sift"}
+    assert variants == {"sift": (1, [{"n": 1}]), "sift rounds=0": (0, [{"n": 1}]), "sift rounds=2": (2, [{"n": 1}])}
+    for spec in config.strategies:
+        create(spec.name, **spec.options)  # every variant's options are valid
