@@ -16,8 +16,9 @@ The Avengers' recipe, in two stages:
    implementation (``voting.majority``). Gold answers are seen only at calibration.
 
 Each model is a *role* of the context (``--role NAME=SPEC``; ``backends={...}`` in Python). Each
-model's samples run in their own budget slice (``ctx.share``: the model's share of the samples,
-of what is left of each limit), all charged to the problem's one ledger;
+model's samples are one call in their own budget slice (``ctx.share_of``: the model's share of
+the samples, of what is left of each limit; calls are not divided), all charged to the problem's
+one ledger;
 ``result.usage_by_role`` has each model's usage and the trace one ``model:ROLE`` span per model.
 Without a calibration file every role of the context votes with weight 1 (a plain cross-model
 self-consistency), which is a prior, not the method.
