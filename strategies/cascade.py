@@ -14,7 +14,7 @@ with its vote; the last model always answers. A stage that drew no answer (or wh
 budget refused) escalates; if the last stages draw nothing, the latest vote that had an answer
 stands (``answered_by`` names its model).
 Thresholds come from ``threshold`` (one for every stage) or, better, from a calibration file
-(``python -m reasoning.benchmarks.calibrate_cascade cascade ...``): the thresholds that, on a
+(``python -m reasoning.benchmarks.calibrate_thresholds cascade ...``): the thresholds that, on a
 held-out split, reach a target accuracy at the least cost (see that module for the exact rule).
 
 Accounting: every stage's calls are charged to the problem's one ledger, each priced and costed
@@ -139,7 +139,7 @@ class Cascade(Strategy):
         "agreement", description="escalate on the vote's agreement or on the mean token confidence")
     threshold: float = Field(0.75, description="escalate when a stage's signal is below this (every stage); "
                              "a calibration file sets one per stage instead")
-    calibration: str | None = Field(None, description="thresholds JSON from calibrate_cascade (overrides "
+    calibration: str | None = Field(None, description="thresholds JSON from calibrate_thresholds cascade (overrides "
                                     "threshold and signal)")
     role_budgets: str | None = Field(None, description="caps per role inside the problem's budget: "
                                      "'small:tokens=4000;large:tokens=2000,calls=1'")

@@ -1,0 +1,371 @@
+"""Calibrate the thresholds of ``cascade`` and ``atts`` on a held-out split (plain JSON files the
+strategies load with ``calibration=``).
+
+    python -m reasoning.benchmarks.calibrate_thresholds cascade --dataset gsm8k --offset 200 --limit 40 \\
+        --role small=local:gemma-3-270m --role medium=local --role large=local:qwen2.5-coder-1.5b-instruct \\
+        --models small,medium,large --n 4 --target-accuracy 0.95 --relative --out cascade.json
+    python -m reasoning.benchmarks.calibrate_thresholds atts --dataset gsm8k --offset 200 --limit 40 \\
+        --role draft=local --role target=local:qwen2.5-coder-1.5b-instruct --samples 4 --alpha 0.4 --out atts.json
+
+The models are roles, as for ``reasoning-bench run`` (``--backend`` is the generator, every
+``--role NAME=SPEC`` adds one); at solve time the same role names must name the same models. Use
+problems that are NOT in the evaluation split (``run --limit N`` evaluates the first N: calibrate
+from ``--offset N``). The machinery is ``benchmarks/calibrate.py``'s: items from ``load_items``,
+one calibration strategy per problem through ``asolve_many`` under ``--run-budget`` (problems it
+cut short left out with ``cut_by_run_budget``), answers graded with ``run.grade_item``.
+
+**cascade.** Every model answers every problem as a cascade stage would (``n`` samples voted,
+the stage's signal: agreement or mean token confidence); each stage's vote is graded and its
+cost kept (tokens, FLOPs). The thresholds t_1..t_{k-1} (one per model but the last) are then
+chosen by exhaustive search: the candidates of stage i are the distinct signals stage i showed on
+the split plus "always escalate"; each choice is replayed on the records (a problem stops at the
+first stage whose signal reaches its threshold, as ``Cascade.run`` does), and the choice kept is
+the one with the least mean cost (FLOPs where every model has a parameter count, else tokens)
+whose accuracy reaches the target (``--target-accuracy``; with ``--relative``, that fraction of
+the largest model's accuracy on the split); ties go to the higher accuracy, then to the first
+candidates. If none reaches it, the most accurate choice is kept and ``target_met`` is false.
+The file's notes give, on the split, the share of problems each model answered and the cost saved
+against always using the largest model. These are in-sample figures: evaluate on another split.
+
+**atts.** As the reference code's ``ref_conformal.py``: on each problem the draft writes
+``--samples`` first steps (one request), the target scores each (perplexity, teacher-forced).
+Those perplexities are the calibration scores; ``ATTS(calibration=...)`` applies the conformal
+test at its own ``alpha``, and the file records the threshold at ``--alpha``
+(``atts.conformal_threshold``). Later steps are not in the calibration set (as there), so the
+rejection rate realised on whole solutions can differ from alpha: ATTS reports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from reasoning import Budget, Ledger, asolve_many
+from reasoning.backends.base import Backend
+from reasoning.context import Context, Problem, Sampling
+from reasoning.errors import ConfigError, ReasoningError
+from reasoning.strategies.atts import conformal_threshold, perplexity
+from reasoning.strategies.cascade import CONFIDENCE_TOP_K, stage_signal
+from reasoning.strategies.voting import majority
+from reasoning.strategy import Outcome, Strategy
+from reasoning.types import GenerationRequest
+
+from .calibrate import MAX_ASSIGNMENTS, cut_by_run_budget
+from .datasets import Item, load_items
+
+
+class _Stages(Strategy):
+    """Every model answers as a cascade stage would (not registered)."""
+
+    name = "calibrate-cascade"
+    models: list[str]
+    n: int
+    signal: Literal["agreement", "confidence"]
+    max_tokens: int | None = None
+
+    async def run(self, ctx: Context) -> Outcome:
+        stages: dict[str, Any] = {}
+        for role in self.models:
+            before = ctx.ledger.used.tokens, ctx.ledger.used.flops
+            async with ctx.span(f"stage:{role}") as sub:
+                drawn = await sub.using(role).generate(
+                    n=self.n, max_tokens=self.max_tokens, name="sample",
+                    top_logprobs=CONFIDENCE_TOP_K if self.signal == "confidence" else 0)
+            vote = majority(drawn)
+            stages[role] = {"n": len(drawn), "answer": vote.answer, "signal": stage_signal(drawn, self.signal),
+                            "tokens": ctx.ledger.used.tokens - before[0], "flops": ctx.ledger.used.flops - before[1]}
+        return Outcome(None, info={"stages": stages})
+
+
+class _FirstSteps(Strategy):
+    """The draft's first steps, scored by the target (not registered)."""
+
+    name = "calibrate-atts"
+    draft: str
+    target: str
+    samples: int
+    draft_tokens: int
+    step_stop: str
+
+    async def run(self, ctx: Context) -> Outcome:
+        steps = await ctx.using(self.draft).generate(GenerationRequest(
+            messages=ctx.messages, n=self.samples, max_tokens=self.draft_tokens, stop=(self.step_stop,),
+            include_stop=True, temperature=ctx.sampling.temperature, top_p=ctx.sampling.top_p),
+            name="draft", min_tokens=1)
+        scorer = ctx.using(self.target)
+        scored = await asyncio.gather(*(scorer.generate(GenerationRequest(messages=ctx.messages, score=s.text,
+                                                                          max_tokens=1), name="score", min_tokens=1)
+                                        for s in steps if s.text))
+        scores = [perplexity(got[0].completion.token_logprobs) for got in scored if got and got[0].completion]
+        return Outcome(None, info={"scores": [s for s in scores if s is not None]})
+
+
+def _check(items: Sequence[Item], roles: Mapping[str, Backend], models: Sequence[str]) -> None:
+    if not items:
+        raise ConfigError("no calibration problems")
+    if any(item.kind == "code" for item in items):
+        raise ConfigError("calibration supports answer-graded items (math, expression), not code tasks")
+    if not models or len(set(models)) != len(models):
+        raise ConfigError(f"--models must name distinct roles, got {list(models)}")
+    missing = [m for m in models if m not in roles]
+    if missing:
+        raise ConfigError(f"--models {missing} are not roles: the generator is --backend, others --role NAME=SPEC "
+                          f"(given: {', '.join(roles)})")
+
+
+async def _solve_all(items: Sequence[Item], strategy: Strategy, roles: Mapping[str, Backend], *,
+                     run_budget: Budget | None, concurrency: int, sampling: Sampling | None) -> list[Any]:
+    for backend in dict.fromkeys(roles.values()):
+        await backend.load()
+    return await asolve_many([Problem(item.problem, item.id, item.metadata) for item in items], strategy, None,
+                             Budget(), backends=dict(roles), run_ledger=Ledger(run_budget, label="run:"),
+                             concurrency=concurrency, sampling=sampling or Sampling())
+
+
+async def cascade_records(
+    items: Sequence[Item], roles: Mapping[str, Backend], models: Sequence[str], *, n: int = 4,
+    signal: Literal["agreement", "confidence"] = "agreement", run_budget: Budget | None = None,
+    concurrency: int = 4, sampling: Sampling | None = None, max_tokens: int | None = None,
+) -> list[dict[str, Any]]:
+    """Every model's stage (vote, signal, cost) on every item, graded: one record per item that
+    every model answered and the run budget did not cut."""
+    from .run import grade_item
+
+    _check(items, roles, models)
+    results = await _solve_all(items, _Stages(models=list(models), n=n, signal=signal, max_tokens=max_tokens),
+                               roles, run_budget=run_budget, concurrency=concurrency, sampling=sampling)
+    records = []
+    for item, result in zip(items, results, strict=True):
+        stages = (result.info or {}).get("stages") or {}
+        if cut_by_run_budget(result.trace.to_list()) or any(not stages.get(m, {}).get("n") for m in models):
+            continue
+        for model in models:
+            stages[model]["correct"] = bool((await grade_item(item, stages[model]["answer"], []))[0])
+        records.append({"id": item.id, "stages": {m: stages[m] for m in models}})
+    if not records:
+        raise ConfigError("no calibration problem was answered by every model (run budget too small?)")
+    return records
+
+
+def replay(record: dict[str, Any], models: Sequence[str], thresholds: Sequence[float | None]) -> dict[str, Any]:
+    """What the cascade does on one recorded problem under ``thresholds`` (as ``Cascade.run``):
+    the stages it runs, the model whose vote answers, whether that is right, and the cost."""
+    ran, answered = [], None
+    for index, model in enumerate(models):
+        stage = record["stages"][model]
+        ran.append(model)
+        if stage["answer"] is not None:
+            answered = model
+        threshold = thresholds[index] if index < len(thresholds) else None
+        if stage["signal"] is not None and threshold is not None and stage["signal"] >= threshold:
+            break
+    correct = bool(answered is not None and record["stages"][answered]["correct"])
+    return {"ran": ran, "answered_by": answered, "correct": correct,
+            "tokens": sum(record["stages"][m]["tokens"] for m in ran),
+            "flops": sum(record["stages"][m]["flops"] for m in ran)}
+
+
+def select_thresholds(
+    records: Sequence[dict[str, Any]], models: Sequence[str], *, target_accuracy: float, relative: bool = False,
+    signal: str = "agreement",
+) -> dict[str, Any]:
+    """The cascade calibration the module docstring's rule picks from graded ``records``."""
+    if len(models) < 2:
+        raise ConfigError("a cascade needs at least two models")
+    if not 0 < target_accuracy <= 1:
+        raise ConfigError(f"--target-accuracy must be in (0, 1], got {target_accuracy}")
+    if not records:
+        raise ConfigError("no calibration records")
+    largest = models[-1]
+    largest_accuracy = sum(r["stages"][largest]["correct"] for r in records) / len(records)
+    target = target_accuracy * largest_accuracy if relative else target_accuracy
+    cost_key = "flops" if all(r["stages"][m]["flops"] > 0 for r in records for m in models) else "tokens"
+    candidates = [sorted({r["stages"][m]["signal"] for r in records if r["stages"][m]["signal"] is not None})
+                  + [None] for m in models[:-1]]
+    space = math.prod(len(c) for c in candidates)
+    if space > MAX_ASSIGNMENTS:
+        raise ConfigError(f"{space} threshold combinations are too many to search; use fewer models or problems")
+
+    def evaluate(choice: tuple[float | None, ...]) -> tuple[float, float, list[dict[str, Any]]]:
+        played = [replay(r, models, choice) for r in records]
+        return (sum(p["correct"] for p in played) / len(played), sum(p[cost_key] for p in played) / len(played),
+                played)
+
+    best: tuple[Any, ...] | None = None
+    fallback: tuple[Any, ...] | None = None
+    for order, choice in enumerate(itertools.product(*candidates)):
+        accuracy, cost, played = evaluate(choice)
+        if accuracy >= target - 1e-12 and (best is None or (cost, -accuracy, order) < best[0]):
+            best = ((cost, -accuracy, order), choice, accuracy, cost, played)
+        if fallback is None or (-accuracy, cost, order) < fallback[0]:
+            fallback = ((-accuracy, cost, order), choice, accuracy, cost, played)
+    assert fallback is not None
+    met = best is not None
+    _, choice, accuracy, cost, played = best if best is not None else fallback
+    always_largest = sum(r["stages"][largest][cost_key] for r in records) / len(records)
+    shares = {m: sum(p["answered_by"] == m for p in played) / len(played) for m in models}
+    notes = {
+        "rule": "least mean cost with accuracy >= target (exhaustive; see benchmarks/calibrate_thresholds.py)",
+        "problems": len(records), "cost": cost_key, "target": target, "target_met": met,
+        "accuracy": accuracy, "mean_cost": cost, "largest_accuracy": largest_accuracy,
+        "always_largest_cost": always_largest,
+        "cost_saved": 1 - cost / always_largest if always_largest else None,
+        "answered_share": shares,
+        "accuracy_per_model": {m: sum(r["stages"][m]["correct"] for r in records) / len(records) for m in models},
+    }
+    return {"kind": "cascade", "models": list(models), "signal": signal, "thresholds": list(choice),
+            "target_accuracy": target_accuracy, "relative": relative, "notes": notes}
+
+
+async def calibrate_cascade(items: Sequence[Item], roles: Mapping[str, Backend], models: Sequence[str], *,
+                            target_accuracy: float, relative: bool = False, records_out: str | Path | None = None,
+                            **options: Any) -> dict[str, Any]:
+    records = await cascade_records(items, roles, models, **options)
+    _write_records(records, records_out)
+    return select_thresholds(records, models, target_accuracy=target_accuracy, relative=relative,
+                             signal=options.get("signal", "agreement"))
+
+
+async def calibrate_atts(
+    items: Sequence[Item], roles: Mapping[str, Backend], *, draft: str = "draft", target: str = "target",
+    samples: int = 4, draft_tokens: int = 128, step_stop: str = "\n\n", alpha: float = 0.4,
+    run_budget: Budget | None = None, concurrency: int = 4, sampling: Sampling | None = None,
+    records_out: str | Path | None = None,
+) -> dict[str, Any]:
+    """The target's perplexities of the draft's first steps on ``items``, and the conformal
+    threshold they give at ``alpha``."""
+    _check(items, roles, [draft, target])
+    if not 0 < alpha < 1:
+        raise ConfigError(f"--alpha must be in (0, 1), got {alpha}")
+    strategy = _FirstSteps(draft=draft, target=target, samples=samples, draft_tokens=draft_tokens,
+                           step_stop=step_stop)
+    results = await _solve_all(items, strategy, roles, run_budget=run_budget, concurrency=concurrency,
+                               sampling=sampling)
+    records = [{"id": item.id, "scores": (result.info or {}).get("scores", [])}
+               for item, result in zip(items, results, strict=True) if not cut_by_run_budget(result.trace.to_list())]
+    _write_records(records, records_out)
+    scores = sorted(s for r in records for s in r["scores"])
+    if not scores:
+        raise ConfigError("no draft step was scored (run budget too small?)")
+    return {"kind": "atts", "draft": draft, "target": target, "alpha": alpha,
+            "threshold": _finite(conformal_threshold(scores, alpha)), "scores": scores,
+            "notes": {"problems": len(records), "samples": samples, "draft_tokens": draft_tokens,
+                      "step_stop": step_stop, "scored": "first steps (as ref_conformal.py)"}}
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no infinity: None stands for "never rejects"."""
+    return value if math.isfinite(value) else None
+
+
+def _write_records(records: Sequence[dict[str, Any]], path: str | Path | None) -> None:
+    if path is None:
+        return
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+
+
+# -- command line -------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m reasoning.benchmarks.calibrate_thresholds",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("method", choices=("cascade", "atts"))
+    parser.add_argument("--dataset", required=True, help="builtin name or PATH.jsonl (not code tasks)")
+    parser.add_argument("--offset", type=int, default=0, help="skip the first K problems (the evaluation split)")
+    parser.add_argument("--limit", type=int, required=True, help="calibration problems after the offset")
+    parser.add_argument("--backend", default="local", help="the generator's model, as for reasoning-bench run")
+    parser.add_argument("--role", action="append", default=[], metavar="NAME=SPEC[@API_BASE]",
+                        help="a model under a role name, repeatable")
+    parser.add_argument("--api-base")
+    parser.add_argument("--api-key")
+    parser.add_argument("--models", default="small,large", help="cascade: roles, cheapest first (default: %(default)s)")
+    parser.add_argument("--n", type=int, default=4, help="cascade: samples per stage")
+    parser.add_argument("--signal", choices=("agreement", "confidence"), default="agreement")
+    parser.add_argument("--target-accuracy", type=float, default=0.95, help="cascade: accuracy to reach")
+    parser.add_argument("--relative", action="store_true",
+                        help="cascade: the target is a fraction of the largest model's accuracy on the split")
+    parser.add_argument("--draft", default="draft", help="atts: the draft's role")
+    parser.add_argument("--target", default="target", help="atts: the target's role")
+    parser.add_argument("--samples", type=int, default=4, help="atts: first steps per problem (the paper: 16)")
+    parser.add_argument("--draft-tokens", type=int, default=128, help="atts: max tokens of a draft step")
+    parser.add_argument("--alpha", type=float, default=0.4, help="atts: conformal level (rejection rate)")
+    parser.add_argument("--run-budget", default="", help="cap for the whole calibration, e.g. tokens=2000000")
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--max-tokens", type=int, default=1024)
+    parser.add_argument("--temperature", type=float, default=0.7)
+    parser.add_argument("--records", help="also write the records here (JSON lines)")
+    parser.add_argument("--out", required=True, help="where to write the calibration JSON")
+    return parser
+
+
+async def _main(args: argparse.Namespace) -> dict[str, Any]:
+    from reasoning.backends import from_spec
+
+    from .cli import _parse_roles
+
+    if args.offset < 0 or args.limit < 1:
+        raise ConfigError("--offset must be >= 0 and --limit >= 1")
+    for flag in ("n", "samples", "draft_tokens", "concurrency", "max_tokens"):
+        if getattr(args, flag) < 1:
+            raise ConfigError(f"--{flag.replace('_', '-')} must be >= 1")
+    specs = _parse_roles(args.role)
+    items = load_items(args.dataset, args.offset + args.limit)[args.offset:]
+    if not items:
+        raise ConfigError(f"{args.dataset} has no problems after offset {args.offset}")
+    roles = {"generator": from_spec(args.backend, api_base=args.api_base, api_key=args.api_key)}
+    roles.update({name: from_spec(spec, api_base=base or args.api_base, api_key=args.api_key)
+                  for name, (spec, base) in specs.items()})
+    common = dict(run_budget=Budget.parse(args.run_budget), concurrency=args.concurrency, records_out=args.records,
+                  sampling=Sampling(max_tokens=args.max_tokens, temperature=args.temperature))
+    try:
+        if args.method == "cascade":
+            models = [m.strip() for m in args.models.split(",")]
+            made = await calibrate_cascade(items, roles, models, target_accuracy=args.target_accuracy,
+                                           relative=args.relative, n=args.n, signal=args.signal, **common)
+        else:
+            made = await calibrate_atts(items, roles, draft=args.draft, target=args.target, samples=args.samples,
+                                        draft_tokens=args.draft_tokens, alpha=args.alpha, **common)
+    finally:
+        for backend in dict.fromkeys(roles.values()):
+            await backend.aclose()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(made, indent=1) + "\n", encoding="utf-8")
+    return made
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        made = asyncio.run(_main(args))
+    except (ReasoningError, ValueError) as failed:
+        print(f"error: {failed}", file=sys.stderr)
+        return 2
+    roles = "".join(f" --role {r}" for r in args.role)
+    if made["kind"] == "cascade":
+        notes = made["notes"]
+        saved = "n/a" if notes["cost_saved"] is None else f"{notes['cost_saved']:.1%}"
+        print(f"{notes['problems']} problems; thresholds {made['thresholds']} ({made['signal']}): accuracy "
+              f"{notes['accuracy']:.3f} (target {notes['target']:.3f}{'' if notes['target_met'] else ', NOT met'}); "
+              f"{notes['cost']} saved vs always {made['models'][-1]}: {saved}")
+        print("  answered: " + ", ".join(f"{m} {s:.0%}" for m, s in notes["answered_share"].items()))
+        print(f"calibration: {args.out}  (use: --strategy cascade --option models={','.join(made['models'])} "
+              f"--option calibration={args.out}{roles})")
+    else:
+        cut = "none (never rejects)" if made["threshold"] is None else f"perplexity {made['threshold']:.3f}"
+        print(f"{len(made['scores'])} draft steps scored on {made['notes']['problems']} problems; threshold at "
+              f"alpha {made['alpha']}: {cut}")
+        print(f"calibration: {args.out}  (use: --strategy atts --option calibration={args.out}{roles})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
