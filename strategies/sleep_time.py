@@ -34,7 +34,8 @@ offline usage is charged to the ``sleep`` role of the question that computed it
 reported in ``Outcome.info``: ``sleep_usage`` (what the context's notes cost, whoever paid),
 ``context_questions`` (questions sharing the context: ``metadata["context_questions"]`` when the
 dataset says, else those that have read the notes so far) and ``sleep_usage_amortised``
-(``sleep_usage`` / ``context_questions``, the per-question share the paper reports);
+(``sleep_usage`` / ``context_questions``, the per-question share the paper reports; its tokens
+also as the scalar ``sleep_tokens_amortised``, which sweep rows keep);
 ``notes_computed_here`` says whether this question paid for them.
 
 ``sleep=False`` is the test-time-only baseline with the same prompt and budget (notes
@@ -137,8 +138,10 @@ class SleepTime(Strategy):
             notes_text = notes.notes or "(none)"
             uses = await asyncio.to_thread(self.store().use_notes, where.context_id)
             shared = where.questions or max(1, uses)
+            amortised = scaled(notes.usage, shared)
             info.update(notes_computed_here=computed, sleep_usage=notes.usage, context_questions=shared,
-                        sleep_usage_amortised=scaled(notes.usage, shared), notes=notes.notes)
+                        sleep_usage_amortised=amortised, notes=notes.notes,
+                        sleep_tokens_amortised=amortised.get("tokens", 0.0))  # a scalar: sweeps keep it per row
         *head, _ = ctx.messages
         prompt = [*head, *load_prompt("sleep_time_answer").render(context=where.context, notes=notes_text,
                                                                   question=where.query)]

@@ -67,7 +67,8 @@ def test_offline_compute_is_accounted_apart_and_amortised_over_the_context():
     assert {k: first.info["sleep_usage"][k] for k in sleep} == sleep
     assert all(r.info["sleep_usage"] == first.info["sleep_usage"] for r in rest)
     assert all(r.info["context_questions"] == 4 for r in results)
-    assert all(r.info["sleep_usage_amortised"]["tokens"] == (think + 8) / 4 for r in results)
+    assert all(r.info["sleep_usage_amortised"]["tokens"] == r.info["sleep_tokens_amortised"] == (think + 8) / 4
+               for r in results)
     # The question's usage (and budget) is the answer alone; the sleep role holds the rest.
     for result, request in zip(results, scripted.requests[1:]):
         assert result.usage.calls == 1 and result.usage.prompt_tokens == scripted.count_prompt_tokens(request)
