@@ -262,7 +262,9 @@ def test_cheatsheet_on_the_embedded_model(local_backend, tmp_path):
         results = run(problems, strategy, local_backend, budget=rz.Budget(tokens=4000))
     finally:
         del local_backend.generate
+    print([(r.answer, r.info["entry"]) for r in results])
     entries = MemoryStore(memory).entries()
+    assert entries  # the 0.5B model does write <memory_item>s (all three, greedy, when this was written)
     assert [e.problem_id for e in entries] == [pid for (pid, _), r in zip(problems, results) if r.info["entry"]]
     assert all(e.entry == r.info["entry"] for e, r in zip(entries, (r for r in results if r.info["entry"])))
     solves = [r for r in seen if not is_curation(r)]
@@ -271,3 +273,24 @@ def test_cheatsheet_on_the_embedded_model(local_backend, tmp_path):
         committed_before = [e for e in entries if e.problem_id < (result.problem_id or "")]
         assert result.info["visible"] == len(committed_before)
         assert all(e.entry in request.messages[-1].content for e in committed_before)  # top_k=3 >= 2 earlier
+
+
+def test_halves_compares_the_first_and_second_half_of_the_dataset_order(tmp_path, capsys):
+    from reasoning.benchmarks import halves
+    from reasoning.benchmarks.cli import main
+
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    rows = [{"dataset": "game24", "strategy": "cheatsheet", "point": "tokens=4096", "id": str(i), "correct": c}
+            for i, c in zip((903, 901, 900, 902), (1.0, 0.0, 0.0, 1.0))]  # written in completion order
+    (sweep / "problems.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert halves.report(sweep) == [{"dataset": "game24", "strategy": "cheatsheet", "point": "tokens=4096",
+                                     "first": {"n": 2, "accuracy": 0.0}, "second": {"n": 2, "accuracy": 1.0},
+                                     "gain": 1.0}]
+    run = tmp_path / "run"  # scripted:18 answers GSM8K's first problem (gold 18) and no other
+    assert main(["run", "--dataset", "gsm8k", "--limit", "4", "--strategy", "cheatsheet", "--option",
+                 "embedder=ngrams", "--backend", "scripted:18", "--concurrency", "1", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert halves.main([str(run)]) == 0
+    assert capsys.readouterr().out.strip() == ("gsm8k  cheatsheet    first 0.500 (n=2)  second 0.000 (n=2)  "
+                                               "gain -0.500")
