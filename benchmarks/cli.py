@@ -67,6 +67,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                      "(cheatsheet: its entries; sleep-time: each context's notes); rerun with the same one to resume")
     run.add_argument("--out", default="runs/latest", help="output folder; rerun with the same one to resume")
     _add_otel(run)
+    _add_ray(run)
 
 
 def _add_sweep(sub: argparse._SubParsersAction) -> None:
@@ -105,6 +106,7 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     sweep.add_argument("--cache", help="generation cache file (default OUT/generations.sqlite)")
     sweep.add_argument("--out", help="output folder; rerun with the same one to resume")
     _add_otel(sweep)
+    _add_ray(sweep)
 
 
 def _parse_strategy_spec(text: str) -> dict[str, object]:
@@ -167,19 +169,21 @@ def _sweep_config(args: argparse.Namespace):
 def cmd_sweep(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from reasoning.backends import from_spec
     from reasoning.backends.cache import CachedBackend
 
     from .sweep import Sweep, format_fit, format_ttspm
 
+    from .distributed import BackendSpec
+
     config = _sweep_config(args)
     _enable_otel(args)
     _check_request_timeout(args.request_timeout, config.backend)
-    sweep_backend = from_spec(config.backend, api_base=config.api_base, api_key=args.api_key,
-                              **_request_timeout(args.request_timeout, config.backend))
+    spec = BackendSpec(config.backend, config.api_base, args.api_key, _request_timeout(args.request_timeout, config.backend))
+    ray = _ray_options(args, spec)
+    sweep_backend = spec.build()
     _check_reachable(config.api_base)
     backend = CachedBackend(sweep_backend, config.cache or Path(config.out) / "generations.sqlite")
-    sweep = Sweep(config, backend)  # builds every strategy: bad options fail before the model loads
+    sweep = Sweep(config, backend, ray=ray)  # builds every strategy: bad options fail before the model loads
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         sweep.progress = progress
@@ -355,6 +359,33 @@ def _enable_otel(args: argparse.Namespace) -> None:
             raise ConfigError(f"--otel: {missing}") from None
 
 
+def _add_ray(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                        help="solve on Ray workers: a cluster's ADDRESS (ray://HOST:10001, auto) or, without one, a "
+                             "new local cluster; the run budget is held by one ledger actor. Needs: pip install "
+                             "'reasoning-tts[ray]'")
+    parser.add_argument("--ray-workers", type=int, metavar="N",
+                        help="with --ray: how many workers (default: one per GPU for vllm on GPUs, else one per CPU); "
+                             "--concurrency is then per worker")
+
+
+def _ray_options(args: argparse.Namespace, generator, roles=None):
+    """``--ray`` / ``--ray-workers`` as ``distributed.RayOptions`` (None without --ray)."""
+    if args.ray is None:
+        if args.ray_workers is not None:
+            raise ConfigError("--ray-workers is for --ray")
+        return None
+    if args.ray_workers is not None and args.ray_workers < 1:
+        raise ConfigError(f"--ray-workers must be >= 1, got {args.ray_workers}")
+    import importlib.util
+
+    from .distributed import INSTALL_HINT, RayOptions
+
+    if importlib.util.find_spec("ray") is None:
+        raise ConfigError(INSTALL_HINT)
+    return RayOptions(address=args.ray or None, workers=args.ray_workers, generator=generator, roles=roles or {})
+
+
 def _add_request_timeout(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--request-timeout", type=float, metavar="SECONDS",
                         help="API backends: seconds one model call may take, retries included (default 300)")
@@ -390,8 +421,6 @@ def _parse_price(text: str | None) -> list[float] | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from reasoning.backends import from_spec
-
     from .datasets import load_items
     from .run import RunConfig
 
@@ -402,6 +431,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.concurrency < 1:
         raise ConfigError("--concurrency must be >= 1")
     strategy = _strategy_from_args(args)
+    from .distributed import BackendSpec
+
     price = _parse_price(args.price)
     if price and args.backend.partition(":")[0] in ("local", "vllm"):
         raise ConfigError("--price is for API backends (litellm, openai); a local model's price is known: $0")
@@ -409,12 +440,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     _check_request_timeout(args.request_timeout, args.backend, *(spec for spec, _ in role_specs.values()))
     items = load_items(args.dataset, args.limit)
     _check_reachable(args.api_base)
-    backend = from_spec(args.backend, api_base=args.api_base, api_key=args.api_key,
-                        **({"usd_per_token": tuple(price)} if price else {}),
-                        **_request_timeout(args.request_timeout, args.backend))
-    roles = {name: from_spec(spec, api_base=base or args.api_base, api_key=args.api_key,
-                             **_request_timeout(args.request_timeout, spec))
-             for name, (spec, base) in role_specs.items()}
+    generator = BackendSpec(args.backend, args.api_base, args.api_key,
+                            {**({"usd_per_token": tuple(price)} if price else {}),
+                             **_request_timeout(args.request_timeout, args.backend)})
+    role_backends = {name: BackendSpec(spec, base or args.api_base, args.api_key,
+                                       _request_timeout(args.request_timeout, spec))
+                     for name, (spec, base) in role_specs.items()}
+    ray = _ray_options(args, generator, role_backends)
+    backend = generator.build()  # under --ray only checked here (prices); the workers build their own
+    roles = {name: spec.build() for name, spec in role_backends.items()}
     temperature = 0.7 if args.temperature is None else args.temperature
     fixed = type(strategy).fixed_temperature
     if args.temperature is not None and fixed is not None and args.temperature != fixed:
@@ -443,7 +477,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     shown = _RichRunProgress()
     with shown.progress:
-        summary = asyncio.run(_run_and_close(config, strategy, backend, items, shown, roles))
+        summary = asyncio.run(_run_and_close(config, strategy, backend, items, shown, roles, ray))
     _print_summary(summary)
     return 0
 
@@ -528,11 +562,11 @@ def _parse_roles(items: list[str]) -> dict[str, tuple[str, str | None]]:
     return roles
 
 
-async def _run_and_close(config, strategy, backend, items, progress, roles=None):
+async def _run_and_close(config, strategy, backend, items, progress, roles=None, ray=None):
     from .run import run_benchmark
 
     try:
-        return await run_benchmark(config, strategy, backend, items=items, progress=progress, roles=roles)
+        return await run_benchmark(config, strategy, backend, items=items, progress=progress, roles=roles, ray=ray)
     finally:
         for each in dict.fromkeys([backend, *(roles or {}).values()]):
             await each.aclose()

@@ -7,6 +7,10 @@ every reservation of the run ledger, fsync'd before its call, and what each call
 a restarted run charges its run budget with everything earlier attempts charged, a call that
 was in flight when one died at its reservation's worst case (so ``--run-budget`` spans
 restarts and kills). Problems a ``run:*`` limit stopped are retried once that limit is raised.
+
+``--ray [ADDRESS]`` solves on Ray workers instead (``benchmarks/distributed.py``): the run ledger
+and its journal move into one ledger actor, results still come back here and are written by the
+same writer, so everything above holds for a distributed run too.
 """
 
 from __future__ import annotations
@@ -434,9 +438,12 @@ async def run_benchmark(
     items: list[Item] | None = None,
     progress: RunProgress | None = None,
     roles: dict[str, Backend] | None = None,
+    ray: Any = None,
 ) -> dict[str, Any]:
     """``roles`` gives roles other than the generator their own backends (``--role``);
-    ``progress`` hears how the run goes (the CLI draws it)."""
+    ``progress`` hears how the run goes (the CLI draws it). ``ray`` (``distributed.RayOptions``,
+    with the backends' specs) solves on Ray workers; ``backend`` and ``roles`` are then only
+    checked here (prices), never loaded."""
     backends = list(dict.fromkeys([backend, *(roles or {}).values()]))
     for each in backends:
         require_prices(each, Budget.parse(config.budget), Budget.parse(config.run_budget))
@@ -474,10 +481,17 @@ async def run_benchmark(
     todo = [item for item in items
             if item.id not in done or _run_limit_raised(done[item.id], run_budget, earlier_run_budget)]
 
-    journal.on_commit = progress._call
-    run_ledger = Ledger(run_budget, label="run:", journal=journal)
-    run_ledger.used.add(charged)  # earlier attempts spent this already
-    journal.start(charged)
+    cluster = ledger_actor = None
+    if ray is None:
+        journal.on_commit = progress._call
+        run_ledger = Ledger(run_budget, label="run:", journal=journal)
+        run_ledger.used.add(charged)  # earlier attempts spent this already
+        journal.start(charged)
+    else:  # the run ledger and its journal live in the ledger actor, on this node
+        from .distributed import RayCluster
+
+        cluster = RayCluster(ray.address)
+        ledger_actor = cluster.ledger(config.run_budget, str(journal.path), charged)
     if note := resume_note(items, done, todo):
         progress.note(note)
 
@@ -486,7 +500,9 @@ async def run_benchmark(
     started = time.monotonic()
 
     async def on_result(index: int, result: Result) -> None:
-        item: Item = group[index]
+        await record(group[index], result)
+
+    async def record(item: Item, result: Result) -> None:
         trace = result.trace.to_list()
         correct, graded = await grade_item(item, result.answer, sample_texts(trace) if item.kind == "code" else [],
                                            config.sandbox == "strict")
@@ -513,45 +529,90 @@ async def run_benchmark(
 
     previous_wall = _previous_wall_seconds(out)
     group: list[Item] = []
+    ray_workers = 0
     try:
-        if todo:
-            for each in backends:
-                if note := each.preparation_note():
-                    progress.note(note)
-                await each.load()  # a model load must not eat the first problems' seconds budget
-            floor = min(sampling.min_tokens, sampling.max_tokens)  # the shortest call a strategy gets
-            check_budget_fits_a_prompt(todo, backend, Budget.parse(config.budget), floor)
-        progress.total, progress.done, progress.todo = len(items), len(items) - len(todo), len(todo)
-        progress.in_flight = lambda: sum(each.tokens_in_flight() for each in backends)
-        progress.started = time.monotonic()
-        progress.begin()
-        for kind in dict.fromkeys(item.kind for item in todo):  # each kind once, in order
-            group = [item for item in todo if item.kind == kind]
-            options = solve_options(kind)
-            problems = [Problem(item.problem, item.id, item.metadata) for item in group]
-            await asolve_many(
-                problems,
-                strategy,
-                backend,
-                Budget.parse(config.budget),
-                run_ledger=run_ledger,
-                concurrency=config.concurrency,
-                on_result=on_result,
-                sampling=sampling,
-                backends=roles or None,
-                **options,
-            )
+        if ray is not None:
+            ray_workers = await _solve_on_ray(ray, cluster, ledger_actor, config, strategy, backend, sampling, todo,
+                                              items, progress, record)
+        else:
+            if todo:
+                for each in backends:
+                    if note := each.preparation_note():
+                        progress.note(note)
+                    await each.load()  # a model load must not eat the first problems' seconds budget
+                floor = min(sampling.min_tokens, sampling.max_tokens)  # the shortest call a strategy gets
+                check_budget_fits_a_prompt(todo, backend, Budget.parse(config.budget), floor)
+            progress.total, progress.done, progress.todo = len(items), len(items) - len(todo), len(todo)
+            progress.in_flight = lambda: sum(each.tokens_in_flight() for each in backends)
+            progress.started = time.monotonic()
+            progress.begin()
+            for kind in dict.fromkeys(item.kind for item in todo):  # each kind once, in order
+                group = [item for item in todo if item.kind == kind]
+                options = solve_options(kind)
+                problems = [Problem(item.problem, item.id, item.metadata) for item in group]
+                await asolve_many(
+                    problems,
+                    strategy,
+                    backend,
+                    Budget.parse(config.budget),
+                    run_ledger=run_ledger,
+                    concurrency=config.concurrency,
+                    on_result=on_result,
+                    sampling=sampling,
+                    backends=roles or None,
+                    **options,
+                )
     finally:
         results_file.close()
         traces_file.close()
         journal.close()
         summary = summarise(config, items, done, previous_wall + time.monotonic() - started)
         # What --run-budget counted over every attempt: also what interrupted attempts spent.
-        charged = run_ledger.used.minus(Usage(seconds=run_ledger.used.seconds))
-        charged.add(run_ledger.reserved)
+        if cluster is None:
+            used, held = run_ledger.used, run_ledger.reserved
+        else:  # a dead worker's calls stay held: charged at their worst case
+            try:
+                totals = cluster.get(ledger_actor.totals.remote())
+                cluster.get(ledger_actor.close.remote())
+                used, held = Usage.from_dict(totals["used"]), Usage.from_dict(totals["reserved"])
+                summary["ray"] = {"workers": ray_workers, "in_flight_at_end": totals["open"]}
+            finally:
+                cluster.close()
+        charged = used.minus(Usage(seconds=used.seconds))
+        charged.add(held)
         summary["run_charged"] = _without_seconds(charged)
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+async def _solve_on_ray(ray: Any, cluster: Any, ledger_actor: Any, config: RunConfig, strategy: Strategy,
+                        backend: Backend, sampling: Sampling, todo: list[Item], items: list[Item],
+                        progress: RunProgress, record: Callable[[Item, Result], Any]) -> int:
+    """``run_benchmark``'s solving part on Ray workers (``benchmarks/distributed.py``); returns
+    how many workers it used."""
+    from .distributed import SolveWorker, dispatch, gpus_per_worker
+
+    gpus = gpus_per_worker(ray.generator, backend)
+    count = ray.workers or cluster.default_workers(gpus)
+    progress.total, progress.done, progress.todo = len(items), len(items) - len(todo), len(todo)
+    if not todo:
+        progress.started = time.monotonic()
+        progress.begin()
+        return count
+    progress.note(f"on Ray: {count} worker{'s' if count != 1 else ''}, {config.concurrency} problems in flight each")
+    workers = cluster.workers(SolveWorker, count, config.concurrency, gpus, ray.generator, ray.roles, strategy,
+                              config.budget, config.run_budget, sampling, ledger_actor)
+    floor = min(sampling.min_tokens, sampling.max_tokens)
+    cluster.get(workers[0].check_budget.remote(todo, floor))  # as the local run checks, with a loaded backend
+    progress.started = time.monotonic()
+    progress.begin()
+
+    async def done(job: tuple, result: Result) -> None:
+        progress._call(result.usage)
+        await record(job[0], result)
+
+    await dispatch(cluster, workers, "solve", [(item,) for item in todo], config.concurrency, done)
+    return count
 
 
 def _spent(usage: Usage) -> bool:

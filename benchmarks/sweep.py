@@ -43,6 +43,10 @@ curves with their power-law fits, ``DIR/ttspm.json`` (n grids) per dataset and s
 TTSPM fit of accuracy vs n, F(N) = F_max·(1 − (1 − p)^N), with its saturation point N*, the
 first N whose next sample gains less than ``ttspm_epsilon`` (``benchmarks.scaling_models``; not
 the empirical rule), and ``DIR/report.html`` the plots and tables.
+
+``--ray [ADDRESS]`` fills the jobs on Ray workers (``benchmarks/distributed.py``: each builds the
+backend behind the same cache file and runs ``Sweep.solve_job``); rows come back here and are
+written as above, so a distributed sweep resumes like a local one. Sweeps have no run budget.
 """
 
 from __future__ import annotations
@@ -323,12 +327,13 @@ class PoolCost:
 
 
 class Sweep:
-    def __init__(self, config: SweepConfig, backend: Backend, *, progress: Any | None = None) -> None:
+    def __init__(self, config: SweepConfig, backend: Backend, *, progress: Any | None = None, ray: Any = None) -> None:
         from reasoning.strategies.registry import get, options_of
 
         self.config = config
         self.backend = backend
         self.progress = progress
+        self.ray = ray  # distributed.RayOptions: fill the jobs on Ray workers
         self.out = Path(config.out)
         self.compute: ComputeModel | None = None
         self.strategies: dict[str, Strategy] = {}
@@ -407,31 +412,68 @@ class Sweep:
         total_units = sum(len(points) for _, _, points, _ in jobs)
         task = self.progress.add_task("sweep", total=total_units) if self.progress else None
         started = time.monotonic()
-        if jobs:
-            await self.backend.load()
-        await self._load_compute()
-        self._check_budget_kind()
+        cluster = workers = None
+        if self.ray is not None and jobs:  # the workers load the model; the model's shape comes from one
+            cluster, workers = self._ray_workers()
+        elif self.ray is None:
+            if jobs:
+                await self.backend.load()
+            await self._load_compute()
         writer = _Appender(self.out / "problems.jsonl")
         gate = asyncio.Semaphore(self.config.concurrency)
 
-        async def one(dataset: str, key: str, points: list[dict[str, float]], item: Item) -> None:
-            async with gate:
-                if self.reusing(key):
-                    rows = await self._pooled(dataset, key, points, item)
-                else:
-                    rows = [await self._direct(dataset, key, points[0], item)]
+        def write(rows: list[dict[str, Any]], points: list[dict[str, float]]) -> None:
             for row in rows:
                 writer.write(row)
                 done.add(row_key(row))
             if task is not None:
                 self.progress.advance(task, len(points))
 
+        async def one(dataset: str, key: str, points: list[dict[str, float]], item: Item) -> None:
+            async with gate:
+                rows = await self.solve_job(dataset, key, points, item)
+            write(rows, points)
+
+        async def returned(job: tuple, rows: list[dict[str, Any]]) -> None:
+            write(rows, job[2])
+
         try:
-            await gather_all(one(*job) for job in jobs)
+            self._check_budget_kind()
+            if cluster is None:
+                await gather_all(one(*job) for job in jobs)
+            else:
+                from .distributed import dispatch
+
+                await dispatch(cluster, workers, "run_job", jobs, self.config.concurrency, returned)
         finally:
             writer.close()
+            if cluster is not None:
+                cluster.close()
         report = self.summarise(items, time.monotonic() - started)
         return report
+
+    async def solve_job(self, dataset: str, key: str, points: list[dict[str, float]], item: Item) -> list[dict[str, Any]]:
+        """The rows of one job: a pooled strategy's every point, or a direct one's one point."""
+        if self.reusing(key):
+            return await self._pooled(dataset, key, points, item)
+        return [await self._direct(dataset, key, points[0], item)]
+
+    def _ray_workers(self) -> tuple[Any, list[Any]]:
+        """The Ray cluster and its ``distributed.SweepWorker`` actors, ``concurrency`` jobs at a time each."""
+        from .distributed import RayCluster, SweepWorker, gpus_per_worker
+
+        cluster = RayCluster(self.ray.address)
+        try:
+            gpus = gpus_per_worker(self.ray.generator, getattr(self.backend, "inner", self.backend))
+            count = self.ray.workers or cluster.default_workers(gpus)
+            cache = str(Path(self.config.cache or self.out / "generations.sqlite").resolve())
+            workers = cluster.workers(SweepWorker, count, self.config.concurrency, gpus, self.config,
+                                      self.ray.generator, cache)
+            self.compute = cluster.get(workers[0].compute.remote())
+        except BaseException:
+            cluster.close()
+            raise
+        return cluster, workers
 
     def _jobs(self, items: dict[str, list[Item]], done: set[tuple]) -> list[tuple[str, str, list[dict], Item]]:
         """Units of work not finished yet: one per (problem, pooled strategy) covering all its

@@ -14,6 +14,11 @@ the reservation allowed is charged at the reservation's worst case instead (and 
 
 A ledger made with ``events=True`` (each problem's, in ``asolve``) also keeps an event log over
 time, for viewers (``reasoning-bench view``): see ``Ledger.events`` and ``event_log``.
+
+A root ledger may answer to an ``Upstream``: a ledger held in another process (``reasoning-bench
+run --ray`` keeps the run budget in one actor that every worker asks). A reservation then fits
+this process's chain first, and the upstream grants it (perhaps smaller) or refuses it before
+anything is held here; commits and releases are passed on.
 """
 
 from __future__ import annotations
@@ -204,6 +209,8 @@ class Reservation:
     open: bool = True
     # Reported values that were out of bounds and charged at ``amount`` instead (see charge).
     anomalies: dict[str, float | str] = field(default_factory=dict)
+    # The upstream's handle of the same reservation (see Upstream), None without one.
+    upstream: object = None
 
 
 class Journal(Protocol):
@@ -213,6 +220,25 @@ class Journal(Protocol):
     def reserved(self, reservation: Reservation) -> None: ...
 
     def committed(self, reservation: Reservation, charged: Usage) -> None: ...
+
+
+class Upstream(Protocol):
+    """A ledger held elsewhere (another process) that the root of a chain answers to.
+
+    ``reserve`` holds the worst case of the largest call of at most ``n`` samples x
+    ``max_tokens`` that fits it, shrinking as ``Ledger.reserve`` does, and returns ``(handle,
+    n, max_tokens, shrunk_by)``; it raises ``BudgetExhausted(limit)`` when not even one sample
+    of ``min_tokens`` fits. ``commit`` records what the call was charged (already clamped to
+    the reservation) and releases the rest; ``release`` gives it all back. A reservation never
+    committed nor released (its process died) stays held: the upstream cannot prove it unused.
+    """
+
+    def reserve(self, shape: CallShape, n: int, max_tokens: int,
+                min_tokens: int) -> tuple[object, int, int, str | None]: ...
+
+    def commit(self, handle: object, charged: Usage) -> None: ...
+
+    def release(self, handle: object) -> None: ...
 
 
 # The amounts of an event in ``Ledger.event_log``, in this order (tokens = prompt + completion,
@@ -225,6 +251,9 @@ class Ledger:
 
     ``journal`` (on any ledger of a chain) hears of every reservation before it is handed
     out and of every commit; ``reasoning-bench run`` keeps one on disk.
+
+    ``upstream`` (on a root ledger only) is a ledger in another process that every reservation
+    of the chain must also fit (see ``Upstream``).
 
     ``events=True`` keeps ``events``, what happened to this ledger over time (a reservation of
     a descendant ledger happens to it too), as plain tuples, seconds since the ledger started
@@ -243,7 +272,10 @@ class Ledger:
         clock: Callable[[], float] = time.monotonic,
         journal: Journal | None = None,
         events: bool = False,
+        upstream: Upstream | None = None,
     ) -> None:
+        if upstream is not None and parent is not None:
+            raise ValueError("only a root ledger answers to an upstream; its children reach it through the chain")
         self.budget = budget or Budget()
         self.parent = parent
         self.label = label  # prefixed to limit names in stopped_by ("run:tokens")
@@ -256,6 +288,7 @@ class Ledger:
         self.stopped_by: str | None = None  # first limit that shrank or refused a call
         self._refused = False
         self.journal = journal
+        self.upstream = upstream
         self.events: list[tuple] | None = [] if events else None
 
     # -- structure -------------------------------------------------------------
@@ -321,18 +354,41 @@ class Ledger:
     def reserve(self, shape: CallShape, n: int, max_tokens: int, min_tokens: int = 1) -> Reservation:
         """Reserve the worst case of the largest call that fits, shrinking n then max_tokens.
 
-        Raises BudgetExhausted when not even one sample of ``min_tokens`` fits.
+        Raises BudgetExhausted when not even one sample of ``min_tokens`` fits. With an
+        upstream at the root, the call that fits here is then asked of it (it may grant less).
         """
         min_tokens = max(1, min(min_tokens, max_tokens))
+        n, max_tokens, shrunk_by = self._fit(shape, n, max_tokens, min_tokens)
+        upstream = self._root().upstream
+        handle = None
+        if upstream is not None:
+            try:
+                handle, n, max_tokens, upstream_shrunk = upstream.reserve(shape, n, max_tokens, min_tokens)
+            except BudgetExhausted as refused:
+                self._refuse(refused.limit)
+            shrunk_by = shrunk_by or upstream_shrunk
+        reservation = self._hold(shape.worst_case(n, max_tokens), n, max_tokens, shrunk_by)
+        reservation.upstream = handle
+        return reservation
+
+    def _root(self) -> Ledger:
+        root = self
+        while root.parent is not None:
+            root = root.parent
+        return root
+
+    def _fit(self, shape: CallShape, n: int, max_tokens: int, min_tokens: int) -> tuple[int, int, str | None]:
+        """The largest (n, max_tokens) whose worst case fits this chain, fewer samples first, and
+        the limit that shrank it (None: it fits whole); refuses (raises) when nothing fits."""
         first_violation = self._violation(shape.worst_case(n, max_tokens))
         if first_violation is None:
-            return self._hold(shape.worst_case(n, max_tokens), n, max_tokens, None)
+            return n, max_tokens, None
         if first_violation.endswith("seconds"):
             self._refuse(first_violation)
         # Fewer samples at the full length first: a truncated sample is usually wasted.
         for fewer in range(n - 1, 0, -1):
             if self._violation(shape.worst_case(fewer, max_tokens)) is None:
-                return self._hold(shape.worst_case(fewer, max_tokens), fewer, max_tokens, first_violation)
+                return fewer, max_tokens, first_violation
         # One sample: the longest max_tokens that fits (binary search, cost is monotone).
         lo, hi = min_tokens - 1, max_tokens - 1
         while lo < hi:
@@ -342,7 +398,7 @@ class Ledger:
             else:
                 hi = mid - 1
         if lo >= min_tokens:
-            return self._hold(shape.worst_case(1, lo), 1, lo, first_violation)
+            return 1, lo, first_violation
         self._refuse(self._violation(shape.worst_case(1, min_tokens)) or first_violation)
 
     def _hold(self, amount: Usage, n: int, max_tokens: int, shrunk_by: str | None) -> Reservation:
@@ -406,6 +462,12 @@ class Ledger:
             ledger.used.add(charged)
             if ledger.journal is not None:
                 ledger.journal.committed(reservation, charged)
+        if reservation.upstream is not None:
+            upstream = self._root().upstream
+            if kind == "commit":
+                upstream.commit(reservation.upstream, charged)
+            else:
+                upstream.release(reservation.upstream)
         return charged
 
 
