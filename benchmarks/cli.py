@@ -177,6 +177,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     config = _sweep_config(args)
     _enable_otel(args)
+    _check_ray(args)
     _check_request_timeout(args.request_timeout, config.backend)
     spec = BackendSpec(config.backend, config.api_base, args.api_key, _request_timeout(args.request_timeout, config.backend))
     ray = _ray_options(args, spec)
@@ -369,20 +370,29 @@ def _add_ray(parser: argparse.ArgumentParser) -> None:
                              "--concurrency is then per worker")
 
 
-def _ray_options(args: argparse.Namespace, generator, roles=None):
-    """``--ray`` / ``--ray-workers`` as ``distributed.RayOptions`` (None without --ray)."""
+def _check_ray(args: argparse.Namespace) -> None:
+    """``--ray`` / ``--ray-workers`` make sense and Ray is installed (before anything slow)."""
     if args.ray is None:
         if args.ray_workers is not None:
             raise ConfigError("--ray-workers is for --ray")
-        return None
+        return
     if args.ray_workers is not None and args.ray_workers < 1:
         raise ConfigError(f"--ray-workers must be >= 1, got {args.ray_workers}")
     import importlib.util
 
-    from .distributed import INSTALL_HINT, RayOptions
+    from .distributed import INSTALL_HINT
 
     if importlib.util.find_spec("ray") is None:
         raise ConfigError(INSTALL_HINT)
+
+
+def _ray_options(args: argparse.Namespace, generator, roles=None):
+    """``--ray`` / ``--ray-workers`` as ``distributed.RayOptions`` (None without --ray)."""
+    _check_ray(args)
+    if args.ray is None:
+        return None
+    from .distributed import RayOptions
+
     return RayOptions(address=args.ray or None, workers=args.ray_workers, generator=generator, roles=roles or {})
 
 
@@ -426,6 +436,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     # Everything a user can get wrong is checked before anything slow (model loading).
     _enable_otel(args)
+    _check_ray(args)
     Budget.parse(args.budget)
     Budget.parse(args.run_budget)
     if args.concurrency < 1:

@@ -382,7 +382,9 @@ async def dispatch(cluster: RayCluster, workers: list[Any], method: str, jobs: I
     (to any worker; Ray restarts the dead one) and is tried at most ``MAX_ATTEMPTS`` times; a job
     that raised raises here, as its own error."""
     ray = cluster.ray
-    lost = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError)
+    # A worker's process died (or is being restarted): its jobs did not come back.
+    lost = tuple(getattr(ray.exceptions, name) for name in ("RayActorError", "ActorUnavailableError",
+                                                            "WorkerCrashedError") if hasattr(ray.exceptions, name))
     queue = deque(jobs)
     attempts: dict[int, int] = {}
     free = {index: concurrency for index in range(len(workers))}
