@@ -146,6 +146,12 @@ class VLLM(Backend):
     (``ensure_local_model``); any other string is passed to vLLM as is (e.g. a hub id).
     The keyword options are vLLM engine arguments; ``engine_kwargs`` passes any other
     (``block_size``, ``max_num_seqs``, ``quantization``, ``kv_cache_dtype``, ...).
+
+    Parallelism (docs/vllm.md, "Several GPUs", says when to use which): the engine uses
+    ``tensor_parallel_size x pipeline_parallel_size x data_parallel_size`` GPUs. Tensor
+    parallelism splits each layer over GPUs (a model too large for one GPU; NVLink), pipeline
+    parallelism splits the layers into stages (too large for one node's GPUs), data parallelism
+    runs full replicas behind this one engine. Each is a whole number >= 1, checked here.
     """
 
     capabilities = Capabilities(
@@ -161,12 +167,20 @@ class VLLM(Backend):
         gpu_memory_utilization: float = 0.9,
         max_model_len: int | None = None,
         tensor_parallel_size: int = 1,
+        pipeline_parallel_size: int = 1,
         data_parallel_size: int = 1,
         enforce_eager: bool = False,
         enable_prefix_caching: bool = True,
         seed: int = 0,
         engine_kwargs: dict[str, Any] | None = None,
     ) -> None:
+        parallel = {"tensor_parallel_size": tensor_parallel_size, "pipeline_parallel_size": pipeline_parallel_size,
+                     "data_parallel_size": data_parallel_size}
+        for name, value in parallel.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"vllm: {name} must be a whole number >= 1, got {value!r}")
+            if name in (engine_kwargs or {}):
+                raise ConfigError(f"vllm: give {name} as its own option, not in engine_kwargs")
         if importlib.util.find_spec("vllm") is None:
             raise BackendUnavailable(_INSTALL_HINT)
         self._embedded: str | None = None
@@ -191,8 +205,7 @@ class VLLM(Backend):
             "dtype": dtype,
             "gpu_memory_utilization": gpu_memory_utilization,
             "max_model_len": max_model_len,
-            "tensor_parallel_size": tensor_parallel_size,
-            "data_parallel_size": data_parallel_size,
+            **parallel,
             "enforce_eager": enforce_eager,
             "enable_prefix_caching": enable_prefix_caching,
             "seed": seed,
@@ -206,6 +219,27 @@ class VLLM(Backend):
         self._stats = EngineStats()
         self._ids = itertools.count()
         self._render = lru_cache(maxsize=4096)(self._render_uncached)
+
+    # The CLI's ``--backend vllm:PATH?tp=2&dp=4`` options (short and long names).
+    SPEC_OPTIONS = {"tp": "tensor_parallel_size", "pp": "pipeline_parallel_size", "dp": "data_parallel_size",
+                    "tensor_parallel_size": "tensor_parallel_size", "pipeline_parallel_size": "pipeline_parallel_size",
+                    "data_parallel_size": "data_parallel_size"}
+
+    @classmethod
+    def from_spec(cls, rest: str, *, api_base: str | None = None, api_key: str | None = None, **options: Any) -> VLLM:
+        """``vllm[:PATH][?tp=T&pp=P&dp=D]`` (or the long names ``tensor_parallel_size=``...)."""
+        model, _, query = rest.partition("?")
+        for item in filter(None, query.split("&")):
+            key, sep, value = item.partition("=")
+            name = cls.SPEC_OPTIONS.get(key.strip())
+            if name is None:
+                raise ConfigError(f"vllm backend option {key!r} unknown; use tp=, pp=, dp= (tensor_parallel_size=, "
+                                  "pipeline_parallel_size=, data_parallel_size=)")
+            try:
+                options[name] = int(value)
+            except ValueError:
+                raise ConfigError(f"vllm backend option {key}={value!r}: expected a whole number >= 1") from None
+        return cls(model or None, **options)
 
     # -- model and tokenizer ---------------------------------------------------------
 
@@ -292,13 +326,8 @@ class VLLM(Backend):
         except ImportError as missing:
             raise BackendUnavailable(f"{_INSTALL_HINT} ({missing})") from missing
         _ = self.tokenizer  # fail fast on a bad folder, before spawning workers
-        options = {"disable_log_stats": False, **self.engine_options}
-        # The in-engine confidence stop, after any logits processors the user gave.
-        from .vllm_confidence import ConfidenceStopProcessor
-
-        options["logits_processors"] = [*(options.get("logits_processors") or []), ConfidenceStopProcessor]
         try:
-            args = AsyncEngineArgs(model=self.model_path(), **options)
+            args = AsyncEngineArgs(**self.engine_arguments())
         except TypeError as bad:
             raise ConfigError(f"{self.name}: engine argument not known to this vLLM: {bad}") from bad
         # The offline (LLM class) batch defaults: on an H100 vLLM then schedules up to 1024
@@ -309,6 +338,22 @@ class VLLM(Backend):
         except (ValueError, RuntimeError, OSError) as failed:
             raise BackendUnavailable(f"{self.name}: the vLLM engine did not start: {failed}") from failed
         self._max_model_len = box[0].vllm_config.model_config.max_model_len
+
+    def engine_arguments(self) -> dict[str, Any]:
+        """The keyword arguments of vLLM's ``AsyncEngineArgs`` for this engine: the model, the
+        options (parallelism included) and the in-engine confidence stop's logits processor."""
+        from .vllm_confidence import ConfidenceStopProcessor
+
+        options = {"disable_log_stats": False, **self.engine_options}
+        # The in-engine confidence stop, after any logits processors the user gave.
+        options["logits_processors"] = [*(options.get("logits_processors") or []), ConfidenceStopProcessor]
+        return {"model": self.model_path(), **options}
+
+    @property
+    def gpus(self) -> int:
+        """GPUs the engine takes: tensor x pipeline x data parallel size."""
+        o = self.engine_options
+        return o["tensor_parallel_size"] * o["pipeline_parallel_size"] * o["data_parallel_size"]
 
     def _check_loop(self) -> None:
         if asyncio.get_running_loop() is not self._loop:
