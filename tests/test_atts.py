@@ -207,3 +207,23 @@ def test_real_atts_with_the_embedded_draft_and_the_15b_target():
     assert by_role["target"].completion_tokens == sum(e["tokens"] for e in steps)
     assert by_role["target"].flops == pytest.approx(2 * target.params * by_role["target"].tokens)
     assert by_role["draft"].flops == pytest.approx(2 * draft.params * by_role["draft"].tokens)
+
+
+def test_the_speedup_benchmark_compares_atts_with_the_targets_self_consistency(tmp_path, capsys):
+    from reasoning.benchmarks.atts_speedup import main
+
+    data = tmp_path / "problems.jsonl"
+    data.write_text(json.dumps({"problem": "What is 2+3?", "answer": "5"}) + "\n")
+    assert main(["--dataset", str(data), "--limit", "1", "--draft", "scripted:5", "--target", "scripted:5,6",
+                 "--n", "2", "--sc-n", "1,2", "--out", str(tmp_path / "out")]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    methods = summary["methods"]
+    # The scripted draft boxes 5 in its first step, the target accepts it: ATTS decodes nothing on
+    # the target and is right; self-consistency on the target decodes 20 tokens per sample, and
+    # its n=1 vote (5) is right too, so n=1 is the matched point.
+    assert methods["atts n=2"]["accuracy"] == 1.0 and methods["atts n=2"]["target_completion_tokens"] == 0
+    assert methods["self-consistency n=1 (target)"]["target_completion_tokens"] == 20
+    assert methods["self-consistency n=2 (target)"]["target_completion_tokens"] == 40
+    assert summary["matched_accuracy"] and summary["against"] == "self-consistency n=1 (target)"
+    assert summary["command"].startswith("python -m reasoning.benchmarks.atts_speedup")
+    assert "| atts n=2 | 1.000 |" in capsys.readouterr().out
