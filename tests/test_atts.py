@@ -227,3 +227,12 @@ def test_the_speedup_benchmark_compares_atts_with_the_targets_self_consistency(t
     assert summary["matched_accuracy"] and summary["against"] == "self-consistency n=1 (target)"
     assert summary["command"].startswith("python -m reasoning.benchmarks.atts_speedup")
     assert "| atts n=2 | 1.000 |" in capsys.readouterr().out
+
+
+def test_a_recorded_atts_run_replays_without_a_model():
+    original, _, _ = solve(ATTS(n=2, alpha=0.4))
+    replay = rz.backends.Replay(rz.Trace.from_list(original.trace.to_list()))
+    replayed = asyncio.run(rz.asolve(PROBLEM, ATTS(n=2, alpha=0.4),
+                                     backends={"generator": replay, "draft": replay, "target": replay}))
+    assert replayed.answer == original.answer and replayed.info["samples"] == original.info["samples"]
+    assert replayed.usage.tokens == original.usage.tokens

@@ -24,7 +24,7 @@ def _key(request: dict) -> str:
 class Replay(Backend):
     """Serves each recorded call's completions and usage, in recorded order per request."""
 
-    capabilities = Capabilities(native_n=True, logprobs=True, token_ids=True, exact_prompt_tokens=True)
+    capabilities = Capabilities(native_n=True, logprobs=True, token_ids=True, exact_prompt_tokens=True, score=True)
 
     def __init__(self, *traces: Trace, name: str = "replay") -> None:
         self.name = name
