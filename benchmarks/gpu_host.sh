@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run a command on the offline GPU host with vLLM and the embedded model ready.
+# Run a command on the offline GPU host with vLLM and the embedded model ready (and the 1.5B
+# sibling and Gemma 3 270M, when their GGUFs are in the payload).
 #
 # The recipe of ../shared/gpu/README.md, made idempotent for a warm host: the payload chunks
 # (vLLM wheels + math-verify + the embedded GGUF, built by ../shared/gpu/make_payload.sh)
@@ -37,4 +38,20 @@ convert_gguf(Path('$STAGE/payload/qwen05b.gguf'), Path('$MODEL'), _spec('qwen2.5
 "
     touch "$MODEL/.reasoning-converted"
 fi
+# The other local models (issue 17), when their pinned GGUFs travel in the payload (written here by
+# `python -c "from reasoning.backends.local_model import write_gguf; write_gguf(NAME, FILE)"`):
+# SHA-256-checked and converted once into $MODELS/NAME, for --backend/--role vllm:$MODELS/NAME.
+MODELS=${MODELS:-/root/models}
+for pair in qwen15b.gguf:qwen2.5-coder-1.5b-instruct gemma270m.gguf:gemma-3-270m; do
+    file="$STAGE/payload/${pair%%:*}"
+    name="${pair#*:}"
+    if [ -f "$file" ] && [ ! -f "$MODELS/$name/.reasoning-converted" ]; then
+        rm -rf "${MODELS:?}/$name"
+        python3 -c "
+from reasoning.backends.local_model import convert_checked
+convert_checked('$file', '$name', '$MODELS/$name')
+"
+        touch "$MODELS/$name/.reasoning-converted"
+    fi
+done
 "$@"

@@ -224,3 +224,23 @@ def test_gemma_is_assembled_checked_converted_and_chats_through_its_template():
     assert backend.name == "local:gemma-3-270m" and 1 <= response.completion_tokens <= 8
     # 268M weights, 168M of them the (tied) embedding table, which flops_params leaves out.
     assert 0.9e8 < backend.params < 1.1e8
+
+
+def test_a_carried_gguf_is_written_from_the_parts_and_converted_only_when_it_is_the_pinned_file(monkeypatch, tmp_path):
+    """For hosts that cannot install the part packages (the offline GPU host): write_gguf assembles
+    and checks the one file to carry; convert_checked refuses any other file before converting."""
+    fake_parts(tmp_path, monkeypatch)
+    carried = local_model.write_gguf("fake", tmp_path / "carried.gguf")
+    assert carried.read_bytes() == b"GGUF\0\1\2\3"
+    converted = []
+    monkeypatch.setattr(local_model, "convert_gguf", lambda gguf, dest, spec: converted.append((gguf, dest)) or dest)
+    assert local_model.convert_checked(carried, "fake", tmp_path / "hf") == tmp_path / "hf"
+    assert converted == [(carried, tmp_path / "hf")]
+    other = tmp_path / "other.gguf"
+    other.write_bytes(b"GGUF\0\1\2\4")  # the right size, not the pinned bytes
+    with pytest.raises(BackendUnavailable, match="not the pinned fake"):
+        local_model.convert_checked(other, "fake", tmp_path / "hf2")
+    other.write_bytes(b"GGUF")
+    with pytest.raises(BackendUnavailable, match="expected 8"):
+        local_model.convert_checked(other, "fake", tmp_path / "hf3")
+    assert len(converted) == 1

@@ -240,6 +240,28 @@ def assemble_gguf(parts: list[Path], dest: Path, *, expected_size: int | None = 
     return dest
 
 
+def write_gguf(name: str, dest: str | Path) -> Path:
+    """The pinned GGUF of an installed model ``name``, assembled from its part packages and
+    checked (size, SHA-256), written to ``dest``: the one file to carry to a host that cannot
+    install the parts (the offline GPU host; see benchmarks/gpu_host.sh)."""
+    spec = _spec(name)
+    return assemble_gguf(find_parts(name), Path(dest), expected_size=spec.size, sha256=spec.sha256)
+
+
+def convert_checked(gguf: str | Path, name: str, dest: str | Path) -> Path:
+    """Convert a carried GGUF of ``name`` into an HF folder at ``dest`` (as ``ensure_local_model``
+    does), after checking it is exactly the pinned file."""
+    spec, gguf = _spec(name), Path(gguf)
+    _check_gguf(gguf, spec.size)
+    digest = hashlib.sha256()
+    with open(gguf, "rb") as handle:
+        while chunk := handle.read(_COPY_CHUNK):
+            digest.update(chunk)
+    if digest.hexdigest() != spec.sha256:
+        raise BackendUnavailable(f"{gguf} has SHA-256 {digest.hexdigest()}, not the pinned {name} ({spec.sha256})")
+    return convert_gguf(gguf, Path(dest), spec)
+
+
 def _check_gguf(path: Path, expected_size: int | None) -> None:
     size = path.stat().st_size
     if expected_size is not None and size != expected_size:
