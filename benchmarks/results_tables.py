@@ -496,6 +496,38 @@ def grading_verdicts(name: str) -> Callable[[Path], str]:
     return build
 
 
+def ray_ledger(name: str) -> Callable[[Path], str]:
+    """``benchmarks/ray_ledger_rate.py``: reserve + commit pairs per second through the Ray ledger
+    actor, by callers at once and journal, next to the same pairs on an in-process ledger."""
+
+    def build(results: Path) -> str:
+        data = load(results, name)
+        local = data["in_process"]
+        body = [["in-process `Ledger` (no Ray)", "1", "no", f"{local['pairs']:,}", f"**{local['pairs_per_s']:,.0f}**",
+                 f"{local['seconds'] / local['pairs'] * 1000:.3f}"]]
+        body += [["ledger actor", str(row["callers"]), "yes" if row["journal"] else "no", f"{row['pairs']:,}",
+                  f"**{row['pairs_per_s']:,.0f}**", f"{row['ms_per_pair_per_caller']:.2f}"] for row in data["actor"]]
+        return table(["ledger", "callers at once", "journal (fsync)", "pairs", "pairs/s (all callers)",
+                      "ms per pair, per caller"], body)
+
+    return build
+
+
+def ray_speedup(name: str) -> Callable[[Path], str]:
+    """The same file's speed-up runs: 1 and 2 Ray workers on the stub with a fixed latency."""
+
+    def build(results: Path) -> str:
+        data = load(results, name)
+        one = data["speedup"][0]
+        body = [[str(row["workers"]), str(row["problems"]), str(row["concurrency_per_worker"]),
+                 f"{row['startup_s']:.1f}", f"{row['solve_s']:.2f}", f"{row['problems_per_s']:.1f}",
+                 f"**{one['solve_s'] / row['solve_s']:.2f}×**"] for row in data["speedup"]]
+        return table(["workers", "problems", "in flight per worker", "start-up s", "solve s", "problems/s",
+                      "speed-up"], body)
+
+    return build
+
+
 TABLES: dict[str, Callable[[Path], str]] = {
     "overhead": overhead("overhead_2026-11-22.json"),
     "vllm-throughput:h100": vllm_phases("vllm_throughput_h100_2026-11-22.json"),
@@ -519,6 +551,8 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "deepconf-confidence:gsm8k": deepconf_confidence("deepconf_h200_2026-11-29.json", "gsm8k:100"),
     "grading-speed:cpu": grading_speed("grading_speed_cpu_2026-11-29.json"),
     "grading-verdicts:cpu": grading_verdicts("grading_speed_cpu_2026-11-29.json"),
+    "ray-ledger:cpu": ray_ledger("ray_ledger_cpu_2026-11-29.json"),
+    "ray-speedup:cpu": ray_speedup("ray_ledger_cpu_2026-11-29.json"),
 }
 
 
