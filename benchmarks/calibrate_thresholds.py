@@ -6,6 +6,7 @@ strategies load with ``calibration=``).
         --models small,medium,large --n 4 --target-accuracy 0.95 --relative --out cascade.json
     python -m reasoning.benchmarks.calibrate_thresholds atts --dataset gsm8k --offset 200 --limit 40 \\
         --role draft=local --role target=local:qwen2.5-coder-1.5b-instruct --samples 4 --alpha 0.4 --out atts.json
+    python -m reasoning.benchmarks.calibrate_thresholds report runs/cascade --calibration cascade.json
 
 The models are roles, as for ``reasoning-bench run`` (``--backend`` is the generator, every
 ``--role NAME=SPEC`` adds one); at solve time the same role names must name the same models. Use
@@ -25,7 +26,9 @@ whose accuracy reaches the target (``--target-accuracy``; with ``--relative``, t
 the largest model's accuracy on the split); ties go to the higher accuracy, then to the first
 candidates. If none reaches it, the most accurate choice is kept and ``target_met`` is false.
 The file's notes give, on the split, the share of problems each model answered and the cost saved
-against always using the largest model. These are in-sample figures: evaluate on another split.
+against always using the largest model. These are in-sample figures: evaluate on another split
+(``reasoning-bench run --strategy cascade ... --out RUN``, then ``report RUN``: the same figures
+from the run, the largest model's cost on problems it never saw taken from the calibration).
 
 **atts.** As the reference code's ``ref_conformal.py``: on each problem the draft writes
 ``--samples`` first steps (one request), the target scores each (perplexity, teacher-forced).
@@ -260,6 +263,45 @@ async def calibrate_atts(
                       "step_stop": step_stop, "scored": "first steps (as ref_conformal.py)"}}
 
 
+def cascade_report(run_dir: str | Path, calibration: str | Path | None = None) -> dict[str, Any]:
+    """A cascade run's share of problems each model answered, its accuracy and mean cost, and the
+    cost saved against always using the largest model (``reasoning-bench run --out RUN_DIR``).
+
+    The largest model's cost on a problem the cascade answered earlier was never paid, so it is
+    estimated: from the calibration file's ``always_largest_cost`` when given (same models and n),
+    else the mean cost of the largest stage over the problems that reached it (``estimate``
+    names which)."""
+    run = Path(run_dir)
+    try:
+        traces = [json.loads(line) for line in (run / "traces.jsonl").read_text(encoding="utf-8").splitlines()]
+        results = {r["id"]: r for r in map(json.loads, (run / "results.jsonl").read_text(encoding="utf-8").splitlines())}
+    except FileNotFoundError as missing:
+        raise ConfigError(f"{run} is not a run folder ({missing.filename} missing)") from None
+    rows = [(t["info"], results.get(t["id"], {})) for t in traces if (t.get("info") or {}).get("stages")]
+    if not rows:
+        raise ConfigError(f"{run} has no cascade problems (no stages in traces.jsonl)")
+    models = list(dict.fromkeys(s["role"] for info, _ in rows for s in info["stages"]))
+    cost = "flops" if all(s["flops"] > 0 for info, _ in rows for s in info["stages"]) else "tokens"
+    largest = models[-1]
+    reached = [s[cost] for info, _ in rows for s in info["stages"] if s["role"] == largest]
+    if calibration is not None:
+        notes = json.loads(Path(calibration).read_text(encoding="utf-8")).get("notes", {})
+        if notes.get("cost") != cost:
+            raise ConfigError(f"the calibration's costs are in {notes.get('cost')}, this run's in {cost}")
+        always, estimate = notes["always_largest_cost"], "calibration"
+    else:
+        always = sum(reached) / len(reached) if reached else None
+        estimate = f"mean of the {len(reached)} problems that reached {largest}"
+    mean = sum(s[cost] for info, _ in rows for s in info["stages"]) / len(rows)
+    return {
+        "problems": len(rows), "models": models, "cost": cost,
+        "answered_share": {m: sum(info["answered_by"] == m for info, _ in rows) / len(rows) for m in models},
+        "accuracy": sum(bool(r.get("correct")) for _, r in rows) / len(rows), "mean_cost": mean,
+        "always_largest_cost": always, "estimate": estimate,
+        "cost_saved": 1 - mean / always if always else None,
+    }
+
+
 def _finite(value: float) -> float | None:
     """JSON has no infinity: None stands for "never rejects"."""
     return value if math.isfinite(value) else None
@@ -342,7 +384,28 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     return made
 
 
+def report_main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m reasoning.benchmarks.calibrate_thresholds report",
+                                     description="a cascade run: who answered, accuracy, cost saved")
+    parser.add_argument("run", help="the run folder (reasoning-bench run --out)")
+    parser.add_argument("--calibration", help="the cascade calibration JSON (its always-largest cost)")
+    args = parser.parse_args(argv)
+    try:
+        made = cascade_report(args.run, args.calibration)
+    except (ReasoningError, ValueError, KeyError) as failed:
+        print(f"error: {failed}", file=sys.stderr)
+        return 2
+    saved = "n/a" if made["cost_saved"] is None else f"{made['cost_saved']:.1%}"
+    print(f"{made['problems']} problems, accuracy {made['accuracy']:.3f}; answered: "
+          + ", ".join(f"{m} {s:.0%}" for m, s in made["answered_share"].items())
+          + f"; {made['cost']} saved vs always {made['models'][-1]}: {saved} ({made['estimate']})")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["report"]:
+        return report_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         made = asyncio.run(_main(args))

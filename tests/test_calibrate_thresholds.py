@@ -128,3 +128,32 @@ def test_the_command_writes_both_files(tmp_path, capsys):
     assert main(["cascade", "--dataset", str(data), "--limit", "2", "--role", "small=scripted:7",
                  "--models", "small,large", "--out", str(tmp_path / "x.json")]) == 2
     assert "--models ['large'] are not roles" in capsys.readouterr().err
+
+
+def test_the_report_of_a_cascade_run_gives_who_answered_and_the_cost_saved(tmp_path, capsys):
+    from reasoning.benchmarks.cli import main as bench
+
+    data = tmp_path / "problems.jsonl"
+    # small votes 7 and 3 (agreement 0.5 < 0.75): both problems escalate to large, which says 9.
+    data.write_text("".join(json.dumps({"problem": f"What is {i}+7-{i}?", "answer": "7"}) + "\n" for i in range(2)))
+    out = tmp_path / "run"
+    assert bench(["run", "--dataset", str(data), "--strategy", "cascade", "--n", "2", "--option", "threshold=0.75",
+                  "--backend", "scripted:7", "--role", "small=scripted:7,3", "--role", "large=scripted:9,9",
+                  "--out", str(out)]) == 0
+    made = main(["report", str(out)])
+    assert made == 0
+    printed = capsys.readouterr().out
+    assert "2 problems, accuracy 0.000; answered: small 0%, large 100%" in printed
+    from reasoning.benchmarks.calibrate_thresholds import cascade_report
+
+    report = cascade_report(out)
+    assert report["answered_share"] == {"small": 0.0, "large": 1.0} and report["cost"] == "tokens"
+    traces = [json.loads(line) for line in (out / "traces.jsonl").read_text().splitlines()]
+    large = [s["tokens"] for t in traces for s in t["info"]["stages"] if s["role"] == "large"]
+    total = sum(s["tokens"] for t in traces for s in t["info"]["stages"]) / 2
+    assert report["always_largest_cost"] == sum(large) / 2 and report["mean_cost"] == total
+    assert report["cost_saved"] == pytest.approx(1 - total / (sum(large) / 2)) and report["cost_saved"] < 0
+    calibration = tmp_path / "cal.json"
+    calibration.write_text(json.dumps({"notes": {"cost": "tokens", "always_largest_cost": 2 * total}}))
+    assert cascade_report(out, calibration)["cost_saved"] == pytest.approx(0.5)
+    assert main(["report", str(tmp_path)]) == 2
