@@ -29,6 +29,7 @@ RESULTS_MD = HERE / "RESULTS.md"
 RESULTS = HERE / "results"
 SWEEPS = "sweeps_h200_2026-11-29"  # the sweeps run with direct-run accounting of pooled points
 OLD_SWEEPS = "sweeps_h200_2026-11-22"  # the first run, charged k/N of each pool's prompt and call
+RERUNS = "sweeps_h200_2026-11-29b"  # issue 22's re-runs: GenRM under the official scoring, ParaThinker's and APR's set-ups
 
 MARKER = re.compile(r"(<!-- table: (?P<name>[\w:.-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.DOTALL)
 
@@ -403,6 +404,58 @@ def tree_vs_sc(dataset: str) -> Callable[[Path], str]:
     return build
 
 
+def genrm_rescored(dataset: str) -> Callable[[Path], str]:
+    """Issue 22's GenRM re-run: self-consistency, GenRM V=2 as published (old scoring, from the
+    first sweep), GenRM V=2 under the official scoring and GenRM with the paper's prompt at 1,024
+    verification tokens; tokens per problem as charged (prompts + completions) and generated
+    tokens only (the paper's count)."""
+
+    def build(results: Path) -> str:
+        rows = cells(results / RERUNS / f"genrm_rescored_{dataset}")
+        published = cells(results / SWEEPS / f"sc_vs_genrm_{dataset}")
+        lines = [(f"SC n={n}", rows, "self-consistency", n) for n in (1, 2, 4, 8, 16, 32, 64)]
+        for label, source, strategy in (("GenRM V=2, published (old scoring)", published, "genrm-best-of-n V=2"),
+                                        ("GenRM V=2, official scoring", rows, "genrm-best-of-n V=2"),
+                                        ("GenRM V=2, paper's prompt, 1,024 tokens", rows, "genrm-best-of-n paper V=2")):
+            lines += [(f"{label}, S={n}", source, strategy, n) for n in (1, 2, 4, 8)]
+        body = []
+        for label, source, strategy, n in lines:
+            row = cell(source, strategy, f"n={n}")
+            body.append([label, accuracy(row), tokens(row), tokens(row, "completion_tokens")])
+        name = {"gsm8k": "GSM8K-200", "math500": "MATH-500-100"}[dataset]
+        return table([name, "accuracy (95 % CI)", "tokens / problem", "generated tokens / problem"], body)
+
+    return build
+
+
+def parathinker(results: Path) -> str:
+    """ParaThinker's comparisons: P parallel paths + synthesis against one sequential path with
+    the same token budget and against the vote of P paths (``sweeps/parathinker_gsm8k.yaml``)."""
+    rows = cells(results / RERUNS / "parathinker_gsm8k")
+    body = []
+    for paths in (4, 8):
+        for label, strategy in ((f"parallel-thinking, {paths} paths", "parallel-thinking"),
+                                (f"one sequential path of {paths * 512:,} tokens", f"sequential-{paths * 512}"),
+                                (f"self-consistency, vote of {paths}", "self-consistency")):
+            row = cell(rows, strategy, f"n={paths}")
+            body.append([label, accuracy(row), tokens(row), tokens(row, "completion_tokens")])
+    return table(["GSM8K-200", "accuracy (95 % CI)", "tokens / problem", "generated tokens / problem"], body)
+
+
+def puzzles_apr(results: Path) -> str:
+    """The puzzles under APR's limits (``sweeps/puzzles_apr.yaml``): a 4,096-token window per
+    thread, 20,000 generated tokens per problem."""
+    rows = cells(results / RERUNS / "puzzles_apr")
+    body = []
+    for strategy in ("self-consistency", "sequential-4k", "spawn-join"):
+        line = [strategy]
+        for dataset in ("countdown", "game24"):
+            row = next(r for r in rows if r["strategy"] == strategy and r["dataset"] == dataset)
+            line += [accuracy(row), tokens(row, "completion_tokens")]
+        body.append(line)
+    return table(["", "Countdown accuracy", "generated tokens", "Game of 24 accuracy", "generated tokens"], body)
+
+
 def tree_search(name: str) -> Callable[[Path], str]:
     def build(results: Path) -> str:
         from .tree_search import markdown_table
@@ -549,6 +602,12 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "tree-search": tree_search("tree_search_h200_2026-11-29.json"),
     "deepconf:gsm8k": deepconf("deepconf_h200_2026-11-29.json", "gsm8k:100"),
     "deepconf-confidence:gsm8k": deepconf_confidence("deepconf_h200_2026-11-29.json", "gsm8k:100"),
+    "deepconf:gsm8k-n256": deepconf("deepconf_h200_n256_2026-11-29.json", "gsm8k:32"),
+    "deepconf-confidence:gsm8k-n256": deepconf_confidence("deepconf_h200_n256_2026-11-29.json", "gsm8k:32"),
+    "genrm-rescored:gsm8k": genrm_rescored("gsm8k"),
+    "genrm-rescored:math500": genrm_rescored("math500"),
+    "parathinker": parathinker,
+    "puzzles-apr": puzzles_apr,
     "grading-speed:cpu": grading_speed("grading_speed_cpu_2026-11-29.json"),
     "grading-verdicts:cpu": grading_verdicts("grading_speed_cpu_2026-11-29.json"),
     "ray-ledger:cpu": ray_ledger("ray_ledger_cpu_2026-11-29.json"),
