@@ -68,7 +68,7 @@ import asyncio
 import itertools
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pydantic import Field
 
@@ -135,8 +135,7 @@ def shown(observations: tuple[str, ...] | list[str]) -> str:
 class _Run:
     """One problem's state (never kept on the strategy)."""
 
-    refused: bool = False
-    programs: list[Sample] = field(default_factory=list)
+    refused: bool = False  # a call was refused: no new call, no new plan
 
 
 @register("plan-search")

@@ -6,14 +6,14 @@ import math
 import re
 
 import pytest
+from reasoning.benchmarks.run import pass_at_k, sample_texts
+from reasoning.strategies import create
+from reasoning.strategies.plan_search import PlanSearch, parse_list, public_tests, subsets
 
 import reasoning as rz
 from reasoning.backends import Scripted
-from reasoning.benchmarks.run import pass_at_k, sample_texts
 from reasoning.budget import Ledger
 from reasoning.errors import ConfigError
-from reasoning.strategies import create
-from reasoning.strategies.plan_search import PlanSearch, parse_list, public_tests, subsets
 from reasoning.trace import Trace
 
 # A HumanEval-like task: the docstring's example is its only public test.
@@ -195,7 +195,7 @@ def test_without_public_tests_nothing_is_run():
 def test_budget_stops_mid_plan_and_starts_no_new_plan():
     script = Script(observations=("A", "B"))
     strategy = PlanSearch(n=10, observations=2, second_order=False, fix_plans=False, parallel=1)
-    result, backend = solve(strategy, script, rz.Budget(calls=5))
+    result, _ = solve(strategy, script, rz.Budget(calls=5))
     # observe; plan 0: sketch, pseudocode, code; plan 1: sketch, then its pseudocode is refused.
     assert script.kinds() == ["observe", "sketch", "pseudocode", "code", "sketch"]
     refused = [n for n in result.trace.nodes if n.kind == "generate" and n.error]
@@ -208,7 +208,7 @@ def test_budget_stops_mid_plan_and_starts_no_new_plan():
 
 def test_budget_refusing_the_observations_gives_no_answer():
     script = Script()
-    result, backend = solve(PlanSearch(n=4), script, rz.Budget(calls=0))
+    result, _ = solve(PlanSearch(n=4), script, rz.Budget(calls=0))
     assert script.calls == [] and result.answer is None and result.info["route"] == "none"
     assert result.info["programs"] == 0
 
@@ -253,7 +253,7 @@ def test_plan_search_on_the_embedded_model(local_backend):
     """Tiny settings: one observation, two plans (the empty set and the observation), no
     pseudocode; every program graded on the docstring's example in the sandbox."""
     strategy = PlanSearch(n=2, observations=1, subset_size=1, second_order=False, fix_plans=False,
-                          pseudocode=False, idea_tokens=96, max_tokens=160, temperature=0.0)
+                          pseudocode=False, idea_tokens=48, max_tokens=96, temperature=0.0, parallel=2)
     result = Solved(strategy, local_backend, rz.Budget(tokens=8000), PROBLEM)
     sets = result.info["observation_sets"]  # 2, or 1 when the model wrote no numbered observation
     assert sets == 1 + min(1, len(result.info["observations"]))
@@ -271,9 +271,9 @@ def test_the_sweep_config_pools_plan_search_against_repeated_sampling(tmp_path):
     from pathlib import Path
 
     import yaml
+    from reasoning.benchmarks.sweep import Sweep, SweepConfig
 
     from reasoning.backends.cache import CachedBackend
-    from reasoning.benchmarks.sweep import Sweep, SweepConfig
 
     path = Path(__file__).resolve().parent.parent / "benchmarks" / "sweeps" / "plan_search_code.yaml"
     text = path.read_text()

@@ -4,12 +4,12 @@ refinements until they agree, the fallback, the refinement count and the budget'
 import asyncio
 
 import pytest
+from reasoning.strategies import create
+from reasoning.strategies.sift import Sift
 
 import reasoning as rz
 from reasoning.backends import Scripted
 from reasoning.errors import ConfigError
-from reasoning.strategies import create
-from reasoning.strategies.sift import Sift
 
 PROBLEM = "Apples cost 10 dollars per kilo. Ann buys 3 kilos. How much does she pay?"
 
@@ -185,19 +185,21 @@ def test_bad_options_are_config_errors_naming_them():
 
 @pytest.mark.slow
 def test_sift_on_the_embedded_model(local_backend):
-    strategy = Sift(sticker_tokens=96, max_tokens=192, temperature=0.0)
-    result = asyncio.run(rz.asolve(
-        "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
-        "How many clips did Natalia sell altogether in April and May?", strategy, local_backend, rz.Budget(tokens=12000)))
+    """Tiny settings (one forward refinement at most, short outputs); whatever the model writes,
+    the calls made are the stages recorded."""
+    strategy = Sift(rounds=1, inverse=False, sticker_tokens=64, max_tokens=128, temperature=0.0)
+    result = asyncio.run(rz.asolve("Tom has 3 apples and buys 2 more. How many apples does he have now?",
+                                   strategy, local_backend, rz.Budget(tokens=6000)))
     info = result.info
     stages = info["stages"]
-    assert stages and stages[0]["kind"] == "sticker"
-    assert info["refinements"] == info["forward"] + info["inverse"] and info["inverse"] <= 1
-    calls = 1 + 2 * len(stages) + info["refinements"] + (info["route"] == "fallback")
-    assert result.usage.calls == calls
+    assert [s["kind"] for s in stages] in (["sticker"], ["sticker", "forward"])
+    assert info["refinements"] == info["forward"] == len(stages) - 1 and info["inverse"] == 0
+    assert result.usage.calls == 1 + 2 * len(stages) + info["refinements"] + (info["route"] == "fallback")
     if info["route"] == "consensus":
         assert stages[-1]["agree"] and result.answer == stages[-1]["sticker_answer"]
-    assert info["route"] in ("consensus", "fallback", "budget")
+    else:
+        assert info["route"] == "fallback" and not any(s["agree"] for s in stages)
+    assert isinstance(info["sticker"], str) and info["sticker"].strip()  # the last sticker is kept
 
 
 def test_the_sweep_config_compares_sift_variants_with_self_consistency():
