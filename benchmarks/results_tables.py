@@ -125,7 +125,8 @@ def vllm_phases(name: str) -> Callable[[Path], str]:
 def vllm_runs(names: tuple[str, ...]) -> Callable[[Path], str]:
     """Several ``benchmarks/vllm_throughput.py`` runs, one row each: the run's options, each
     phase's tokens/s (the median over rounds when there are several) and framework / raw async
-    (the median of the paired per-round ratios)."""
+    (the mean of the paired per-round ratios with its bootstrap interval where the run has one,
+    else their median)."""
 
     def build(results: Path) -> str:
         body = []
@@ -139,7 +140,12 @@ def vllm_runs(names: tuple[str, ...]) -> Callable[[Path], str]:
             median = " (median)" if rounds > 1 else ""
             sync = f"{speed['sync_llm']:,.0f}" if "sync_llm" in speed else "–"
             pairs = data.get("paired_ratios", [])
-            if len(pairs) > 1:
+            if "pairing" in data:  # issue 19's runs: the mean of many paired rounds and its interval
+                pairing = data["pairing"]
+                low, high = pairing["interval"]
+                ratio = (f"{pairing['mean']:.3f} ({pairing['level']:.0%} interval {low:.3f}-{high:.3f}, "
+                         f"{pairing['rounds']} paired rounds)")
+            elif len(pairs) > 1:
                 ratio = f"{data['ratio_framework_to_raw_async']:.3f} (paired: {', '.join(f'{p:.3f}' for p in pairs)})"
             else:  # that version of the script ran the raw phase first
                 ratio = f"{data['ratio_framework_to_raw_async']:.2f} (one pair, raw first{'' if warmup else ', cold'})"
