@@ -47,7 +47,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                      help="any strategy option, repeatable: --option k_verifications=4 (see `reasoning-bench strategies`)")
     run.add_argument("--verifier", help="verifier for best-of-n / weighted voting: judge | confidence")
     run.add_argument("--backend", default="local", help=BACKENDS_HELP)
-    run.add_argument("--api-base", help="base URL of an OpenAI-compatible server")
+    run.add_argument("--api-base", help="base URL of an OpenAI-compatible server; several replicas of one model: "
+                     "URL1,URL2,... (balanced, one problem per replica, failover)")
     run.add_argument("--role", action="append", default=[], metavar="NAME=SPEC[@API_BASE]",
                      help="another model for a role, repeatable, SPEC as for --backend: "
                           "--role verifier=local:qwen2.5-coder-1.5b-instruct (the verifier role serves GenRM, judges, PRMs)")
@@ -81,7 +82,7 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     sweep.add_argument("--budget-grid", metavar="KIND=V1,V2,...", help="per-problem budget points, e.g. tokens=1000,2000,4000 "
                        "(kinds: tokens, completion_tokens, usd, flops, calls)")
     sweep.add_argument("--backend", help=BACKENDS_HELP + " (default local)")
-    sweep.add_argument("--api-base", help="base URL of an OpenAI-compatible server")
+    sweep.add_argument("--api-base", help="base URL of an OpenAI-compatible server (replicas: URL1,URL2,...)")
     sweep.add_argument("--api-key", help="API key (default: the provider's environment variable)")
     _add_request_timeout(sweep)
     sweep.add_argument("--max-tokens", type=int, help="max new tokens per sample (default 1024)")
@@ -269,17 +270,27 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _check_reachable(api_base: str | None) -> None:
-    """Fail fast, before loading data or models, when --api-base cannot be reached."""
+    """Fail fast, before loading data or models, when --api-base cannot be reached. Several
+    replicas (URL1,URL2): each must be a URL and one at least reachable (the backend sets the
+    others aside until they answer; a note names them)."""
     if not api_base:
         return
-    url = urlparse(api_base)
-    if not url.hostname:
-        raise ConfigError(f"--api-base {api_base!r} is not a URL")
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        socket.create_connection((url.hostname, port), timeout=5).close()
-    except OSError as failed:
-        raise ConfigError(f"cannot reach --api-base {api_base} ({failed.strerror or failed})") from None
+    urls = [part.strip() for part in api_base.split(",")]
+    failures = []
+    for each in urls:
+        url = urlparse(each)
+        if not url.hostname:
+            raise ConfigError(f"--api-base {each!r} is not a URL")
+        try:
+            port = url.port or (443 if url.scheme == "https" else 80)
+            socket.create_connection((url.hostname, port), timeout=5).close()
+        except (OSError, ValueError) as failed:
+            failures.append(f"{each} ({getattr(failed, 'strerror', None) or failed})")
+    if len(failures) == len(urls):
+        raise ConfigError(f"cannot reach --api-base {', '.join(failures)}")
+    if failures:
+        console.print(f"note: {len(failures)} of {len(urls)} replicas cannot be reached now (requests move off "
+                      f"them at once, and back once they answer): {escape(', '.join(failures))}")
 
 
 def _parse_options(strategy: str, items: list[str], flag: str = "--option") -> dict[str, object]:
@@ -645,7 +656,7 @@ def cmd_prepare_model(args: argparse.Namespace) -> int:
 def _add_service_options(parser: argparse.ArgumentParser) -> None:
     """What `serve` and `mcp` share: the backend and the budget rules."""
     parser.add_argument("--backend", default="local", help=BACKENDS_HELP)
-    parser.add_argument("--api-base", help="base URL of the upstream OpenAI-compatible server")
+    parser.add_argument("--api-base", help="base URL of the upstream OpenAI-compatible server (replicas: URL1,URL2,...)")
     parser.add_argument("--upstream-api-key", help="API key for the upstream model (default: the provider's environment variable)")
     parser.add_argument("--default-budget", default="", help="budget of requests that ask for none, e.g. tokens=20000,seconds=60 "
                         "(limits it leaves out come from --budget-cap)")

@@ -42,6 +42,15 @@ HTTP status codes, ``failures`` takes the broken upstream's answers (``MALFORMED
 ``requests`` keeps every request (body, headers, the status answered, the usage reported);
 ``max_in_flight`` is the most generation requests served at once. ``stub_process()`` runs
 the server in a child process, so that a benchmark's client does not share its GIL.
+
+A crash, for failover tests: ``crash()`` (from any thread), or ``crash_after=k`` (the first
+generation request to arrive once k answers were delivered sets it off), stops listening and
+drops every open connection at once, answers half-way included, as a killed process would;
+nothing is answered afterwards. A request's ``delivered`` says its answer was written in full
+before any crash (set just before its last bytes are handed to the socket, in the same step of
+the server's loop, so a client that has the whole answer always finds it set; for a stream, once
+its usage chunk is written), and ``served()`` adds up the usage of the delivered answers: what a
+client can have been charged for.
 """
 
 from __future__ import annotations
@@ -155,6 +164,7 @@ class RecordedRequest:
     tokens_sent: int = 0  # streamed token chunks written (all choices)
     disconnected: bool = False  # the client closed the stream before [DONE]
     finished: bool = False  # a stream written to its end ([DONE])
+    delivered: bool = False  # the answer was written in full (streamed or not) before any crash
 
 
 def _error_body(status: int, message: str, code: str | None = None) -> tuple[int, dict[str, Any]]:
@@ -207,6 +217,7 @@ class StubServer:
         port: int = 0,
         confidences: ConfidenceSchedule | None = None,
         token_delay: float | TokenDelay = 0.0,
+        crash_after: int | None = None,
     ) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("the stub server only binds to loopback addresses")
@@ -220,6 +231,9 @@ class StubServer:
         self.supports_n = supports_n
         self.confidences = confidences
         self.token_delay = token_delay
+        self.crash_after = crash_after
+        self.crashed = False
+        self._delivered_count = 0
         self.host = host
         self.port = port
         self.requests: list[RecordedRequest] = []
@@ -243,6 +257,49 @@ class StubServer:
 
     def generation_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.method == "POST"]
+
+    def delivered(self) -> list[RecordedRequest]:
+        """Generation requests whose answer (status 200) was written in full."""
+        return [r for r in self.requests if r.method == "POST" and r.delivered]
+
+    def served(self) -> dict[str, int]:
+        """The usage of the answers delivered: prompt_tokens, completion_tokens, cached_tokens and
+        calls (one per delivered answer)."""
+        done = [r for r in self.delivered() if r.usage is not None]
+        return {
+            "prompt_tokens": sum(r.usage["prompt_tokens"] for r in done),  # type: ignore[index]
+            "completion_tokens": sum(r.usage["completion_tokens"] for r in done),  # type: ignore[index]
+            "cached_tokens": sum((r.usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)  # type: ignore[union-attr]
+                                 for r in done),
+            "calls": len(done),
+        }
+
+    def crash(self) -> None:
+        """Die now, as a killed server would (see the module docstring); from any thread."""
+        if self._loop is None or self._thread is None or not self._thread.is_alive():
+            self.crashed = True
+            return
+        done = threading.Event()
+
+        def crash_then_signal() -> None:
+            self._crash_now()
+            done.set()
+
+        self._loop.call_soon_threadsafe(crash_then_signal)
+        done.wait()
+
+    def _crash_now(self) -> None:
+        """On the server's loop: stop listening, drop every connection, answer nothing more."""
+        self.crashed = True
+        if self._runner is None:
+            return
+        for site in self._runner.sites:
+            if site._server is not None:  # the listening socket: new connections are refused
+                site._server.close()
+        if self._runner.server is not None:
+            for handler in self._runner.server.connections:
+                if handler.transport is not None:
+                    handler.transport.abort()
 
     def reset(self) -> None:
         self.requests.clear()
@@ -285,6 +342,10 @@ class StubServer:
             return _error(400, "request body is not valid JSON")
         record = RecordedRequest("POST", request.path, body, dict(request.headers))
         self.requests.append(record)
+        if self.crash_after is not None and self._delivered_count >= self.crash_after:
+            self._crash_now()
+        if self.crashed:
+            return _dropped(request)
         self.in_flight += 1  # only touched on the server's loop thread
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -292,13 +353,29 @@ class StubServer:
                 return self._malformed(request, record, str(self.failures.popleft()))
             status, payload = await self._respond(request, body, chat)
             record.status = status
+            if self.crashed:  # died while this one was being worked on
+                return _dropped(request)
             if status == 200 and body.get("stream"):
                 return await self._stream(request, record, body, payload, chat)
         finally:
             self.in_flight -= 1
+        response = web.json_response(payload, status=status)
         if status == 200:
             record.usage = payload["usage"]
-        return web.json_response(payload, status=status)
+            try:
+                await response.prepare(request)
+                self._delivered(record, True)  # no await between this and the body's write
+                await response.write_eof()
+            except ConnectionError:  # the client left (or the server crashed) while it was written
+                self._delivered(record, False)
+        return response
+
+    def _delivered(self, record: RecordedRequest, done: bool) -> None:
+        """Mark an answer delivered (not after a crash), or take the mark back (its write failed)."""
+        done = done and not self.crashed
+        if done != record.delivered:
+            record.delivered = done
+            self._delivered_count += 1 if done else -1
 
     # ---- streaming -------------------------------------------------------------------
 
@@ -324,9 +401,16 @@ class StubServer:
                     raise ConnectionResetError("the client closed the stream")
                 await send(data)
                 record.tokens_sent += is_token
+            # Marked before the client can have the usage it is charged from, taken back if not sent.
+            self._delivered(record, True)
             if (body.get("stream_options") or {}).get("include_usage"):
-                await send({"choices": [], "usage": payload["usage"]})
                 record.usage = payload["usage"]
+                try:
+                    await send({"choices": [], "usage": payload["usage"]})
+                except BaseException:
+                    record.usage = None
+                    self._delivered(record, False)
+                    raise
             await send("[DONE]")
             await response.write_eof()
             record.finished = True
@@ -508,6 +592,13 @@ class StubServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _dropped(request: web.Request) -> web.Response:
+    """No answer: the connection is dropped (a crashed server's)."""
+    if request.transport is not None:
+        request.transport.abort()
+    return web.Response()
 
 
 def _gone(request: web.Request) -> bool:

@@ -11,6 +11,7 @@ returns an empty list, so a strategy finishes with its best answer so far withou
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -116,6 +117,7 @@ class Context:
         role: str = GENERATOR,
         usage_by_role: dict[str, Usage] | None = None,
         memo: dict[Any, Any] | None = None,
+        affinity: str | None = None,
     ) -> None:
         self.problem = problem
         self.backends = roles_of(backend)
@@ -132,6 +134,9 @@ class Context:
         # Per-problem memo shared by every context of one solve (e.g. a process reward's step
         # scores), so strategies and verifiers keep no per-problem state on ``self``.
         self.memo: dict[Any, Any] = {} if memo is None else memo
+        # Set on every request of this solve (GenerationRequest.affinity): a backend with
+        # several replicas serves one problem from one of them (its prefix cache).
+        self.affinity = affinity or affinity_key(problem)
 
     @property
     def backend(self) -> Backend:
@@ -161,6 +166,7 @@ class Context:
             role=role or self.role,
             usage_by_role=self.usage_by_role,
             memo=self.memo,
+            affinity=self.affinity,
         )
 
     def using(self, role: str) -> Context:
@@ -277,7 +283,8 @@ class Context:
             self.trace.close(node)
             return []
         asked = (request.n, request.max_tokens)
-        request = request.replace(n=reservation.n, max_tokens=reservation.max_tokens)
+        request = request.replace(n=reservation.n, max_tokens=reservation.max_tokens,
+                                  affinity=request.affinity or self.affinity)
         info = {"backend": self.backend.name, "role": self.role}
         if reservation.shrunk_by:
             info["shrunk"] = {"by": reservation.shrunk_by, "asked_n": asked[0], "asked_max_tokens": asked[1]}
@@ -421,6 +428,13 @@ def _traced(request: GenerationRequest, prefix: Prefix | None) -> dict[str, Any]
     data["prefix"] = {"node": prefix.trace_id, "steps": prefix.depth, "chars": len(prefix.text),
                       "tokens": len(prefix.token_ids) if prefix.token_ids is not None else None}
     return data
+
+
+def affinity_key(problem: Problem) -> str:
+    """The routing key of a problem's requests: a short hash of its text (and id), the same in
+    every run, so a re-run or another strategy on the same problem finds the same replica."""
+    digest = hashlib.blake2b(f"{problem.id}\0{problem.text}".encode(), digest_size=8).hexdigest()
+    return f"problem-{digest}"
 
 
 def roles_of(backend: Backend | Mapping[str, Backend]) -> dict[str, Backend]:

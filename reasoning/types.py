@@ -110,6 +110,11 @@ class GenerationRequest:
     # tokens: its tokens are prompt tokens (prefill). ATTS's target scores drafts this way.
     # Backends with ``Capabilities.score``; n must be 1.
     score: str | None = None
+    # Which problem the request belongs to (``Context`` sets it on every call of one solve), so
+    # that a backend with several replicas sends all of a problem's samples and continuations
+    # to one server, whose prefix cache then serves them. A routing hint: not part of the
+    # request's identity (cache keys, traces, equality), ignored by single-server backends.
+    affinity: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         given = sum(x is not None for x in (self.messages, self.prompt, self.prompt_token_ids))

@@ -398,8 +398,9 @@ def test_every_request_field_has_a_cache_key_test():
     """A field added to GenerationRequest must get a case above (n is left out of the key on
     purpose: a bigger n reuses the stored samples, see test_sweep's cache tests)."""
     tested = {name.split(" (")[0] for name in DIFFERING}
-    # stop_early is left out too: such a request bypasses the cache (the test below).
-    assert {f.name for f in dataclasses.fields(GenerationRequest)} - {"n", "stop_early"} == tested
+    # stop_early is left out too: such a request bypasses the cache (the test below); so is
+    # affinity, a routing hint that must not change the key (tests/test_replicas.py).
+    assert {f.name for f in dataclasses.fields(GenerationRequest)} - {"n", "stop_early", "affinity"} == tested
 
 
 def test_a_request_that_stops_early_is_neither_served_from_nor_stored_in_the_cache(tmp_path):

@@ -313,6 +313,10 @@ class LiteLLM(Backend):
         providers of ``KEY_VARIABLES``, before litellm is even imported)."""
         if not rest:
             raise ConfigError("litellm backend needs a model: --backend litellm:openai/gpt-4o-mini")
+        if api_base and "," in api_base:
+            raise ConfigError(f"--api-base {api_base!r}: the litellm backend takes one URL; for several replicas use "
+                              "--backend openai:MODEL --api-base URL1,URL2 or litellm's Router (README, 'Several "
+                              "replicas')")
         variable = KEY_VARIABLES.get(rest.partition("/")[0])
         if api_key is None and variable and not os.environ.get(variable):
             raise AuthenticationError(_no_key_message(f"litellm:{rest}", [variable]))

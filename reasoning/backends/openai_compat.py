@@ -34,16 +34,30 @@ aborts a request: vLLM serve aborts the sequence when its client disconnects.
   own prompt bound (``count_prompt_tokens``, what the ledger reserved), its cached tokens 0.
 ``top_logprobs`` alone needs no stream: it adds ``top_logprobs: k`` (chat) / ``logprobs: k``
 (completions) to the body and fills ``Completion.token_confidences``.
+
+Several replicas (issue 15): ``base_url`` may list several servers of one model (a list, or
+URLs separated by commas, as ``--api-base URL1,URL2`` gives it). Each attempt of a request goes
+to the replica ``Replicas`` picks (``reasoning.backends._replicas``: least outstanding
+requests, a problem's requests to one replica, replicas that refuse or drop connections set
+aside until a ``GET /v1/models`` probe finds them up). An attempt whose connection fails,
+before or during the answer (a replica that dies mid-run), marks its replica down and moves at
+once to another one, without a backoff and without counting as a retry; when none is up, the
+retries (with backoff) probe them again, then ``BackendUnavailable`` names each replica and why.
+Only the answer that succeeded is counted, so a request that moved is charged once: the work a
+dead replica did on it and never delivered is not reported (nor billed by a server that died).
+A stream that breaks is read again from its start on another replica. ``concurrency`` is per
+replica. One URL behaves exactly as before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import importlib.util
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ..aio import gather_all
 from ..budget import CallShape
@@ -53,6 +67,7 @@ from ._http import (  # noqa: F401 (re-exported: tests and older imports use the
     CONNECT_TIMEOUT,
     DEFAULT_REQUEST_TIMEOUT,
     StreamedSample,
+    _connection_failure,
     build_response,
     cached_tokens,
     check_timeout,
@@ -63,7 +78,10 @@ from ._http import (  # noqa: F401 (re-exported: tests and older imports use the
     translate_error,
     with_retries,
 )
+from ._replicas import DEFAULT_HEALTH_INTERVAL, NoReplicaUp, Replica, Replicas, replica_urls
 from .base import Backend
+
+T = TypeVar("T")
 
 # The most top-k candidates per token OpenAI's API (and vLLM serve's default max_logprobs) returns.
 MAX_TOP_LOGPROBS = 20
@@ -76,12 +94,16 @@ class OpenAICompatible(Backend):
     ``usd_per_token`` = (prompt, completion) USD per token, for paid endpoints; without it
     the server's price is unknown and a ``usd`` budget is refused (``(0, 0)``: a free one).
     ``timeout``: seconds one call may take, retries included (then ``BackendTimeout``).
+    ``base_url``: one server, or several replicas of the same model (a list, or URLs separated
+    by commas); then ``affinity`` sends every request of one problem to one replica (its prefix
+    cache), ``health_interval`` is the seconds between probes of a replica that is down, and
+    ``concurrency`` applies to each replica (see the module docstring).
     """
 
     def __init__(
         self,
         model: str,
-        base_url: str,
+        base_url: str | Sequence[str],
         api_key: str | None = "EMPTY",
         *,
         concurrency: int = 64,
@@ -93,6 +115,8 @@ class OpenAICompatible(Backend):
         usd_per_token: tuple[float, float] | None = None,
         params: int | None = None,
         transport: str = "auto",
+        affinity: bool = True,
+        health_interval: float = DEFAULT_HEALTH_INTERVAL,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
@@ -103,7 +127,9 @@ class OpenAICompatible(Backend):
             raise ValueError(f"transport must be 'auto', 'httpx' or 'aiohttp', got {transport!r}")
         self.transport = transport
         self.model = model
-        self.base_url = base_url.rstrip("/")
+        urls = replica_urls(base_url)
+        self.base_url = ",".join(urls)  # one URL, or the replicas' as --api-base lists them
+        self.replicas = Replicas(urls, probe=self._probe, affinity=affinity, health_interval=health_interval)
         # None means no key ("EMPTY"): never forward OPENAI_API_KEY to an arbitrary server.
         self.api_key = api_key or "EMPTY"
         self.concurrency = concurrency
@@ -117,15 +143,11 @@ class OpenAICompatible(Backend):
         self.name = f"openai:{model}"
         self.capabilities = Capabilities(native_n=native_n, logprobs=True, top_logprobs=MAX_TOP_LOGPROBS,
                                          confidence_stop=True, early_stop=True)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._client: Any = None
-        self._semaphore: asyncio.Semaphore | None = None
-
-    def _resources(self) -> tuple[Any, asyncio.Semaphore]:
-        """The client and semaphore of the running loop (rebuilt per loop: httpx pools and
-        semaphores are bound to one, and tests call ``asyncio.run`` repeatedly)."""
+    def _resources(self, replica: Replica) -> tuple[Any, asyncio.Semaphore]:
+        """A replica's client and semaphore on the running loop (rebuilt per loop: httpx pools
+        and semaphores are bound to one, and tests call ``asyncio.run`` repeatedly)."""
         loop = asyncio.get_running_loop()
-        if self._loop is not loop:
+        if replica.loop is not loop:
             import httpx
             import openai
 
@@ -134,13 +156,50 @@ class OpenAICompatible(Backend):
                 limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
                 timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, CONNECT_TIMEOUT)),
             )
-            self._client = openai.AsyncOpenAI(
-                base_url=self.base_url, api_key=self.api_key, max_retries=0, http_client=http
+            replica.client = openai.AsyncOpenAI(
+                base_url=replica.url, api_key=self.api_key, max_retries=0, http_client=http
             )
-            self._semaphore = asyncio.Semaphore(self.concurrency)
-            self._loop = loop
-        assert self._semaphore is not None
-        return self._client, self._semaphore
+            replica.semaphore = asyncio.Semaphore(self.concurrency)
+            replica.loop = loop
+        assert replica.semaphore is not None
+        return replica.client, replica.semaphore
+
+    async def _on_replica(self, key: str | None, call: Callable[[Replica], Awaitable[T]]) -> tuple[T, Replica, int]:
+        """One attempt of a request of problem ``key``: ``call(replica)`` on the replica picked
+        for it; a connection that fails there marks it down and the attempt moves to another
+        replica at once. Returns (result, the replica that answered, replicas given up)."""
+        import openai
+
+        replicas = self.replicas
+        if len(replicas) == 1:
+            return await call(replicas.replicas[0]), replicas.replicas[0], 0
+        tried: set[Replica] = set()
+        while True:
+            try:
+                replica = await replicas.pick(key, tried)
+            except NoReplicaUp as none:
+                import httpx
+
+                raise _no_replica_up()(message=str(none), request=httpx.Request("POST", replicas.replicas[0].url)) from None
+            try:
+                return await call(replica), replica, len(tried)
+            except openai.APIConnectionError as failed:  # refused, reset, dropped mid-answer, connect timeout
+                replicas.mark_down(replica, failed)
+                tried.add(replica)
+            finally:
+                replicas.done(replica)
+
+    async def _probe(self, replica: Replica) -> None:
+        """Returns when ``replica`` answers ``GET /models`` (any status below 500), else raises."""
+        import httpx
+        import openai
+
+        client, _ = self._resources(replica)
+        try:
+            await client.get("/models", cast_to=httpx.Response, options={"timeout": min(self.timeout, CONNECT_TIMEOUT)})
+        except openai.APIStatusError as answered:
+            if answered.status_code >= 500:
+                raise
 
     def prices(self) -> tuple[float, float]:
         return self.usd_per_token
@@ -199,29 +258,44 @@ class OpenAICompatible(Backend):
             body["stream_options"] = {"include_usage": True}
         return body
 
-    async def _post(self, path: str, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    async def _post(self, path: str, body: dict[str, Any], key: str | None = None
+                    ) -> tuple[tuple[dict[str, Any], Replica, int], int]:
+        """((the answer's body, the replica that gave it, replicas given up), attempts)."""
         import httpx
 
-        client, semaphore = self._resources()
-
-        async def attempt() -> dict[str, Any]:
+        async def on(replica: Replica) -> dict[str, Any]:
+            client, semaphore = self._resources(replica)
             async with semaphore:
                 response = await client.post(path, body=body, cast_to=httpx.Response)
             return checked_body(response.content)  # a malformed body is retried like a 5xx
 
-        return await with_retries(attempt, self.max_retries, self.backoff, self._translate, self.timeout)
+        return await with_retries(lambda: self._on_replica(key, on), self.max_retries, self.backoff, self._translate,
+                                  self.timeout)
 
     def _translate(self, exc: BaseException, attempts: int) -> BaseException:
         return translate_error(
             exc,
             name=self.name,
             model=self.model,
-            url=self.base_url,
+            url=self._url_of(exc),
             attempts=attempts,
             key_hint="the api_key argument",
             hint="if the server rejects n > 1, pass native_n=False",
             timeout=self.timeout,
         )
+
+    def _url_of(self, exc: BaseException) -> str:
+        """The server an error came from: the URL, or with several replicas the one whose request
+        failed (all of them when none was up)."""
+        if len(self.replicas) == 1:
+            return self.base_url
+        if not isinstance(exc, _no_replica_up()):
+            request = getattr(exc, "request", None)
+            sent = str(getattr(request, "url", ""))
+            for replica in self.replicas.replicas:
+                if sent.startswith(replica.url + "/"):
+                    return replica.url
+        return f"the {len(self.replicas)} replicas ({', '.join(r.url for r in self.replicas.replicas)})"
 
     async def generate(self, request: GenerationRequest) -> GenerationResponse:
         self.check_supported(request)
@@ -230,26 +304,42 @@ class OpenAICompatible(Backend):
         if _streams(request):
             return await self._generate_streamed(request, path, chat)
         if request.n == 1 or self.capabilities.native_n:
-            data, attempts = await self._post(path, self._body(request, request.n, request.seed))
+            (data, replica, moved), attempts = await self._post(path, self._body(request, request.n, request.seed),
+                                                                request.affinity)
             completions, prompt_tokens, completion_tokens = build_response(
                 data["choices"], data.get("usage"), request, chat
             )
-            calls, retries = 1, attempts - 1
+            calls, retries, served, failovers = 1, attempts - 1, [replica], moved
             cached = cached_tokens(data.get("usage"))
         else:
             # Fan-out: n single-sample requests; seed + i keeps seeded samples distinct.
             seeds = [None if request.seed is None else request.seed + i for i in range(request.n)]
-            results = await gather_all([self._post(path, self._body(request, 1, s)) for s in seeds])
+            results = await gather_all([self._post(path, self._body(request, 1, s), request.affinity) for s in seeds])
             completions, prompt_tokens, completion_tokens = merge_responses(
-                [build_response(d["choices"], d.get("usage"), request, chat) for d, _ in results]
+                [build_response(d["choices"], d.get("usage"), request, chat) for (d, _, _), _ in results]
             )
             calls, retries = request.n, sum(a - 1 for _, a in results)
-            cached = sum(cached_tokens(d.get("usage")) for d, _ in results)
-            data = results[0][0]
+            served, failovers = [r for (_, r, _), _ in results], sum(m for (_, _, m), _ in results)
+            cached = sum(cached_tokens(d.get("usage")) for (d, _, _), _ in results)
+            data = results[0][0][0]
         info: dict[str, Any] = {"model": data.get("model")}
         if retries:
             info["retries"] = retries
+        self._routing_info(info, served, failovers)
         return self._response_of(completions, prompt_tokens, completion_tokens, calls, info, cached)
+
+    def _routing_info(self, info: dict[str, Any], served: list[Replica], failovers: int) -> None:
+        """With several replicas: which served the call (``replica``, or ``replicas`` when its
+        parts ran on more than one) and how many times a part moved off a failing one."""
+        if len(self.replicas) == 1:
+            return
+        urls = list(dict.fromkeys(r.url for r in served))
+        if len(urls) == 1:
+            info["replica"] = urls[0]
+        elif urls:
+            info["replicas"] = urls
+        if failovers:
+            info["failovers"] = failovers
 
     def _response_of(self, completions: list[Completion], prompt_tokens: int, completion_tokens: int, calls: int,
                 info: dict[str, Any], cached: int) -> GenerationResponse:
@@ -292,9 +382,14 @@ class OpenAICompatible(Backend):
             if stream.closed:  # stop_early decided before this one started
                 return
             body = self._body(request, 1, seeds[stream.index], stream=True)
+
+            def read(replica: Replica) -> Awaitable[None]:
+                return self._read_stream(replica, path, body, request, chat, stream, ended)
+
             try:
-                _, attempts = await with_retries(lambda: self._read_stream(path, body, request, chat, stream, ended),
-                                                 self.max_retries, self.backoff, self._translate, self.timeout)
+                (_, stream.replica, stream.failovers), attempts = await with_retries(
+                    lambda: self._on_replica(request.affinity, read), self.max_retries, self.backoff, self._translate,
+                    self.timeout)
                 stream.retries = attempts - 1
             except asyncio.CancelledError:
                 task = asyncio.current_task()
@@ -328,14 +423,19 @@ class OpenAICompatible(Backend):
         if cancelled := sum(s.closed for s in streams):
             info["cancelled"] = cancelled
         cached = sum(cached_tokens(s.sample.usage) for s in streams if s.sample is not None)
+        self._routing_info(info, [s.replica for s in streams if s.replica is not None],
+                           sum(s.failovers for s in streams))
         return self._response_of(completions, prompt_tokens, completion_tokens, calls, info, cached)
 
-    async def _read_stream(self, path: str, body: dict[str, Any], request: GenerationRequest, chat: bool,
-                           stream: _Stream, ended: Callable[[_Stream], None]) -> None:
-        """One attempt at one sample's stream; ``stream.sample`` holds what it has received."""
+    async def _read_stream(self, replica: Replica, path: str, body: dict[str, Any], request: GenerationRequest,
+                           chat: bool, stream: _Stream, ended: Callable[[_Stream], None]) -> None:
+        """One attempt at one sample's stream, on ``replica``; ``stream.sample`` holds what it has
+        received. A connection that breaks before the sample ended is an ``APIConnectionError``
+        (retried, on another replica when there are several), the sample read again from its start."""
         import httpx
+        import openai
 
-        client, semaphore = self._resources()
+        client, semaphore = self._resources(replica)
         sample = stream.sample = StreamedSample(chat, request.top_logprobs, request.confidence_stop)
         async with semaphore:
             stream.sent = True
@@ -347,9 +447,12 @@ class OpenAICompatible(Backend):
                         chunk = await anext(chunks)
                     except StopAsyncIteration:
                         break
-                    except Exception:
+                    except Exception as failed:
                         if sample.finished:  # a failure while waiting for its usage is no reason to redo it
                             return
+                        if _connection_failure(failed) is not None:  # the server went away mid-stream
+                            raise openai.APIConnectionError(message=f"the stream broke: {type(failed).__name__}: "
+                                                            f"{failed}", request=response.request) from failed
                         raise
                     stream.model = stream.model or chunk.get("model")
                     if chunk.get("usage"):
@@ -366,15 +469,18 @@ class OpenAICompatible(Backend):
             raise MalformedResponse("the stream ended before its sample finished")
 
     async def aclose(self) -> None:
-        if self._client is not None and self._loop is asyncio.get_running_loop():
-            await self._client.close()
-        self._client, self._loop, self._semaphore = None, None, None
+        loop = asyncio.get_running_loop()
+        for replica in self.replicas.replicas:
+            if replica.client is not None and replica.loop is loop:
+                await replica.client.close()
+            replica.client, replica.loop, replica.semaphore = None, None, None
 
     @classmethod
     def from_spec(cls, rest: str, *, api_base: str | None = None, api_key: str | None = None,
                   **options: Any) -> OpenAICompatible:
         if not rest or not api_base:
-            raise ConfigError("openai backend needs a model and --api-base: --backend openai:MODEL --api-base URL")
+            raise ConfigError("openai backend needs a model and --api-base: --backend openai:MODEL --api-base URL "
+                              "(several replicas: --api-base URL1,URL2)")
         return cls(rest, base_url=api_base, api_key=api_key, **options)
 
     def describe(self) -> dict[str, object]:
@@ -385,7 +491,19 @@ class OpenAICompatible(Backend):
             "native_n": self.capabilities.native_n,
             "concurrency": self.concurrency,
             "transport": self.transport,
+            **({"replicas": self.replicas.describe(), "affinity": self.replicas.affinity}
+               if len(self.replicas) > 1 else {}),
         }
+
+
+@functools.cache
+def _no_replica_up() -> type[Exception]:
+    import openai
+
+    class NoReplicaUpError(openai.APIConnectionError):
+        """Every replica is down: a connection error (retried after a backoff, then reported)."""
+
+    return NoReplicaUpError
 
 
 def _streams(request: GenerationRequest) -> bool:
@@ -404,6 +522,8 @@ class _Stream:
     sent: bool = False  # its request was sent (a call)
     retries: int = 0
     model: str | None = None
+    replica: Replica | None = None  # the replica whose answer it kept
+    failovers: int = 0
 
 
 def _aiohttp_transport_available() -> bool:
