@@ -322,3 +322,34 @@ def test_the_proxy_and_mcp_server_build_their_backends_with_every_replica():
             pool = _service_from_args(args).pool
             for backend in (pool.default, pool.get("another-model")):
                 assert [r.url for r in backend.replicas.replicas] == [s.base_url for s in servers]
+
+
+def test_affinity_header_sends_the_problem_key_to_a_router_in_front_of_the_replicas():
+    with stubs(1) as (router,):  # stands for a litellm proxy with session_affinity
+        backend = OpenAICompatible("stub-model", router.base_url, affinity_header="x-litellm-session-id",
+                                   native_n=False)
+        problems = [Problem(f"Problem #{i}: what is {i} times six?", id=str(i)) for i in range(3)]
+
+        async def main():
+            await rz.asolve_many(problems, rz.SelfConsistency(n=2), backend)
+            streamed = chat("Problem #s", n=2, affinity="problem-s", stop_early=lambda done: False)
+            await backend.generate(streamed)
+
+        run(backend, main)
+        sent: dict[str, set[str]] = {}
+        for record in router.delivered():
+            headers = {k.lower(): v for k, v in record.headers.items()}
+            sent.setdefault(problem_of(record), set()).add(headers["x-litellm-session-id"])
+        assert sent == {**{f"#{p.id}:": {affinity_key(p)} for p in problems}, "#s": {"problem-s"}}
+    plain = OpenAICompatible("stub-model", "http://127.0.0.1:1/v1")
+    assert plain._headers("problem-x") == {} and "affinity_header" not in plain.describe()
+
+
+def test_the_openai_spec_takes_the_replica_options():
+    backend = from_spec("openai:m?affinity=off&health_interval=0.5&affinity_header=x-session",
+                        api_base="http://127.0.0.1:1/v1,http://127.0.0.1:2/v1")
+    assert (backend.model, backend.name, backend.replicas.affinity, backend.replicas.health_interval,
+            backend.affinity_header) == ("m", "openai:m", False, 0.5, "x-session")
+    for bad in ("m?affinity=maybe", "m?health_interval=soon", "m?colour=blue", "?affinity=on"):
+        with pytest.raises(ConfigError, match="openai backend"):
+            from_spec(f"openai:{bad}", api_base="http://127.0.0.1:1/v1")

@@ -97,7 +97,10 @@ class OpenAICompatible(Backend):
     ``base_url``: one server, or several replicas of the same model (a list, or URLs separated
     by commas); then ``affinity`` sends every request of one problem to one replica (its prefix
     cache), ``health_interval`` is the seconds between probes of a replica that is down, and
-    ``concurrency`` applies to each replica (see the module docstring).
+    ``concurrency`` applies to each replica (see the module docstring). ``affinity_header``
+    names an HTTP header that carries each request's affinity key (its problem), for a router
+    in front of several replicas that pins sessions by a header (the litellm proxy with
+    ``session_affinity``: ``x-litellm-session-id``).
     """
 
     def __init__(
@@ -117,6 +120,7 @@ class OpenAICompatible(Backend):
         transport: str = "auto",
         affinity: bool = True,
         health_interval: float = DEFAULT_HEALTH_INTERVAL,
+        affinity_header: str | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
@@ -130,6 +134,7 @@ class OpenAICompatible(Backend):
         urls = replica_urls(base_url)
         self.base_url = ",".join(urls)  # one URL, or the replicas' as --api-base lists them
         self.replicas = Replicas(urls, probe=self._probe, affinity=affinity, health_interval=health_interval)
+        self.affinity_header = affinity_header
         # None means no key ("EMPTY"): never forward OPENAI_API_KEY to an arbitrary server.
         self.api_key = api_key or "EMPTY"
         self.concurrency = concurrency
@@ -266,7 +271,7 @@ class OpenAICompatible(Backend):
         async def on(replica: Replica) -> dict[str, Any]:
             client, semaphore = self._resources(replica)
             async with semaphore:
-                response = await client.post(path, body=body, cast_to=httpx.Response)
+                response = await client.post(path, body=body, cast_to=httpx.Response, options=self._headers(key))
             return checked_body(response.content)  # a malformed body is retried like a 5xx
 
         return await with_retries(lambda: self._on_replica(key, on), self.max_retries, self.backoff, self._translate,
@@ -283,6 +288,10 @@ class OpenAICompatible(Backend):
             hint="if the server rejects n > 1, pass native_n=False",
             timeout=self.timeout,
         )
+
+    def _headers(self, key: str | None) -> Any:
+        """The request options that send the affinity key in ``affinity_header`` (none without)."""
+        return {"headers": {self.affinity_header: key}} if self.affinity_header and key else {}
 
     def _url_of(self, exc: BaseException) -> str:
         """The server an error came from: the URL, or with several replicas the one whose request
@@ -439,7 +448,8 @@ class OpenAICompatible(Backend):
         sample = stream.sample = StreamedSample(chat, request.top_logprobs, request.confidence_stop)
         async with semaphore:
             stream.sent = True
-            response = await client.post(path, body=body, cast_to=httpx.Response, stream=True)
+            response = await client.post(path, body=body, cast_to=httpx.Response, stream=True,
+                                         options=self._headers(request.affinity))
             chunks = sse_chunks(response.aiter_lines())
             try:
                 while True:
@@ -478,10 +488,27 @@ class OpenAICompatible(Backend):
     @classmethod
     def from_spec(cls, rest: str, *, api_base: str | None = None, api_key: str | None = None,
                   **options: Any) -> OpenAICompatible:
-        if not rest or not api_base:
+        """``openai:MODEL[?affinity=off&health_interval=S&affinity_header=NAME]`` (see ``__init__``)."""
+        model, _, query = rest.partition("?")
+        if not model or not api_base:
             raise ConfigError("openai backend needs a model and --api-base: --backend openai:MODEL --api-base URL "
                               "(several replicas: --api-base URL1,URL2)")
-        return cls(rest, base_url=api_base, api_key=api_key, **options)
+        for item in filter(None, query.split("&")):
+            key, _, value = item.partition("=")
+            key, value = key.strip(), value.strip()
+            if key == "affinity" and value in ("on", "off"):
+                options["affinity"] = value == "on"
+            elif key == "health_interval":
+                try:
+                    options["health_interval"] = float(value)
+                except ValueError:
+                    raise ConfigError(f"openai backend option health_interval={value!r}: expected seconds") from None
+            elif key == "affinity_header" and value:
+                options["affinity_header"] = value
+            else:
+                raise ConfigError(f"openai backend option {item!r} unknown; use affinity=on|off, health_interval=SECONDS, "
+                                  "affinity_header=NAME")
+        return cls(model, base_url=api_base, api_key=api_key, **options)
 
     def describe(self) -> dict[str, object]:
         return {
@@ -493,6 +520,7 @@ class OpenAICompatible(Backend):
             "transport": self.transport,
             **({"replicas": self.replicas.describe(), "affinity": self.replicas.affinity}
                if len(self.replicas) > 1 else {}),
+            **({"affinity_header": self.affinity_header} if self.affinity_header else {}),
         }
 
 
