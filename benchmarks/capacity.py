@@ -236,6 +236,20 @@ def gpu_seconds(generated: float, uncached_prompt: float, decode: float, prefill
     return (generated / decode + uncached_prompt / prefill) * (1 + over)
 
 
+def per_point(points: int, samples: int | list[int]) -> list[int]:
+    """The sample count of each of ``points`` points: one count for all, or one per point."""
+    if points < 1:
+        raise ConfigError(f"--points must be at least 1, got {points}")
+    counts = [samples] if isinstance(samples, int) else list(samples)
+    if len(counts) == 1:
+        counts *= points
+    if len(counts) != points:
+        raise ConfigError(f"--samples: give one count or one per point ({points}), got {len(counts)}")
+    if min(counts) < 1:
+        raise ConfigError(f"--samples must be at least 1, got {min(counts)}")
+    return counts
+
+
 def gpus_for(seconds: float, hours: float, eff: float) -> int:
     """ceil(GPU-seconds / (hours · 3600 · efficiency))."""
     if hours <= 0:
@@ -288,14 +302,20 @@ class Model:
         rate = self.rate(prof.strategy).tok_s
         return gpu_seconds(generated, prompt, rate, rate, self.over.charged)
 
-    def sweep(self, strategies: list[str], points: int, problems: int, samples: int, dataset: str = "gsm8k",
-              pooled: bool = False) -> dict[str, float]:
-        """GPU-seconds per strategy of ``points`` points × ``problems`` problems × ``samples`` samples;
-        ``pooled``: one pool per (strategy, problem) serves every point (the sweep's sample reuse)."""
-        if points < 1 or problems < 1:
-            raise ConfigError(f"--points and --problems must be at least 1, got {points}, {problems}")
-        runs = 1 if pooled else points
-        return {s: runs * problems * self.per_problem(profile(self.results, s, dataset), samples) for s in strategies}
+    def sweep(self, strategies: list[str], points: int, problems: int, samples: int | list[int],
+              dataset: str = "gsm8k", pooled: bool = False) -> dict[str, float]:
+        """GPU-seconds per strategy of ``points`` points × ``problems`` problems, each point drawing
+        ``samples`` per problem (one count for every point, or one per point); ``pooled``: one pool
+        of the largest count per (strategy, problem) serves every point (the sweep's sample reuse)."""
+        counts = per_point(points, samples)
+        if problems < 1:
+            raise ConfigError(f"--problems must be at least 1, got {problems}")
+        found = {}
+        for s in strategies:
+            prof = profile(self.results, s, dataset)
+            runs = [max(counts)] if pooled else counts
+            found[s] = problems * sum(self.per_problem(prof, k) for k in runs)
+        return found
 
     def proxy(self, rps: float, strategy: str, n: int, dataset: str = "gsm8k") -> dict[str, float]:
         """GPUs a proxy at ``rps`` requests/s of ``strategy`` at n samples keeps busy, and the latency floor."""
@@ -388,8 +408,8 @@ SWEEP_QUESTION = {"strategies": list(PROFILES["gsm8k"]), "points": 8, "problems"
 PROXY_QUESTION = {"rps": 10.0, "strategy": "self-consistency", "n": 16}
 
 
-def sweep_table(results: Path, strategies: list[str], points: int, problems: int, samples: int, hours: list[float],
-                dataset: str = "gsm8k", decode: float | None = None) -> str:
+def sweep_table(results: Path, strategies: list[str], points: int, problems: int, samples: int | list[int],
+                hours: list[float], dataset: str = "gsm8k", decode: float | None = None) -> str:
     m = Model.read(results, decode=decode)
     direct = m.sweep(strategies, points, problems, samples, dataset)
     pooled = m.sweep(strategies, points, problems, samples, dataset, pooled=True)
@@ -397,12 +417,14 @@ def sweep_table(results: Path, strategies: list[str], points: int, problems: int
     total, total_pooled = sum(direct.values()), sum(pooled.values())
     body.append(["**all**", "", f"**{total / 3600:,.2f}**", f"**{total_pooled / 3600:,.2f}**"])
     text = table(["strategy", "decode tok/s", "GPU-hours, every point its own run", "GPU-hours, one pool per problem"], body)
-    text += (f"\n{len(strategies)} strategies × {points} points × {problems:,} problems × {samples} samples "
+    counts = per_point(points, samples)
+    drawn = f"{counts[0]} samples" if len(set(counts)) == 1 else f"({', '.join(map(str, counts))}) samples"
+    text += (f"\n{len(strategies)} strategies × {points} points × {problems:,} problems × {drawn} "
              f"({dataset} profiles), data-parallel efficiency {m.eff:.3f}:\n")
     for h in hours:
         gpus, gpus_pooled = gpus_for(total, h, m.eff), gpus_for(total_pooled, h, m.eff)
         text += (f"- in {h:g} h: **{gpus} {_gpu(gpus)}** with every point its own run, **{gpus_pooled}** with one "
-                 f"{samples}-sample pool per problem reused by every point.\n")
+                 f"{max(counts)}-sample pool per problem reused by every point.\n")
     return text
 
 
@@ -450,9 +472,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("inputs", help="the measured inputs and per-strategy profiles")
     sweep = sub.add_parser("sweep", help="GPUs for a sweep in a given time")
     sweep.add_argument("--strategies", nargs="+", default=SWEEP_QUESTION["strategies"])
-    sweep.add_argument("--points", type=int, default=8)
+    sweep.add_argument("--points", type=int, help="budget points (default: one per --samples count, else 8)")
     sweep.add_argument("--problems", type=int, default=500)
-    sweep.add_argument("--samples", type=int, default=64)
+    sweep.add_argument("--samples", type=int, nargs="+", default=[64], help="per problem: one count, or one per point")
     sweep.add_argument("--hours", type=float, nargs="+", default=[24.0])
     sweep.add_argument("--dataset", default="gsm8k")
     sweep.add_argument("--decode-tok-s", type=float, help="a plain-sampling rate measured for another model or GPU")
@@ -474,7 +496,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "inputs":
             print(inputs_table(results) + "\n" + profiles_table(results), end="")
         elif args.command == "sweep":
-            print(sweep_table(results, args.strategies, args.points, args.problems, args.samples, args.hours, args.dataset,
+            points = args.points or (len(args.samples) if len(args.samples) > 1 else 8)
+            print(sweep_table(results, args.strategies, points, args.problems, args.samples, args.hours, args.dataset,
                               args.decode_tok_s), end="")
         elif args.command == "proxy":
             print(proxy_text(results, args.rps, args.strategy, args.n, args.dataset, args.decode_tok_s), end="")

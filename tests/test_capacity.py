@@ -89,6 +89,10 @@ def test_sweep_and_proxy_by_hand(results):
     pooled = m.sweep(["self-consistency", "deepconf"], points=8, problems=10, samples=64, pooled=True)
     assert pooled == pytest.approx({"self-consistency": 4.0125, "deepconf": 402.0})
     assert capacity.gpus_for(sum(direct.values()), 0.1, m.eff) == 12  # 3248.1 / (360 x 0.8) = 11.3
+    # one sample count per point: n=1 and n=64; pooled, one 64-sample pool serves both
+    one = (100 + 20 / 64) / 20_000 * 1.25
+    assert m.sweep(["self-consistency"], 2, 10, [1, 64]) == pytest.approx({"self-consistency": 10 * (one + 0.40125)})
+    assert m.sweep(["self-consistency"], 2, 10, [1, 64], pooled=True) == pytest.approx({"self-consistency": 4.0125})
     p = m.proxy(10, "self-consistency", 16)
     assert p["gpus"] == pytest.approx(1.003125) and p["gpus_ceil"] == 2
     assert p["mean_sample_tokens"] == pytest.approx(100)
@@ -142,6 +146,10 @@ def test_bad_inputs_give_clear_errors(results, tmp_path, capsys):
         m.proxy(0, "self-consistency", 16)
     with pytest.raises(ConfigError, match="--samples"):
         m.per_problem(capacity.profile(results, "self-consistency"), 0)
+    with pytest.raises(ConfigError, match=r"--samples: give one count or one per point \(3\), got 2"):
+        m.sweep(["self-consistency"], 3, 10, [1, 2])
+    with pytest.raises(ConfigError, match="--points"):
+        m.sweep(["self-consistency"], 0, 10, 64)
     with pytest.raises(ConfigError, match="--hours"):
         capacity.gpus_for(10, 0, 0.5)
     with pytest.raises(ConfigError, match="--efficiency"):
