@@ -437,8 +437,8 @@ def proxy_text(results: Path, rps: float, strategy: str, n: int, dataset: str = 
     m = Model.read(results, decode=decode)
     p = m.proxy(rps, strategy, n, dataset)
     return (f"{strategy} n={n} at {rps:g} requests/s ({dataset} profile): {p['gpu_s_per_request']:.3f} GPU-s per "
-            f"request, so the GPUs are busy **{p['gpus']:.2f}** GPU-equivalents: **{p['gpus_ceil']} {_gpu(p['gpus_ceil'])}** at "
-            f"saturation. "
+            f"request, so it keeps **{p['gpus']:.2f}** GPUs busy: **at least {p['gpus_ceil']} {_gpu(p['gpus_ceil'])}**, "
+            f"each at {p['gpus'] / p['gpus_ceil']:.0%} of its throughput. "
             f"Latency floor: the longest sample's decode, {p['mean_sample_tokens']:,.0f} tokens on average and "
             f"up to {p['longest']:,} (max_tokens): {p['latency_idle_s']:.1f} s and {p['latency_idle_longest_s']:.1f} s "
             f"on an idle engine, {p['latency_loaded_longest_s']:.1f} s for the longest at full throughput.\n")
