@@ -353,3 +353,31 @@ def test_the_openai_spec_takes_the_replica_options():
     for bad in ("m?affinity=maybe", "m?health_interval=soon", "m?colour=blue", "?affinity=on"):
         with pytest.raises(ConfigError, match="openai backend"):
             from_spec(f"openai:{bad}", api_base="http://127.0.0.1:1/v1")
+
+
+def test_the_litellm_router_settings_of_the_readme_pin_each_problem_to_one_replica():
+    """The README's mapping for litellm users, checked on litellm's own Router over the stubs."""
+    import os
+
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network
+    litellm = pytest.importorskip("litellm")
+    with stubs() as servers:
+        router = litellm.Router(
+            model_list=[{"model_name": "qwen", "litellm_params": {"model": "hosted_vllm/stub-model",
+                                                                   "api_base": s.base_url, "api_key": "x"}}
+                        for s in servers],
+            routing_strategy="least-busy", optional_pre_call_checks=["session_affinity"], num_retries=2,
+            allowed_fails=1, cooldown_time=5)
+
+        async def main():
+            for k in range(3):
+                for i in range(3):
+                    await router.acompletion(model="qwen", messages=[{"role": "user", "content": f"Problem #{k} q{i}"}],
+                                             metadata={"session_id": f"problem-{k}"})
+
+        asyncio.run(main())
+        where: dict[str, set[int]] = {}
+        for index, server in enumerate(servers):
+            for record in server.delivered():
+                where.setdefault(problem_of(record), set()).add(index)
+        assert sorted(where) == ["#0", "#1", "#2"] and all(len(at) == 1 for at in where.values())
