@@ -165,7 +165,7 @@ def logprob_rate(results: Path, over: Overhead | None = None) -> Rate:
     """Top-20 logprobs: generated / wall of every DeepConf round, × (1 + overhead) to a raw-engine figure."""
     over = over or overhead(results)
     rounds = tuple(g / w * (1 + over.charged) for _, _, g, w, _ in logprob_rounds(results))
-    return Rate("h200, top-20 logprobs (DeepConf rounds)", statistics.median(rounds), rounds,
+    return Rate("h200, top-20 logprobs (DeepConf rounds × (1 + overhead))", statistics.median(rounds), rounds,
                 " + ".join(name for name, _ in LOGPROBS))
 
 
