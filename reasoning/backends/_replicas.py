@@ -177,6 +177,13 @@ class Replicas:
         else:
             replica.up, replica.error = True, None
 
+    def stop_probes(self) -> None:
+        """Cancel the probes running on this loop (the backend is closing)."""
+        loop = asyncio.get_running_loop()
+        for task in list(self._probes):
+            if task.get_loop() is loop:
+                task.cancel()
+
     def describe(self) -> list[dict[str, object]]:
         return [{"url": r.url, "up": r.up, "outstanding": r.outstanding, "picks": r.picks,
                  **({"error": r.error} if r.error and not r.up else {})} for r in self.replicas]

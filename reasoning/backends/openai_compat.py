@@ -480,6 +480,7 @@ class OpenAICompatible(Backend):
 
     async def aclose(self) -> None:
         loop = asyncio.get_running_loop()
+        self.replicas.stop_probes()
         for replica in self.replicas.replicas:
             if replica.client is not None and replica.loop is loop:
                 await replica.client.close()
