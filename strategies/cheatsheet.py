@@ -137,8 +137,9 @@ class Cheatsheet(Strategy):
             model = embedder(self.embedder)
             entries = await asyncio.to_thread(store.entries, key)
             visible = len(entries)
+            self._check_embedder(entries, model.name)  # before any model is loaded
             query = (await embed(ctx, [ctx.problem.text], model))[0].astype(np.float32)
-            retrieved = self._retrieve(entries, query, model.name)
+            retrieved = self._retrieve(entries, query)
         cheatsheet = render(retrieved)
         *head, last = ctx.messages
         prompt = [*head, *load_prompt("cheatsheet_solve").render(cheatsheet=cheatsheet, problem=last.content)]
@@ -154,11 +155,13 @@ class Cheatsheet(Strategy):
                 "votes": vote.tally, "n": len(samples)}
         return Outcome(vote.answer, chosen.text if chosen else None, samples, info)
 
-    def _retrieve(self, entries: list[Entry], query: np.ndarray, model_name: str) -> list[tuple[Entry, float]]:
+    def _check_embedder(self, entries: list[Entry], model_name: str) -> None:
         other = sorted({e.embedder for e in entries} - {model_name})
         if other:
             raise ConfigError(f"memory={self.memory!r} holds entries embedded with {', '.join(other)}; this run "
                               f"embeds with {model_name}: use the same embedder or another memory file")
+
+    def _retrieve(self, entries: list[Entry], query: np.ndarray) -> list[tuple[Entry, float]]:
         ranked = sorted(((e, float(e.embedding @ query)) for e in entries), key=lambda pair: (-pair[1], pair[0].seq))
         chosen, used = [], 0
         for entry, similarity in ranked[:self.top_k]:

@@ -294,3 +294,23 @@ def test_halves_compares_the_first_and_second_half_of_the_dataset_order(tmp_path
     assert halves.main([str(run)]) == 0
     assert capsys.readouterr().out.strip() == ("gsm8k  cheatsheet    first 0.500 (n=2)  second 0.000 (n=2)  "
                                                "gain -0.500")
+
+
+def test_the_sweep_config_runs_cheatsheet_in_order_against_self_consistency_and_no_memory(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from reasoning.benchmarks.cli import main
+    from reasoning.benchmarks.sweep import SweepConfig
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "sweeps" / "cheatsheet_game24.yaml"
+    assert "NOT RUN YET" in path.read_text()
+    config = SweepConfig.from_file(path, out="unused")
+    assert config.concurrency == 1 and config.datasets == ["game24"] and config.budget_grid == {"tokens": [4096]}
+    options = {s.key: s.options for s in config.strategies}
+    assert options["cheatsheet-off"]["learn"] is False and options["cheatsheet"]["n"] == 1
+    assert len({o.get("memory") for k, o in options.items() if k.startswith("cheatsheet") and k != "cheatsheet-off"}) == 2
+    monkeypatch.chdir(tmp_path)  # the memory files are relative to the working directory
+    assert main(["sweep", "--config", str(path), "--backend", "scripted:13", "--limit", "3", "--out", "cs"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "cs" / "problems.jsonl").read_text().splitlines()]
+    assert {r["strategy"] for r in rows} == {"self-consistency", "cheatsheet", "cheatsheet-n4", "cheatsheet-off"}
+    assert (tmp_path / "cheatsheet_game24_n1.sqlite").exists() and not (tmp_path / "cheatsheet-off.sqlite").exists()

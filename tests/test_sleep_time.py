@@ -219,3 +219,23 @@ def test_sleep_time_on_the_embedded_model(local_backend):
     assert all(r.usage.calls == 1 and r.usage.tokens <= 1200 for r in results)
     payer = [r for r in results if r.info["notes_computed_here"]]
     assert len(payer) == 1 and payer[0].usage_by_role["sleep"].tokens == sleep["tokens"]
+
+
+def test_the_sweep_config_runs_sleep_time_against_self_consistency(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from reasoning.benchmarks.cli import main
+    from reasoning.benchmarks.sweep import SweepConfig
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "sweeps" / "sleep_time_gsm8k.yaml"
+    assert "NOT RUN YET" in path.read_text()
+    config = SweepConfig.from_file(path, out="unused")
+    assert config.datasets == ["stateful-gsm8k"] and config.budget_grid == {"tokens": [384, 768, 1536, 3072]}
+    monkeypatch.chdir(tmp_path)  # the notes file is relative to the working directory
+    assert main(["sweep", "--config", str(path), "--backend", "scripted:13", "--limit", "4", "--out", "st"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "st" / "problems.jsonl").read_text().splitlines()]
+    assert {r["strategy"] for r in rows} == {"self-consistency", "sleep-time", "sleep-time-off"}
+    sleepy = [r for r in rows if r["strategy"] == "sleep-time"]
+    assert len(sleepy) == 16 and all(r["info"]["sleep_tokens_amortised"] > 0 for r in sleepy)
+    assert sum(r["info"]["notes_computed_here"] for r in sleepy) == 1  # one context, one computation, four points
+    assert all("sleep_tokens_amortised" not in r["info"] for r in rows if r["strategy"] == "sleep-time-off")
