@@ -241,7 +241,9 @@ def summarize(dataset: dict[str, Any], ks: Sequence[int], warmup: int, keep_perc
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     options = dict(window=args.window, warmup=args.warmup, n=args.n)
     started = time.monotonic()
-    backend = from_spec(args.backend, **({"engine_kwargs": json.loads(args.engine)} if args.engine else {}))
+    # The online runs stop traces in the engine: a vLLM engine is built with its confidence stop.
+    vllm = {"confidence_stop": True} if args.backend.partition(":")[0] == "vllm" else {}
+    backend = from_spec(args.backend, **({"engine_kwargs": json.loads(args.engine)} if args.engine else {}), **vllm)
     await backend.load()
     report: dict[str, Any] = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "command": " ".join(sys.argv),
                               "machine": platform.platform(), "backend": backend.describe(),

@@ -59,6 +59,15 @@ def _existing(paths: set[str]) -> set[str]:
     return {path for path in paths if Path(path).is_file()}
 
 
+def backend_options(configs: list[SweepConfig]) -> dict[str, bool]:
+    """A vLLM engine gets the in-engine confidence stop (off by default: its logits processor
+    moves vLLM from Model Runner V2 to V1) when a sweep runs ``deepconf`` online; the backend's
+    name, so the cache's key, stays the same."""
+    online = any(spec.name == "deepconf" and spec.options.get("mode", "online") == "online"
+                 for config in configs for spec in config.strategies)
+    return {"confidence_stop": True} if online and configs[0].backend.partition(":")[0] == "vllm" else {}
+
+
 def _needs(config: SweepConfig) -> set[str]:
     return {spec.options["policy"] for spec in config.strategies if isinstance(spec.options.get("policy"), str)}
 
@@ -95,7 +104,7 @@ async def main_async(args: argparse.Namespace) -> int:
     for item in args.engine:
         key, _, raw = item.partition("=")
         engine[key.strip()] = int(raw) if raw.strip().lstrip("-").isdigit() else raw.strip()
-    inner = from_spec(configs[0].backend, **({"engine_kwargs": engine} if engine else {}))
+    inner = from_spec(configs[0].backend, **({"engine_kwargs": engine} if engine else {}), **backend_options(configs))
     await inner.load()
     # One cache object per file: sweeps that name the same cache file share its rows.
     caches: dict[str, CachedBackend] = {}

@@ -28,7 +28,8 @@ confidence is >= the (100 - ``keep_percent``)-th percentile of all, and vote wei
 
 Needs token confidences (``Capabilities.top_logprobs`` >= ``top_k``: vLLM, the OpenAI-compatible
 backend, the local backend, Scripted) and, online, a backend that stops on confidence while sampling
-(``Capabilities.confidence_stop``); anything else is refused with a clear error.
+(``Capabilities.confidence_stop``: vLLM built with ``confidence_stop=True``, the OpenAI-compatible
+backend, the local backend, Scripted); anything else is refused with a clear error.
 
 Differences from the paper and the official code, all visible in ``Outcome.info``:
 - The paper's models write 10k-60k-token traces, where a 2,048-token window fits many times.
@@ -125,7 +126,8 @@ class DeepConf(Strategy):
             return await self._offline(ctx)
         if not caps.confidence_stop:
             raise ConfigError(f"deepconf online needs a backend that stops traces while they run; "
-                              f"{ctx.backend.name} cannot (use mode='offline')")
+                              f"{ctx.backend.name} cannot (on vLLM build the backend with confidence_stop=True, "
+                              f"--backend 'vllm:PATH?confidence_stop=1'; else use mode='offline')")
         return await self._online(ctx)
 
     def _draw(self, ctx: Context, n: int, name: str, **options):

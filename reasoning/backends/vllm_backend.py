@@ -14,9 +14,13 @@ Why these choices:
 - Cancelling the awaiting task (budget deadline, strategy stop) aborts the engine request,
   so its KV blocks and batch slots are freed at once.
 - DeepConf's online stop (``GenerationRequest.confidence_stop``) runs in the engine: a
-  batch-level logits processor (``vllm_confidence.ConfidenceStopProcessor``, registered with
-  every engine) forces end of sequence at the step where a sample's group confidence drops;
-  token confidences come from the top-k logprobs the engine returns (``top_logprobs``).
+  batch-level logits processor (``vllm_confidence.ConfidenceStopProcessor``) forces end of
+  sequence at the step where a sample's group confidence drops; token confidences come from
+  the top-k logprobs the engine returns (``top_logprobs``). It is registered only in an engine
+  built with ``confidence_stop=True`` (``vllm:PATH?confidence_stop=1``): any custom logits
+  processor makes vLLM fall back from its Model Runner V2 to V1 for the whole engine, used or
+  not. An engine built without it refuses such requests (``UnsupportedRequest``, and
+  ``Capabilities.confidence_stop`` is False, so ``deepconf`` online says so before sampling).
 - ``stop_early`` requests stream (``RequestOutputKind.DELTA``): each sample is seen as it
   finishes; once the predicate says stop, the engine request is aborted and the samples still
   running come back "cancelled" with the tokens they had decoded (a step or two may be decoded
@@ -37,6 +41,7 @@ interfaces (stat loggers, error classes, rendered inputs) are read defensively.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib.util
 import itertools
 import time
@@ -152,11 +157,17 @@ class VLLM(Backend):
     parallelism splits each layer over GPUs (a model too large for one GPU; NVLink), pipeline
     parallelism splits the layers into stages (too large for one node's GPUs), data parallelism
     runs full replicas behind this one engine. Each is a whole number >= 1, checked here.
+
+    ``confidence_stop=True`` registers the in-engine confidence stop (DeepConf online; see the
+    module docstring): off by default, because its logits processor moves the whole engine from
+    vLLM's Model Runner V2 back to V1. The engine cannot change after it is built, so a strategy
+    cannot turn it on: build the backend with it for DeepConf online.
     """
 
+    # Without the confidence stop; an engine built with it has its own, with confidence_stop=True.
     capabilities = Capabilities(
         native_n=True, logprobs=True, prefix_caching=True, token_ids=True, exact_prompt_tokens=True,
-        top_logprobs=20, confidence_stop=True, early_stop=True,
+        top_logprobs=20, confidence_stop=False, early_stop=True,
     )
 
     def __init__(
@@ -172,8 +183,11 @@ class VLLM(Backend):
         enforce_eager: bool = False,
         enable_prefix_caching: bool = True,
         seed: int = 0,
+        confidence_stop: bool = False,
         engine_kwargs: dict[str, Any] | None = None,
     ) -> None:
+        if not isinstance(confidence_stop, bool):
+            raise ConfigError(f"vllm: confidence_stop must be True or False, got {confidence_stop!r}")
         parallel = {"tensor_parallel_size": tensor_parallel_size, "pipeline_parallel_size": pipeline_parallel_size,
                      "data_parallel_size": data_parallel_size}
         for name, value in parallel.items():
@@ -211,6 +225,9 @@ class VLLM(Backend):
             "seed": seed,
             **(engine_kwargs or {}),
         }
+        self.confidence_stop = confidence_stop
+        if confidence_stop:
+            self.capabilities = dataclasses.replace(type(self).capabilities, confidence_stop=True)
         self.engine: Any = None  # vllm AsyncLLM once started
         self._loop: asyncio.AbstractEventLoop | None = None
         self._starting: asyncio.Task[Any] | None = None
@@ -220,21 +237,27 @@ class VLLM(Backend):
         self._ids = itertools.count()
         self._render = lru_cache(maxsize=4096)(self._render_uncached)
 
-    # The CLI's ``--backend vllm:PATH?tp=2&dp=4`` options (short and long names).
+    # The CLI's ``--backend vllm:PATH?tp=2&dp=4&confidence_stop=1`` options (short and long names).
     SPEC_OPTIONS = {"tp": "tensor_parallel_size", "pp": "pipeline_parallel_size", "dp": "data_parallel_size",
                     "tensor_parallel_size": "tensor_parallel_size", "pipeline_parallel_size": "pipeline_parallel_size",
-                    "data_parallel_size": "data_parallel_size"}
+                    "data_parallel_size": "data_parallel_size", "confidence_stop": "confidence_stop"}
+    _SPEC_BOOLS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
     @classmethod
     def from_spec(cls, rest: str, *, api_base: str | None = None, api_key: str | None = None, **options: Any) -> VLLM:
-        """``vllm[:PATH][?tp=T&pp=P&dp=D]`` (or the long names ``tensor_parallel_size=``...)."""
+        """``vllm[:PATH][?tp=T&pp=P&dp=D&confidence_stop=1]`` (or the long names ``tensor_parallel_size=``...)."""
         model, _, query = rest.partition("?")
         for item in filter(None, query.split("&")):
             key, sep, value = item.partition("=")
             name = cls.SPEC_OPTIONS.get(key.strip())
             if name is None:
                 raise ConfigError(f"vllm backend option {key!r} unknown; use tp=, pp=, dp= (tensor_parallel_size=, "
-                                  "pipeline_parallel_size=, data_parallel_size=)")
+                                  "pipeline_parallel_size=, data_parallel_size=), confidence_stop=1")
+            if name == "confidence_stop":
+                if value.strip().lower() not in cls._SPEC_BOOLS:
+                    raise ConfigError(f"vllm backend option confidence_stop={value!r}: expected 1 or 0 (true, false)")
+                options[name] = cls._SPEC_BOOLS[value.strip().lower()]
+                continue
             try:
                 options[name] = int(value)
             except ValueError:
@@ -341,12 +364,13 @@ class VLLM(Backend):
 
     def engine_arguments(self) -> dict[str, Any]:
         """The keyword arguments of vLLM's ``AsyncEngineArgs`` for this engine: the model, the
-        options (parallelism included) and the in-engine confidence stop's logits processor."""
-        from .vllm_confidence import ConfidenceStopProcessor
-
+        options (parallelism included) and, with ``confidence_stop=True`` only, the in-engine
+        confidence stop's logits processor (after any the user gave)."""
         options = {"disable_log_stats": False, **self.engine_options}
-        # The in-engine confidence stop, after any logits processors the user gave.
-        options["logits_processors"] = [*(options.get("logits_processors") or []), ConfidenceStopProcessor]
+        if self.confidence_stop:
+            from .vllm_confidence import ConfidenceStopProcessor
+
+            options["logits_processors"] = [*(options.get("logits_processors") or []), ConfidenceStopProcessor]
         return {"model": self.model_path(), **options}
 
     @property
@@ -374,6 +398,15 @@ class VLLM(Backend):
             engine.shutdown()
 
     # -- generation ------------------------------------------------------------------------
+
+    def check_supported(self, request: GenerationRequest) -> None:
+        if request.confidence_stop is not None and not self.confidence_stop:
+            raise UnsupportedRequest(
+                f"{self.name} was built without the in-engine confidence stop: build it with "
+                "VLLM(..., confidence_stop=True) (--backend 'vllm:PATH?confidence_stop=1') to stop samples on "
+                "their confidence (off by default: its logits processor moves vLLM from Model Runner V2 to V1)"
+            )
+        super().check_supported(request)
 
     def sampling_params(self, request: GenerationRequest) -> Any:
         from vllm import SamplingParams
@@ -569,7 +602,7 @@ class VLLM(Backend):
 
     def describe(self) -> dict[str, object]:
         options = {k: v for k, v in self.engine_options.items() if isinstance(v, (str, int, float, bool))}
-        return {"backend": self.name, **options}
+        return {"backend": self.name, **options, "confidence_stop": self.confidence_stop}
 
 
 def _stopped_here(rule: ConfidenceStop, confidences: list[float]) -> bool:
