@@ -20,6 +20,12 @@ after each answer, DC-RS's retrieval before it):
    ``(empty)``, the paper's placeholder.
 2. *Solve*: ``n`` samples (the paper: one, at temperature 0) with the cheatsheet above the
    problem (``prompts/cheatsheet_solve.md``; the run's system prompt is kept), majority vote.
+   With ``execute_code`` (the paper's generator has it), the prompt says how to run Python
+   (``prompts/cheatsheet_code.md``); a sample that ends a ```python block with "EXECUTE CODE!"
+   has the block run in the code sandbox (``verifiers.code_exec.arun_python``, 10 s; what it
+   printed, its last ~480 characters) appended after the flag, and the model is asked to go on
+   (``prompts/cheatsheet_continue.md``, the last time saying so), at most ``code_rounds`` times
+   (the paper: 3); the sample is then the whole exchange and its answer is read from it.
 3. *Curate*: one call on the ``curator`` role (the generator's backend unless the run gives one;
    at ``curate_temperature``) sees the problem, the chosen solution and the retrieved entries
    and writes ONE short ``<memory_item>`` (``prompts/cheatsheet_curate.md``, after the paper's
@@ -48,10 +54,11 @@ the most relevant are retrieved, not one rewritten document (DC-Cu) nor raw earl
 synthesised by an extra call (DC-RS): this keeps it bounded (``memory_chars``), resumable and
 safe under concurrency, where one carried-forward document would need strictly sequential
 problems; (b) the memory budget: the paper's cheatsheet grows to about 2,000-2,500 words, here
-at most ``top_k`` entries of at most ``entry_chars`` each, within ``memory_chars``; (c) no code
-execution: the paper's generator may end a Python block with "EXECUTE CODE!" and see its output
-(up to 3 rounds). Its Game-of-24 result (GPT-4o 10% -> 99%) comes from storing a brute-force
-solver and *running* it; here a stored snippet can only be read and followed by the model.
+at most ``top_k`` entries of at most ``entry_chars`` each, within ``memory_chars``; (c) code
+execution is off by default (``execute_code``): the paper's Game-of-24 result (GPT-4o 10% ->
+99%) comes from storing a brute-force solver and *running* it, which needs it on; the output
+shown is cut to what the sandbox returns (~480 characters), and each continuation is a new call
+(the paper's too) charged to the problem's budget.
 
 ``Outcome.info``: ``visible`` (entries in memory when retrieving), ``retrieved`` (their problem
 ids, most similar first), ``similarity``, ``entry`` (what this problem committed, or None),
@@ -67,10 +74,12 @@ import re
 import numpy as np
 from pydantic import Field, PrivateAttr
 
-from reasoning.context import Context
+from reasoning.context import Context, Sample
 from reasoning.errors import ConfigError
 from reasoning.prompts import load_prompt
 from reasoning.strategy import MaxTokens, Outcome, Strategy, Temperature
+from reasoning.types import Message
+from reasoning.verifiers.code_exec import arun_python
 
 from .embeddings import EmbedderName, embed, embedder
 from .memory_store import Entry, MemoryStore, temporary_store
@@ -78,6 +87,9 @@ from .registry import register
 from .voting import majority
 
 EMPTY = "(empty)"
+EXECUTE = "EXECUTE CODE!"
+CODE_TIMEOUT_S = 10.0
+_PYTHON_BLOCK = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)```", re.DOTALL)
 CURATOR = "curator"
 _ITEM = re.compile(r"<memory_item>.*?</memory_item>", re.DOTALL)
 
@@ -94,6 +106,16 @@ def curated_entry(text: str, limit: int) -> str | None:
     characters; None when there is none."""
     found = _ITEM.search(text)
     return found.group(0)[:limit].strip() if found else None
+
+
+def code_to_run(text: str) -> tuple[str, str] | None:
+    """(text up to the flag, the last ```python block before it) when ``text`` asks for code to
+    be run: ``EXECUTE CODE!`` right after a closing ``` (the paper's rule), else None."""
+    before = text.split(EXECUTE, 1)[0].rstrip()
+    if EXECUTE not in text or not before.endswith("```"):
+        return None
+    blocks = _PYTHON_BLOCK.findall(before)
+    return (before, blocks[-1]) if blocks else None
 
 
 def render(entries: list[tuple[Entry, float]]) -> str:
@@ -114,6 +136,9 @@ class Cheatsheet(Strategy):
     entry_chars: int = Field(1200, ge=1, description="characters one curated entry keeps at most")
     curate_max_tokens: int = Field(384, ge=1, description="max new tokens of the curator's reply")
     curate_temperature: float = Field(0.0, ge=0, description="the curator's temperature (the paper: 0)")
+    execute_code: bool = Field(False, description="run a ```python block the model ends with EXECUTE CODE! in the "
+                               "code sandbox and show it the output (the paper's generator does)")
+    code_rounds: int = Field(3, ge=0, description="execute_code: continuations after an execution (the paper: 3)")
     learn: bool = Field(True, description="False: the baseline, an (empty) cheatsheet, no memory read or written")
     embedder: EmbedderName = Field("auto", description="problem embeddings: minilm, ngrams, or auto (MiniLM if "
                                    "installed)")
@@ -142,9 +167,13 @@ class Cheatsheet(Strategy):
             retrieved = self._retrieve(entries, query)
         cheatsheet = render(retrieved)
         *head, last = ctx.messages
-        prompt = [*head, *load_prompt("cheatsheet_solve").render(cheatsheet=cheatsheet, problem=last.content)]
+        code = "\n\n" + load_prompt("cheatsheet_code").render()[0].content if self.execute_code else ""
+        prompt = [*head, *load_prompt("cheatsheet_solve").render(cheatsheet=cheatsheet, code=code,
+                                                                 problem=last.content)]
         samples = await ctx.generate(prompt, n=self.n, max_tokens=self.max_tokens, temperature=self.temperature,
                                      name="solve")
+        if self.execute_code:
+            samples = list(await asyncio.gather(*(self._with_code(ctx, prompt, s, i) for i, s in enumerate(samples))))
         vote = majority(samples)
         chosen = vote.sample or (samples[0] if samples else None)
         entry = None
@@ -154,6 +183,38 @@ class Cheatsheet(Strategy):
                 "similarity": [round(s, 4) for _, s in retrieved], "entry": entry,
                 "votes": vote.tally, "n": len(samples)}
         return Outcome(vote.answer, chosen.text if chosen else None, samples, info)
+
+    async def _with_code(self, ctx: Context, prompt: list[Message], sample: Sample, index: int) -> Sample:
+        """The paper's code loop for one sample: while its text ends a ```python block with
+        EXECUTE CODE!, run the block, append what it printed, and (up to ``code_rounds`` times)
+        ask the model to go on; the sample becomes the whole exchange, its answer read from it."""
+        history, parts, current = list(prompt), [], sample
+        for round_ in range(self.code_rounds + 1):
+            block = code_to_run(current.text)
+            if block is None:
+                parts.append(current.text)
+                break
+            before, code = block
+            status, printed = await arun_python(code, timeout=CODE_TIMEOUT_S)
+            shown = printed if status == "ok" else f"({status}: {printed})"
+            turn = f"{before}\n{EXECUTE}\n\n{shown.strip()}"
+            parts.append(turn)
+            if round_ == self.code_rounds:
+                break
+            warning = (" (This is the last round: no more code will be run. Give your final solution now.)"
+                       if round_ + 1 == self.code_rounds else "")
+            history += [Message("assistant", turn), *load_prompt("cheatsheet_continue").render(warning=warning)]
+            more = await ctx.generate(history, n=1, max_tokens=self.max_tokens, temperature=self.temperature,
+                                      name=f"code-{index}-{round_ + 1}")
+            if not more:  # refused by the budget: what there is so far
+                break
+            current = more[0]
+        text = "\n\n".join(parts)
+        answer = ctx.extract(text) if parts else None
+        info = dict(sample.info)
+        if answer is not None and ctx.vote_key is not None:
+            info["vote_key"] = ctx.vote_key(ctx.problem, answer)
+        return Sample(text, answer, current.completion, trace_id=current.trace_id, info=info)
 
     def _check_embedder(self, entries: list[Entry], model_name: str) -> None:
         other = sorted({e.embedder for e in entries} - {model_name})

@@ -314,3 +314,56 @@ def test_the_sweep_config_runs_cheatsheet_in_order_against_self_consistency_and_
     rows = [json.loads(line) for line in (tmp_path / "cs" / "problems.jsonl").read_text().splitlines()]
     assert {r["strategy"] for r in rows} == {"self-consistency", "cheatsheet", "cheatsheet-n4", "cheatsheet-off"}
     assert (tmp_path / "cheatsheet_game24_n1.sqlite").exists() and not (tmp_path / "cheatsheet-off.sqlite").exists()
+
+
+ASKS_TO_RUN = "Let me compute it.\n```python\nprint(6 * 4, 'from the sandbox')\n```\nEXECUTE CODE!"
+
+
+def test_code_the_model_asks_to_run_is_run_in_the_sandbox_and_shown_to_it():
+    from reasoning.strategies.cheatsheet import code_to_run
+
+    def respond(request, index):
+        if is_curation(request):
+            return "no item"
+        if request.messages[-1].role == "user" and "Proceed with any additional steps" in request.messages[-1].content:
+            return "The program printed 24, so \\boxed{24}."
+        return ASKS_TO_RUN
+
+    scripted = Scripted(responder=respond)
+    result = rz.solve(rz.Problem(APPLES_A, "a"), Cheatsheet(execute_code=True, embedder="ngrams"), scripted)
+    first, second = scripted.requests[0], scripted.requests[1]
+    assert "EXECUTE CODE!" in first.messages[-1].content  # the protocol is in the prompt
+    turn = ASKS_TO_RUN + "\n\n24 from the sandbox"  # what the real sandbox printed, after the flag
+    assert [m.role for m in second.messages[-3:]] == ["user", "assistant", "user"]
+    assert second.messages[-2].content == turn and "last round" not in second.messages[-1].content
+    assert result.text == turn + "\n\nThe program printed 24, so \\boxed{24}." and result.answer == "24"
+    assert code_to_run("```python\nx = 1\n```\nsome words\nEXECUTE CODE!") is None  # the flag must follow the block
+    assert code_to_run("no code EXECUTE CODE!") is None
+
+
+def test_code_rounds_bound_the_continuations_and_the_last_one_is_announced():
+    scripted = backend(entry=lambda p: "no item")
+    scripted.responder = lambda request, index: "no item" if is_curation(request) else ASKS_TO_RUN
+    result = rz.solve(rz.Problem(APPLES_A, "a"), Cheatsheet(execute_code=True, code_rounds=2, embedder="ngrams"),
+                      scripted)
+    solving = [r for r in scripted.requests if not is_curation(r)]
+    assert len(solving) == 3  # the first answer and two continuations; the third execution ends it
+    assert "last round" not in solving[1].messages[-1].content and "last round" in solving[2].messages[-1].content
+    assert result.text.count("24 from the sandbox") == 3 and result.answer == "24"  # the last number printed
+    assert result.usage.calls == 4  # three solving calls and the curator's
+    plain = backend()
+    plain.responder = lambda request, index: "no item" if is_curation(request) else ASKS_TO_RUN
+    rz.solve(rz.Problem(APPLES_A, "a"), Cheatsheet(embedder="ngrams"), plain)  # execute_code off: never run
+    assert len([r for r in plain.requests if not is_curation(r)]) == 1
+    assert "EXECUTE CODE!" not in plain.requests[0].messages[-1].content
+
+
+def test_run_python_returns_what_a_snippet_printed_or_why_it_did_not_finish():
+    from reasoning.verifiers.code_exec import PRINTED_CHARS, arun_python
+
+    assert asyncio.run(arun_python("print(sum(range(10)))")) == ("ok", "45\n")
+    status, printed = asyncio.run(arun_python("print('x' * 2000)"))
+    assert status == "ok" and printed == ("x" * 2000 + "\n")[-PRINTED_CHARS:]
+    status, printed = asyncio.run(arun_python("1 / 0"))
+    assert status == "ok" and printed.rstrip().endswith("ZeroDivisionError: division by zero")
+    assert asyncio.run(arun_python("while True: pass", timeout=1))[0] == "timeout"

@@ -449,3 +449,31 @@ async def arun_code_tests(program: str, tests: str, entry_point: str | None = No
             gate = _LOOP_SLOTS[loop] = asyncio.Semaphore(_MAX)
     async with gate:
         return await asyncio.to_thread(run_code_tests, program, tests, entry_point, timeout, strict, subjects)
+
+
+# What a program printed comes back through the one channel the harness gives a candidate's
+# values: the program's own module-level string, failed on purpose by the test (an assertion's
+# message is the verdict's detail, up to DETAIL_CHARS).
+_PRINTED = "RZ_PRINTED"
+_RUN_PYTHON = """import contextlib as _rz_cl, io as _rz_io, traceback as _rz_tb
+_rz_buffer = _rz_io.StringIO()
+with _rz_cl.redirect_stdout(_rz_buffer), _rz_cl.redirect_stderr(_rz_buffer):
+    try:
+        exec(compile({code!r}, "<code>", "exec"), {{"__name__": "__main__"}})
+    except BaseException:
+        _rz_tb.print_exc()
+{name} = _rz_buffer.getvalue()
+"""
+PRINTED_CHARS = DETAIL_CHARS - len("AssertionError: ") - 4
+
+
+async def arun_python(code: str, timeout: float = 10) -> tuple[str, str]:
+    """Run a Python snippet in the sandbox: (status, what it printed, stdout and stderr).
+    status is ``"ok"`` when it ran (an exception it raised, a syntax error included, is printed
+    as its traceback) or the sandbox's (``timeout``, ``killed``, ``error``) with its detail. The
+    output keeps its last ``PRINTED_CHARS`` characters (the harness returns at most DETAIL_CHARS)."""
+    verdict = await arun_code_tests(_RUN_PYTHON.format(code=code, name=_PRINTED),
+                                    f"assert False, {_PRINTED}[-{PRINTED_CHARS}:]", timeout=timeout)
+    if verdict.status == "failed" and verdict.detail.startswith("AssertionError: "):
+        return "ok", verdict.detail.removeprefix("AssertionError: ")
+    return verdict.status, verdict.detail
