@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", help="a reasoning-bench run or sweep output folder")
     args = parser.parse_args(argv)
     for line in report(Path(args.out)):
-        fmt = lambda p: "-" if p["accuracy"] is None else f"{p['accuracy']:.3f} (n={p['n']})"  # noqa: E731
+        fmt = lambda p: "-" if p["accuracy"] is None else f"{p['accuracy']:.3f} (n={p['n']})"
         gain = "-" if line["gain"] is None else f"{line['gain']:+.3f}"
         print(f"{line['dataset']}  {line['strategy']}  {line['point']}  first {fmt(line['first'])}  "
               f"second {fmt(line['second'])}  gain {gain}")

@@ -40,8 +40,9 @@ import re
 from fractions import Fraction
 from pathlib import Path
 
-from reasoning.errors import ConfigError
 from reasoning.strategies.sleep_time import split_context
+
+from reasoning.errors import ConfigError
 
 DATA = Path(__file__).parent / "data"
 SOURCE = DATA / "gsm8k_test.jsonl"

@@ -73,13 +73,13 @@ import re
 
 import numpy as np
 from pydantic import Field, PrivateAttr
+from reasoning.prompts import load_prompt
+from reasoning.verifiers.code_exec import arun_python
 
 from reasoning.context import Context, Sample
 from reasoning.errors import ConfigError
-from reasoning.prompts import load_prompt
 from reasoning.strategy import MaxTokens, Outcome, Strategy, Temperature
 from reasoning.types import Message
-from reasoning.verifiers.code_exec import arun_python
 
 from .embeddings import EmbedderName, embed, embedder
 from .memory_store import Entry, MemoryStore, temporary_store

@@ -57,11 +57,11 @@ import re
 from dataclasses import dataclass
 
 from pydantic import Field, PrivateAttr
+from reasoning.prompts import load_prompt
 
 from reasoning.budget import Budget, Ledger
 from reasoning.context import Context
 from reasoning.errors import ConfigError
-from reasoning.prompts import load_prompt
 from reasoning.strategy import MaxTokens, Outcome, Strategy, Temperature
 
 from .memory_store import MemoryStore, Notes, key_lock, temporary_store

@@ -9,14 +9,14 @@ import sqlite3
 
 import numpy as np
 import pytest
-
-import reasoning as rz
-from reasoning.backends import Scripted
 from reasoning.benchmarks.run import RunConfig, run_benchmark
 from reasoning.strategies import create
 from reasoning.strategies.cheatsheet import EMPTY, Cheatsheet, curated_entry
 from reasoning.strategies.embeddings import HashedNgrams
 from reasoning.strategies.memory_store import MemoryStore
+
+import reasoning as rz
+from reasoning.backends import Scripted
 
 APPLES_A = "Ann buys 3 red apples and 4 green apples. How many apples does Ann have?"
 TRAINS = "A train travels at 60 miles per hour for 2 hours. How far does the train go?"
@@ -67,8 +67,8 @@ def test_each_problem_retrieves_the_most_similar_earlier_entries_into_its_prompt
     assert [r.info["retrieved"] for r in results] == [[], ["a"], ["a", "t"]]  # most similar first
     # The prompt lists them least similar first, the most similar nearest the problem.
     embed = HashedNgrams().embed
-    sim = lambda x, y: float(embed([x])[0].astype(np.float32) @ embed([y])[0].astype(np.float32))  # noqa: E731
-    item = lambda text: (f"<memory_item>\n<description>tip for: {text[:12]}</description>\n"  # noqa: E731
+    sim = lambda x, y: float(embed([x])[0].astype(np.float32) @ embed([y])[0].astype(np.float32))
+    item = lambda text: (f"<memory_item>\n<description>tip for: {text[:12]}</description>\n"
                          "<example>add</example>\n</memory_item>")
     assert cheatsheet_of(solves[2]) == (f"(from problem t, similarity {sim(TRAINS, APPLES_B):.2f})\n{item(TRAINS)}\n\n"
                                         f"(from problem a, similarity {sim(APPLES_A, APPLES_B):.2f})\n{item(APPLES_A)}")

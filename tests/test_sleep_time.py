@@ -8,15 +8,15 @@ import json
 import re
 
 import pytest
-
-import reasoning as rz
-from reasoning.backends import Scripted
 from reasoning.benchmarks import make_stateful_gsm8k as make
 from reasoning.benchmarks.datasets import DATA_DIR, load_items
 from reasoning.benchmarks.run import RunConfig, run_benchmark
 from reasoning.strategies import create
 from reasoning.strategies.memory_store import MemoryStore
 from reasoning.strategies.sleep_time import SleepTime, split_context
+
+import reasoning as rz
+from reasoning.backends import Scripted
 
 CONTEXT = "Janet has 16 eggs. She eats 3 for breakfast."
 QUERIES = ["How many eggs are left?", "How many did she eat?", "How many did she have?", "What is 16 + 3?"]
@@ -149,7 +149,7 @@ def test_the_data_set_is_rebuilt_byte_for_byte_and_shares_contexts():
         by_context.setdefault(record["context_id"], []).append(record)
     assert len(by_context) == make.CONTEXTS and [r["id"] for r in records] == list(range(len(records)))
     source = {r["id"]: r for r in rows}
-    for context_id, group in by_context.items():
+    for group in by_context.values():
         original = source[group[0]["source_id"]]
         assert {r["context"] for r in group} == {group[0]["context"]} and len(group) == group[0]["context_questions"]
         assert [r["query_kind"] for r in group] == ["original"] + ["intermediate"] * (len(group) - 1)
