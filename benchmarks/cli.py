@@ -180,7 +180,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     _enable_otel(args)
     _check_ray(args)
     _check_request_timeout(args.request_timeout, config.backend)
-    spec = BackendSpec(config.backend, config.api_base, args.api_key, _request_timeout(args.request_timeout, config.backend))
+    from .run_sweeps import backend_options
+
+    # A vLLM engine gets its in-engine confidence stop when the sweep runs deepconf online.
+    spec = BackendSpec(config.backend, config.api_base, args.api_key,
+                       {**_request_timeout(args.request_timeout, config.backend), **backend_options([config])})
     ray = _ray_options(args, spec)
     sweep_backend = spec.build()
     _check_reachable(config.api_base)
