@@ -135,12 +135,12 @@ def test_a_new_problem_goes_to_the_replica_with_the_fewest_outstanding_requests(
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_a_replica_killed_mid_run_loses_nothing_and_nothing_is_charged_twice(transport):
-    with stubs(latency=0.02) as servers:
+    with stubs(latency=0.05) as servers:
         dead = servers[1]
         answered = itertools.count(1)
 
         def dies_at_its_sixth_answer(body: dict) -> list[str]:
-            if next(answered) == 6:  # two problems' 8 requests are in flight on it: 2 or more are cut
+            if next(answered) == 6:  # two problems' 8 requests went to it at once: the last ones are cut
                 dead._crash_now()
             return default_responder(body)
 
@@ -150,7 +150,7 @@ def test_a_replica_killed_mid_run_loses_nothing_and_nothing_is_charged_twice(tra
 
         assert dead.crashed
         lost = [r for r in dead.generation_requests() if not r.delivered]
-        assert len(lost) >= 3, "the crash cut fewer requests than were in flight"
+        assert len(lost) >= 2, "the crash cut no request in flight besides the one that set it off"
         assert [r.answer for r in results] == ["42"] * len(PROBLEMS)
         assert all(len(r.trace.calls()[0].completions) == 4 for r in results)
         # Usage = what the survivors delivered + what the dead one delivered before it died.
