@@ -27,7 +27,7 @@ here); it is reported whether it was.
 
 ``--profile PATH`` runs one more framework round under ``cProfile`` after the timed ones
 (not counted) and writes its stats (``PATH``, for ``pstats`` / snakeviz) and the top 40
-functions by cumulative time (``PATH.txt``).
+functions by cumulative and by own time (``PATH.txt``).
 
 GPU host (the server is started and stopped here; arguments after ``--`` go to ``vllm serve``):
     python -m reasoning.benchmarks.serve_throughput --model /root/model --rounds 12 --limit 50 \\

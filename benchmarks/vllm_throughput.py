@@ -28,7 +28,8 @@ tokens. Accuracy: maj@n (the vote) and pass@1 (mean over samples), graded by
 ``verifiers.is_equivalent`` against the gold answers.
 
 ``--profile PATH`` runs one more framework round under ``cProfile`` after the timed ones (not
-counted) and writes its stats to PATH and the top 40 functions by cumulative time to PATH.txt.
+counted) and writes its stats to PATH and the top 40 functions by cumulative and by own time
+to PATH.txt.
 
 GPU host:  python -m reasoning.benchmarks.vllm_throughput --model PATH --out vllm_throughput.json
 CPU check: python -m reasoning.benchmarks.vllm_throughput --limit 4 --n 2 --max-tokens 32 --out /tmp/v.json
@@ -264,7 +265,7 @@ async def run_async_phases(args: argparse.Namespace, model: str, prompts, warmup
 async def profiled(path: Path, work: Any) -> str:
     """Await ``work`` under cProfile (the event loop's thread: all of the framework's Python
     work and the vLLM frontend's); write the stats to ``path`` and the top 40 functions by
-    cumulative time to ``path.txt``."""
+    cumulative and by own time to ``path.txt``."""
     import cProfile
     import io
     import pstats
@@ -278,7 +279,9 @@ async def profiled(path: Path, work: Any) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     profiler.dump_stats(path)
     text = io.StringIO()
-    pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(40)
+    stats = pstats.Stats(profiler, stream=text)
+    stats.sort_stats("cumulative").print_stats(40)  # the loop's idle wait (epoll) tops it
+    stats.sort_stats("tottime").print_stats(40)  # where the loop's busy time goes
     Path(f"{path}.txt").write_text(text.getvalue(), encoding="utf-8")
     return str(path)
 
