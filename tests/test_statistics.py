@@ -382,6 +382,7 @@ DIFFERING: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "top_logprobs": (BASE, {**BASE, "top_logprobs": 20}),
     "confidence_stop": ({**BASE, "confidence_stop": ConfidenceStop(0.5, 8)},
                         {**BASE, "confidence_stop": ConfidenceStop(0.6, 8)}),
+    "score": ({**BASE, "score": "It is 4."}, {**BASE, "score": "It is 5."}),
 }
 
 
