@@ -53,6 +53,7 @@ from reasoning.errors import BudgetExhausted, ConfigError
 # A worker actor Ray restarts after its process died, and the tries one problem gets.
 MAX_RESTARTS = 3
 MAX_ATTEMPTS = 3
+REST_S = 1.0  # how long a worker that died gets no jobs (Ray restarts it meanwhile)
 INSTALL_HINT = "--ray needs Ray: pip install 'reasoning-tts[ray]'"
 
 
@@ -312,7 +313,6 @@ class RayCluster:
             self.started = address is None
         self.ray = ray
         self.actors: list[Any] = []
-        self.kept: list[Any] = []  # object refs of the workers' constructor arguments
 
     def default_workers(self, gpus_per_worker: int) -> int:
         resources = self.ray.cluster_resources()
@@ -325,23 +325,24 @@ class RayCluster:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         here = self.ray.get_runtime_context().get_node_id()
-        # Named, for tools that look at a run from outside (ray.get_actor(name).totals.remote()).
+        # Named: workers find it by its name, and so can tools looking at a run from outside
+        # (ray.get_actor(name).totals.remote()).
+        name = f"reasoning-ledger-{uuid.uuid4().hex[:12]}"
         actor_class = self.ray.remote(LedgerService).options(
-            name=f"reasoning-ledger-{uuid.uuid4().hex[:12]}", num_cpus=0, max_restarts=0,
+            name=name, num_cpus=0, max_restarts=0,
             scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False))
         actor = actor_class.remote(run_budget, journal_path, charged.to_dict())
         self.actors.append(actor)
-        return actor
+        return NamedActor(name, actor)
 
     def workers(self, cls: type, count: int, concurrency: int, gpus: int, *args: Any) -> list[Any]:
         """``count`` actors of ``cls(*args)``, ``concurrency`` calls at once each (threads), one CPU
         (and ``gpus`` GPUs) each, restarted by Ray when their process dies."""
         actor_class = self.ray.remote(cls).options(num_cpus=1, num_gpus=gpus, max_restarts=MAX_RESTARTS,
                                                    max_concurrency=concurrency)
-        # The arguments stay referenced here, so that Ray can restart a dead worker with them.
-        refs = [self.ray.put(arg) for arg in args]
-        self.kept.extend(refs)
-        made = [actor_class.remote(*refs) for _ in range(count)]
+        # Small arguments travel inside the actor's creation (a restart reuses them); the ledger
+        # goes by name (NamedActor), as Ray cannot promise to restart an actor given a handle.
+        made = [actor_class.remote(*args) for _ in range(count)]
         self.actors.extend(made)
         return made
 
@@ -356,9 +357,31 @@ class RayCluster:
         for actor in self.actors:
             self.ray.kill(actor)
         self.actors.clear()
-        self.kept.clear()
         if self.started:
             self.ray.shutdown()
+
+
+class NamedActor:
+    """A named actor's handle that travels by its name: a worker looks the actor up where it runs.
+    (Ray warns that a restartable actor given a handle in its arguments may fail to restart.)"""
+
+    def __init__(self, name: str, handle: Any = None) -> None:
+        self.name, self._handle = name, handle
+
+    def __getstate__(self) -> dict[str, str]:
+        return {"name": self.name}
+
+    def __setstate__(self, state: dict[str, str]) -> None:
+        self.name, self._handle = state["name"], None
+
+    def __getattr__(self, attribute: str) -> Any:
+        if attribute.startswith("_"):
+            raise AttributeError(attribute)
+        if self._handle is None:
+            import ray
+
+            self._handle = ray.get_actor(self.name)
+        return getattr(self._handle, attribute)
 
 
 def _cause(failed: BaseException) -> BaseException:
@@ -379,36 +402,50 @@ async def dispatch(cluster: RayCluster, workers: list[Any], method: str, jobs: I
                    concurrency: int, on_done: Callable[[tuple, Any], Awaitable[None]]) -> None:
     """Hand ``jobs`` (argument tuples of ``method``) to ``workers``, ``concurrency`` in flight on
     each; ``on_done(job, value)`` as each finishes. A job whose worker died goes back in the queue
-    (to any worker; Ray restarts the dead one) and is tried at most ``MAX_ATTEMPTS`` times; a job
-    that raised raises here, as its own error."""
+    and that worker rests ``REST_S`` while Ray restarts it (the others take the jobs meanwhile); a
+    job lost with its worker ``MAX_ATTEMPTS`` times raises. A job that raised raises here, as its
+    own error."""
     ray = cluster.ray
-    # A worker's process died (or is being restarted): its jobs did not come back.
-    lost = tuple(getattr(ray.exceptions, name) for name in ("RayActorError", "ActorUnavailableError",
-                                                            "WorkerCrashedError") if hasattr(ray.exceptions, name))
+    # The worker is being restarted: the job did not run, or its result was lost with the worker.
+    restarting = tuple(getattr(ray.exceptions, name) for name in ("ActorUnavailableError",) if hasattr(ray.exceptions, name))
+    # The worker's process died while it had the job (the job ran, maybe partly).
+    died = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError)
     queue = deque(jobs)
     attempts: dict[int, int] = {}
     free = {index: concurrency for index in range(len(workers))}
+    resting: dict[int, float] = {}  # worker -> when it may have jobs again
     running: dict[asyncio.Future, tuple[tuple, int]] = {}
     try:
         while queue or running:
-            for index in itertools.cycle(range(len(workers))):  # one at a time, round robin
-                if not queue or not any(free.values()):
-                    break
-                if free[index]:
+            now = time.monotonic()
+            ready = [i for i in free if free[i] and resting.get(i, 0.0) <= now]
+            while queue and ready:  # one at a time, round robin
+                for index in list(ready):
+                    if not queue:
+                        break
                     job = queue.popleft()
                     ref = getattr(workers[index], method).remote(*job)
                     running[asyncio.wrap_future(ref.future())] = (job, index)
                     free[index] -= 1
-            finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                    if not free[index]:
+                        ready.remove(index)
+            waking = [t - now for t in resting.values() if t > now]
+            if not running:
+                await asyncio.sleep(min(waking, default=REST_S))
+                continue
+            finished, _ = await asyncio.wait(running, timeout=min(waking, default=None),
+                                             return_when=asyncio.FIRST_COMPLETED)
             for future in finished:
                 job, index = running.pop(future)
                 free[index] += 1
                 try:
                     value = future.result()
-                except lost:
-                    attempts[id(job)] = attempts.get(id(job), 1) + 1
-                    if attempts[id(job)] > MAX_ATTEMPTS:
-                        raise
+                except restarting + died as lost:
+                    resting[index] = time.monotonic() + REST_S
+                    if not isinstance(lost, restarting):
+                        attempts[id(job)] = attempts.get(id(job), 0) + 1
+                        if attempts[id(job)] >= MAX_ATTEMPTS:
+                            raise
                     queue.appendleft(job)
                     continue
                 except ray.exceptions.RayTaskError as failed:

@@ -76,6 +76,7 @@ def actor_rate(cluster: RayCluster, pairs: int, callers: int, journal: bool) -> 
     ray = cluster.ray
     with tempfile.TemporaryDirectory() as folder:
         actor = cluster.ledger("tokens=1000000000000", str(Path(folder) / "journal.jsonl") if journal else None, Usage())
+        handle = cluster.actors[-1]
         ray.get(actor.ping.remote())
         if callers == 1:
             seconds = Caller(actor).pairs(pairs)
@@ -91,8 +92,8 @@ def actor_rate(cluster: RayCluster, pairs: int, callers: int, journal: bool) -> 
                 ray.kill(c)
         totals = ray.get(actor.totals.remote())
         ray.get(actor.close.remote())
-        ray.kill(actor)
-        cluster.actors.remove(actor)
+        ray.kill(handle)
+        cluster.actors.remove(handle)
     done = pairs * callers
     assert totals["used"]["calls"] >= done and totals["open"] == 0
     return {"callers": callers, "journal": journal, "pairs": done, "seconds": wall, "pairs_per_s": done / wall,
