@@ -81,7 +81,7 @@ from reasoning.errors import ConfigError
 from reasoning.strategy import MaxTokens, Outcome, Strategy, Temperature
 from reasoning.types import Message
 
-from .embeddings import EmbedderName, embed, embedder
+from .embeddings import EmbedderName, embed, embedder, embedder_name
 from .memory_store import Entry, MemoryStore, temporary_store
 from .registry import register
 from .voting import majority
@@ -159,10 +159,10 @@ class Cheatsheet(Strategy):
         visible = 0
         if self.learn:
             store = self.store()
-            model = embedder(self.embedder)
             entries = await asyncio.to_thread(store.entries, key)
             visible = len(entries)
-            self._check_embedder(entries, model.name)  # before any model is loaded
+            self._check_embedder(entries, embedder_name(self.embedder))  # before any model is loaded
+            model = embedder(self.embedder)
             query = (await embed(ctx, [ctx.problem.text], model))[0].astype(np.float32)
             retrieved = self._retrieve(entries, query)
         cheatsheet = render(retrieved)

@@ -140,6 +140,14 @@ def embedder(name: EmbedderName = "auto") -> Embedder:
     return MiniLM()
 
 
+def embedder_name(name: EmbedderName = "auto") -> str:
+    """The name ``embedder(name)`` has, found without loading a model (MiniLM's package may be
+    absent: a check against a stored name must not fail on that first)."""
+    if name == "ngrams" or (name == "auto" and minilm_folder() is None):
+        return HashedNgrams().name
+    return MiniLM.name
+
+
 async def embed(ctx: Any, texts: Sequence[str], model: Embedder) -> np.ndarray:
     """Embeddings of ``texts``, cached per problem in ``ctx.memo`` (a model runs off the event loop)."""
     cache = ctx.memo.setdefault(("embeddings", model.name), {})
