@@ -6,7 +6,8 @@ For each of ``n`` parallel samples (the paper: 16 per question), for up to ``tur
 
 1. the ``draft`` role writes the next step (up to ``draft_tokens``, ending at ``step_stop``);
 2. the ``target`` role scores it: its perplexity of the step given the problem and the steps so
-   far, teacher-forced (one prefill, no decoding: ``GenerationRequest.score``);
+   far, teacher-forced (one prefill, no decoding: ``GenerationRequest.score``, which the local
+   transformers and vLLM backends serve, not the HTTP ones);
 3. the conformal test: with calibration scores c_1..c_m (the target's perplexities of draft
    steps on held-out problems), the step's p-value is p = (1 + #{c_j >= s}) / (m + 1) and the
    step is rejected iff p <= ``alpha``; under exchangeability at most a share ``alpha`` of
