@@ -587,6 +587,28 @@ def ray_speedup(name: str) -> Callable[[Path], str]:
     return build
 
 
+def atts_speedup(name: str) -> Callable[[Path], str]:
+    """``benchmarks/atts_speedup.py``: ATTS (draft + target) and self-consistency on the target
+    alone, per method: accuracy, seconds, target decoded tokens and FLOPs per problem; then the
+    speed-up against the cheapest self-consistency point at ATTS's accuracy (or the best one), as
+    ratios in the same columns (that point's seconds, target tokens, FLOPs over ATTS's)."""
+
+    def build(results: Path) -> str:
+        data = load(results, name)
+        body = [[method, str(s["problems"]), f"{s['accuracy']:.2f}", f"{s['seconds']:.1f}",
+                 f"{s['target_completion_tokens']:.0f}", f"{s['flops']:.3g}",
+                 "–" if s["rejection_rate"] is None else f"{s['rejection_rate']:.2f}"]
+                for method, s in data["methods"].items()]
+        ratios = [("–" if data[k] is None else f"**{data[k]:.2f}×**")
+                  for k in ("speedup_seconds", "target_decode_ratio", "flops_ratio")]
+        body.append([f"ATTS vs {data['against']}", "", "matched" if data["matched_accuracy"] else "NOT matched",
+                     *ratios, ""])
+        return table(["method", "problems", "accuracy", "s / problem", "target decoded tokens / problem",
+                      "FLOPs / problem", "rejection rate"], body)
+
+    return build
+
+
 TABLES: dict[str, Callable[[Path], str]] = {
     "overhead": overhead("overhead_2026-11-22.json"),
     "vllm-throughput:h100": vllm_phases("vllm_throughput_h100_2026-11-22.json"),
@@ -618,6 +640,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "grading-verdicts:cpu": grading_verdicts("grading_speed_cpu_2026-11-29.json"),
     "ray-ledger:cpu": ray_ledger("ray_ledger_cpu_2026-11-29.json"),
     "ray-speedup:cpu": ray_speedup("ray_ledger_cpu_2026-11-29.json"),
+    "atts-speedup:cpu": atts_speedup("atts_speedup_cpu_2026-11-29.json"),
 }
 
 
