@@ -196,7 +196,9 @@ def test_killing_a_worker_mid_run_loses_no_finished_problem_and_counts_none_twic
                 killed.append(owners[0])
                 os.kill(int(owners[0].rsplit(":", 1)[1]), signal.SIGKILL)
 
-    with StubServer(latency=0.3) as server:
+    # Each answer takes 1 s, so a call seen in flight is still in flight when the kill lands, and
+    # the run lasts long enough after the 4th row for the watcher to act on a loaded machine.
+    with StubServer(latency=1.0) as server:
         killer = threading.Thread(target=kill_one_worker_with_a_call_in_flight)
         killer.start()
         try:
