@@ -359,6 +359,34 @@ async def learn_policy(
 
 
 # -- command line -------------------------------------------------------------------
+def write_records(records: Sequence[dict[str, Any]], path: str | Path | None) -> None:
+    """The calibration's graded records as JSON lines (nothing when ``path`` is None)."""
+    if path is None:
+        return
+    out = Path(path).expanduser()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+
+
+def add_split_arguments(parser: argparse.ArgumentParser, *, role_help: str) -> None:
+    """The held-out split and the models: what every calibration command takes first."""
+    parser.add_argument("--dataset", required=True, help="builtin name or PATH.jsonl (not code tasks)")
+    parser.add_argument("--offset", type=int, default=0, help="skip the first K problems (the evaluation split)")
+    parser.add_argument("--limit", type=int, required=True, help="calibration problems after the offset")
+    parser.add_argument("--backend", default="local", help="the generator's model, as for reasoning-bench run")
+    parser.add_argument("--role", action="append", default=[], metavar="NAME=SPEC[@API_BASE]", help=role_help)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, *, records_help: str) -> None:
+    """How the calibration runs and where it writes: what every calibration command takes last."""
+    parser.add_argument("--run-budget", default="", help="cap for the whole calibration, e.g. tokens=2000000")
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--max-tokens", type=int, default=1024)
+    parser.add_argument("--temperature", type=float, default=0.7)
+    parser.add_argument("--records", help=records_help)
+    parser.add_argument("--out", required=True, help="where to write the calibration JSON")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m reasoning.benchmarks.calibrate", description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", required=True, help="builtin name or PATH.jsonl (not code tasks)")

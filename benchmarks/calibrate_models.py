@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import sys
 from collections.abc import Mapping, Sequence
@@ -48,7 +47,7 @@ from reasoning.strategies.skill_route import (SkillProfiles, aggregation_message
                                               parse_keywords)
 from reasoning.strategy import Outcome, Strategy
 
-from .calibrate import cut_by_run_budget
+from .calibrate import add_run_arguments, add_split_arguments, cut_by_run_budget, write_records
 from .datasets import Item, load_items
 
 
@@ -208,7 +207,7 @@ async def calibrate_skill_route(
     records = await model_records(items, roles, models, samples=samples, keyword_role=keyword_role,
                                   keyword_samples=keyword_samples, run_budget=run_budget, concurrency=concurrency,
                                   sampling=sampling)
-    _write_records(records, records_out)
+    write_records(records, records_out)
     judged = await aggregator_accuracy(items, records, roles, models, seed=seed, run_budget=run_budget,
                                        concurrency=concurrency, sampling=sampling)
     return build_profiles([r["keywords"] or [] for r in records], [r["correct"] for r in records], models,
@@ -223,15 +222,10 @@ async def calibrate_ensemble(
 ) -> EnsembleCalibration:
     records = await model_records(items, roles, models, samples=samples, run_budget=run_budget,
                                   concurrency=concurrency, sampling=sampling)
-    _write_records(records, records_out)
+    write_records(records, records_out)
     return ensemble_from_records(records, models, clusters=clusters, seed=seed, embedder=embedder)
 
 
-def _write_records(records: Sequence[dict[str, Any]], path: str | Path | None) -> None:
-    if path is not None:
-        path = Path(path).expanduser()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
 
 
 # -- command line -------------------------------------------------------------------
@@ -239,12 +233,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m reasoning.benchmarks.calibrate_models",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("method", choices=("ensemble-vote", "skill-route"))
-    parser.add_argument("--dataset", required=True, help="builtin name or PATH.jsonl (not code tasks)")
-    parser.add_argument("--offset", type=int, default=0, help="skip the first K problems (the evaluation split)")
-    parser.add_argument("--limit", type=int, required=True, help="calibration problems after the offset")
-    parser.add_argument("--backend", default="local", help="the generator's model, as for reasoning-bench run")
-    parser.add_argument("--role", action="append", default=[], metavar="NAME=SPEC[@API_BASE]",
-                        help="another model under a role name, repeatable")
+    add_split_arguments(parser, role_help="another model under a role name, repeatable")
     parser.add_argument("--models", help="comma-separated roles to calibrate (default: generator, then every --role)")
     parser.add_argument("--api-base")
     parser.add_argument("--api-key")
@@ -254,12 +243,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--embedder", choices=("auto", "minilm", "ngrams"), default="auto")
     parser.add_argument("--keyword-role", default="generator", help="skill-route: the role that names skills")
     parser.add_argument("--keyword-samples", type=int, default=1, help="skill-route: keyword samples (the paper: 5)")
-    parser.add_argument("--run-budget", default="", help="cap for the whole calibration, e.g. tokens=2000000")
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--max-tokens", type=int, default=1024)
-    parser.add_argument("--temperature", type=float, default=0.7)
-    parser.add_argument("--records", help="also write the graded records here (JSON lines)")
-    parser.add_argument("--out", required=True, help="where to write the calibration JSON")
+    add_run_arguments(parser, records_help="also write the graded records here (JSON lines)")
     return parser
 
 

@@ -60,7 +60,7 @@ from reasoning.strategies.voting import majority
 from reasoning.strategy import Outcome, Strategy
 from reasoning.types import GenerationRequest
 
-from .calibrate import MAX_ASSIGNMENTS, cut_by_run_budget
+from .calibrate import MAX_ASSIGNMENTS, add_run_arguments, add_split_arguments, cut_by_run_budget, write_records
 from .datasets import Item, load_items
 
 
@@ -231,7 +231,7 @@ async def calibrate_cascade(items: Sequence[Item], roles: Mapping[str, Backend],
                             target_accuracy: float, relative: bool = False, records_out: str | Path | None = None,
                             **options: Any) -> dict[str, Any]:
     records = await cascade_records(items, roles, models, **options)
-    _write_records(records, records_out)
+    write_records(records, records_out)
     return select_thresholds(records, models, target_accuracy=target_accuracy, relative=relative,
                              signal=options.get("signal", "agreement"))
 
@@ -253,7 +253,7 @@ async def calibrate_atts(
                                sampling=sampling)
     records = [{"id": item.id, "scores": (result.info or {}).get("scores", [])}
                for item, result in zip(items, results, strict=True) if not cut_by_run_budget(result.trace.to_list())]
-    _write_records(records, records_out)
+    write_records(records, records_out)
     scores = sorted(s for r in records for s in r["scores"])
     if not scores:
         raise ConfigError("no draft step was scored (run budget too small?)")
@@ -307,12 +307,6 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _write_records(records: Sequence[dict[str, Any]], path: str | Path | None) -> None:
-    if path is None:
-        return
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
 
 
 # -- command line -------------------------------------------------------------------
@@ -320,12 +314,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m reasoning.benchmarks.calibrate_thresholds",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("method", choices=("cascade", "atts"))
-    parser.add_argument("--dataset", required=True, help="builtin name or PATH.jsonl (not code tasks)")
-    parser.add_argument("--offset", type=int, default=0, help="skip the first K problems (the evaluation split)")
-    parser.add_argument("--limit", type=int, required=True, help="calibration problems after the offset")
-    parser.add_argument("--backend", default="local", help="the generator's model, as for reasoning-bench run")
-    parser.add_argument("--role", action="append", default=[], metavar="NAME=SPEC[@API_BASE]",
-                        help="a model under a role name, repeatable")
+    add_split_arguments(parser, role_help="a model under a role name, repeatable")
     parser.add_argument("--api-base")
     parser.add_argument("--api-key")
     parser.add_argument("--models", default="small,large", help="cascade: roles, cheapest first (default: %(default)s)")
@@ -339,12 +328,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--samples", type=int, default=4, help="atts: first steps per problem (the paper: 16)")
     parser.add_argument("--draft-tokens", type=int, default=128, help="atts: max tokens of a draft step")
     parser.add_argument("--alpha", type=float, default=0.4, help="atts: conformal level (rejection rate)")
-    parser.add_argument("--run-budget", default="", help="cap for the whole calibration, e.g. tokens=2000000")
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--max-tokens", type=int, default=1024)
-    parser.add_argument("--temperature", type=float, default=0.7)
-    parser.add_argument("--records", help="also write the records here (JSON lines)")
-    parser.add_argument("--out", required=True, help="where to write the calibration JSON")
+    add_run_arguments(parser, records_help="also write the records here (JSON lines)")
     return parser
 
 
