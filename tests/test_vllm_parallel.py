@@ -77,4 +77,7 @@ def test_vllm_reads_the_parallel_sizes_from_the_engine_arguments(tmp_path):
     args = AsyncEngineArgs(**backend.engine_arguments())
     assert (args.tensor_parallel_size, args.pipeline_parallel_size, args.data_parallel_size) == (2, 2, 3)
     assert args.model == str(tmp_path.resolve())
-    assert args.logits_processors[-1].__name__ == "ConfidenceStopProcessor"
+    assert not args.logits_processors  # the confidence processor only on demand (it costs Model Runner V2)
+    with_stop = AsyncEngineArgs(**VLLM(tmp_path, tensor_parallel_size=2, confidence_stop=True).engine_arguments())
+    assert with_stop.tensor_parallel_size == 2
+    assert with_stop.logits_processors[-1].__name__ == "ConfidenceStopProcessor"
