@@ -269,6 +269,20 @@ def test_upstream_model_selected_by_the_name():
         assert failed.value.status_code == 502
 
 
+def test_spec_options_are_not_part_of_the_model_name_and_reach_other_upstreams():
+    # openai:MODEL?OPTIONS: clients name MODEL; every upstream backend gets the OPTIONS.
+    with StubServer() as stub, running("openai:stub-model?affinity_header=x-session", api_base=stub.base_url) as proxy:
+        client = openai.OpenAI(base_url=proxy.base_url, api_key=KEY, max_retries=0, timeout=30)
+        client.chat.completions.create(model="greedy", messages=PROBLEM)
+        client.chat.completions.create(model="greedy/other/model-b", messages=PROBLEM)
+        requests = stub.generation_requests()
+        assert [r.body["model"] for r in requests] == ["stub-model", "other/model-b"]
+        assert all(r.headers.get("x-session", "").startswith("problem-") for r in requests)
+        names = {m.id for m in client.models.list()}
+        assert {"greedy/stub-model", "greedy/other/model-b"} <= names
+        assert not any("?" in name for name in names)
+
+
 # -- a broken upstream --------------------------------------------------------------------------
 @contextlib.contextmanager
 def proxy_over_stub(**backend_options):

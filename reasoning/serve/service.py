@@ -92,7 +92,10 @@ class BackendPool:
         """``spec`` as for ``--backend``; ``default``: an already built backend to serve it with;
         ``options``: more ``from_spec`` options for every backend built (e.g. ``timeout``)."""
         self.spec = spec
-        self.kind, _, self.configured_model = spec.partition(":")
+        self.kind, _, rest = spec.partition(":")
+        # ``MODEL?OPTIONS`` (e.g. openai:qwen?affinity=off): the model's name is what clients ask
+        # for; the options go to every backend built for another upstream model too.
+        self.configured_model, _, self.spec_options = rest.partition("?")
         self.api_base = api_base
         self.api_key = api_key
         self.max_models = max_models
@@ -124,7 +127,9 @@ class BackendPool:
                     f"this server already serves {self.max_models} upstream models; not adding {upstream!r}",
                     param="model", code="too_many_models",
                 )
-            backend = from_spec(f"{self.kind}:{upstream}", api_base=self.api_base, api_key=self.api_key, **self.options)
+            options = f"?{self.spec_options}" if self.spec_options else ""
+            backend = from_spec(f"{self.kind}:{upstream}{options}", api_base=self.api_base, api_key=self.api_key,
+                                **self.options)
             self._by_model[upstream] = backend
         return backend
 
