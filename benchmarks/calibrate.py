@@ -63,7 +63,7 @@ import asyncio
 import itertools
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -366,6 +366,20 @@ def write_records(records: Sequence[dict[str, Any]], path: str | Path | None) ->
     out = Path(path).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+
+
+def check_model_split(items: Sequence[Item], roles: Mapping[str, Backend], models: Sequence[str]) -> None:
+    """A calibration split of answer-graded problems and distinct model roles that all exist."""
+    if not items:
+        raise ConfigError("no calibration problems")
+    if any(item.kind == "code" for item in items):
+        raise ConfigError("calibration supports answer-graded items (math, expression), not code tasks")
+    if not models or len(set(models)) != len(models):
+        raise ConfigError(f"--models must name distinct roles, got {list(models)}")
+    missing = [m for m in models if m not in roles]
+    if missing:
+        raise ConfigError(f"--models {missing} are not roles: the generator is --backend, others --role NAME=SPEC "
+                          f"(given: {', '.join(roles)})")
 
 
 def add_split_arguments(parser: argparse.ArgumentParser, *, role_help: str) -> None:

@@ -47,7 +47,7 @@ from reasoning.strategies.skill_route import (SkillProfiles, aggregation_message
                                               parse_keywords)
 from reasoning.strategy import Outcome, Strategy
 
-from .calibrate import add_run_arguments, add_split_arguments, cut_by_run_budget, write_records
+from .calibrate import add_run_arguments, add_split_arguments, check_model_split, cut_by_run_budget, write_records
 from .datasets import Item, load_items
 
 
@@ -100,17 +100,6 @@ class _Aggregate(Strategy):
                                                for m, got in zip(self.models, drawn, strict=True)}})
 
 
-def _check(items: Sequence[Item], roles: Mapping[str, Backend], models: Sequence[str]) -> None:
-    if not items:
-        raise ConfigError("no calibration problems")
-    if any(item.kind == "code" for item in items):
-        raise ConfigError("calibration supports answer-graded items (math, expression), not code tasks")
-    if not models or len(set(models)) != len(models):
-        raise ConfigError(f"--models must name distinct roles, got {list(models)}")
-    missing = [m for m in models if m not in roles]
-    if missing:
-        raise ConfigError(f"--models {missing} are not roles: the generator is --backend, others --role NAME=SPEC "
-                          f"(given: {', '.join(roles)})")
 
 
 async def model_records(
@@ -122,7 +111,7 @@ async def model_records(
     record per item not cut short by the run budget, ``correct[m]`` the share of m's samples right."""
     from .run import grade_item
 
-    _check(items, roles, models)
+    check_model_split(items, roles, models)
     if keyword_role is not None and keyword_role not in roles:
         raise ConfigError(f"--keyword-role {keyword_role!r} is not a role (given: {', '.join(roles)})")
     strategy = _AnswerEach(models=list(models), samples=samples, keyword_role=keyword_role,

@@ -60,7 +60,8 @@ from reasoning.strategies.voting import majority
 from reasoning.strategy import Outcome, Strategy
 from reasoning.types import GenerationRequest
 
-from .calibrate import MAX_ASSIGNMENTS, add_run_arguments, add_split_arguments, cut_by_run_budget, write_records
+from .calibrate import (MAX_ASSIGNMENTS, add_run_arguments, add_split_arguments, check_model_split, cut_by_run_budget,
+                        write_records)
 from .datasets import Item, load_items
 
 
@@ -110,17 +111,6 @@ class _FirstSteps(Strategy):
         return Outcome(None, info={"scores": [s for s in scores if s is not None]})
 
 
-def _check(items: Sequence[Item], roles: Mapping[str, Backend], models: Sequence[str]) -> None:
-    if not items:
-        raise ConfigError("no calibration problems")
-    if any(item.kind == "code" for item in items):
-        raise ConfigError("calibration supports answer-graded items (math, expression), not code tasks")
-    if not models or len(set(models)) != len(models):
-        raise ConfigError(f"--models must name distinct roles, got {list(models)}")
-    missing = [m for m in models if m not in roles]
-    if missing:
-        raise ConfigError(f"--models {missing} are not roles: the generator is --backend, others --role NAME=SPEC "
-                          f"(given: {', '.join(roles)})")
 
 
 async def _solve_all(items: Sequence[Item], strategy: Strategy, roles: Mapping[str, Backend], *,
@@ -141,7 +131,7 @@ async def cascade_records(
     every model answered and the run budget did not cut."""
     from .run import grade_item
 
-    _check(items, roles, models)
+    check_model_split(items, roles, models)
     results = await _solve_all(items, _Stages(models=list(models), n=n, signal=signal, max_tokens=max_tokens),
                                roles, run_budget=run_budget, concurrency=concurrency, sampling=sampling)
     records = []
@@ -244,7 +234,7 @@ async def calibrate_atts(
 ) -> dict[str, Any]:
     """The target's perplexities of the draft's first steps on ``items``, and the conformal
     threshold they give at ``alpha``."""
-    _check(items, roles, [draft, target])
+    check_model_split(items, roles, [draft, target])
     if not 0 < alpha < 1:
         raise ConfigError(f"--alpha must be in (0, 1), got {alpha}")
     strategy = _FirstSteps(draft=draft, target=target, samples=samples, draft_tokens=draft_tokens,
