@@ -141,6 +141,11 @@ class SweepConfig(BaseModel):
     # worst case (every completion at max_tokens: what a direct run's ledger reserves).
     budget_mode: Literal["expected", "worst-case"] = "expected"
     concurrency: int = Field(default=32, ge=1)
+    # "sweep": at most `concurrency` problems in flight over the whole sweep; "strategy": that
+    # many per strategy label, so labels run side by side while each solves its problems in
+    # dataset order (with concurrency 1: a memory that grows over the run, e.g. cheatsheet,
+    # sees every earlier problem of its own label, as in a sequential run).
+    concurrency_scope: Literal["sweep", "strategy"] = "sweep"
     seed: int = 0
     out: str
     cache: str | None = None  # default: OUT/generations.sqlite
@@ -413,6 +418,8 @@ class Sweep:
         task = self.progress.add_task("sweep", total=total_units) if self.progress else None
         started = time.monotonic()
         cluster = workers = None
+        if self.ray is not None and self.config.concurrency_scope != "sweep":
+            raise ConfigError("concurrency_scope: strategy is not supported with --ray (each worker has its own gate)")
         if self.ray is not None and jobs:  # the workers load the model; the model's shape comes from one
             cluster, workers = self._ray_workers()
         elif self.ray is None:
@@ -420,7 +427,11 @@ class Sweep:
                 await self.backend.load()
             await self._load_compute()
         writer = _Appender(self.out / "problems.jsonl")
-        gate = asyncio.Semaphore(self.config.concurrency)
+        gates: dict[str, asyncio.Semaphore] = {}
+
+        def gate(key: str) -> asyncio.Semaphore:  # FIFO: jobs start in the order they were listed
+            scope = key if self.config.concurrency_scope == "strategy" else ""
+            return gates.setdefault(scope, asyncio.Semaphore(self.config.concurrency))
 
         def write(rows: list[dict[str, Any]], points: list[dict[str, float]]) -> None:
             for row in rows:
@@ -430,7 +441,7 @@ class Sweep:
                 self.progress.advance(task, len(points))
 
         async def one(dataset: str, key: str, points: list[dict[str, float]], item: Item) -> None:
-            async with gate:
+            async with gate(key):
                 rows = await self.solve_job(dataset, key, points, item)
             write(rows, points)
 

@@ -635,3 +635,40 @@ def test_run_sweeps_deadline_while_a_sweep_still_waits_for_its_policy(tmp_path):
     assert run_sweeps(argv) == 0
     assert json.loads(status.read_text()) == {str(root / "routed"): "resume later"}
     assert (root / "routed" / "sweep.jsonl").read_text() == ""  # no cells yet
+
+
+class _InFlight(Scripted):
+    """Scripted, counting the calls in flight at once."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.now = self.most = 0
+        self.prompts: list[str] = []
+
+    async def generate(self, request):
+        self.now += 1
+        self.most = max(self.most, self.now)
+        self.prompts.append(request.prompt_text())
+        try:
+            return await super().generate(request)
+        finally:
+            self.now -= 1
+
+
+@pytest.mark.parametrize(("scope", "most"), [("sweep", 1), ("strategy", 2)])
+def test_concurrency_scope_strategy_runs_labels_side_by_side_each_in_dataset_order(tmp_path, scope, most):
+    """concurrency 1 per label (cheatsheet's setting: a memory grown in dataset order) must not
+    serialise the labels behind one another; per sweep it does."""
+    from reasoning.benchmarks.datasets import load_items
+
+    backend = _InFlight(responder=lambda req, i: "\\boxed{1}", latency=0.02)
+    sweep, _ = make_sweep(tmp_path, backend, strategies=[{"name": "greedy"}, {"name": "self-consistency"}],
+                          n=[2], reuse=False, concurrency=1, concurrency_scope=scope)
+    run(sweep.run())
+    assert backend.most == most
+    order = [next(i for i, item in enumerate(load_items("gsm8k", 4)) if item.problem in p) for p in backend.prompts]
+    assert sorted(order) == [0, 0, 1, 1, 2, 2, 3, 3]
+    firsts = [order.index(k) for k in range(4)]
+    assert firsts == sorted(firsts)  # each label starts its problems in dataset order
+    if scope == "strategy":
+        assert order[:2] == [0, 0]  # both labels begin with the first problem
