@@ -48,6 +48,11 @@ class Registry(Generic[T]):
 
         return wrap
 
+    def unregister(self, name: str) -> None:
+        """Forget a class registered in this process under ``name`` (tests, notebooks that
+        redefine one); installed entry points stay listed."""
+        self._classes.pop(name, None)
+
     def _points(self) -> dict[str, EntryPoint]:
         if self._entry_points is None:
             points = {ep.name: ep for ep in _checkout_entry_points(self.group)}

@@ -80,13 +80,17 @@ def test_json_blocks_parse():
 def test_the_strategy_example_runs():
     example = next(b for b in blocks("python") if "class MyVote" in b)
     namespace: dict = {}
-    exec(compile(example, "README strategy example", "exec"), namespace)
     import reasoning as rz
     from reasoning.backends import Scripted
+    from reasoning.registry import STRATEGIES
     from reasoning.strategies import create
 
-    result = rz.solve("q", create("my-vote", n=3), Scripted(["5", "5", "9"]))
-    assert result.answer == "5" and namespace["MyVote"].options()["n"].help == "samples to vote on"
+    exec(compile(example, "README strategy example", "exec"), namespace)
+    try:
+        result = rz.solve("q", create("my-vote", n=3), Scripted(["5", "5", "9"]))
+        assert result.answer == "5" and namespace["MyVote"].options()["n"].help == "samples to vote on"
+    finally:  # the example registers into this process: later tests must see the shipped strategies only
+        STRATEGIES.unregister("my-vote")
 
 
 @pytest.mark.slow
