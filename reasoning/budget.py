@@ -90,7 +90,9 @@ class Budget(BaseModel):
         return {name: value for name in LIMITS if (value := getattr(self, name)) is not None}
 
     def __str__(self) -> str:
-        return ",".join(f"{k}={v:g}" for k, v in self.limits().items()) or "unlimited"
+        # Exact and parseable back (Budget.parse): whole numbers without an exponent, others by repr.
+        return ",".join(f"{k}={int(v) if float(v).is_integer() else repr(float(v))}"
+                        for k, v in self.limits().items()) or "unlimited"
 
 
 @dataclass(slots=True)

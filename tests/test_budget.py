@@ -377,3 +377,13 @@ def test_a_committed_reservation_is_closed():
     assert reservation.open is False
     with pytest.raises(RuntimeError, match="^reservation committed twice$"):
         ledger.release(reservation)
+
+
+def test_budget_str_is_exact_and_parses_back():
+    from reasoning import Budget
+
+    budget = Budget(tokens=1_000_000, usd=0.123456789, flops=2e15, seconds=30)
+    text = str(budget)
+    assert "e+" not in text and "usd=0.123456789" in text and "tokens=1000000" in text
+    assert Budget.parse(text).limits() == budget.limits()
+    assert str(Budget()) == "unlimited"
