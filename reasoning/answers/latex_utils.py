@@ -8,6 +8,8 @@ _BOX_COMMAND = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])")
 # `\boxed 5` (no braces): the argument runs to the next `$`, whitespace or end.
 _UNBRACED_BOX_ARG = re.compile(r"\s+([^\s${}]+)")
 _UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
+# A brace, or a backslash with the character it escapes (skipped, whatever it is).
+_BRACE_OR_ESCAPE = re.compile(r"\\.|[{}]", re.DOTALL)
 _TRAILING_STOPS = " \t\r\n."
 # Real answers have a few layers (`$\boxed{..}$.`); a cap keeps degenerate input linear.
 _MAX_WRAPPER_LAYERS = 16
@@ -19,19 +21,14 @@ def matching_brace(text: str, open_index: int) -> int | None:
     Escaped braces (`\\{`, `\\}`) do not count, so `\\boxed{\\{1,2\\}}` works.
     """
     depth = 0
-    i = open_index
-    while i < len(text):
-        char = text[i]
-        if char == "\\":
-            i += 2
-            continue
+    for token in _BRACE_OR_ESCAPE.finditer(text, open_index):
+        char = token.group()
         if char == "{":
             depth += 1
         elif char == "}":
             depth -= 1
             if depth == 0:
-                return i
-        i += 1
+                return token.start()
     return None
 
 
@@ -58,17 +55,14 @@ def brace_pairs(text: str) -> dict[int, int]:
     """Index of every closed `{` mapped to its `}`, in one pass (escaped braces skipped)."""
     pairs: dict[int, int] = {}
     open_stack: list[int] = []
-    i = 0
-    while i < len(text):
-        char = text[i]
-        if char == "\\":
-            i += 2
-            continue
+    # The regex steps over everything but braces and escapes at C speed: a Python loop over
+    # every character cost ~0.3 ms per 1,300-character answer, most of a vote's loop time.
+    for token in _BRACE_OR_ESCAPE.finditer(text):
+        char = token.group()
         if char == "{":
-            open_stack.append(i)
+            open_stack.append(token.start())
         elif char == "}" and open_stack:
-            pairs[open_stack.pop()] = i
-        i += 1
+            pairs[open_stack.pop()] = token.start()
     return pairs
 
 
