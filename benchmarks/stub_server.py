@@ -132,6 +132,24 @@ def default_responder(body: dict[str, Any]) -> list[str]:
     ]
 
 
+# One sentence of GSM8K-style working, repeated by ``long_responder`` to a realistic length.
+_WORKING = ("Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 duck eggs a day, so she makes 9 * $2 = $<<9*2=18>>18 "
+            "every day at the market.")
+
+
+def long_responder(words: int) -> Responder:
+    """``default_responder``'s texts after about ``words`` words of GSM8K-style working (numbers,
+    ``$`` signs, ``<<..>>`` calculations), so that extraction and parsing see answers as long as a
+    model's (benchmarks: ``--words``)."""
+    unit = _WORKING.split()
+    working = " ".join(unit[i % len(unit)] for i in range(words))
+
+    def respond(body: dict[str, Any]) -> list[str]:
+        return [f"{working}\n{text}" if working else text for text in default_responder(body)]
+
+    return respond
+
+
 def logprob(j: int) -> float:
     return -0.05 * (1 + j % 5)
 
@@ -714,6 +732,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--unknown-model", action="append", default=[], help="answer 404 for it")
     parser.add_argument("--fail", default="", help="status codes (or bad_json, no_choices, close) to answer first, "
                         "e.g. 429,500")
+    parser.add_argument("--words", type=int, default=0,
+                        help="about this many words of working before each answer (default: none)")
     opts = parser.parse_args(argv)
     server = StubServer(
         api_key=opts.api_key,
@@ -722,6 +742,7 @@ def main(argv: list[str] | None = None) -> None:
         latency=opts.latency,
         supports_n=not opts.no_n,
         token_delay=opts.token_delay,
+        responder=long_responder(opts.words) if opts.words else None,
         host=opts.host,
         port=opts.port,
     )

@@ -419,10 +419,9 @@ class Context:
 def _traced(request: GenerationRequest, prefix: Prefix | None) -> dict[str, Any]:
     """The request as the trace keeps it: a continuation names its prefix (trace node, tokens,
     steps) instead of copying it, so a deep search's trace grows with what it generates."""
-    data = request.to_dict()
     if prefix is None or not prefix.steps:
-        return data
-    data.pop("prompt_token_ids", None)
+        return request.to_dict()
+    data = request.to_dict(prompt_token_ids=False)  # not even copied: the prefix can be long
     if request.continue_final_message and data.get("messages"):
         data["messages"] = data["messages"][:-1]  # the base prompt; the assistant text is the prefix
     data["prefix"] = {"node": prefix.trace_id, "steps": prefix.depth, "chars": len(prefix.text),

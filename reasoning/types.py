@@ -136,7 +136,9 @@ class GenerationRequest:
     def replace(self, **changes: Any) -> GenerationRequest:
         return dataclasses.replace(self, **changes)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, prompt_token_ids: bool = True) -> dict[str, Any]:
+        """The request as plain data; ``prompt_token_ids=False`` leaves its token ids out
+        (a trace node of a continuation names its prefix instead of copying them)."""
         data = {
             "n": self.n,
             "max_tokens": self.max_tokens,
@@ -150,7 +152,7 @@ class GenerationRequest:
             data["messages"] = [m.to_dict() for m in self.messages]
         if self.prompt is not None:
             data["prompt"] = self.prompt
-        if self.prompt_token_ids is not None:
+        if self.prompt_token_ids is not None and prompt_token_ids:
             data["prompt_token_ids"] = list(self.prompt_token_ids)
         if self.continue_final_message:
             data["continue_final_message"] = True

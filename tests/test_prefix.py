@@ -107,3 +107,30 @@ def test_a_deep_search_trace_grows_with_what_is_generated_not_with_depth_times_p
     small, large = trace_size(5), trace_size(20)
     # linear: 4x the steps is about 4x the trace, not 16x
     assert large < 5 * small
+
+
+class _CountedIds(tuple):
+    """Token ids that count how often they are iterated (each copy is one)."""
+
+    copies = 0
+
+    def __iter__(self):
+        type(self).copies += 1
+        return super().__iter__()
+
+
+def test_a_continuations_trace_node_does_not_copy_the_prefix_ids():
+    # Issue 19: the trace node of a continuation names its prefix; the request's token ids were
+    # still copied into a list first (then dropped), once per node, as long as the whole prefix.
+    from reasoning.context import _traced
+
+    prefix = Prefix(("Step one.\n\n",), _CountedIds(range(4000)), trace_id=3)
+    request = rz.GenerationRequest(prompt_token_ids=prefix.token_ids, n=4, stop=("\n\n",))
+    _CountedIds.copies = 0
+    traced = _traced(request, prefix)
+    assert _CountedIds.copies == 0
+    assert "prompt_token_ids" not in traced and traced["prefix"] == {"node": 3, "steps": 1, "chars": 11,
+                                                                      "tokens": 4000}
+    full = request.to_dict()  # the rest as to_dict has it; the ids only where asked for
+    assert full.pop("prompt_token_ids") == list(range(4000))
+    assert full == {key: value for key, value in traced.items() if key != "prefix"}

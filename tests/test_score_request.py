@@ -47,6 +47,25 @@ def test_a_backend_that_cannot_score_refuses_clearly():
         asyncio.run(Scripted(logprobs=False).generate(GenerationRequest(messages=CHAT, score="5", max_tokens=1)))
 
 
+def test_local_renders_a_prompt_and_tokenizes_a_scored_text_once_for_counting_and_sending(monkeypatch, tmp_path):
+    # Issue 19: the ledger counts every request (call_shape) before the backend sends it; both
+    # used to run the chat template and the tokenizer again.
+    from reasoning.backends import local
+
+    (tmp_path / "config.json").write_text("{}")
+    backend = local.Local(tmp_path)
+    renders, tokenized = [], []
+    monkeypatch.setattr(local, "render_prompt_ids",
+                        lambda tok, messages, prompt, cont: renders.append(messages) or [1, 2, 3])
+    monkeypatch.setattr(backend, "_load_tokenizer", lambda: lambda text, add_special_tokens: tokenized.append(text)
+                        or {"input_ids": [7] * len(text.split())})
+    request = GenerationRequest(messages=CHAT, score="It is 5.", max_tokens=1)
+    assert backend.count_prompt_tokens(request) == 6
+    assert backend.prompt_ids(request) + backend.score_ids(request) == [1, 2, 3, 7, 7, 7]
+    assert backend.count_prompt_tokens(request.replace(max_tokens=2)) == 6  # shrunk by the ledger: the same prompt
+    assert (len(renders), tokenized) == (1, ["It is 5."])
+
+
 @pytest.mark.slow
 def test_local_scores_equal_a_hand_computation_from_the_models_logits():
     import torch

@@ -149,6 +149,36 @@ def test_solve_many_respects_a_run_budget():
     assert any(r.stopped_by == "run:tokens" for r in results)
 
 
+class _InFlight(Scripted):
+    """Records the problem of each request as it arrives and the most requests in flight."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.arrived, self.in_flight, self.most = [], 0, 0
+
+    async def generate(self, request):
+        self.arrived.append(request.messages[-1].content)
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            return await super().generate(request)
+        finally:
+            self.in_flight -= 1
+
+
+@pytest.mark.parametrize("concurrency", [2, 6])
+def test_solve_many_sends_one_native_n_request_per_problem_in_problem_order(concurrency):
+    # Issue 19 (admission): problems start in their order under the concurrency gate, each sends
+    # its n samples as one request at once, and as many requests are in flight as the gate allows.
+    backend = _InFlight(["1"], latency=0.01)
+    problems = [rz.Problem(f"problem number {i}", str(i)) for i in range(6)]
+    results = rz.solve_many(problems, SelfConsistency(n=4), backend, concurrency=concurrency)
+    assert [r.answer for r in results] == ["1"] * 6
+    assert [request.n for request in backend.requests] == [4] * 6
+    assert [next(i for i, p in enumerate(problems) if p.text in text) for text in backend.arrived] == list(range(6))
+    assert backend.most == concurrency
+
+
 def test_sync_facade_reuses_one_loop_across_calls():
     backend = Scripted(["1"])
     first = rz.solve("a", Greedy(), backend)

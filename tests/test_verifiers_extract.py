@@ -219,3 +219,48 @@ def test_degenerate_outputs_are_handled_in_linear_time(degenerate_output: str) -
     # Milliseconds when linear; a backtracking regex on these ~100k-character inputs takes
     # minutes. The generous bound keeps a loaded machine from failing it (it failed once at 1 s).
     assert time.perf_counter() - start < 10.0
+
+
+def _brace_pairs_by_character(text: str) -> dict[int, int]:
+    """The character-by-character scan brace_pairs replaced (issue 19): the reference."""
+    pairs: dict[int, int] = {}
+    open_stack: list[int] = []
+    i = 0
+    while i < len(text):
+        if text[i] == "\\":
+            i += 2
+            continue
+        if text[i] == "{":
+            open_stack.append(i)
+        elif text[i] == "}" and open_stack:
+            pairs[open_stack.pop()] = i
+        i += 1
+    return pairs
+
+
+def test_brace_scans_agree_with_the_character_by_character_scan() -> None:
+    """The regex scans (brace_pairs, matching_brace) pair exactly the braces the per-character
+    loop did: escapes (a backslash skips the next character, a line break, a backslash or a
+    final lone backslash included), unbalanced closers, braces never closed; and brace_pairs
+    from a box command on pairs every brace after it as a scan from 0 does."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from reasoning.answers.latex_utils import _BOX_COMMAND, brace_pairs, matching_brace
+
+    @settings(max_examples=3000, deadline=None)
+    @given(st.lists(st.sampled_from(["{", "}", "\\", "a", "\n", "$", "\\boxed", "\\fbox"]), max_size=30))
+    def agree(pieces: list[str]) -> None:
+        text = "".join(pieces)
+        expected = _brace_pairs_by_character(text)
+        assert brace_pairs(text) == expected
+        for index, char in enumerate(text):
+            if char == "{" and index in expected:
+                assert matching_brace(text, index) == expected[index]
+        for command in _BOX_COMMAND.finditer(text):
+            after = {o: c for o, c in expected.items() if o > command.start()}
+            assert brace_pairs(text, command.start()) == after
+
+    agree()
+    assert brace_pairs("\\\\{a}\\{b\\}{\\}") == {2: 4}  # an escaped backslash does not escape the brace
+    assert matching_brace("{a\\}b", 0) is None

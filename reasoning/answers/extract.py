@@ -105,7 +105,8 @@ def _from_boxed(text: str) -> str | None:
     commands = list(_BOX_COMMAND.finditer(text))
     if not commands:
         return None
-    pairs = brace_pairs(text)  # one pass: rescanning each unclosed box would be quadratic
+    # One pass (rescanning each unclosed box would be quadratic), from the first box on.
+    pairs = brace_pairs(text, commands[0].start())
     parts: list[str] = []
     part_start = None
     for command in reversed(commands):

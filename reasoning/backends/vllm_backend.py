@@ -245,6 +245,7 @@ class VLLM(Backend):
         self._stats = EngineStats()
         self._ids = itertools.count()
         self._render = lru_cache(maxsize=4096)(self._render_uncached)
+        self._tokenize_score = lru_cache(maxsize=4096)(self._tokenize_score_uncached)
 
     # The CLI's ``--backend vllm:PATH?tp=2&dp=4&confidence_stop=1`` options (short and long names).
     SPEC_OPTIONS = {"tp": "tensor_parallel_size", "pp": "pipeline_parallel_size", "dp": "data_parallel_size",
@@ -302,10 +303,14 @@ class VLLM(Backend):
 
     def prompt_ids(self, request: GenerationRequest) -> list[int]:
         """The exact token ids the engine is given for ``request``."""
+        return list(self._prompt_ids(request))
+
+    def _prompt_ids(self, request: GenerationRequest) -> Sequence[int]:
+        """``prompt_ids`` without the copy (counting needs only the length)."""
         if request.prompt_token_ids is not None:
-            return list(request.prompt_token_ids)
+            return request.prompt_token_ids
         # Cached by prompt only, so a request shrunk by the ledger (n, max_tokens) hits.
-        return list(self._render(request.messages, request.prompt, request.continue_final_message))
+        return self._render(request.messages, request.prompt, request.continue_final_message)
 
     def _render_uncached(
         self, messages: tuple[Message, ...] | None, prompt: str | None, continue_final: bool
@@ -317,10 +322,16 @@ class VLLM(Backend):
         (no special tokens), as ``Local.score_ids``, so both backends score the same tokens."""
         if request.score is None:
             return []
-        return list(self.tokenizer(request.score, add_special_tokens=False)["input_ids"])
+        return list(self._tokenize_score(request.score))
+
+    def _tokenize_score_uncached(self, text: str) -> tuple[int, ...]:
+        return tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def count_prompt_tokens(self, request: GenerationRequest) -> int:
-        return len(self.prompt_ids(request)) + len(self.score_ids(request))
+        # The ledger counts every request before it is sent: lengths only, no copies, and a
+        # scored text tokenized once for both (cached, as the rendered prompts are).
+        scored = len(self._tokenize_score(request.score)) if request.score is not None else 0
+        return len(self._prompt_ids(request)) + scored
 
     # -- engine lifecycle --------------------------------------------------------------
 
@@ -575,7 +586,9 @@ class VLLM(Backend):
             return
 
     def _completion(self, output: Any, request: GenerationRequest) -> Completion:
-        token_ids = list(output.token_ids)
+        # A finished output's list is vLLM's last use of it (the request's state is dropped), and
+        # ours when accumulated here: kept, not copied (the trace and the prefix share it).
+        token_ids = output.token_ids if type(output.token_ids) is list else list(output.token_ids)
         logprobs = confidences = None
         positions = output.positions if isinstance(output, _Accumulated) else _positions(output.logprobs)
         if positions is not None:
