@@ -609,6 +609,46 @@ def atts_speedup(name: str) -> Callable[[Path], str]:
     return build
 
 
+LATENCY_PHASES = {"first_path_s": "first path's call ends", "last_path_s": "last path's call ends",
+                  "gap_s": "gap: last path to the synthesis call (vote, prompt)", "synthesis_s": "synthesis call"}
+
+
+def latency_all(name: str) -> Callable[[Path], str]:
+    """``benchmarks/latency.py --strategies all``: per strategy, p50 / p95 seconds per problem
+    (one problem at a time), each over self-consistency's at the same width, tokens and calls
+    per problem; then parallel thinking's phases from its traces. Before a run is stored under
+    ``name`` the table says so (and where the command is) instead of failing."""
+
+    def build(results: Path) -> str:
+        if not (results / name).is_file():
+            return f"No run stored yet (`benchmarks/results/{name}`): the command is in docs/vllm.md.\n"
+        data = load(results, name)
+        body, phases = [], []
+        for label, s in data["strategies"].items():
+            if not s.get("problems"):
+                body.append([label, "0", "–", "–", "–", "–", "–", "–", "–", s.get("status", "").split(";")[0]])
+                continue
+            ratio = s.get("vs_sc") or {}
+            body.append([label, str(s["problems"]), f"{s['p50_s']:.2f}", f"{s['p95_s']:.2f}",
+                         *("–" if k not in ratio else f"**{ratio[k]:.2f}×**" for k in ("p50", "p95")),
+                         f"{s['mean_tokens']:,.0f}", f"{s['mean_completion_tokens']:,.0f}", f"{s['mean_calls']:.1f}",
+                         "" if s["status"] == "done" else s["status"]])
+            for key, what in LATENCY_PHASES.items():
+                if key in s.get("phases", {}):
+                    phase = s["phases"][key]
+                    phases.append([label, what, f"{phase['p50_s']:.3f}", f"{phase['p95_s']:.3f}", f"{phase['mean_s']:.3f}"])
+        lines = [f"Command: `{data['command']}`; {data['dataset']}, {data['problems']} problems, width {data['paths']}, "
+                 f"max_tokens {data['max_tokens']}; {data['backend'].get('backend')} on {data['machine']}, {data['date']}.",
+                 table(["strategy", "problems timed", "p50 s", "p95 s", "p50 / SC", "p95 / SC", "tokens / problem",
+                        "generated tokens / problem", "calls / problem", "note"], body)]
+        if phases:
+            lines.append(table(["parallel thinking", "phase (seconds from the solve's start; the synthesis: its own time)",
+                                 "p50 s", "p95 s", "mean s"], phases))
+        return "\n\n".join(line.rstrip("\n") for line in lines) + "\n"
+
+    return build
+
+
 TABLES: dict[str, Callable[[Path], str]] = {
     "overhead": overhead("overhead_2026-11-22.json"),
     "vllm-throughput:h100": vllm_phases("vllm_throughput_h100_2026-11-22.json"),
@@ -641,6 +681,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "ray-ledger:cpu": ray_ledger("ray_ledger_cpu_2026-11-29.json"),
     "ray-speedup:cpu": ray_speedup("ray_ledger_cpu_2026-11-29.json"),
     "atts-speedup:cpu": atts_speedup("atts_speedup_cpu_2026-11-29.json"),
+    "latency-all:h200": latency_all("latency_all_h200.json"),
 }
 
 
