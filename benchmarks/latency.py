@@ -15,7 +15,8 @@ below), or a comma-separated list of names; default ``greedy,self-consistency,pa
 (the stored run's three). ``parallel-thinking`` is measured twice: with the options published
 with RESULTS.md's first latency run (one batched call of identical paths, clipped, labelled:
 label ``parallel-thinking paths=P``, as in the stored JSON) and with its defaults (one hinted
-path group per path: ``parallel-thinking paths=P, default options``).
+path group per path: ``parallel-thinking paths=P, default options``); its synthesis is
+bound by ``--max-tokens`` as every path is (``synthesis_tokens``; 512 in the stored run).
 
 Per strategy: p50 and p95 seconds per problem (linear interpolation between order statistics,
 as numpy's default), median and mean, mean completion tokens, tokens and calls per problem,
@@ -71,14 +72,14 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def variants(names: list[str], paths: int) -> list[tuple[str, str, dict[str, Any]]]:
+def variants(names: list[str], paths: int, max_tokens: int) -> list[tuple[str, str, dict[str, Any]]]:
     """(label, registry name, options) of each strategy to measure, at width ``paths``."""
     out = []
     for name in names:
         size = available()[name].size_option
-        if name == "parallel-thinking":
-            out.append((f"{name} paths={paths}", name, {"paths": paths, **PUBLISHED_PT}))
-            out.append((f"{name} paths={paths}, default options", name, {"paths": paths}))
+        if name == "parallel-thinking":  # its synthesis is bound by --max-tokens too (512: the stored run's)
+            out.append((f"{name} paths={paths}", name, {"paths": paths, "synthesis_tokens": max_tokens, **PUBLISHED_PT}))
+            out.append((f"{name} paths={paths}, default options", name, {"paths": paths, "synthesis_tokens": max_tokens}))
         else:
             out.append((f"{name} {size}={paths}" if size else name, name, {"n": paths}))
     return out
@@ -201,7 +202,7 @@ def write(report: dict[str, Any], out: str | None) -> None:
 
 
 async def measure(args: argparse.Namespace) -> dict:
-    chosen = variants(strategy_names(args.strategies), args.paths)
+    chosen = variants(strategy_names(args.strategies), args.paths, args.max_tokens)
     backend = from_spec(args.backend)
     await backend.load()
     items = load_items(args.dataset, args.limit)
