@@ -609,6 +609,55 @@ def atts_speedup(name: str) -> Callable[[Path], str]:
     return build
 
 
+LATENCY_PHASES = {"first_path_s": "first path's call ends", "last_path_s": "last path's call ends",
+                  "gap_s": "gap: last path to the synthesis call (vote, prompt)", "synthesis_s": "synthesis call"}
+
+
+def latency_all(name: str) -> Callable[[Path], str]:
+    """``benchmarks/latency.py``: per strategy, p50 / p95 seconds per problem (one problem at a
+    time), each over self-consistency's at the same width, tokens and calls per problem; then
+    parallel thinking's phases from its traces. A run from before p50 / p95 were stored (the
+    first, 2026-11-22) gets them from its per-problem seconds, and "–" for what it did not
+    record. Before a run is stored under ``name`` the table says so instead of failing."""
+    from .latency import percentile
+
+    def build(results: Path) -> str:
+        if not (results / name).is_file():
+            return f"No run stored yet (`benchmarks/results/{name}`): the command is in docs/vllm.md.\n"
+        data = load(results, name)
+        timed = {label: {"p50_s": percentile(s["seconds"], 0.5), "p95_s": percentile(s["seconds"], 0.95), **s}
+                 for label, s in data["strategies"].items() if s.get("seconds")}
+        sc = next((s for label, s in timed.items() if label.startswith("self-consistency ")), None)
+        body, phases = [], []
+        for label, s in data["strategies"].items():
+            if label not in timed:
+                body.append([label, "0", "–", "–", "–", "–", "–", "–", "–", s.get("status", "").split(";")[0]])
+                continue
+            s = timed[label]
+            body.append([label, str(len(s["seconds"])), f"{s['p50_s']:.2f}", f"{s['p95_s']:.2f}",
+                         *(("–", "–") if sc is None else
+                           (f"**{s[k] / sc[k]:.2f}×**" for k in ("p50_s", "p95_s"))),
+                         *("–" if key not in s else f"{s[key]:,.{digits}f}"
+                           for key, digits in (("mean_tokens", 0), ("mean_completion_tokens", 0), ("mean_calls", 1))),
+                         "" if s.get("status", "done") == "done" else s["status"]])
+            for key, what in LATENCY_PHASES.items():
+                if key in s.get("phases", {}):
+                    phase = s["phases"][key]
+                    phases.append([label, what, f"{phase['p50_s']:.3f}", f"{phase['p95_s']:.3f}", f"{phase['mean_s']:.3f}"])
+        command = f"`{data['command']}`" if "command" in data else "as above (not stored with this run)"
+        lines = [f"Command: {command}; {data['dataset']}, {data['problems']} problems, width {data.get('paths', '–')}, "
+                 f"max_tokens {data.get('max_tokens', '–')}; {data['backend'].get('backend')} on {data['machine']}, "
+                 f"{data['date']}.",
+                 table(["strategy", "problems timed", "p50 s", "p95 s", "p50 / SC", "p95 / SC", "tokens / problem",
+                        "generated tokens / problem", "calls / problem", "note"], body)]
+        if phases:
+            lines.append(table(["parallel thinking", "phase (seconds from the solve's start; the synthesis: its own time)",
+                                 "p50 s", "p95 s", "mean s"], phases))
+        return "\n\n".join(line.rstrip("\n") for line in lines) + "\n"
+
+    return build
+
+
 TABLES: dict[str, Callable[[Path], str]] = {
     "overhead": overhead("overhead_2026-11-22.json"),
     "vllm-throughput:h100": vllm_phases("vllm_throughput_h100_2026-11-22.json"),
@@ -641,6 +690,8 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "ray-ledger:cpu": ray_ledger("ray_ledger_cpu_2026-11-29.json"),
     "ray-speedup:cpu": ray_speedup("ray_ledger_cpu_2026-11-29.json"),
     "atts-speedup:cpu": atts_speedup("atts_speedup_cpu_2026-11-29.json"),
+    "latency:h200-2026-11-22": latency_all("latency_h200_2026-11-22.json"),
+    "latency-all:h200": latency_all("latency_all_h200.json"),
 }
 
 
@@ -651,10 +702,11 @@ def render(text: str, results: Path = RESULTS) -> str:
         name = match["name"]
         if name not in TABLES:
             raise KeyError(f"RESULTS.md names an unknown table {name!r}; known: {', '.join(TABLES)}")
-        # A marker indented (a table inside a list item) gets its table, and its closing marker, indented alike.
+        # A marker indented (a table inside a list item) gets its table, and its closing marker, indented alike
+        # (blank lines between a table and its heading stay blank).
         indent = match.string[match.string.rfind("\n", 0, match.start()) + 1:match.start()]
         indent = "" if indent.strip() else indent
-        generated = "".join(indent + line for line in TABLES[name](results).splitlines(True))
+        generated = "".join(indent + line if line.strip() else line for line in TABLES[name](results).splitlines(True))
         return match[1] + generated + indent + match[4]
 
     return MARKER.sub(fill, text)

@@ -15,7 +15,11 @@ parallel and summarise in one forward pass; ours is the prompt-level version for
    ``seed + g``), temperature (``temperature_spread``: group temperatures spread evenly over
    temperature ± spread/2, floored at 0) and the hint (``hints``). ``hints=false`` without a
    ``temperature_spread`` makes ``groups`` default to 1: all paths are one batched call of
-   the same prompt (this strategy's behaviour before issue 22).
+   the same prompt (this strategy's behaviour before issue 22). Groups whose requests would
+   be identical (past 8 paths the hints repeat; without a ``temperature_spread`` or ``seed``
+   nothing else tells them apart) are drawn as one batched call of their paths' total ``n``
+   (issue 19: 16 paths are 8 calls of 2, sharing each prompt's prefill, not 16 calls of 1;
+   the paths and their order are as before).
 2. **Synthesis.** One call (``synthesis_prompt``, by default
    ``prompts/parallel_thinking_synthesis.md``) that shows the question and every path, in
    full, and asks for one final answer in ``\\boxed{}``. As in ParaThinker, whose summary
@@ -57,6 +61,7 @@ vs self-consistency's vote at equal paths.
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 from reasoning.budget import Budget
 from reasoning.context import Context, Sample
@@ -161,22 +166,35 @@ class ParallelThinking(Strategy):
         return ctx.share(1 - self.synthesis_share, limits=_SHARED_LIMITS, keep_calls=1, name="paths")
 
     async def think(self, ctx: Context) -> list[Sample]:
-        """All paths: one batched call per group, the groups concurrently."""
+        """All paths: one batched call per distinct group request, concurrently. Groups whose
+        requests are identical (same hint, temperature and seed: more groups than hints, no
+        spread or seed) are one call with their paths' total ``n``, which shares the prompt's
+        prefill; each group still gets its own paths, in group order."""
         base = ctx.sampling.temperature if self.temperature is None else self.temperature
         hints = approach_hints() if self.hints else []
         groups = self.path_groups
         sizes = [self.paths // groups + (g < self.paths % groups) for g in range(groups)]
-
-        async def group(g: int) -> list[Sample]:
+        calls: dict[tuple[int | None, float, int | None], list[int]] = {}  # (hint, temperature, seed) -> groups
+        for g in range(groups):
             offset = g / (groups - 1) - 0.5 if groups > 1 else 0.0
+            key = (g % len(hints) if hints else None, max(0.0, base + offset * self.temperature_spread),
+                   None if self.seed is None else self.seed + g)
+            calls.setdefault(key, []).append(g)
+
+        async def call(key: tuple[int | None, float, int | None], members: list[int]) -> list[Sample]:
+            hint, temperature, seed = key
             return await ctx.generate(
-                self.hinted(ctx, hints[g % len(hints)]) if hints else None,
-                n=sizes[g], max_tokens=self.max_tokens, name=f"paths-{g}",
-                temperature=max(0.0, base + offset * self.temperature_spread),
-                seed=None if self.seed is None else self.seed + g,
+                None if hint is None else self.hinted(ctx, hints[hint]), n=sum(sizes[g] for g in members),
+                max_tokens=self.max_tokens, name=f"paths-{members[0]}", temperature=temperature, seed=seed,
             )
 
-        return [path for found in await asyncio.gather(*(group(g) for g in range(groups))) for path in found]
+        found = await asyncio.gather(*(call(key, members) for key, members in calls.items()))
+        by_group: dict[int, list[Sample]] = {}
+        for members, samples in zip(calls.values(), found, strict=True):
+            drawn = iter(samples)  # a call the ledger shrank fills its first groups first
+            for g in members:
+                by_group[g] = list(itertools.islice(drawn, sizes[g]))
+        return [path for g in range(groups) for path in by_group[g]]
 
     @staticmethod
     def hinted(ctx: Context, hint: str) -> tuple[Message, ...]:

@@ -193,3 +193,36 @@ def test_the_docs_quote_the_papers_sequential_baseline_as_the_authors_give_it():
         assert "are over *sequential* reasoning at equal tokens" not in text
         assert "same token budget, P x the per-path budget" not in text
         assert "32K" in text and "secondary summar" in text
+
+
+def test_paths_past_the_hints_share_one_batched_call_per_hint():
+    # 12 paths, 8 hints: the groups of hints 1-4 repeat. Identical requests (same hint,
+    # temperature, no seed) are one call of n=2, not two calls of n=1 that prefill one prompt twice.
+    backend = backend_for(["3"], "\\boxed{3}")
+    result = solve(ParallelThinking(paths=12), backend)
+    paths = [r for r in backend.requests if not is_synthesis(r)]
+    hints = approach_hints()
+    assert len(hints) == 8 and len(paths) == 8
+    assert {r.messages[-1].content.rsplit("\n\n", 1)[-1]: r.n for r in paths} == {h: 2 if i < 4 else 1 for i, h in enumerate(hints)}
+    assert result.info["paths"] == 12 and result.info["route"] == "synthesis"
+    assert is_synthesis(backend.requests[-1]) and backend.requests[-1].messages[-1].content.count("Attempt ") == 12
+    # Groups that differ (by seed) are still calls of their own.
+    seeded = backend_for(["3"], "\\boxed{3}")
+    solve(ParallelThinking(paths=12, seed=0), seeded)
+    assert [r.n for r in seeded.requests if not is_synthesis(r)] == [1] * 12
+
+
+def test_merged_groups_keep_the_paths_in_group_order():
+    # Each call answers with its hint's position, so a path's text says which group drew it.
+    hints = approach_hints()
+
+    def respond(request, index):
+        if is_synthesis(request):
+            return "\\boxed{0}"
+        return f"hint {hints.index(request.messages[-1].content.rsplit(chr(10) * 2, 1)[-1])} \\boxed{{0}}"
+
+    backend = Scripted(responder=respond)
+    solve(ParallelThinking(paths=10), backend)
+    prompt = backend.requests[-1].messages[-1].content
+    shown = [prompt.split(f"Attempt {i}:\nhint ", 1)[1].split()[0] for i in range(1, 11)]
+    assert shown == ["0", "1", "2", "3", "4", "5", "6", "7", "0", "1"]
