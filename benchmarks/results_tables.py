@@ -658,6 +658,82 @@ def latency_all(name: str) -> Callable[[Path], str]:
     return build
 
 
+ISSUE_18_21 = "sweeps_h200_2026-11-29c"  # issue 18's sweeps and issue 21's certainty probe (one call; some cut)
+
+
+def paired_throughput(runs: tuple[tuple[str, str, str], ...]) -> Callable[[Path], str]:
+    """Issue 19's paired rounds (``vllm_throughput`` / ``serve_throughput``), one row per run:
+    the rounds it finished (a run cut by its call's time limit keeps them, ``partial``), each
+    side's tokens/s per round, the paired ratios' mean with its 95 % bootstrap interval
+    (``pairing.paired_ratio``, recomputed from the rounds) and the loop CPU per sample."""
+
+    def build(results: Path) -> str:
+        from .pairing import loop_cpu_per_sample, paired_ratio
+
+        body = []
+        for label, name, raw_side in runs:
+            data = load(results, name)
+            rounds = data["rounds"]
+            framework, raw = rounds["framework"], rounds[raw_side]
+            pairing = paired_ratio([r["tokens_per_s"] for r in framework], [r["tokens_per_s"] for r in raw])
+            settings = data["settings"]
+            samples = settings["limit"] * settings["n"]
+            cpu = loop_cpu_per_sample({"framework": framework, raw_side: raw}, samples, raw=raw_side)
+            done = f"{pairing['rounds']} of {settings['rounds']}" + (" (cut)" if data.get("partial") else "")
+            low, high = pairing["interval"]
+            body.append([label, done, ", ".join(f"{r['tokens_per_s'] / 1000:.1f}k" for r in raw),
+                         ", ".join(f"{r['tokens_per_s'] / 1000:.1f}k" for r in framework),
+                         ", ".join(f"{x:.3f}" for x in pairing["ratios"]),
+                         f"{pairing['mean']:.3f} [{low:.3f}, {high:.3f}]",
+                         f"{cpu[raw_side]:.3f} / {cpu['framework']:.3f}"])
+        return table(["path", "paired rounds", "raw tok/s", "framework tok/s", "ratios (ABBA)",
+                      "framework / raw: mean [95 % interval]", "loop CPU ms / sample (raw / framework)"], body)
+
+    return build
+
+
+def _sweep_rows(name: str, dataset: str, strategies: tuple[str, ...]) -> Callable[[Path], str]:
+    """Every point of some strategies of one dataset in a sweep folder: accuracy (95 % CI),
+    problems, tokens, generated tokens and calls per problem."""
+
+    def build(results: Path) -> str:
+        rows = [r for r in cells(results / ISSUE_18_21 / name) if r["dataset"] == dataset]
+        body = []
+        for strategy in strategies:
+            for row in (r for r in rows if r["strategy"] == strategy):
+                body.append([strategy, row["point"], accuracy(row), str(row["n_problems"]), tokens(row),
+                             tokens(row, "completion_tokens"), f"{row['usage']['calls']:.1f}"])
+        return table(["strategy", "point", "accuracy (95 % CI)", "problems", "tokens / problem",
+                      "generated / problem", "calls / problem"], body)
+
+    return build
+
+
+def plan_search_common(results: Path) -> str:
+    """PlanSearch against repeated sampling on the HumanEval problems both finished (the call was
+    cut): pass@k over each pool (coverage.json's unbiased estimator, recomputed on those problems
+    from problems.jsonl's per-problem pass@k) and tokens per problem."""
+    folder = results / ISSUE_18_21 / "plan_search_code"
+    rows = [json.loads(line) for line in (folder / "problems.jsonl").read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if r["dataset"] == "humaneval"]
+    ids = {s: {r["id"] for r in rows if r["strategy"] == s} for s in ("plan-search", "repeated-sampling")}
+    common = ids["plan-search"] & ids["repeated-sampling"]
+    body = []
+    for strategy in ("plan-search", "repeated-sampling"):
+        points = sorted({r["point"] for r in rows if r["strategy"] == strategy}, key=lambda p: int(p.split("=")[1]))
+        for point in points:
+            mine = [r for r in rows if r["strategy"] == strategy and r["point"] == point and r["id"] in common]
+            k = int(point.split("=")[1])
+            from .estimators import pass_at_k
+
+            passed = sum(pass_at_k(r["pool"], r["pool_correct"], k) for r in mine) / len(mine)
+            chosen = sum(r["correct"] for r in mine) / len(mine)
+            cost = sum(r["cost"]["tokens"] for r in mine) / len(mine)
+            body.append([strategy, str(k), f"{passed:.3f}", f"{chosen:.3f}", f"{cost:,.0f}"])
+    return (f"HumanEval, the {len(common)} problems both finished:\n\n"
+            + table(["strategy", "k (programs)", "pass@k", "chosen program passes", "tokens / problem"], body))
+
+
 TABLES: dict[str, Callable[[Path], str]] = {
     "overhead": overhead("overhead_2026-11-22.json"),
     "vllm-throughput:h100": vllm_phases("vllm_throughput_h100_2026-11-22.json"),
@@ -690,6 +766,18 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "ray-ledger:cpu": ray_ledger("ray_ledger_cpu_2026-11-29.json"),
     "ray-speedup:cpu": ray_speedup("ray_ledger_cpu_2026-11-29.json"),
     "atts-speedup:cpu": atts_speedup("atts_speedup_cpu_2026-11-29.json"),
+    "deepconf:math500": deepconf("deepconf_h200_math500_2026-11-29.json", "math500:50"),
+    "deepconf-confidence:math500": deepconf_confidence("deepconf_h200_math500_2026-11-29.json", "math500:50"),
+    "paired-throughput:h200": paired_throughput((
+        ("in process (`vllm_throughput`)", "vllm_throughput_h200_issue19_2026-11-29.json", "raw_async"),
+        ("`vllm serve` (`serve_throughput`)", "serve_throughput_h200_issue19_2026-11-29.json", "raw"))),
+    "certainty-probe:gsm8k": _sweep_rows("certainty_probe_gsm8k", "gsm8k", ("self-consistency", "certainty-probe")),
+    "sift:gsm8k": _sweep_rows("sift_gsm8k", "gsm8k", ("self-consistency", "sift rounds=0", "sift", "sift rounds=2")),
+    "plan-search:humaneval": plan_search_common,
+    "sleep-time:stateful-gsm8k": _sweep_rows("sleep_time_gsm8k", "stateful-gsm8k", ("self-consistency", "sleep-time",
+                                                                                      "sleep-time-off")),
+    "cheatsheet:game24": _sweep_rows("cheatsheet_game24", "game24", ("self-consistency", "cheatsheet", "cheatsheet-n4",
+                                                                      "cheatsheet-off")),
     "latency:h200-2026-11-22": latency_all("latency_h200_2026-11-22.json"),
     "latency-all:h200": latency_all("latency_all_h200.json"),
 }
