@@ -21,6 +21,21 @@ AUROC of that confidence as a right-vs-wrong score (0.5: no signal).
 
     python -m reasoning.benchmarks.deepconf_proof --backend vllm:/root/model \\
         --dataset gsm8k:200 --dataset math500:100 --n 256 --window 128 --out deepconf.json
+
+Shards. With top-20 logprobs one engine is bound by its frontend's CPU (on an H200 ~11k generated
+tokens/s against ~34k without logprobs), not by the GPU, so K engines on one GPU (each with a
+share of its memory, ``--engine '{"gpu_memory_utilization": 0.2}'``) run K processes'
+frontends side by side. ``--shard I/K`` solves problems I, I+K, I+2K, ... of each dataset (the
+same rounds, the same phase order); ``--merge OUT A.json B.json ...`` joins the shards' reports:
+a phase's problems are the union, its generated tokens the sum, its wall time the slowest
+shard's (the shards run their phases at the same time), and the summary is recomputed. The
+merged figures are those of one unsharded run on the union of the problems, except wall time.
+Not yet run on the GPU host (2026-11-29): vLLM profiles free GPU memory while an engine starts,
+so start the shards some seconds apart, e.g.
+
+    for i in 0 1 2 3; do python -m reasoning.benchmarks.deepconf_proof --shard $i/4 \\
+        --engine '{"gpu_memory_utilization": 0.2, "max_num_seqs": 1024}' ... --out s$i.json & sleep 20; done; wait
+    python -m reasoning.benchmarks.deepconf_proof --merge deepconf.json s0.json s1.json s2.json s3.json
 """
 
 from __future__ import annotations
@@ -248,11 +263,17 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "command": " ".join(sys.argv),
                               "machine": platform.platform(), "backend": backend.describe(),
                               "options": {**options, "max_tokens": args.max_tokens, "temperature": args.temperature,
-                                          "top_p": args.top_p}, "datasets": {}}
+                                          "top_p": args.top_p, "ks": list(args.ks),
+                                          "keep_percent": list(args.keep_percent)}, "datasets": {}}
+    if args.shard:
+        report["shard"] = args.shard
     try:
         for spec in args.dataset:
             name, _, limit = spec.partition(":")
             items = load_items(name, int(limit) if limit else None)
+            if args.shard:
+                index, count = parse_shard(args.shard)
+                items = items[index::count]
             labels = ["pool", *(online_label(keep) for keep in args.keep_percent)]
             report["datasets"][spec] = data = {"rounds": []}
             for round_index in range(args.rounds):
@@ -275,6 +296,52 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         await backend.aclose()
     return report
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``I/K`` -> (I, K), 0 <= I < K."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard takes I/K (e.g. 0/4), got {text!r}") from None
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"--shard {text}: need 0 <= I < K")
+    return index, count
+
+
+def merge(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One report from the shards' reports of one sharded run (``--shard I/K`` for every I)."""
+    if not reports:
+        raise ValueError("nothing to merge")
+    shards = sorted(parse_shard(r.get("shard", "")) if r.get("shard") else (-1, -1) for r in reports)
+    count = shards[0][1]
+    if shards != [(i, count) for i in range(count)]:
+        raise ValueError(f"merge needs shards 0/K..K-1/K of one run, got {[r.get('shard') for r in reports]}")
+    options = reports[0]["options"]
+    if any(r["options"] != options for r in reports):
+        raise ValueError("the shards ran with different options")
+    merged: dict[str, Any] = {key: reports[0][key] for key in ("date", "machine", "backend", "options")}
+    merged["command"] = [r["command"] for r in reports]
+    merged["shards"] = count
+    merged["datasets"] = {}
+    for spec in reports[0]["datasets"]:
+        phases: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for report in reports:
+            for phase in report["datasets"].get(spec, {}).get("rounds", []):
+                phases.setdefault((phase["label"], phase["round"]), []).append(phase)
+        rounds = []
+        for (label, round_index), parts in phases.items():  # in the first shard's order
+            if len(parts) != count:  # a shard ran out of time before this phase: no fair union
+                continue
+            rounds.append({"label": label, "describe": parts[0]["describe"], "round": round_index,
+                           "wall_s": max(p["wall_s"] for p in parts),
+                           "generated_tokens": sum(p["generated_tokens"] for p in parts),
+                           "problems": [problem for p in parts for problem in p["problems"]]})
+        data: dict[str, Any] = {"rounds": rounds}
+        if any(r["label"] == "pool" for r in rounds):
+            data["summary"] = summarize(data, options["ks"], options["warmup"], options["keep_percent"])
+        merged["datasets"][spec] = data
+    return merged
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -315,7 +382,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deadline-s", type=float, default=0, help="start no run after this many seconds (0: none)")
     parser.add_argument("--out", help="JSON file")
     parser.add_argument("--table", metavar="REPORT.json", help="print the markdown table of a saved report and exit")
+    parser.add_argument("--shard", metavar="I/K", help="solve problems I, I+K, ... of each dataset (one of K engines)")
+    parser.add_argument("--merge", nargs="+", metavar=("OUT", "SHARD"),
+                        help="write OUT from the shards' reports (--shard 0/K ... K-1/K) and exit")
     args = parser.parse_args(argv)
+    if args.merge:
+        if len(args.merge) < 2:
+            parser.error("--merge OUT SHARD.json [SHARD.json ...]")
+        reports = []
+        for name in args.merge[1:]:
+            with open(name) as handle:
+                reports.append(json.load(handle))
+        try:
+            merged = merge(reports)
+        except ValueError as bad:
+            parser.error(str(bad))
+        with open(args.merge[0], "w") as handle:
+            json.dump(merged, handle)
+        print(markdown(merged))
+        return 0
+    if args.shard:
+        try:
+            parse_shard(args.shard)
+        except ValueError as bad:
+            parser.error(str(bad))
     if args.table:
         with open(args.table) as handle:
             print(markdown(json.load(handle)))

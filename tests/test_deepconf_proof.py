@@ -72,3 +72,69 @@ def test_summary_counts_stopped_online_traces_beyond_the_warmup():
     assert summary["rows"][0]["replay-10"] == {"accuracy": 1.0, "tokens": 72.0}
     assert summary["wall_s"] == {"online-10": [1.0], "pool": [2.0]}
     assert summary["confidence"]["right_traces"] == 2 and summary["confidence"]["wrong_traces"] == 3
+
+
+# -- shards: K engines on one GPU, merged into one report ------------------------------------
+def _shard_report(shard, problems_by_label, walls, options):
+    rounds = [{"label": label, "describe": {}, "round": 0, "wall_s": walls[label],
+               "generated_tokens": sum(sum(p["tokens"]) for p in problems), "problems": problems}
+              for label, problems in problems_by_label.items()]
+    return {"date": "d", "machine": "m", "backend": {}, "options": options, "command": f"shard {shard}",
+            "shard": shard, "datasets": {"gsm8k:4": {"rounds": rounds}}}
+
+
+def test_merge_is_the_union_of_the_shards_problems_summed_tokens_and_the_slowest_wall():
+    from reasoning.benchmarks.deepconf_proof import merge
+
+    options = {"window": 4, "warmup": 2, "n": 5, "ks": [3, 5], "keep_percent": [10.0]}
+    q = problem(keys=["8", "8", "7", "8", "8"], correct=[False, False, True, False, False],
+                tokens=[1, 2, 3, 4, 5], min_conf=[1.0, 2.0, 3.0, 4.0, 5.0], threshold=2.5,
+                stopped=[False, False, True, False, False], replay=[None, None, 2, None, None], replay_threshold=2.5)
+    first = _shard_report("0/2", {"pool": [P], "online-10": [P]}, {"pool": 3.0, "online-10": 2.0}, options)
+    second = _shard_report("1/2", {"pool": [q], "online-10": [q]}, {"pool": 5.0, "online-10": 1.0}, options)
+    merged = merge([second, first])  # any order
+    data = merged["datasets"]["gsm8k:4"]
+    pool = next(r for r in data["rounds"] if r["label"] == "pool")
+    assert pool["wall_s"] == 5.0 and pool["generated_tokens"] == 150 + 15 and len(pool["problems"]) == 2
+    whole = {"rounds": [{"label": "pool", "round": 0, "wall_s": 5.0, "generated_tokens": 165, "problems": [q, P]},
+                        {"label": "online-10", "round": 0, "wall_s": 2.0, "generated_tokens": 165,
+                         "problems": [q, P]}]}
+    assert data["summary"]["rows"] == summarize(whole, [3, 5], 2, [10.0])["rows"]
+    assert merged["shards"] == 2 and merged["command"] == ["shard 1/2", "shard 0/2"]
+
+
+def test_merge_refuses_a_missing_shard_or_different_options_and_drops_a_phase_one_shard_lacks():
+    from reasoning.benchmarks.deepconf_proof import merge
+
+    options = {"window": 4, "warmup": 2, "n": 5, "ks": [5], "keep_percent": [10.0]}
+    first = _shard_report("0/3", {"pool": [P]}, {"pool": 1.0}, options)
+    second = _shard_report("1/3", {"pool": [P]}, {"pool": 1.0}, options)
+    with pytest.raises(ValueError, match="shards 0/K"):
+        merge([first, second])
+    third = _shard_report("2/3", {"pool": [P], "online-10": [P]}, {"pool": 1.0, "online-10": 1.0}, options)
+    assert [r["label"] for r in merge([first, second, third])["datasets"]["gsm8k:4"]["rounds"]] == ["pool"]
+    other = _shard_report("2/3", {"pool": [P]}, {"pool": 1.0}, {**options, "window": 8})
+    with pytest.raises(ValueError, match="different options"):
+        merge([first, second, other])
+
+
+def test_shards_split_the_problems_between_them_once_each(tmp_path):
+    import json
+
+    from reasoning.benchmarks.deepconf_proof import main
+
+    common = ["--backend", "scripted:18,3", "--dataset", "gsm8k:5", "--n", "4", "--ks", "4", "--warmup", "2",
+              "--window", "4", "--keep-percent", "10"]
+    for index in range(2):
+        assert main([*common, "--shard", f"{index}/2", "--out", str(tmp_path / f"s{index}.json")]) == 0
+    ids = [[p["id"] for p in json.loads((tmp_path / f"s{i}.json").read_text())["datasets"]["gsm8k:5"]["rounds"][0]["problems"]]
+           for i in range(2)]
+    from reasoning.benchmarks.datasets import load_items
+
+    every = [item.id for item in load_items("gsm8k", 5)]
+    assert ids == [every[0::2], every[1::2]]
+    assert main(["--merge", str(tmp_path / "m.json"), str(tmp_path / "s0.json"), str(tmp_path / "s1.json")]) == 0
+    merged = json.loads((tmp_path / "m.json").read_text())
+    assert sorted(p["id"] for p in merged["datasets"]["gsm8k:5"]["rounds"][0]["problems"]) == sorted(every)
+    with pytest.raises(SystemExit):
+        main([*common, "--shard", "2/2"])
