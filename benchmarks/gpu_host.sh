@@ -9,6 +9,13 @@
 # root with the environment set, e.g.
 #   bash benchmarks/gpu_host.sh python3 -m reasoning.benchmarks.run_sweeps benchmarks/sweeps/*.yaml \
 #        --backend vllm:/root/model --root /root/sweeps --deadline-s 480
+#
+# Chunk size: one call carries at most 64 MiB, the working tree's tracked files included (~30 MB
+# on 2026-11-29, growing with benchmarks/results/), so a payload chunk must be at most
+# 64 MiB minus `git ls-files -z | xargs -0 du -cb | tail -1`; re-split an old payload with
+# `cat OLD/*/chunk.* | split -b 32M -d -a 2 - NEW/chunk.` (its payload.sha256 stays valid).
+# `run_sweeps --deadline-s` counts from its own start (engine load included), not the call's:
+# the first call also spends ~1-2 min here installing the wheels and converting the model.
 set -euo pipefail
 STAGE=${STAGE:-/root/stage}
 MODEL=${MODEL:-/root/model}

@@ -104,6 +104,7 @@ async def main_async(args: argparse.Namespace) -> int:
     for item in args.engine:
         key, _, raw = item.partition("=")
         engine[key.strip()] = int(raw) if raw.strip().lstrip("-").isdigit() else raw.strip()
+    started = time.monotonic()  # the deadline counts the engine's load too: a call's clock starts here
     inner = from_spec(configs[0].backend, **({"engine_kwargs": engine} if engine else {}), **backend_options(configs))
     await inner.load()
     # One cache object per file: sweeps that name the same cache file share its rows.
@@ -115,7 +116,6 @@ async def main_async(args: argparse.Namespace) -> int:
             caches[path] = CachedBackend(inner, path)
         # A sweep that waits for a policy is built once the policy exists (its strategy loads it).
         sweeps.append((config, caches[path], None if _needs(config) - _existing(_needs(config)) else Sweep(config, caches[path])))
-    started = time.monotonic()
     policies: dict[str, asyncio.Future] = {}
     for spec in args.calibrate:
         target = _under_root(args.root, spec.partition("=")[2])
@@ -131,7 +131,8 @@ async def main_async(args: argparse.Namespace) -> int:
         return await (sweep or Sweep(config, cache)).run()
 
     tasks = [asyncio.ensure_future(after_policies(*entry)) for entry in sweeps]
-    done, pending = await asyncio.wait(tasks, timeout=args.deadline_s)
+    left = None if args.deadline_s is None else max(0.0, args.deadline_s - (time.monotonic() - started))
+    done, pending = await asyncio.wait(tasks, timeout=left)
     for task in [*pending, *(p for p in policies.values() if not p.done())]:
         task.cancel()
     await asyncio.gather(*pending, *policies.values(), return_exceptions=True)
@@ -171,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("configs", nargs="+", help="sweep files (YAML or TOML)")
     parser.add_argument("--backend", help="replaces every file's backend")
     parser.add_argument("--root", help="folder for every sweep's out (and relative caches)")
-    parser.add_argument("--deadline-s", type=float, default=None, help="stop (resumably) after this many seconds")
+    parser.add_argument("--deadline-s", type=float, default=None,
+                        help="stop (resumably) this many seconds after the command started, the engine's load included; "
+                             "leave a minute or more before a hard limit for the summaries and the engine's shutdown")
     parser.add_argument("--concurrency", type=int, help="replaces every file's concurrency (problems in flight per sweep)")
     parser.add_argument("--status", help="write {out: done | resume later} here")
     parser.add_argument("--engine", action="append", default=[], metavar="KEY=VALUE",
