@@ -381,3 +381,15 @@ def test_the_litellm_router_settings_of_the_readme_pin_each_problem_to_one_repli
             for record in server.delivered():
                 where.setdefault(problem_of(record), set()).add(index)
         assert sorted(where) == ["#0", "#1", "#2"] and all(len(at) == 1 for at in where.values())
+
+
+def test_failovers_count_the_moves_of_attempts_that_failed_later():
+    """Attempt 1 gives up the dead replica, then gets a 503 from the live one; attempt 2 is
+    answered by the live one at once. The move of attempt 1 happened and is reported."""
+    port = free_port()
+    with stubs(1, failures=[503]) as (alive,):
+        backend = OpenAICompatible("stub-model", [f"http://127.0.0.1:{port}/v1", alive.base_url], backoff=0.001,
+                                   health_interval=3600)
+        response = run(backend, lambda: backend.generate(chat("Problem #1", affinity="1")))  # the dead one first
+        assert alive.count == 2 and response.info["replica"] == alive.base_url
+        assert response.info["retries"] == 1 and response.info["failovers"] == 1

@@ -169,10 +169,12 @@ class OpenAICompatible(Backend):
         assert replica.semaphore is not None
         return replica.client, replica.semaphore
 
-    async def _on_replica(self, key: str | None, call: Callable[[Replica], Awaitable[T]]) -> tuple[T, Replica, int]:
+    async def _on_replica(self, key: str | None, call: Callable[[Replica], Awaitable[T]],
+                          moves: list[int] | None = None) -> tuple[T, Replica, int]:
         """One attempt of a request of problem ``key``: ``call(replica)`` on the replica picked
         for it; a connection that fails there marks it down and the attempt moves to another
-        replica at once. Returns (result, the replica that answered, replicas given up)."""
+        replica at once. Returns (result, the replica that answered, replicas given up by this
+        attempt); ``moves[0]`` counts every replica given up, across attempts that failed too."""
         import openai
 
         replicas = self.replicas
@@ -191,6 +193,8 @@ class OpenAICompatible(Backend):
             except openai.APIConnectionError as failed:  # refused, reset, dropped mid-answer, connect timeout
                 replicas.mark_down(replica, failed)
                 tried.add(replica)
+                if moves is not None:
+                    moves[0] += 1
             finally:
                 replicas.done(replica)
 
@@ -274,8 +278,10 @@ class OpenAICompatible(Backend):
                 response = await client.post(path, body=body, cast_to=httpx.Response, options=self._headers(key))
             return checked_body(response.content)  # a malformed body is retried like a 5xx
 
-        return await with_retries(lambda: self._on_replica(key, on), self.max_retries, self.backoff, self._translate,
-                                  self.timeout)
+        moves = [0]  # replicas given up over every attempt, not only the one that succeeded
+        (data, replica, _), attempts = await with_retries(lambda: self._on_replica(key, on, moves), self.max_retries,
+                                                          self.backoff, self._translate, self.timeout)
+        return (data, replica, moves[0]), attempts
 
     def _translate(self, exc: BaseException, attempts: int) -> BaseException:
         return translate_error(
@@ -395,11 +401,12 @@ class OpenAICompatible(Backend):
             def read(replica: Replica) -> Awaitable[None]:
                 return self._read_stream(replica, path, body, request, chat, stream, ended)
 
+            moves = [0]
             try:
-                (_, stream.replica, stream.failovers), attempts = await with_retries(
-                    lambda: self._on_replica(request.affinity, read), self.max_retries, self.backoff, self._translate,
-                    self.timeout)
-                stream.retries = attempts - 1
+                (_, stream.replica, _), attempts = await with_retries(
+                    lambda: self._on_replica(request.affinity, read, moves), self.max_retries, self.backoff,
+                    self._translate, self.timeout)
+                stream.retries, stream.failovers = attempts - 1, moves[0]
             except asyncio.CancelledError:
                 task = asyncio.current_task()
                 if stream.closed and task is not None and task.cancelling() == 1:  # closed by stop_early alone
