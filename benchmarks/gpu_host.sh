@@ -49,6 +49,16 @@ fi
 # `python -c "from reasoning.backends.local_model import write_gguf; write_gguf(NAME, FILE)"`):
 # SHA-256-checked and converted once into $MODELS/NAME, for --backend/--role vllm:$MODELS/NAME.
 MODELS=${MODELS:-/root/models}
+# A GGUF too big for one call travels as pieces NAME.gguf.part.NN in $STAGE/gguf-parts (e.g.
+# `split -b 32M -d -a 2 qwen15b.gguf qwen15b.gguf.part.`): joined into $STAGE/payload once;
+# convert_checked below checks its size and SHA-256.
+if [ -d "$STAGE/gguf-parts" ]; then
+    for first in "$STAGE"/gguf-parts/*.gguf.part.00; do
+        [ -e "$first" ] || continue
+        file="$STAGE/payload/$(basename "${first%.part.00}")"
+        [ -f "$file" ] || cat "${first%.00}".* > "$file"
+    done
+fi
 for pair in qwen15b.gguf:qwen2.5-coder-1.5b-instruct gemma270m.gguf:gemma-3-270m; do
     file="$STAGE/payload/${pair%%:*}"
     name="${pair#*:}"
