@@ -637,6 +637,24 @@ def test_run_sweeps_deadline_while_a_sweep_still_waits_for_its_policy(tmp_path):
     assert (root / "routed" / "sweep.jsonl").read_text() == ""  # no cells yet
 
 
+def test_run_sweeps_deadline_counts_the_engines_load(tmp_path):
+    """A GPU call's clock starts with the command: a deadline that passes while the backend loads
+    leaves no time for problems (it used to count from after the load, which ran past the call)."""
+    from reasoning.benchmarks.run_sweeps import main as run_sweeps
+
+    config = tmp_path / "sc.yaml"
+    config.write_text("datasets: [gsm8k]\nlimit: 3\nn: [1]\nmax_tokens: 32\nstrategies:\n  - name: self-consistency\n"
+                      "out: sc\n")
+    status = tmp_path / "status.json"
+    argv = [str(config), "--backend", "scripted:18?load=3&latency=0.05", "--root", str(tmp_path),
+            "--deadline-s", "2.5", "--status", str(status)]
+    assert run_sweeps(argv) == 0
+    assert json.loads(status.read_text()) == {str(tmp_path / "sc"): "resume later"}
+    assert not (tmp_path / "sc" / "problems.jsonl").exists() or (tmp_path / "sc" / "problems.jsonl").read_text() == ""
+    assert run_sweeps([*argv[:-4], "--status", str(status)]) == 0  # no deadline: it finishes
+    assert json.loads(status.read_text()) == {str(tmp_path / "sc"): "done"}
+
+
 class _InFlight(Scripted):
     """Scripted, counting the calls in flight at once."""
 

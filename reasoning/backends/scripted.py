@@ -73,8 +73,11 @@ class Scripted(Backend):
         confidence_stop: bool = True,
         early_stop: bool = True,
         scorer: Callable[[GenerationRequest], Sequence[float]] | None = None,
+        load_seconds: float = 0.0,
     ) -> None:
         self.answers = list(answers)
+        self.load_seconds = load_seconds  # how long load() takes, as an engine's start does
+        self._loaded = False
         self.responder = responder
         self.completion_tokens = completion_tokens
         self.latency = latency
@@ -100,14 +103,20 @@ class Scripted(Backend):
 
     @classmethod
     def from_spec(cls, rest: str, *, api_base: str | None = None, api_key: str | None = None, **options: Any) -> Scripted:
-        """``scripted:A,B?latency=S&misreport=F``."""
+        """``scripted:A,B?latency=S&misreport=F&load=S``."""
         answers, _, query = rest.partition("?")
         for item in filter(None, query.split("&")):
             key, _, value = item.partition("=")
-            if key not in ("latency", "misreport"):
-                raise ConfigError(f"scripted backend option {key!r} unknown; only latency=SECONDS, misreport=FACTOR")
-            options[key] = float(value)
+            if key not in ("latency", "misreport", "load"):
+                raise ConfigError(f"scripted backend option {key!r} unknown; only latency=SECONDS, misreport=FACTOR, "
+                                  "load=SECONDS")
+            options["load_seconds" if key == "load" else key] = float(value)
         return cls(answers.split(",") if answers else ("42",), **options)
+
+    async def load(self) -> None:
+        if self.load_seconds and not self._loaded:  # once, as an engine starts once
+            self._loaded = True
+            await asyncio.sleep(self.load_seconds)
 
     def prices(self) -> tuple[float, float]:
         return self._prices
