@@ -264,7 +264,8 @@ async def grade_code(item: Item, answer: str | None, texts: list[str], strict: b
         if code is None:
             return None
         if code not in verdicts:
-            verdicts[code] = asyncio.ensure_future(arun_code_tests(**code_program(item, code), timeout=CODE_TIMEOUT_S, strict=strict))
+            verdicts[code] = asyncio.ensure_future(arun_code_tests(**code_program(item, code), timeout=CODE_TIMEOUT_S, strict=strict,
+                                                                      lane="grade"))
         return await verdicts[code]
 
     sample_codes = [extract_code(text, entry) for text in texts]

@@ -155,3 +155,35 @@ def test_assemble_humaneval_body_only_vs_full_function():
     program = assemble_humaneval(prompt, full, "f")
     assert program.startswith("import math") and program.count("def f(") == 1
     assert run_code_tests(program, test, "f", timeout=3).passed
+
+
+def test_a_strategys_run_does_not_wait_behind_grading_in_the_other_lane():
+    """One slot per lane: while grading holds its slot with a slow program, a solve-lane run
+    (a strategy's own test, e.g. PlanSearch's public tests) starts at once and finishes first;
+    a second grading run waits for the grading slot."""
+    from reasoning.verifiers.code_exec import _MAX, set_max_concurrency
+
+    before = _MAX
+    set_max_concurrency(1)
+    slow = "import time\ntime.sleep(3)\ndef inc(x):\n    return x + 1\n"
+    fast = "def inc(x):\n    return x + 1\n"
+    finished: list[str] = []
+
+    async def one(name: str, program: str, lane: str):
+        verdict = await arun_code_tests(program, CHECK, "inc", timeout=10, lane=lane)
+        finished.append(name)
+        return verdict
+
+    async def main():
+        grading = asyncio.ensure_future(one("slow grade", slow, "grade"))
+        await asyncio.sleep(0.3)  # the slow program holds the grading slot
+        return await asyncio.gather(grading, one("grade after", fast, "grade"), one("solve", fast, "solve"))
+
+    try:
+        verdicts = asyncio.run(main())
+    finally:
+        set_max_concurrency(before)
+    assert all(v.passed for v in verdicts)
+    assert finished[0] == "solve" and finished[1:] == ["slow grade", "grade after"]
+    with pytest.raises(ValueError, match="lane"):
+        run_code_tests(fast, CHECK, "inc", lane="other")

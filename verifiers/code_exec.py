@@ -272,19 +272,23 @@ def _is_full(isolation: str) -> bool:
 
 _SLOTS_LOCK = threading.Lock()
 _MAX = max(1, os.cpu_count() or 1)
-_THREAD_SLOTS = threading.BoundedSemaphore(_MAX)
-_LOOP_SLOTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# Lanes: a strategy's own runs while it solves ("solve") and a benchmark's grading of finished
+# answers ("grade") have _MAX slots each, so a sweep grading thousands of programs never makes
+# a problem still being solved (PlanSearch's public tests, cheatsheet's code) wait behind them.
+LANES = ("solve", "grade")
+_THREAD_SLOTS = {lane: threading.BoundedSemaphore(_MAX) for lane in LANES}
+_LOOP_SLOTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # loop -> lane -> asyncio.Semaphore
 _UIDS_IN_USE: set[int] = set()
 
 
 def set_max_concurrency(n: int) -> None:
-    """How many sandboxes may run at once (default: the number of CPUs)."""
+    """How many sandboxes may run at once in each lane (default: the number of CPUs)."""
     global _MAX, _THREAD_SLOTS
     if n < 1:
         raise ValueError("max concurrency must be >= 1")
     with _SLOTS_LOCK:
         _MAX = n
-        _THREAD_SLOTS = threading.BoundedSemaphore(n)
+        _THREAD_SLOTS = {lane: threading.BoundedSemaphore(n) for lane in LANES}
         _LOOP_SLOTS.clear()
 
 
@@ -315,7 +319,7 @@ def _kill(proc: subprocess.Popen) -> None:
 
 
 def run_code_tests(program: str, tests: str, entry_point: str | None = None, timeout: float = 10,
-                   strict: bool = False, subjects: tuple[str, ...] = ()) -> CodeVerdict:
+                   strict: bool = False, subjects: tuple[str, ...] = (), lane: str = "solve") -> CodeVerdict:
     """Run ``tests`` (then ``check(entry_point)``) against ``program`` in the sandbox.
 
     Program names never replace builtins in the tests' namespace, except ``entry_point`` and
@@ -323,14 +327,17 @@ def run_code_tests(program: str, tests: str, entry_point: str | None = None, tim
 
     Never raises for anything the candidate does; a harness failure is ``status="error"``.
     ``strict=True`` raises ``SandboxUnavailable`` when full isolation is not available here.
-    At most ``set_max_concurrency`` runs proceed at once across threads.
+    At most ``set_max_concurrency`` runs proceed at once across threads in each ``lane``
+    (``"solve"``: a strategy's runs; ``"grade"``: grading finished answers).
     """
+    if lane not in LANES:
+        raise ValueError(f"lane must be one of {', '.join(LANES)}, got {lane!r}")
     layout = _layout()
     if strict and not _is_full(layout.isolation):
         raise SandboxUnavailable(
             f"--sandbox strict: this machine gives only {layout.isolation} ({layout.reason}); "
             f"full isolation needs {', '.join(sorted(FULL_ISOLATION))}")
-    with _THREAD_SLOTS:
+    with _THREAD_SLOTS[lane]:
         slot = _take_slot()
         try:
             return _execute(layout, program, tests, entry_point, timeout, slot, subjects)
@@ -440,15 +447,18 @@ def _read_verdict(stdout: bytes, returncode: int | None, host_errors: str) -> tu
 
 
 async def arun_code_tests(program: str, tests: str, entry_point: str | None = None, timeout: float = 10,
-                          strict: bool = False, subjects: tuple[str, ...] = ()) -> CodeVerdict:
-    """Async ``run_code_tests``: waits for a free slot on the loop, then runs in a thread."""
+                          strict: bool = False, subjects: tuple[str, ...] = (), lane: str = "solve") -> CodeVerdict:
+    """Async ``run_code_tests``: waits for a free slot of its lane on the loop (waiters are
+    cancellable and start in order), then runs in a thread."""
+    if lane not in LANES:
+        raise ValueError(f"lane must be one of {', '.join(LANES)}, got {lane!r}")
     loop = asyncio.get_running_loop()
     with _SLOTS_LOCK:
-        gate = _LOOP_SLOTS.get(loop)
-        if gate is None:
-            gate = _LOOP_SLOTS[loop] = asyncio.Semaphore(_MAX)
-    async with gate:
-        return await asyncio.to_thread(run_code_tests, program, tests, entry_point, timeout, strict, subjects)
+        gates = _LOOP_SLOTS.get(loop)
+        if gates is None:
+            gates = _LOOP_SLOTS[loop] = {name: asyncio.Semaphore(_MAX) for name in LANES}
+    async with gates[lane]:
+        return await asyncio.to_thread(run_code_tests, program, tests, entry_point, timeout, strict, subjects, lane)
 
 
 # What a program printed comes back through the one channel the harness gives a candidate's
