@@ -5,6 +5,7 @@ pin the exact calls: small votes "7","3" (agreement 0.5, right), large always "7
 
 import asyncio
 import json
+import re
 
 import pytest
 
@@ -117,3 +118,15 @@ def test_the_deadline_cancels_what_runs_keeps_what_is_done_and_still_summarises(
     assert sorted(r["id"] for r in rows(out / "problems" / "cascade" / "results.jsonl")) == ["0", "1"]
     # the run folder's own summary was written too (run_benchmark's, on cancellation)
     assert json.loads((out / "problems" / "cascade" / "summary.json").read_text())["n_problems"] == 2
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--calibrate-offset", "1"], "--calibrate-offset 1 overlaps the 3 evaluation problems"),
+    (["--strategies", "cascade,debate"], r"--strategies \['debate'\]: choose among cascade"),
+    (["--chat-models", "small,medium"], r"\['medium'\] are not roles"),
+])
+def test_a_bad_plan_is_refused_before_any_model_is_called(data, tmp_path, capsys, extra, message):
+    small, large, roles = models()
+    assert main(args(data, tmp_path / "out", *extra), roles) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert (small.calls, large.calls) == (0, 0)
