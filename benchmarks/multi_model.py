@@ -1,24 +1,25 @@
 """The multi-model strategies against each model alone, in ONE process (issue 17): every engine is
 loaded once, every calibration and evaluation shares one event loop, so all engines stay busy.
 
-On the GPU host (three vLLM engines on one H200; ~8 minutes, models load ~1-2 min in all):
+On the GPU host (three vLLM engines on one H200, loaded one after another, ~1 min each; then ~5 min of
+work, estimated, not measured yet; the deadline keeps a call under 10 minutes, the same command resumes):
 
     python -m reasoning.benchmarks.multi_model \\
-        --role small=vllm:/root/models/gemma-3-270m?gpu=0.2 --role mid=vllm:/root/model?gpu=0.25 \\
-        --role large=vllm:/root/models/qwen2.5-coder-1.5b-instruct?gpu=0.35 \\
-        --models small,mid,large --chat-models mid,large \\
-        --dataset gsm8k:200 --dataset math500:100 --calibrate-limit 40 \\
-        --strategy-n 4 --n 1,4,8 --max-tokens 512 --concurrency 32 --deadline-s 540 --out runs/multi
+        --role 'small=vllm:/root/models/gemma-3-270m?gpu=0.2' --role 'mid=vllm:/root/model?gpu=0.25' \\
+        --role 'large=vllm:/root/models/qwen2.5-coder-1.5b-instruct?gpu=0.35' \\
+        --models small,mid,large --chat-models mid,large --sc-models mid,large \\
+        --dataset gsm8k:200 --dataset math500:100 --calibrate-limit 40 --strategy-n 4 --n 1,4,8 \\
+        --option atts:turns=4 --max-tokens 512 --concurrency 32 --deadline-s 540 --out runs/multi
 
 On a CPU (smoke: two names for the one local model):
 
     python -m reasoning.benchmarks.multi_model --backend local --role a=local:qwen2.5-coder-0.5b-instruct \\
         --role b=local:qwen2.5-coder-0.5b-instruct --models a,b --dataset gsm8k:2 --calibrate-limit 2 \\
-        --strategy-n 2 --n 1,2 --max-tokens 16 --out /tmp/multi
+        --strategy-n 2 --n 1,2 --max-tokens 16 --option atts:turns=2 --out /tmp/multi   # ~5 min on 2 cores
     python -m reasoning.benchmarks.multi_model --table /tmp/multi
 
 The models are roles, as for ``reasoning-bench run``: ``--backend`` is the generator (default:
-the first of ``--models``) and every ``--role NAME=SPEC`` adds one. ``--models`` lists them
+the first of ``--chat-models``) and every ``--role NAME=SPEC`` adds one. ``--models`` lists them
 cheapest first: the cascade's stages, and (unless ``--sc-models``) the models run alone.
 ``--chat-models`` (default: ``--models``) are those ensemble-vote and skill-route choose among and
 atts drafts with (the first) and targets with (the last): a model without a chat template is
@@ -34,7 +35,9 @@ calibrate_ensemble`` / ``calibrate_skill_route``) into ``OUT/<dataset>/calibrati
 per problem as it finishes, ``traces.jsonl``, ``summary.json``; resumed: finished problems are
 not solved again). Each model alone is ``self-consistency`` at every ``--n`` (label
 ``sc-MODEL-nN``); the strategies draw ``--strategy-n`` samples (cascade: per stage; ensemble-vote,
-atts: in all; skill-route: its 3 experts and an aggregator). Everything runs at once: the
+atts: in all; skill-route: its 3 experts and an aggregator); ``--option STRATEGY:KEY=VALUE`` sets
+another of a strategy's options (atts' steps, 128 tokens each, are not bounded by ``--max-tokens``:
+``atts:turns=4`` keeps them to 512). Everything runs at once: the
 self-consistency runs start with the calibrations, each strategy's evaluation as soon as its
 calibration is there.
 
@@ -94,6 +97,7 @@ class Plan:
         if min([*self.ns, self.strategy_n, self.max_tokens, self.concurrency, self.calibrate_limit]) < 1:
             raise ConfigError("--n, --strategy-n, --max-tokens, --concurrency and --calibrate-limit must be >= 1")
         self.sampling = Sampling(max_tokens=self.max_tokens, temperature=self.temperature)
+        self.extra = _strategy_options(args.option, self.strategies)
 
     def options(self, strategy: str, calibration: Path) -> dict[str, Any]:
         """The strategy's options at evaluation, with its calibration file."""
@@ -102,7 +106,7 @@ class Plan:
                 "ensemble-vote": {"n": n, "calibration": str(calibration)},
                 "skill-route": {"profiles": str(calibration)},
                 "atts": {"draft": self.chat[0], "target": self.chat[-1], "n": n, "calibration": str(calibration)},
-                }[strategy]
+                }[strategy] | self.extra.get(strategy, {})
 
     async def calibrate(self, strategy: str, items: list[Item], path: Path) -> None:
         """Write ``strategy``'s calibration on ``items`` to ``path`` (nothing when it is there)."""
@@ -166,6 +170,19 @@ class Plan:
 
 def _names(text: str | None) -> list[str]:
     return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def _strategy_options(items: Sequence[str], strategies: Sequence[str]) -> dict[str, dict[str, object]]:
+    """``--option STRATEGY:KEY=VALUE`` items as {strategy: options}, each checked by the strategy."""
+    from .cli import _parse_options
+
+    grouped: dict[str, list[str]] = {}
+    for item in items:
+        strategy, sep, option = item.partition(":")
+        if not sep or strategy not in strategies:
+            raise ConfigError(f"--option {item!r}: expected STRATEGY:KEY=VALUE, STRATEGY one of {', '.join(strategies)}")
+        grouped.setdefault(strategy, []).append(option)
+    return {s: _parse_options(s, options) for s, options in grouped.items()}
 
 
 def _folder(dataset: str) -> str:
@@ -248,6 +265,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--calibrate-offset", type=int, help="first calibration problem (default: LIMIT)")
     parser.add_argument("--calibrate-limit", type=int, default=40)
     parser.add_argument("--strategy-n", type=int, default=4, help="samples of each strategy (see above)")
+    parser.add_argument("--option", action="append", default=[], metavar="STRATEGY:KEY=VALUE",
+                        help="another option of one strategy at evaluation, e.g. atts:turns=4 (repeatable)")
     parser.add_argument("--n", default="1,4,8", help="self-consistency sizes of each model alone")
     parser.add_argument("--max-tokens", type=int, default=512)
     parser.add_argument("--temperature", type=float, default=0.7)

@@ -124,9 +124,20 @@ def test_the_deadline_cancels_what_runs_keeps_what_is_done_and_still_summarises(
     (["--calibrate-offset", "1"], "--calibrate-offset 1 overlaps the 3 evaluation problems"),
     (["--strategies", "cascade,debate"], r"--strategies \['debate'\]: choose among cascade"),
     (["--chat-models", "small,medium"], r"\['medium'\] are not roles"),
+    (["--option", "cascade:turns=4"], "strategy 'cascade' has no option 'turns'"),
+    (["--option", "atts:turns=4"], "--option 'atts:turns=4': expected STRATEGY:KEY=VALUE, STRATEGY one of cascade"),
 ])
 def test_a_bad_plan_is_refused_before_any_model_is_called(data, tmp_path, capsys, extra, message):
     small, large, roles = models()
     assert main(args(data, tmp_path / "out", *extra), roles) == 2
     assert re.search(message, capsys.readouterr().err)
     assert (small.calls, large.calls) == (0, 0)
+
+
+def test_an_option_reaches_the_strategy_at_evaluation_only(data, tmp_path):
+    small, large, roles = models()
+    assert main(args(data, tmp_path / "out", "--option", "cascade:max_tokens=5", "--sc-models", "large"), roles) == 0
+    config = json.loads((tmp_path / "out" / "problems" / "cascade" / "config.json").read_text())
+    assert config["strategy_options"]["max_tokens"] == 5
+    # small is called by the calibration (its sampling's 512) and the cascade (5), nothing else
+    assert sorted(r.max_tokens for r in small.requests) == [5] * EVAL + [512] * HELD_OUT
