@@ -43,7 +43,8 @@ calibration is there.
 
 ``--deadline-s`` counts from the process start (the engines' load included): at the deadline the
 work still running is cancelled, what is on disk is kept and summarised, and the exit status is
-0 (run it again with the same ``--out`` to finish). ``OUT/summary.json`` and the printed table
+0 (run it again with the same ``--out`` to finish). A run or calibration that fails is named on
+stderr and the others go on (exit status 1). ``OUT/summary.json`` and the printed table
 come from the run folders on disk only (``--table OUT`` prints it again): per label, the
 problems done, accuracy, tokens / completion tokens / calls per problem, overall and per role
 (``usage_by_role``), and for a cascade the share of problems each model answered
@@ -121,8 +122,9 @@ class Plan:
             made: Any = await calibrate_cascade(items, self.roles, self.models, target_accuracy=0.95, relative=True,
                                                 n=self.strategy_n, **common)
         elif strategy == "atts":
+            steps = {k: v for k, v in self.extra.get("atts", {}).items() if k in ("draft_tokens", "step_stop", "alpha")}
             made = await calibrate_atts(items, self.roles, draft=self.chat[0], target=self.chat[-1],
-                                        samples=self.strategy_n, **common)
+                                        samples=self.strategy_n, **steps, **common)
         elif strategy == "ensemble-vote":
             made = await calibrate_ensemble(items, self.roles, self.chat, **common)
         else:
@@ -147,16 +149,17 @@ class Plan:
         roles = {**self.roles, "generator": self.roles[generator]}
         return await run_benchmark(config, create(strategy, **options), roles[generator], items=items, roles=roles)
 
-    def jobs(self, dataset: str, limit: int, offset: int | None) -> list[Awaitable[Any]]:
+    def jobs(self, dataset: str, limit: int, offset: int | None) -> dict[str, Awaitable[Any]]:
         """Every run of one dataset: each model alone at each n, each strategy after its calibration."""
         items = load_items(dataset, limit)
         start = limit if offset is None else offset
         held_out = load_items(dataset, start + self.calibrate_limit)[start:]
         if start < len(items):
             raise ConfigError(f"--calibrate-offset {start} overlaps the {len(items)} evaluation problems of {dataset}")
-        jobs: list[Awaitable[Any]] = [
-            self.evaluate(dataset, items, f"sc-{model}-n{n}", "self-consistency", {"n": n}, model)
-            for model in self.alone for n in self.ns]
+        jobs: dict[str, Awaitable[Any]] = {
+            f"{dataset} sc-{model}-n{n}": self.evaluate(dataset, items, f"sc-{model}-n{n}", "self-consistency",
+                                                         {"n": n}, model)
+            for model in self.alone for n in self.ns}
 
         async def calibrated(strategy: str) -> Any:
             path = self.out / _folder(dataset) / "calibration" / f"{strategy}.json"
@@ -165,7 +168,7 @@ class Plan:
             await self.calibrate(strategy, held_out, path)
             return await self.evaluate(dataset, items, strategy, strategy, self.options(strategy, path), self.chat[0])
 
-        return jobs + [calibrated(s) for s in self.strategies]
+        return jobs | {f"{dataset} {s}": calibrated(s) for s in self.strategies}
 
 
 def _names(text: str | None) -> list[str]:
@@ -293,43 +296,49 @@ def build_roles(args: argparse.Namespace) -> tuple[dict[str, Backend], dict[str,
 
 
 async def run_all(args: argparse.Namespace, roles: Mapping[str, Backend], specs: Mapping[str, str],
-                  on_deadline: Callable[[], None] = lambda: None) -> None:
+                  on_deadline: Callable[[], None] = lambda: None) -> dict[str, BaseException]:
     """Load every backend once, run every dataset's jobs at once until done or the deadline;
-    the backends are closed at the end."""
+    the backends are closed at the end. Returns the jobs that failed (the others went on)."""
     plan = Plan(args, roles, specs)
     datasets = [_dataset(d) for d in args.dataset]
     if not datasets:
         raise ConfigError("give at least one --dataset NAME:LIMIT")
+    failed: dict[str, BaseException] = {}
     try:
-        jobs = [job for name, limit in datasets for job in plan.jobs(name, limit, args.calibrate_offset)]
+        jobs = {label: job for name, limit in datasets for label, job in plan.jobs(name, limit, args.calibrate_offset).items()}
         left = None if args.deadline_s is None else max(0.0, args.deadline_s - (time.monotonic() - STARTED))
         async with asyncio.timeout(left):
-            for backend in dict.fromkeys(roles.values()):
+            for backend in dict.fromkeys(plan.roles.values()):
                 await backend.load()
-            await asyncio.gather(*jobs)
+            done = await asyncio.gather(*jobs.values(), return_exceptions=True)
+        failed = {label: got for label, got in zip(jobs, done, strict=True) if isinstance(got, BaseException)}
     except TimeoutError:
         on_deadline()
     finally:
-        for backend in dict.fromkeys(roles.values()):
+        for backend in dict.fromkeys(plan.roles.values()):
             await backend.aclose()
+    return failed
 
 
 def main(argv: Sequence[str] | None = None, roles: tuple[dict[str, Backend], dict[str, str]] | None = None) -> int:
     """The command; ``roles`` (backends and specs) stands in for the built ones (tests)."""
     args = _parser().parse_args(argv)
     out = Path(args.table or args.out or "")
+    failed: dict[str, BaseException] = {}
     if not args.table:
         if not args.out:
             print("error: give --out (or --table OUT)", file=sys.stderr)
             return 2
         try:
-            asyncio.run(run_all(args, *(roles or build_roles(args)), lambda: print(
+            failed = asyncio.run(run_all(args, *(roles or build_roles(args)), lambda: print(
                 f"deadline: {args.deadline_s:.0f} s reached; kept what was done", file=sys.stderr)))
-        except (ReasoningError, ValueError) as failed:
-            print(f"error: {failed}", file=sys.stderr)
+        except (ReasoningError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
             return 2
+        for label, error in failed.items():
+            print(f"error: {label}: {type(error).__name__}: {error}", file=sys.stderr)
     print(table(summarise(out)))
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

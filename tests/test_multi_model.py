@@ -141,3 +141,14 @@ def test_an_option_reaches_the_strategy_at_evaluation_only(data, tmp_path):
     assert config["strategy_options"]["max_tokens"] == 5
     # small is called by the calibration (its sampling's 512) and the cascade (5), nothing else
     assert sorted(r.max_tokens for r in small.requests) == [5] * EVAL + [512] * HELD_OUT
+
+
+def test_a_failing_strategy_is_reported_and_the_other_runs_finish(data, tmp_path, capsys):
+    small = Scripted(responder=small_says, name="small")
+    large = Scripted(["7"], name="large", logprobs=False)  # cannot score: atts' calibration fails
+    roles = ({"small": small, "large": large}, {"small": "scripted:small", "large": "scripted:7"})
+    assert main(args(data, tmp_path / "out", "--strategies", "cascade,atts"), roles) == 1
+    assert "error: " in (err := capsys.readouterr().err) and " atts: " in err
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())["problems"]
+    assert set(summary) == {"cascade", "sc-small-n3", "sc-large-n3"}
+    assert all(s["problems"] == EVAL for s in summary.values())
