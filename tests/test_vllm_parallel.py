@@ -46,10 +46,21 @@ def test_the_cli_spec_sets_them_by_short_or_long_name(model_dir):
     assert gpus_per_worker(BackendSpec("openai:m"), backend) == 0
 
 
+def test_the_cli_spec_sets_the_engines_share_of_gpu_memory_by_short_or_long_name(model_dir):
+    assert VLLM(model_dir).engine_options["gpu_memory_utilization"] == 0.9
+    assert from_spec(f"vllm:{model_dir}?gpu=0.25").engine_options["gpu_memory_utilization"] == 0.25
+    backend = from_spec(f"vllm:{model_dir}?gpu_memory_utilization=1&tp=2")
+    assert backend.engine_options["gpu_memory_utilization"] == 1.0 and backend.engine_options["tensor_parallel_size"] == 2
+
+
 @pytest.mark.parametrize("spec, message", [
+    ("?gpu=0", r"gpu='0': expected the engine's share of GPU memory, a number in \(0, 1\]"),
+    ("?gpu=1.5", "gpu='1.5': expected the engine's share"),
+    ("?gpu_memory_utilization=nan", "gpu_memory_utilization='nan': expected the engine's share"),
+    ("?gpu=half", "gpu='half': expected the engine's share"),
     ("?tp=0", "tensor_parallel_size must be a whole number >= 1, got 0"),
     ("?dp=two", "dp='two': expected a whole number"),
-    ("?gpus=2", "option 'gpus' unknown"),
+    ("?gpus=2", r"option 'gpus' unknown; use tp=, pp=, dp=, gpu= .*gpu_memory_utilization="),
 ])
 def test_a_bad_cli_option_is_refused_by_name(model_dir, spec, message):
     with pytest.raises(ConfigError, match=message):

@@ -53,6 +53,7 @@ import asyncio
 import dataclasses
 import importlib.util
 import itertools
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -247,26 +248,40 @@ class VLLM(Backend):
         self._render = lru_cache(maxsize=4096)(self._render_uncached)
         self._tokenize_score = lru_cache(maxsize=4096)(self._tokenize_score_uncached)
 
-    # The CLI's ``--backend vllm:PATH?tp=2&dp=4&confidence_stop=1`` options (short and long names).
+    # The CLI's ``--backend vllm:PATH?tp=2&dp=4&gpu=0.3&confidence_stop=1`` options (short and long names).
     SPEC_OPTIONS = {"tp": "tensor_parallel_size", "pp": "pipeline_parallel_size", "dp": "data_parallel_size",
                     "tensor_parallel_size": "tensor_parallel_size", "pipeline_parallel_size": "pipeline_parallel_size",
-                    "data_parallel_size": "data_parallel_size", "confidence_stop": "confidence_stop"}
+                    "data_parallel_size": "data_parallel_size", "confidence_stop": "confidence_stop",
+                    "gpu": "gpu_memory_utilization", "gpu_memory_utilization": "gpu_memory_utilization"}
     _SPEC_BOOLS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
     @classmethod
     def from_spec(cls, rest: str, *, api_base: str | None = None, api_key: str | None = None, **options: Any) -> VLLM:
-        """``vllm[:PATH][?tp=T&pp=P&dp=D&confidence_stop=1]`` (or the long names ``tensor_parallel_size=``...)."""
+        """``vllm[:PATH][?tp=T&pp=P&dp=D&gpu=F&confidence_stop=1]`` (or the long names ``tensor_parallel_size=``...,
+        ``gpu_memory_utilization=``). ``gpu=F``: the share of the GPU's memory this engine takes, in (0, 1]
+        (several engines on one GPU: shares that add up to at most ~0.9)."""
         model, _, query = rest.partition("?")
         for item in filter(None, query.split("&")):
             key, sep, value = item.partition("=")
             name = cls.SPEC_OPTIONS.get(key.strip())
             if name is None:
-                raise ConfigError(f"vllm backend option {key!r} unknown; use tp=, pp=, dp= (tensor_parallel_size=, "
-                                  "pipeline_parallel_size=, data_parallel_size=), confidence_stop=1")
+                raise ConfigError(f"vllm backend option {key!r} unknown; use tp=, pp=, dp=, gpu= (tensor_parallel_size=, "
+                                  "pipeline_parallel_size=, data_parallel_size=, gpu_memory_utilization=), "
+                                  "confidence_stop=1")
             if name == "confidence_stop":
                 if value.strip().lower() not in cls._SPEC_BOOLS:
                     raise ConfigError(f"vllm backend option confidence_stop={value!r}: expected 1 or 0 (true, false)")
                 options[name] = cls._SPEC_BOOLS[value.strip().lower()]
+                continue
+            if name == "gpu_memory_utilization":
+                try:
+                    share = float(value)
+                except ValueError:
+                    share = math.nan
+                if not 0 < share <= 1:  # NaN fails too
+                    raise ConfigError(f"vllm backend option {key}={value!r}: expected the engine's share of GPU "
+                                      "memory, a number in (0, 1] such as 0.3") from None
+                options[name] = share
                 continue
             try:
                 options[name] = int(value)
