@@ -239,3 +239,25 @@ def test_the_sweep_config_runs_sleep_time_against_self_consistency(tmp_path, mon
     assert len(sleepy) == 16 and all(r["info"]["sleep_tokens_amortised"] > 0 for r in sleepy)
     assert sum(r["info"]["notes_computed_here"] for r in sleepy) == 1  # one context, one computation, four points
     assert all("sleep_tokens_amortised" not in r["info"] for r in rows if r["strategy"] == "sleep-time-off")
+
+
+def test_the_generated_tokens_sweep_budgets_only_what_is_generated(tmp_path, monkeypatch):
+    """sleep_time_gsm8k_generated.yaml: budgets of generated tokens (the prompt, context and
+    notes, is not counted): every point's generated tokens stay within its budget."""
+    from pathlib import Path
+
+    from reasoning.benchmarks.cli import main
+    from reasoning.benchmarks.sweep import SweepConfig
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "sweeps" / "sleep_time_gsm8k_generated.yaml"
+    config = SweepConfig.from_file(path, out="unused")
+    assert config.budget_grid == {"completion_tokens": [128, 256, 512, 1024, 2048]}
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", "--config", str(path), "--backend", "scripted:13", "--limit", "4", "--out", "st"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "st" / "problems.jsonl").read_text().splitlines()]
+    assert {r["strategy"] for r in rows} == {"self-consistency", "sleep-time", "sleep-time-off"}
+    for row in rows:
+        budget = float(row["point"].split("=")[1])
+        assert row["cost"]["completion_tokens"] <= budget
+    sc = {r["point"]: r for r in rows if r["strategy"] == "self-consistency" and r["id"] == rows[0]["id"]}
+    assert sc["completion_tokens=128"]["n"] < sc["completion_tokens=2048"]["n"]  # more budget, more samples
