@@ -35,8 +35,12 @@ MARKER = re.compile(r"(<!-- table: (?P<name>[\w:.-]+) -->\n)(?P<body>.*?)(<!-- /
 
 
 # -- reading ------------------------------------------------------------------------------
+def jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def cells(folder: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (folder / "sweep.jsonl").read_text().splitlines() if line.strip()]
+    return jsonl(folder / "sweep.jsonl")
 
 
 def cell(rows: list[dict[str, Any]], strategy: str, point: str) -> dict[str, Any]:
@@ -713,8 +717,9 @@ def plan_search_common(results: Path) -> str:
     """PlanSearch against repeated sampling on the HumanEval problems both finished (the call was
     cut): pass@k over each pool (coverage.json's unbiased estimator, recomputed on those problems
     from problems.jsonl's per-problem pass@k) and tokens per problem."""
-    folder = results / ISSUE_18_21 / "plan_search_code"
-    rows = [json.loads(line) for line in (folder / "problems.jsonl").read_text().splitlines() if line.strip()]
+    from .estimators import pass_at_k
+
+    rows = jsonl(results / ISSUE_18_21 / "plan_search_code" / "problems.jsonl")
     rows = [r for r in rows if r["dataset"] == "humaneval"]
     ids = {s: {r["id"] for r in rows if r["strategy"] == s} for s in ("plan-search", "repeated-sampling")}
     common = ids["plan-search"] & ids["repeated-sampling"]
@@ -724,8 +729,6 @@ def plan_search_common(results: Path) -> str:
         for point in points:
             mine = [r for r in rows if r["strategy"] == strategy and r["point"] == point and r["id"] in common]
             k = int(point.split("=")[1])
-            from .estimators import pass_at_k
-
             passed = sum(pass_at_k(r["pool"], r["pool_correct"], k) for r in mine) / len(mine)
             chosen = sum(r["correct"] for r in mine) / len(mine)
             cost = sum(r["cost"]["tokens"] for r in mine) / len(mine)

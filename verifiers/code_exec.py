@@ -281,6 +281,11 @@ _LOOP_SLOTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # loop -> 
 _UIDS_IN_USE: set[int] = set()
 
 
+def _check_lane(lane: str) -> None:
+    if lane not in LANES:
+        raise ValueError(f"lane must be one of {', '.join(LANES)}, got {lane!r}")
+
+
 def set_max_concurrency(n: int) -> None:
     """How many sandboxes may run at once in each lane (default: the number of CPUs)."""
     global _MAX, _THREAD_SLOTS
@@ -330,8 +335,7 @@ def run_code_tests(program: str, tests: str, entry_point: str | None = None, tim
     At most ``set_max_concurrency`` runs proceed at once across threads in each ``lane``
     (``"solve"``: a strategy's runs; ``"grade"``: grading finished answers).
     """
-    if lane not in LANES:
-        raise ValueError(f"lane must be one of {', '.join(LANES)}, got {lane!r}")
+    _check_lane(lane)
     layout = _layout()
     if strict and not _is_full(layout.isolation):
         raise SandboxUnavailable(
@@ -450,8 +454,7 @@ async def arun_code_tests(program: str, tests: str, entry_point: str | None = No
                           strict: bool = False, subjects: tuple[str, ...] = (), lane: str = "solve") -> CodeVerdict:
     """Async ``run_code_tests``: waits for a free slot of its lane on the loop (waiters are
     cancellable and start in order), then runs in a thread."""
-    if lane not in LANES:
-        raise ValueError(f"lane must be one of {', '.join(LANES)}, got {lane!r}")
+    _check_lane(lane)
     loop = asyncio.get_running_loop()
     with _SLOTS_LOCK:
         gates = _LOOP_SLOTS.get(loop)
