@@ -50,12 +50,12 @@ def test_a_backend_that_cannot_score_refuses_clearly():
 def test_local_renders_a_prompt_and_tokenizes_a_scored_text_once_for_counting_and_sending(monkeypatch, tmp_path):
     # Issue 19: the ledger counts every request (call_shape) before the backend sends it; both
     # used to run the chat template and the tokenizer again.
-    from reasoning.backends import local
+    from reasoning.backends import _chat, local
 
     (tmp_path / "config.json").write_text("{}")
     backend = local.Local(tmp_path)
     renders, tokenized = [], []
-    monkeypatch.setattr(local, "render_prompt_ids",
+    monkeypatch.setattr(_chat, "render_prompt_ids",  # Local and VLLM render through _chat.TokenizedPrompts
                         lambda tok, messages, prompt, cont: renders.append(messages) or [1, 2, 3])
     monkeypatch.setattr(backend, "_load_tokenizer", lambda: lambda text, add_special_tokens: tokenized.append(text)
                         or {"input_ids": [7] * len(text.split())})

@@ -50,13 +50,12 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from ..errors import BackendError, BackendUnavailable, ConfigError, ReasoningError, UnsupportedRequest
 from ..types import Capabilities, Completion, ConfidenceStop, GenerationRequest, GenerationResponse, token_confidence
-from ._chat import render_prompt_ids
+from ._chat import TokenizedPrompts
 from .base import Backend
 from .local_model import (
     COMPLETE_MARKER,
@@ -100,7 +99,7 @@ class _Job:
         return (r.temperature, r.top_p, r.max_tokens, r.stop)
 
 
-class Local(Backend):
+class Local(TokenizedPrompts, Backend):
     """A model on this machine's CPU through transformers (see the module docstring)."""
 
     capabilities = Capabilities(
@@ -151,8 +150,7 @@ class Local(Backend):
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._worker_lock = threading.Lock()
         self._decoding = 0  # tokens decoded by the running batch (written by the worker only)
-        self._render = lru_cache(maxsize=4096)(self._render_uncached)
-        self._tokenize_score = lru_cache(maxsize=4096)(self._tokenize_score_uncached)
+        self._cache_prompt_tokens()
 
     # -- loading ---------------------------------------------------------------------
 
@@ -223,33 +221,8 @@ class Local(Backend):
 
     # -- prompt tokens -----------------------------------------------------------------
 
-    def prompt_ids(self, request: GenerationRequest) -> list[int]:
-        """The exact token ids the model is fed for ``request``."""
-        return list(self._prompt_ids(request))
-
-    def _prompt_ids(self, request: GenerationRequest) -> Sequence[int]:
-        """``prompt_ids`` without the copy. A prompt is rendered once (cached by prompt only, so
-        a request shrunk by the ledger hits): the ledger counts it, then it is sent."""
-        if request.prompt_token_ids is not None:
-            return request.prompt_token_ids
-        return self._render(request.messages, request.prompt, request.continue_final_message)
-
-    def _render_uncached(self, messages: Any, prompt: str | None, continue_final: bool) -> tuple[int, ...]:
-        return tuple(render_prompt_ids(self._load_tokenizer(), messages, prompt, continue_final))
-
-    def score_ids(self, request: GenerationRequest) -> list[int]:
-        """The token ids of a score request's text, fed after the prompt's (tokenized on its own,
-        as ATTS's reference code does: the boundary may split differently from one string)."""
-        if request.score is None:
-            return []
-        return list(self._tokenize_score(request.score))
-
-    def _tokenize_score_uncached(self, text: str) -> tuple[int, ...]:
-        return tuple(self._load_tokenizer()(text, add_special_tokens=False)["input_ids"])
-
-    def count_prompt_tokens(self, request: GenerationRequest) -> int:
-        scored = len(self._tokenize_score(request.score)) if request.score is not None else 0
-        return len(self._prompt_ids(request)) + scored
+    def _prompt_tokenizer(self) -> Any:
+        return self._load_tokenizer()
 
     # -- generation ----------------------------------------------------------------------
 

@@ -69,10 +69,9 @@ from ..types import (
     FinishReason,
     GenerationRequest,
     GenerationResponse,
-    Message,
     token_confidence,
 )
-from ._chat import render_prompt_ids
+from ._chat import TokenizedPrompts
 from .base import Backend
 from .local_model import (
     COMPLETE_MARKER,
@@ -154,7 +153,7 @@ class EngineStats:
         }
 
 
-class VLLM(Backend):
+class VLLM(TokenizedPrompts, Backend):
     """vLLM's async engine in this process (see the module docstring).
 
     ``model``: an HF folder, an embedded model name, or None for the embedded default
@@ -245,8 +244,7 @@ class VLLM(Backend):
         self._max_model_len: int | None = max_model_len
         self._stats = EngineStats()
         self._ids = itertools.count()
-        self._render = lru_cache(maxsize=4096)(self._render_uncached)
-        self._tokenize_score = lru_cache(maxsize=4096)(self._tokenize_score_uncached)
+        self._cache_prompt_tokens()
 
     # The CLI's ``--backend vllm:PATH?tp=2&dp=4&gpu=0.3&confidence_stop=1`` options (short and long names).
     SPEC_OPTIONS = {"tp": "tensor_parallel_size", "pp": "pipeline_parallel_size", "dp": "data_parallel_size",
@@ -316,37 +314,8 @@ class VLLM(Backend):
             self._tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust)
         return self._tokenizer
 
-    def prompt_ids(self, request: GenerationRequest) -> list[int]:
-        """The exact token ids the engine is given for ``request``."""
-        return list(self._prompt_ids(request))
-
-    def _prompt_ids(self, request: GenerationRequest) -> Sequence[int]:
-        """``prompt_ids`` without the copy (counting needs only the length)."""
-        if request.prompt_token_ids is not None:
-            return request.prompt_token_ids
-        # Cached by prompt only, so a request shrunk by the ledger (n, max_tokens) hits.
-        return self._render(request.messages, request.prompt, request.continue_final_message)
-
-    def _render_uncached(
-        self, messages: tuple[Message, ...] | None, prompt: str | None, continue_final: bool
-    ) -> tuple[int, ...]:
-        return tuple(render_prompt_ids(self.tokenizer, messages, prompt, continue_final))
-
-    def score_ids(self, request: GenerationRequest) -> list[int]:
-        """The token ids of a score request's text, fed after the prompt's: tokenized on its own
-        (no special tokens), as ``Local.score_ids``, so both backends score the same tokens."""
-        if request.score is None:
-            return []
-        return list(self._tokenize_score(request.score))
-
-    def _tokenize_score_uncached(self, text: str) -> tuple[int, ...]:
-        return tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def count_prompt_tokens(self, request: GenerationRequest) -> int:
-        # The ledger counts every request before it is sent: lengths only, no copies, and a
-        # scored text tokenized once for both (cached, as the rendered prompts are).
-        scored = len(self._tokenize_score(request.score)) if request.score is not None else 0
-        return len(self._prompt_ids(request)) + scored
+    def _prompt_tokenizer(self) -> Any:
+        return self.tokenizer
 
     # -- engine lifecycle --------------------------------------------------------------
 
