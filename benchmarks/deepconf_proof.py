@@ -274,7 +274,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             if args.shard:
                 index, count = parse_shard(args.shard)
                 items = items[index::count]
-            labels = ["pool", *(online_label(keep) for keep in args.keep_percent)]
+            labels = ["pool", *([] if args.pool_only else [online_label(keep) for keep in args.keep_percent])]
             report["datasets"][spec] = data = {"rounds": []}
             for round_index in range(args.rounds):
                 order = labels if round_index % 2 == 0 else labels[::-1]
@@ -382,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deadline-s", type=float, default=0, help="start no run after this many seconds (0: none)")
     parser.add_argument("--out", help="JSON file")
     parser.add_argument("--table", metavar="REPORT.json", help="print the markdown table of a saved report and exit")
+    parser.add_argument("--pool-only", action="store_true",
+                        help="only the pool run: SC, DeepConf offline and online replayed, AUROC (no online runs)")
     parser.add_argument("--shard", metavar="I/K", help="solve problems I, I+K, ... of each dataset (one of K engines)")
     parser.add_argument("--merge", nargs="+", metavar=("OUT", "SHARD"),
                         help="write OUT from the shards' reports (--shard 0/K ... K-1/K) and exit")

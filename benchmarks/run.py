@@ -567,7 +567,11 @@ async def run_benchmark(
         results_file.close()
         traces_file.close()
         journal.close()
-        summary = summarise(config, items, done, previous_wall + time.monotonic() - started)
+        ended = time.monotonic()
+        summary = summarise(config, items, done, previous_wall + ended - started)
+        # This attempt's wall clock once every model was loaded (Ray: every worker's): the
+        # denominator of a throughput that does not count engine start-up.
+        summary["solve_seconds"] = None if progress.started is None else ended - progress.started
         # What --run-budget counted over every attempt: also what interrupted attempts spent.
         if cluster is None:
             used, held = run_ledger.used, run_ledger.reserved
@@ -605,6 +609,10 @@ async def _solve_on_ray(ray: Any, cluster: Any, ledger_actor: Any, config: RunCo
                               config.budget, config.run_budget, sampling, ledger_actor)
     floor = min(sampling.min_tokens, sampling.max_tokens)
     cluster.get(workers[0].check_budget.remote(todo, floor))  # as the local run checks, with a loaded backend
+    try:  # every worker loaded: solving starts now (one that died is dispatch's to restart)
+        cluster.ray.get([worker.pid.remote() for worker in workers[1:]])
+    except cluster.ray.exceptions.RayActorError:
+        pass
     progress.started = time.monotonic()
     progress.begin()
 

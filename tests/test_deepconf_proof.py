@@ -138,3 +138,16 @@ def test_shards_split_the_problems_between_them_once_each(tmp_path):
     assert sorted(p["id"] for p in merged["datasets"]["gsm8k:5"]["rounds"][0]["problems"]) == sorted(every)
     with pytest.raises(SystemExit):
         main([*common, "--shard", "2/2"])
+
+
+def test_pool_only_runs_the_pool_and_still_summarises_it(tmp_path):
+    import json
+
+    from reasoning.benchmarks.deepconf_proof import main
+
+    out = tmp_path / "p.json"
+    assert main(["--backend", "scripted:18,3", "--dataset", "gsm8k:3", "--n", "4", "--ks", "4", "--warmup", "2",
+                 "--window", "4", "--keep-percent", "10", "90", "--pool-only", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())["datasets"]["gsm8k:3"]
+    assert [r["label"] for r in data["rounds"]] == ["pool"]
+    assert data["summary"]["rows"]  # SC, offline and replayed online from the pool alone
