@@ -18,7 +18,8 @@ Every input is read from the raw results in ``benchmarks/results/`` (never typed
   since uncached = prompt + completion − cached prompt). Pooled rows are charged what a direct
   run at k pays (RESULTS.md, "Accounting"), so a row is what one direct request of the strategy
   costs; a sweep that reuses one pool for all its points pays the pool once, not every row.
-- **data-parallel efficiency**: the Ray speed-up of 2 workers over 1 (``ray-speedup:cpu``) / 2.
+- **data-parallel efficiency**: two Ray workers' throughput over one GPU's on two H200s
+  (``two-gpu:h200x2``, means of its rounds) / 2, at most 1.
 
 The model: GPU-seconds = Σ (generated / decode + uncached prompt / prefill) × (1 + overhead);
 GPUs for T hours = ceil(GPU-seconds / (T·3600·efficiency)); a proxy at R requests/s needs
@@ -56,7 +57,7 @@ PLAIN = {"h200": "vllm_throughput_h200_2026-11-22.json", "h100": "vllm_throughpu
 LOGPROBS = (("deepconf_h200_2026-11-29.json", "gsm8k:100"), ("deepconf_h200_n256_2026-11-29.json", "gsm8k:32"))
 OVERHEAD = "overhead_2026-11-22.json"
 LATENCY = "latency_h200_2026-11-22.json"
-RAY = "ray_ledger_cpu_2026-11-29.json"
+TWO_GPU = ("two_gpu_h200x2_2026-11-29/round1.json", "two_gpu_h200x2_2026-11-29/round2.json")
 
 # strategy -> (dataset, source, strategy name in the rows, point); a source ending in .json is a
 # DeepConf run (the point is its round's label), otherwise a sweep folder under results/.
@@ -170,12 +171,14 @@ def logprob_rate(results: Path, over: Overhead | None = None) -> Rate:
 
 
 def efficiency(results: Path) -> float:
-    """Data-parallel efficiency: the measured speed-up of the most workers over one, per worker."""
-    runs = load(results, RAY)["speedup"]
-    one, most = runs[0], max(runs, key=lambda r: r["workers"])
-    if one["workers"] != 1 or most["workers"] == 1:
-        raise ConfigError(f"{RAY}: needs a 1-worker run and a run with more workers")
-    return one["solve_s"] / most["solve_s"] / most["workers"]
+    """Data-parallel efficiency: two Ray workers' generated tokens/s over one GPU's (each the mean
+    of the rounds), per worker, at most 1 (``two_gpu.py`` on two H200s)."""
+    rounds = [{run["config"]: run for run in load(results, name)["runs"]} for name in TWO_GPU]
+    try:
+        ray, one = (statistics.mean(r[config]["tokens_per_s"] for r in rounds) for config in ("ray2", "one_gpu"))
+    except (KeyError, TypeError):
+        raise ConfigError(f"{TWO_GPU}: every round needs a finished ray2 and one_gpu run") from None
+    return min(1.0, ray / one / 2)
 
 
 def unloaded_sequence_rate(results: Path) -> float:
@@ -375,7 +378,8 @@ def inputs_table(results: Path) -> str:
                  f"- overhead charged: **{m.over.charged:.1%}** of GPU time (framework / raw engine: {ratios}; "
                  f"the largest slowdown); driver CPU per sample: {m.over.cpu_s_per_sample * 1e6:.0f} µs "
                  f"(`{OVERHEAD}`), i.e. {1 / m.over.cpu_s_per_sample:,.0f} samples/s per driver core.\n"
-                 f"- data-parallel efficiency: **{m.eff:.3f}** (Ray speed-up of 2 workers over 1 / 2, `{RAY}`).\n"
+                 f"- data-parallel efficiency: **{m.eff:.3f}** (two Ray workers' tokens/s over one GPU's on two H200s / 2, "
+                 f"`{TWO_GPU[0].split('/')[0]}`).\n"
                  f"- one sequence: {m.unloaded:,.0f} tokens/s on an idle engine (greedy, `{LATENCY}`), "
                  f"{m.loaded:,.0f} tokens/s when the engine runs its measured throughput over "
                  f"{m.plain.tok_s / m.loaded:,.0f} sequences.\n")

@@ -30,12 +30,14 @@ same rounds, the same phase order); ``--merge OUT A.json B.json ...`` joins the 
 a phase's problems are the union, its generated tokens the sum, its wall time the slowest
 shard's (the shards run their phases at the same time), and the summary is recomputed. The
 merged figures are those of one unsharded run on the union of the problems, except wall time.
-Not yet run on the GPU host (2026-11-29): vLLM profiles free GPU memory while an engine starts,
-so start the shards some seconds apart, e.g.
+vLLM profiles free GPU memory while an engine starts, so give each engine a fixed KV cache and
+start them some seconds apart. As run on two H200s (2026-11-29, RESULTS.md: eight engines, ~80k
+generated tokens/s; ``--pool-only`` runs only the pool):
 
-    for i in 0 1 2 3; do python -m reasoning.benchmarks.deepconf_proof --shard $i/4 \\
-        --engine '{"gpu_memory_utilization": 0.2, "max_num_seqs": 1024}' ... --out s$i.json & sleep 20; done; wait
-    python -m reasoning.benchmarks.deepconf_proof --merge deepconf.json s0.json s1.json s2.json s3.json
+    for i in 0 1 2 3 4 5 6 7; do CUDA_VISIBLE_DEVICES=$((i%2)) python -m reasoning.benchmarks.deepconf_proof \\
+        --shard $i/8 --engine '{"gpu_memory_utilization": 0.2, "kv_cache_memory_bytes": 12000000000,
+        "max_num_seqs": 1024}' ... --out s$i.json & if [ $((i%2)) = 1 ]; then sleep 8; fi; done; wait
+    python -m reasoning.benchmarks.deepconf_proof --merge deepconf.json s0.json s1.json ... s7.json
 """
 
 from __future__ import annotations

@@ -737,6 +737,37 @@ def plan_search_common(results: Path) -> str:
             + table(["strategy", "k (programs)", "pass@k", "chosen program passes", "tokens / problem"], body))
 
 
+def two_gpu(folder: str, rounds: tuple[str, ...]) -> Callable[[Path], str]:
+    """Issue 16 (``benchmarks/two_gpu.py``): per configuration, generated tokens/s after the
+    engines were loaded in each round (each round one call, its configurations one after the
+    other), the scaling against one GPU within that round and over the rounds' means, per-GPU
+    efficiency, the end-to-end rate (engine start-up included), accuracy, and what the run
+    ledger charged against the run budget."""
+
+    def build(results: Path) -> str:
+        reports = [load(results, f"{folder}/{name}") for name in rounds]
+        runs = [{run["config"]: run for run in report["runs"]} for report in reports]
+        order = [run["config"] for run in reports[0]["runs"] if run.get("tokens_per_s")]
+        mean = {name: sum(r[name]["tokens_per_s"] for r in runs) / len(runs) for name in order}
+        body = []
+        for name in order:
+            each = [r[name] for r in runs]
+            scaling = mean[name] / mean["one_gpu"]
+            body.append([f"`{name}`", str(each[0]["gpus"]),
+                         ", ".join(f"{r['tokens_per_s'] / 1000:.1f}k" for r in each),
+                         ", ".join(f"{r['scaling']:.2f}" for r in each),
+                         f"{scaling:.2f}", f"{scaling / each[0]['gpus']:.2f}",
+                         ", ".join(f"{r['end_to_end_tokens_per_s'] / 1000:.1f}k" for r in each),
+                         ", ".join(f"{r['accuracy']:.3f}" for r in each),
+                         ", ".join(f"{r['budget_charged_tokens']:,}" for r in each) + f" of {each[0]['run_budget']}"
+                         + (" (held)" if all(r["budget_held"] for r in each) else " (EXCEEDED)")])
+        return table(["configuration", "GPUs", "tokens/s per round", "× one GPU per round", "× one GPU (means)",
+                      "efficiency per GPU", "end-to-end tokens/s (load included)", "accuracy (maj@16)",
+                      "run ledger charged (tokens)"], body)
+
+    return build
+
+
 TABLES: dict[str, Callable[[Path], str]] = {
     "overhead": overhead("overhead_2026-11-22.json"),
     "vllm-throughput:h100": vllm_phases("vllm_throughput_h100_2026-11-22.json"),
@@ -783,6 +814,13 @@ TABLES: dict[str, Callable[[Path], str]] = {
                                                                       "cheatsheet-off")),
     "latency:h200-2026-11-22": latency_all("latency_h200_2026-11-22.json"),
     "latency-all:h200": latency_all("latency_all_h200.json"),
+    "two-gpu:h200x2": two_gpu("two_gpu_h200x2_2026-11-29", ("round1.json", "round2.json")),
+    "deepconf:gsm8k200-n256": deepconf("deepconf_h200x2_gsm8k200_n256_2026-11-29.json", "gsm8k:200"),
+    "deepconf-confidence:gsm8k200-n256": deepconf_confidence("deepconf_h200x2_gsm8k200_n256_2026-11-29.json",
+                                                             "gsm8k:200"),
+    "deepconf:math500-100-n64": deepconf("deepconf_h200x2_math500_100_n64_2026-11-29.json", "math500:100"),
+    "deepconf-confidence:math500-100-n64": deepconf_confidence("deepconf_h200x2_math500_100_n64_2026-11-29.json",
+                                                               "math500:100"),
 }
 
 

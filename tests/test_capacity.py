@@ -40,7 +40,9 @@ def results(tmp_path) -> Path:
     write(root / second, {"options": {"n": 16, "max_tokens": 1_000}, "datasets": {spec2: {"rounds": [
         {"label": "pool", "generated_tokens": 80_000, "wall_s": 25, "problems": [{"prompt_tokens": 10}]}]}}})
     write(root / capacity.LATENCY, {"strategies": {"greedy": {"mean_completion_tokens": 300, "mean_s": 0.5}}})
-    write(root / capacity.RAY, {"speedup": [{"workers": 1, "solve_s": 8.0}, {"workers": 2, "solve_s": 5.0}]})
+    for index, (one, ray) in enumerate([(10.0, 17.0), (14.0, 21.4)]):  # means 12 and 19.2: 19.2 / 12 / 2
+        write(root / capacity.TWO_GPU[index], {"runs": [{"config": "one_gpu", "tokens_per_s": one},
+                                                         {"config": "ray2", "tokens_per_s": ray}]})
     sweep = root / capacity.PROFILES["gsm8k"]["self-consistency"][0]
     write(sweep / "sweep.jsonl", [
         {"strategy": "self-consistency", "point": "n=16", "usage": {"tokens": 1, "completion_tokens": 1, "uncached_tokens": 1}},
@@ -65,7 +67,7 @@ def test_inputs_are_read_from_the_results(results):
     assert m.over.charged == pytest.approx(0.25) and m.over.cpu_s_per_sample == pytest.approx(0.01)
     # DeepConf rounds 4k, 4k, 3.2k tok/s through the framework, x 1.25 to the raw engine
     assert m.logprobs.rounds == pytest.approx((5_000, 5_000, 4_000)) and m.logprobs.tok_s == pytest.approx(5_000)
-    assert m.eff == pytest.approx(0.8)  # 8 / 5 / 2
+    assert m.eff == pytest.approx(0.8)
     assert m.unloaded == pytest.approx(600) and m.loaded == pytest.approx(200)  # 300 / 0.5; 20k / 100
 
 
@@ -158,8 +160,8 @@ def test_bad_inputs_give_clear_errors(results, tmp_path, capsys):
         capacity.Model.read(results, decode=-1)
     with pytest.raises(ConfigError, match="--device"):
         capacity.plain_rate(results, "a100")
-    (results / capacity.RAY).unlink()
-    with pytest.raises(ConfigError, match=f"no {capacity.RAY}"):
+    (results / capacity.TWO_GPU[0]).unlink()
+    with pytest.raises(ConfigError, match=f"no {capacity.TWO_GPU[0]}"):
         capacity.Model.read(results)
     doc = tmp_path / "doc.md"
     doc.write_text("<!-- capacity: nope -->\n<!-- /capacity -->\n")
@@ -175,3 +177,14 @@ def test_the_cli_answers_both_questions(capsys):
     assert "early-stop-sc n=8 at 10 requests/s" in capsys.readouterr().out
     assert capacity.main(["sweep", "--strategies", "self-consistency", "--hours", "1"]) == 0
     assert "- in 1 h: **" in capsys.readouterr().out
+
+
+def test_efficiency_is_capped_at_one_and_needs_both_runs_in_every_round(tmp_path):
+    for index, runs in enumerate([[{"config": "one_gpu", "tokens_per_s": 10.0}, {"config": "ray2", "tokens_per_s": 25.0}],
+                                  [{"config": "one_gpu", "tokens_per_s": 10.0}, {"config": "ray2", "tokens_per_s": 25.0}]]):
+        write(tmp_path / capacity.TWO_GPU[index], {"runs": runs})
+    assert capacity.efficiency(tmp_path) == 1.0  # 2.5x on two GPUs: a deployment effect, not > 1 per GPU
+    write(tmp_path / capacity.TWO_GPU[1], {"runs": [{"config": "one_gpu", "tokens_per_s": 10.0},
+                                                    {"config": "ray2", "tokens_per_s": None}]})  # cut by its call
+    with pytest.raises(ConfigError, match="ray2 and one_gpu"):
+        capacity.efficiency(tmp_path)
