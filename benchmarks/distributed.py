@@ -353,6 +353,17 @@ class RayCluster:
         except self.ray.exceptions.RayTaskError as failed:
             raise _cause(failed) from None
 
+    async def aget(self, refs: Any) -> Any:
+        """``get`` awaited on the event loop instead of blocking it, so an interrupt (Ctrl-C:
+        asyncio cancels the run's task) ends the wait at once, not after a worker's model load."""
+        many = isinstance(refs, list)
+        futures = [asyncio.wrap_future(ref.future()) for ref in (refs if many else [refs])]
+        try:
+            values = await asyncio.gather(*futures)
+        except self.ray.exceptions.RayTaskError as failed:
+            raise _cause(failed) from None
+        return values if many else values[0]
+
     def close(self) -> None:
         for actor in self.actors:
             self.ray.kill(actor)

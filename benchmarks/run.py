@@ -608,9 +608,9 @@ async def _solve_on_ray(ray: Any, cluster: Any, ledger_actor: Any, config: RunCo
     workers = cluster.workers(SolveWorker, count, config.concurrency, gpus, ray.generator, ray.roles, strategy,
                               config.budget, config.run_budget, sampling, ledger_actor)
     floor = min(sampling.min_tokens, sampling.max_tokens)
-    cluster.get(workers[0].check_budget.remote(todo, floor))  # as the local run checks, with a loaded backend
+    await cluster.aget(workers[0].check_budget.remote(todo, floor))  # as the local run checks, with a loaded backend
     try:  # every worker loaded: solving starts now (one that died is dispatch's to restart)
-        cluster.ray.get([worker.pid.remote() for worker in workers[1:]])
+        await cluster.aget([worker.pid.remote() for worker in workers[1:]])
     except cluster.ray.exceptions.RayActorError:
         pass
     progress.started = time.monotonic()

@@ -421,7 +421,7 @@ class Sweep:
         if self.ray is not None and self.config.concurrency_scope != "sweep":
             raise ConfigError("concurrency_scope: strategy is not supported with --ray (each worker has its own gate)")
         if self.ray is not None and jobs:  # the workers load the model; the model's shape comes from one
-            cluster, workers = self._ray_workers()
+            cluster, workers = await self._ray_workers()
         elif self.ray is None:
             if jobs:
                 await self.backend.load()
@@ -469,7 +469,7 @@ class Sweep:
             return await self._pooled(dataset, key, points, item)
         return [await self._direct(dataset, key, points[0], item)]
 
-    def _ray_workers(self) -> tuple[Any, list[Any]]:
+    async def _ray_workers(self) -> tuple[Any, list[Any]]:
         """The Ray cluster and its ``distributed.SweepWorker`` actors, ``concurrency`` jobs at a time each."""
         from .distributed import RayCluster, SweepWorker, gpus_per_worker
 
@@ -480,7 +480,7 @@ class Sweep:
             cache = str(Path(self.config.cache or self.out / "generations.sqlite").resolve())
             workers = cluster.workers(SweepWorker, count, self.config.concurrency, gpus, self.config,
                                       self.ray.generator, cache)
-            self.compute = cluster.get(workers[0].compute.remote())
+            self.compute = await cluster.aget(workers[0].compute.remote())  # Ctrl-C need not wait for the load
         except BaseException:
             cluster.close()
             raise

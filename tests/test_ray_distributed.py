@@ -265,3 +265,37 @@ def test_ray_options_are_checked_before_anything_starts(tmp_path, capsys):
                "--out", str(tmp_path / "o")) == 2
     assert "--ray-workers must be >= 1" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_ctrl_c_while_the_workers_load_ends_the_run_without_waiting_for_the_load(tmp_path):
+    """The driver used to wait for the workers' model load in a blocking ``ray.get`` on the
+    event loop, so Ctrl-C took effect only once every engine had started (a minute or more with
+    vLLM; here the scripted load lasts an hour)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("ray")
+    out = tmp_path / "o"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reasoning.benchmarks.cli", "run", "--dataset", "gsm8k", "--limit", "4",
+         "--backend", "scripted:18,3?load=3600", "--out", str(out), "--ray", "--ray-workers", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    seen = []
+    try:
+        for line in process.stdout:
+            seen.append(line)
+            if "on Ray:" in line:  # the workers exist and are loading
+                break
+        time.sleep(1)
+        process.send_signal(signal.SIGINT)
+        try:
+            code = process.wait(timeout=300)  # a hang detector: the old code waited the whole hour
+        except subprocess.TimeoutExpired:
+            pytest.fail("the run did not end on SIGINT while its workers loaded:\n" + "".join(seen))
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.stdout.close()
+    assert code == 130
+    summary = summary_of(out)
+    assert summary["n_problems"] == 0 and summary["solve_seconds"] is None  # nothing solved, nothing lost
