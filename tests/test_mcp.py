@@ -88,3 +88,28 @@ def test_rejected_requests_are_tool_errors_with_clear_messages(session_results):
 def test_strategies_tool(session_results):
     listed = tool_json(session_results["strategies"])
     assert {"greedy", "self-consistency", "best-of-n"} <= set(listed)
+
+
+def test_a_failed_backend_is_a_tool_error_that_says_what_failed_without_its_own_text():
+    """The backend's own error text (here the upstream's message; elsewhere a URL, provider
+    messages or a key's prefix) stays in the server's log, as the HTTP server keeps it; the agent
+    is told what kind of failure it was."""
+    from reasoning.benchmarks.stub_server import StubServer
+
+    async def body(server):
+        params = StdioServerParameters(
+            command=sys.executable, cwd=str(ROOT),
+            args=["-m", "reasoning.benchmarks.cli", "mcp", "--backend", "openai:stub-model",
+                  "--api-base", server.base_url, "--request-timeout", "30"])
+        async with asyncio.timeout(120):
+            async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+                await session.initialize()
+                return await session.call_tool("solve", {"problem": "What is 3+4?", "n": 1})
+
+    with StubServer(failures=[400] * 4) as server:
+        result = asyncio.run(body(server))
+        assert any(r.status == 400 for r in server.requests)  # the failure came from the upstream
+    assert is_error(result)
+    text = result.content[0].text
+    assert "the upstream model failed" in text and "server's log" in text
+    assert "injected failure" not in text  # the upstream's own message

@@ -30,19 +30,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from reasoning.errors import (
-    AuthenticationError,
-    BackendError,
-    BackendTimeout,
-    BackendUnavailable,
-    BadModel,
-    ConfigError,
-    MalformedResponse,
-    UnsupportedRequest,
-)
+from reasoning.errors import BackendError, ConfigError
 from reasoning.solve import Result
 
-from .errors import error_response
+from .errors import error_response, upstream_message
 from .schemas import ChatCompletionRequest
 from .service import ReasoningService, RequestRejected, SolveRequest
 
@@ -56,22 +47,9 @@ class BodyTooLarge(Exception):
     pass
 
 
-# What a client is told when the upstream model fails: (status, code, message) by error type,
-# first match. The error's own text (upstream URL, provider messages) is only logged.
-UPSTREAM_FAILURES: tuple[tuple[type[BackendError], int, str, str], ...] = (
-    (BackendTimeout, 504, "upstream_timeout", "the upstream model did not answer within the request timeout"),
-    (BackendUnavailable, 502, "upstream_unavailable", "the upstream model could not be reached"),
-    (AuthenticationError, 502, "upstream_error", "the upstream model refused this server's credentials"),
-    (BadModel, 502, "upstream_model_not_found", "the upstream model does not know this model name"),
-    (MalformedResponse, 502, "upstream_error", "the upstream model answered with a malformed response"),
-    (UnsupportedRequest, 502, "upstream_error", "the upstream model cannot serve what this strategy asks of it"),
-    (BackendError, 502, "upstream_error", "the upstream model failed"),
-)
-
-
 def upstream_failure(failed: BackendError) -> Response:
-    status, code, message = next((s, c, m) for kind, s, c, m in UPSTREAM_FAILURES if isinstance(failed, kind))
-    return error_response(status, f"{message} (details in the server's log)", code=code)
+    status, code, message = upstream_message(failed)
+    return error_response(status, message, code=code)
 
 
 def is_loopback(host: str) -> bool:

@@ -9,18 +9,23 @@ Tools:
 
 Budgets follow the HTTP server's rules: a dict such as {"tokens": 20000, "usd": 0.05}
 (or "tokens=20000,usd=0.05"), merged over the default budget and refused above the cap.
-A rejected request or a failed backend comes back as a tool error with a clear message.
+A rejected request comes back as a tool error saying what to fix; a failed backend as one saying
+what failed (unreachable, timed out, credentials refused...), its own text only in the server's log.
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 import sys
 from typing import Any
 
 from reasoning.errors import BackendError, ConfigError
 
+from .errors import upstream_message
 from .service import ReasoningService, SolveRequest, trace_summary
+
+log = logging.getLogger("reasoning.serve")
 
 
 def _mcp_api():
@@ -54,8 +59,9 @@ def build_mcp_server(service: ReasoningService):
             result = await service.solve(SolveRequest(problem=problem, strategy=strategy, n=n, budget=budget))
         except ConfigError as bad:  # RequestRejected included: the caller can fix it
             raise ToolError(str(bad)) from None
-        except BackendError as failed:
-            raise ToolError(f"the model backend failed: {type(failed).__name__}: {failed}") from None
+        except BackendError as failed:  # as the HTTP server: the error's own text only in the log
+            log.warning("backend failed: %r", failed)
+            raise ToolError(upstream_message(failed)[2]) from None
         return {
             "answer": result.answer,
             "text": result.text,
