@@ -391,6 +391,40 @@ def add_split_arguments(parser: argparse.ArgumentParser, *, role_help: str) -> N
     parser.add_argument("--role", action="append", default=[], metavar="NAME=SPEC[@API_BASE]", help=role_help)
 
 
+def split_and_roles(args: argparse.Namespace, *, at_least_one: Sequence[str]) -> tuple[list[Item], dict[str, Backend]]:
+    """What ``add_split_arguments`` (with ``--api-base``/``--api-key``) asked for, checked and opened:
+    the calibration items and a backend per role, the generator being ``--backend``. The integer
+    options ``at_least_one`` must be >= 1; they are checked before anything is loaded."""
+    from reasoning.backends import from_spec
+
+    from .cli import _parse_roles
+
+    if args.offset < 0 or args.limit < 1:
+        raise ConfigError("--offset must be >= 0 and --limit >= 1")
+    for flag in at_least_one:
+        if getattr(args, flag) < 1:
+            raise ConfigError(f"--{flag.replace('_', '-')} must be >= 1")
+    specs = _parse_roles(args.role)
+    items = load_items(args.dataset, args.offset + args.limit)[args.offset:]
+    if not items:
+        raise ConfigError(f"{args.dataset} has no problems after offset {args.offset}")
+    roles = {"generator": from_spec(args.backend, api_base=args.api_base, api_key=args.api_key)}
+    roles.update({name: from_spec(spec, api_base=base or args.api_base, api_key=args.api_key)
+                  for name, (spec, base) in specs.items()})
+    return items, roles
+
+
+async def solve_items(items: Sequence[Item], strategy: Strategy, roles: Mapping[str, Backend], *,
+                      run_budget: Budget | None, concurrency: int, sampling: Sampling | None) -> list[Any]:
+    """Every item solved by a calibration strategy over the role backends (each loaded first), the
+    whole calibration under ``run_budget``."""
+    for backend in dict.fromkeys(roles.values()):
+        await backend.load()
+    return await asolve_many([Problem(item.problem, item.id, item.metadata) for item in items], strategy, None,
+                             Budget(), backends=dict(roles), run_ledger=Ledger(run_budget, label="run:"),
+                             concurrency=concurrency, sampling=sampling or Sampling())
+
+
 def add_run_arguments(parser: argparse.ArgumentParser, *, records_help: str) -> None:
     """How the calibration runs and where it writes: what every calibration command takes last."""
     parser.add_argument("--run-budget", default="", help="cap for the whole calibration, e.g. tokens=2000000")

@@ -47,8 +47,9 @@ from reasoning.strategies.skill_route import (SkillProfiles, aggregation_message
                                               parse_keywords)
 from reasoning.strategy import Outcome, Strategy
 
-from .calibrate import add_run_arguments, add_split_arguments, check_model_split, cut_by_run_budget, write_records
-from .datasets import Item, load_items
+from .calibrate import (add_run_arguments, add_split_arguments, check_model_split, cut_by_run_budget, solve_items,
+                        split_and_roles, write_records)
+from .datasets import Item
 
 
 class _AnswerEach(Strategy):
@@ -116,12 +117,8 @@ async def model_records(
         raise ConfigError(f"--keyword-role {keyword_role!r} is not a role (given: {', '.join(roles)})")
     strategy = _AnswerEach(models=list(models), samples=samples, keyword_role=keyword_role,
                            keyword_samples=keyword_samples)
-    for backend in dict.fromkeys(roles.values()):
-        await backend.load()
-    results = await asolve_many(
-        [Problem(item.problem, item.id, item.metadata) for item in items], strategy, None, Budget(),
-        backends=dict(roles), run_ledger=Ledger(run_budget, label="run:"), concurrency=concurrency,
-        sampling=sampling or Sampling())
+    results = await solve_items(items, strategy, roles, run_budget=run_budget, concurrency=concurrency,
+                                sampling=sampling)
     records = []
     for item, result in zip(items, results, strict=True):
         assert result is not None
@@ -237,22 +234,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _main(args: argparse.Namespace) -> EnsembleCalibration | SkillProfiles:
-    from reasoning.backends import from_spec
-
-    from .cli import _parse_roles
-
-    if args.offset < 0 or args.limit < 1:
-        raise ConfigError("--offset must be >= 0 and --limit >= 1")
-    for flag in ("samples", "keyword_samples", "concurrency", "clusters"):
-        if getattr(args, flag) < 1:
-            raise ConfigError(f"--{flag.replace('_', '-')} must be >= 1")
-    specs = _parse_roles(args.role)
-    items = load_items(args.dataset, args.offset + args.limit)[args.offset:]
-    if not items:
-        raise ConfigError(f"{args.dataset} has no problems after offset {args.offset}")
-    roles = {"generator": from_spec(args.backend, api_base=args.api_base, api_key=args.api_key)}
-    roles.update({name: from_spec(spec, api_base=base or args.api_base, api_key=args.api_key)
-                  for name, (spec, base) in specs.items()})
+    items, roles = split_and_roles(args, at_least_one=("samples", "keyword_samples", "concurrency", "clusters"))
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else list(roles)
     common = dict(samples=args.samples, seed=args.seed, embedder=args.embedder, run_budget=Budget.parse(args.run_budget),
                   concurrency=args.concurrency, records_out=args.records,

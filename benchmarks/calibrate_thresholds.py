@@ -50,9 +50,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from reasoning import Budget, Ledger, asolve_many
+from reasoning import Budget
 from reasoning.backends.base import Backend
-from reasoning.context import Context, Problem, Sampling
+from reasoning.context import Context, Sampling
 from reasoning.errors import ConfigError, ReasoningError
 from reasoning.strategies.atts import conformal_threshold, perplexity
 from reasoning.strategies.cascade import CONFIDENCE_TOP_K, stage_signal
@@ -61,8 +61,8 @@ from reasoning.strategy import Outcome, Strategy
 from reasoning.types import GenerationRequest
 
 from .calibrate import (MAX_ASSIGNMENTS, add_run_arguments, add_split_arguments, check_model_split, cut_by_run_budget,
-                        write_records)
-from .datasets import Item, load_items
+                        solve_items, split_and_roles, write_records)
+from .datasets import Item
 
 
 class _Stages(Strategy):
@@ -113,15 +113,6 @@ class _FirstSteps(Strategy):
 
 
 
-async def _solve_all(items: Sequence[Item], strategy: Strategy, roles: Mapping[str, Backend], *,
-                     run_budget: Budget | None, concurrency: int, sampling: Sampling | None) -> list[Any]:
-    for backend in dict.fromkeys(roles.values()):
-        await backend.load()
-    return await asolve_many([Problem(item.problem, item.id, item.metadata) for item in items], strategy, None,
-                             Budget(), backends=dict(roles), run_ledger=Ledger(run_budget, label="run:"),
-                             concurrency=concurrency, sampling=sampling or Sampling())
-
-
 async def cascade_records(
     items: Sequence[Item], roles: Mapping[str, Backend], models: Sequence[str], *, n: int = 4,
     signal: Literal["agreement", "confidence"] = "agreement", run_budget: Budget | None = None,
@@ -132,7 +123,7 @@ async def cascade_records(
     from .run import grade_item
 
     check_model_split(items, roles, models)
-    results = await _solve_all(items, _Stages(models=list(models), n=n, signal=signal, max_tokens=max_tokens),
+    results = await solve_items(items, _Stages(models=list(models), n=n, signal=signal, max_tokens=max_tokens),
                                roles, run_budget=run_budget, concurrency=concurrency, sampling=sampling)
     records = []
     for item, result in zip(items, results, strict=True):
@@ -239,7 +230,7 @@ async def calibrate_atts(
         raise ConfigError(f"--alpha must be in (0, 1), got {alpha}")
     strategy = _FirstSteps(draft=draft, target=target, samples=samples, draft_tokens=draft_tokens,
                            step_stop=step_stop)
-    results = await _solve_all(items, strategy, roles, run_budget=run_budget, concurrency=concurrency,
+    results = await solve_items(items, strategy, roles, run_budget=run_budget, concurrency=concurrency,
                                sampling=sampling)
     records = [{"id": item.id, "scores": (result.info or {}).get("scores", [])}
                for item, result in zip(items, results, strict=True) if not cut_by_run_budget(result.trace.to_list())]
@@ -323,22 +314,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _main(args: argparse.Namespace) -> dict[str, Any]:
-    from reasoning.backends import from_spec
-
-    from .cli import _parse_roles
-
-    if args.offset < 0 or args.limit < 1:
-        raise ConfigError("--offset must be >= 0 and --limit >= 1")
-    for flag in ("n", "samples", "draft_tokens", "concurrency", "max_tokens"):
-        if getattr(args, flag) < 1:
-            raise ConfigError(f"--{flag.replace('_', '-')} must be >= 1")
-    specs = _parse_roles(args.role)
-    items = load_items(args.dataset, args.offset + args.limit)[args.offset:]
-    if not items:
-        raise ConfigError(f"{args.dataset} has no problems after offset {args.offset}")
-    roles = {"generator": from_spec(args.backend, api_base=args.api_base, api_key=args.api_key)}
-    roles.update({name: from_spec(spec, api_base=base or args.api_base, api_key=args.api_key)
-                  for name, (spec, base) in specs.items()})
+    items, roles = split_and_roles(args, at_least_one=("n", "samples", "draft_tokens", "concurrency", "max_tokens"))
     common = dict(run_budget=Budget.parse(args.run_budget), concurrency=args.concurrency, records_out=args.records,
                   sampling=Sampling(max_tokens=args.max_tokens, temperature=args.temperature))
     try:

@@ -35,7 +35,6 @@ R × GPU-seconds per request GPUs, and no request is faster than its longest sam
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import math
 import re
@@ -47,6 +46,8 @@ from pathlib import Path
 from typing import Any
 
 from reasoning.errors import ConfigError
+
+from .results_tables import write_or_check
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -520,16 +521,7 @@ def _doc(path: Path, results: Path, write: bool) -> int:
     count = len(MARKER.findall(text))
     if not count:
         raise ConfigError(f"{path}: no <!-- capacity: NAME --> blocks")
-    fresh = render(text, results)
-    if write:
-        path.write_text(fresh, encoding="utf-8")
-        print(f"{path}: {count} capacity blocks written")
-        return 0
-    if fresh != text:
-        sys.stdout.writelines(difflib.unified_diff(text.splitlines(True), fresh.splitlines(True), str(path), "generated"))
-        return 1
-    print(f"{path}: {count} capacity blocks match the data")
-    return 0
+    return write_or_check(path, text, render(text, results), write=write, what=f"{count} capacity blocks")
 
 
 if __name__ == "__main__":

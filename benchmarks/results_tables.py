@@ -852,14 +852,21 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(args.file)
     text = path.read_text(encoding="utf-8")
     fresh = render(text, Path(args.results))
-    if args.write:
+    return write_or_check(path, text, fresh, write=args.write, what=f"{len(MARKER.findall(text))} tables")
+
+
+def write_or_check(path: Path, text: str, fresh: str, *, write: bool, what: str) -> int:
+    """The end of a generated-blocks command (this one, ``capacity doc``): write ``fresh`` over
+    ``path``, or check that its ``text`` already is ``fresh`` (exit 1 with a diff if not).
+    ``what`` counts the blocks for the message, e.g. "12 tables"."""
+    if write:
         path.write_text(fresh, encoding="utf-8")
-        print(f"{path}: {len(MARKER.findall(text))} tables written")
+        print(f"{path}: {what} written")
         return 0
     if fresh != text:
         sys.stdout.writelines(difflib.unified_diff(text.splitlines(True), fresh.splitlines(True), str(path), "generated"))
         return 1
-    print(f"{path}: {len(MARKER.findall(text))} tables match the data")
+    print(f"{path}: {what} match the data")
     return 0
 
 

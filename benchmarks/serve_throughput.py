@@ -57,8 +57,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reasoning.benchmarks.pairing import describe, first_in_round, loop_cpu_per_sample, paired_ratio
-from reasoning.benchmarks.vllm_throughput import profiled, write_json
+from reasoning.benchmarks.pairing import first_in_round, loop_cpu_per_sample, paired_ratio
+from reasoning.benchmarks.vllm_throughput import finish_report, profiled, write_json
 
 DATA = Path(__file__).parent / "data" / "gsm8k_test.jsonl"
 
@@ -362,11 +362,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
               f"{args.rounds} rounds (+{args.warmup_rounds} warm-up), concurrency {args.concurrency}", flush=True)
         run = asyncio.run(measure(base_url, model, args))
     report = report_of(args, argv, base_url, model, run)
-    print(describe(report["pairing"], "framework / raw (serve)"))
-    print(f"event-loop thread CPU per sample (ms, median over rounds): {report['loop_cpu_ms_per_sample']}")
-    if args.out:
-        write_json(args.out, report)
-        print(f"wrote {args.out}")
+    finish_report(report, "framework / raw (serve)", args.out)
     return report
 
 

@@ -291,6 +291,16 @@ def write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
 
 
+def finish_report(report: dict[str, Any], pairing: str, out: Path | None) -> None:
+    """The last lines of a throughput report (this one, serve_throughput's): the paired rounds
+    (``pairing`` names the ratio), the event loop's CPU per sample, then the JSON to ``out``."""
+    print(describe(report["pairing"], pairing))
+    print(f"event-loop thread CPU per sample (ms, median over rounds): {report['loop_cpu_ms_per_sample']}")
+    if out:
+        write_json(out, report)
+        print(f"wrote {out}")
+
+
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
 
@@ -412,13 +422,9 @@ def main(argv: list[str] | None = None) -> dict:
     print(json.dumps({k: report[k] for k in ("tokens_per_s", "accuracy", "prefix_cache")}, indent=1))
     print(f"framework / raw_async = {report['ratio_framework_to_raw_async']:.3f} (median of paired rounds "
           f"{report['paired_ratios']}; ratio of medians {report['ratio_of_medians']:.3f})")
-    print(describe(report["pairing"], "framework / raw_async"))
-    print(f"event-loop thread CPU per sample (ms, median over rounds): {report['loop_cpu_ms_per_sample']}")
     if "profile" in run:
         report["profile"] = run["profile"]
-    if args.out:
-        write_json(args.out, report)
-        print(f"wrote {args.out}")
+    finish_report(report, "framework / raw_async", args.out)
     return report
 
 

@@ -39,13 +39,9 @@ class BestOfN(Strategy, SampleReuse):
         return self.choose(await self.draw(ctx, self.n))
 
     async def draw(self, ctx: Context, n: int) -> list[Sample]:
-        samples = await sample_candidates(
-            ctx, n, sampler=self.sampler, verifier=self.verifier,
-            max_tokens=self.max_tokens, temperature=self.temperature,
-        )
-        if samples:
-            await ctx.verify(samples, self.verifier)  # sets sample.score
-        return samples
+        # scored by the verifier, if any (sets sample.score)
+        return await sample_candidates(ctx, n, sampler=self.sampler, verifier=self.verifier,
+                                       max_tokens=self.max_tokens, temperature=self.temperature)
 
     def choose(self, samples: list[Sample]) -> Outcome:
         if not samples:

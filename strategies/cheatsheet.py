@@ -82,7 +82,7 @@ from reasoning.strategy import MaxTokens, Outcome, Strategy, Temperature
 from reasoning.types import Message
 
 from .embeddings import EmbedderName, embed, embedder, embedder_name
-from .memory_store import Entry, MemoryStore, temporary_store
+from .memory_store import Entry, MemoryStore, open_store
 from .registry import register
 from .voting import majority
 
@@ -150,7 +150,7 @@ class Cheatsheet(Strategy):
     def store(self) -> MemoryStore:
         """The memory (opened, or created, on first use)."""
         if self._store is None:
-            self._store = MemoryStore(self.memory) if self.memory is not None else temporary_store()
+            self._store = open_store(self.memory)
         return self._store
 
     async def run(self, ctx: Context) -> Outcome:

@@ -103,20 +103,9 @@ class EnsembleCalibration:
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "calibration") -> EnsembleCalibration:
-        if not isinstance(data, dict):
-            raise ConfigError(f"{source}: expected a JSON object")
-        if data.get("kind") != KIND or data.get("version") != VERSION:
-            raise ConfigError(f"{source}: not an {KIND} calibration of version {VERSION} "
-                              f"(kind {data.get('kind')!r}, version {data.get('version')!r})")
-        unknown = set(data) - {"version", "kind", "embedder", "models", "centres", "correct", "seen", "notes"}
-        if unknown:
-            raise ConfigError(f"{source}: unknown keys {sorted(unknown)}")
-        if data.get("embedder") not in ("minilm", "ngrams"):
-            raise ConfigError(f"{source}: embedder must be 'minilm' or 'ngrams', got {data.get('embedder')!r}")
-        models = data.get("models")
-        if not isinstance(models, list) or not models or not all(isinstance(m, str) and m for m in models) \
-                or len(set(models)) != len(models):
-            raise ConfigError(f"{source}: 'models' must be a non-empty list of distinct role names")
+        models = _checked_models(data, source, kind=KIND, version=VERSION, what=f"an {KIND} calibration",
+                                 keys={"version", "kind", "embedder", "models", "centres", "correct", "seen",
+                                       "notes"})
         try:
             centres = np.asarray(data["centres"], float)
             correct = np.asarray(data["correct"], float)
@@ -287,3 +276,24 @@ def _write_json(path: str | Path, data: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     return path
+
+
+def _checked_models(data: Any, source: str, *, kind: str, version: int, what: str, keys: set[str]) -> list[str]:
+    """The checks every saved per-model file (this calibration, skill-route's profiles) starts with:
+    a JSON object of ``kind`` and ``version`` (``what`` names it in the error), no keys outside
+    ``keys``, a known embedder, a non-empty list of distinct role names. Returns that list."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a JSON object")
+    if data.get("kind") != kind or data.get("version") != version:
+        raise ConfigError(f"{source}: not {what} of version {version} "
+                          f"(kind {data.get('kind')!r}, version {data.get('version')!r})")
+    unknown = set(data) - keys
+    if unknown:
+        raise ConfigError(f"{source}: unknown keys {sorted(unknown)}")
+    if data.get("embedder") not in ("minilm", "ngrams"):
+        raise ConfigError(f"{source}: embedder must be 'minilm' or 'ngrams', got {data.get('embedder')!r}")
+    models = data.get("models")
+    if not isinstance(models, list) or not models or not all(isinstance(m, str) and m for m in models) \
+            or len(set(models)) != len(models):
+        raise ConfigError(f"{source}: 'models' must be a non-empty list of distinct role names")
+    return models

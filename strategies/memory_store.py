@@ -141,8 +141,11 @@ class MemoryStore:
         return stored.uses if stored else 0
 
 
-def temporary_store() -> MemoryStore:
-    """A store in a fresh temporary folder (a strategy object given no ``memory`` file)."""
+def open_store(memory: str | None) -> MemoryStore:
+    """The store a strategy's ``memory`` option names; None: one in a fresh temporary folder,
+    private to the strategy object that opens it."""
+    if memory is not None:
+        return MemoryStore(memory)
     return MemoryStore(Path(tempfile.mkdtemp(prefix="reasoning-memory-")) / "memory.sqlite")
 
 

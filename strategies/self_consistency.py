@@ -32,13 +32,9 @@ class SelfConsistency(Strategy, SampleReuse):
         return self.choose(await self.draw(ctx, self.n))
 
     async def draw(self, ctx: Context, n: int) -> list[Sample]:
-        samples = await sample_candidates(
-            ctx, n, sampler=self.sampler, verifier=self.verifier,
-            max_tokens=self.max_tokens, temperature=self.temperature,
-        )
-        if self.verifier and samples:
-            await ctx.verify(samples, self.verifier)  # sets sample.score
-        return samples
+        # scored by the verifier, if any (sets sample.score)
+        return await sample_candidates(ctx, n, sampler=self.sampler, verifier=self.verifier,
+                                       max_tokens=self.max_tokens, temperature=self.temperature)
 
     def choose(self, samples: list[Sample]) -> Outcome:
         weights = [s.score or 0.0 for s in samples] if self.verifier else None

@@ -68,7 +68,7 @@ from reasoning.prompts import load_prompt
 from reasoning.strategy import MaxTokens, Outcome, Strategy, Temperature
 
 from .embeddings import embed, embedder
-from .ensemble_vote import PER_CALL, _read_json, _write_json
+from .ensemble_vote import PER_CALL, _checked_models, _read_json, _write_json
 from .registry import register
 from .voting import majority
 
@@ -184,21 +184,9 @@ class SkillProfiles:
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "profiles") -> SkillProfiles:
-        if not isinstance(data, dict):
-            raise ConfigError(f"{source}: expected a JSON object")
-        if data.get("kind") != KIND or data.get("version") != VERSION:
-            raise ConfigError(f"{source}: not a {KIND} profiles file of version {VERSION} "
-                              f"(kind {data.get('kind')!r}, version {data.get('version')!r})")
-        known = {"version", "kind", "embedder", "models", "profiles", "aggregator", "keyword_model", "accuracy",
-                 "aggregator_accuracy", "notes"}
-        if set(data) - known:
-            raise ConfigError(f"{source}: unknown keys {sorted(set(data) - known)}")
-        if data.get("embedder") not in ("minilm", "ngrams"):
-            raise ConfigError(f"{source}: embedder must be 'minilm' or 'ngrams', got {data.get('embedder')!r}")
-        models = data.get("models")
-        if not isinstance(models, list) or not models or not all(isinstance(m, str) and m for m in models) \
-                or len(set(models)) != len(models):
-            raise ConfigError(f"{source}: 'models' must be a non-empty list of distinct role names")
+        models = _checked_models(data, source, kind=KIND, version=VERSION, what=f"a {KIND} profiles file",
+                                 keys={"version", "kind", "embedder", "models", "profiles", "aggregator",
+                                       "keyword_model", "accuracy", "aggregator_accuracy", "notes"})
         profiles = data.get("profiles")
         if not isinstance(profiles, dict) or set(profiles) != set(models) or not all(
                 isinstance(p, dict) and all(isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)

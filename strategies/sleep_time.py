@@ -64,7 +64,7 @@ from reasoning.context import Context
 from reasoning.errors import ConfigError
 from reasoning.strategy import MaxTokens, Outcome, Strategy, Temperature
 
-from .memory_store import MemoryStore, Notes, key_lock, temporary_store
+from .memory_store import MemoryStore, Notes, key_lock, open_store
 from .registry import register
 from .voting import majority
 
@@ -126,7 +126,7 @@ class SleepTime(Strategy):
 
     def store(self) -> MemoryStore:
         if self._store is None:
-            self._store = MemoryStore(self.memory) if self.memory is not None else temporary_store()
+            self._store = open_store(self.memory)
         return self._store
 
     async def run(self, ctx: Context) -> Outcome:
