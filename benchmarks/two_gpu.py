@@ -21,9 +21,10 @@ calls still in flight included) against ``--run-budget``. ``--binding-budget B``
 ``ray2_binding``: the Ray run again under a run budget of B tokens, small enough to stop it, to
 show the ledger actor stopping two workers at the limit.
 
-One round: engines differ in start-up and the first rounds of a fresh engine run slower, so
-a single ratio carries that noise (the GPU timing rule of thumb: +-15 % between rounds); the
-JSON keeps per-config figures for a rerun with ``--order`` reversed.
+One call is one round: a fresh host's first engine runs slower, and rates vary +-15 % between
+rounds on one device, so run a second round with ``--configs`` in the reverse order and compare
+within rounds (RESULTS.md reports both rounds and the ratio of their means; the 2026-11-29 rounds
+each took one 10-minute call: engines start in 35-105 s).
 
 GPU host (2 GPUs):
     python -m reasoning.benchmarks.two_gpu --model /root/model --root /root/two_gpu \\
