@@ -86,7 +86,10 @@ def run_config(args: argparse.Namespace, name: str, run_budget: str, deadline: f
     argv, env = command(args, name, run_budget, out)
     print(f"== {name}: {' '.join(argv[3:])}", flush=True)
     started = time.monotonic()
-    process = subprocess.Popen(argv, env=env, start_new_session=True)
+    # SIGINT at the deadline must reach the run even when this driver runs as a shell's
+    # background job (those inherit SIGINT ignored).
+    process = subprocess.Popen(argv, env=env, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         code = process.wait(timeout=max(1.0, deadline - time.monotonic()))
         cut = False

@@ -279,7 +279,9 @@ def test_ctrl_c_while_the_workers_load_ends_the_run_without_waiting_for_the_load
     process = subprocess.Popen(
         [sys.executable, "-m", "reasoning.benchmarks.cli", "run", "--dataset", "gsm8k", "--limit", "4",
          "--backend", "scripted:18,3?load=3600", "--out", str(out), "--ray", "--ray-workers", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # A shell's background job (e.g. CI started with `&`) ignores SIGINT, and so would the child.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = []
     try:
         for line in process.stdout:
