@@ -87,9 +87,9 @@ def run_config(args: argparse.Namespace, name: str, run_budget: str, deadline: f
     print(f"== {name}: {' '.join(argv[3:])}", flush=True)
     started = time.monotonic()
     # SIGINT at the deadline must reach the run even when this driver runs as a shell's
-    # background job (those inherit SIGINT ignored).
+    # background job (those inherit SIGINT ignored). This driver starts no threads.
     process = subprocess.Popen(argv, env=env, start_new_session=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
     try:
         code = process.wait(timeout=max(1.0, deadline - time.monotonic()))
         cut = False
@@ -139,7 +139,7 @@ def figures(entries: list[dict[str, Any]]) -> None:
 def gpu_names() -> list[str]:
     try:
         listed = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
-                                capture_output=True, text=True, timeout=30)
+                                capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return []
     return [line.strip() for line in listed.stdout.splitlines() if line.strip()]

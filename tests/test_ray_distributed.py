@@ -277,11 +277,12 @@ def test_ctrl_c_while_the_workers_load_ends_the_run_without_waiting_for_the_load
     pytest.importorskip("ray")
     out = tmp_path / "o"
     process = subprocess.Popen(
-        [sys.executable, "-m", "reasoning.benchmarks.cli", "run", "--dataset", "gsm8k", "--limit", "4",
+        # SIGINT handled as in a terminal even when this runs as a shell's background job (CI started
+        # with `&`), whose children inherit SIGINT ignored.
+        [sys.executable, "-c", ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                                "from reasoning.benchmarks.cli import main; sys.exit(main(sys.argv[1:]))"), "run", "--dataset", "gsm8k", "--limit", "4",
          "--backend", "scripted:18,3?load=3600", "--out", str(out), "--ray", "--ray-workers", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        # A shell's background job (e.g. CI started with `&`) ignores SIGINT, and so would the child.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     seen = []
     try:
         for line in process.stdout:
