@@ -33,8 +33,8 @@ samples of different lengths their ``expected_cost`` averages ``dense_cost(g_i, 
 lengths g_i; for one call's own lengths that is Σ_i compute_i + I·(4·c·ḡ·d_kv·L + 2·Σ_i g_i²·d_kv·L)
 with ḡ the mean length, which is what ``KineticsCost.call`` returns. Their P is the checkpoint's
 parameter count (0.752B for Qwen3-0.6B: embedding table and LM head included); ours is
-``ModelShape.params``, every weight but the input embedding table (a lookup, not a multiply-add),
-the same P as the FLOPs above.
+``ModelShape.params``, every weight but the input embedding table (a lookup, not a multiply-add;
+a table tied to the output layer counts once, as that layer), the same P as the FLOPs above.
 
 **Effective FLOPs, extended** (``ExtendedComputeModel``; the sweeps' ``eflops_extended``, this
 project's variant and its default before 2026-12): our FLOPs above (prefill included) plus
@@ -59,7 +59,7 @@ KINETICS_INTENSITY = 562.5  # Kinetics' E_flops: B200, 4,500 TFLOP/s / 8 TB/s
 
 @dataclass(frozen=True, slots=True)
 class ModelShape:
-    params: float  # parameters that cost a multiply-add per token (no input embedding table)
+    params: float  # parameters that cost a multiply-add per token (no input embedding lookup; the output layer in)
     layers: int
     d_attn: int  # query heads x head dim
     d_kv: int  # key/value heads x head dim
@@ -73,10 +73,12 @@ class ModelShape:
         head_dim = int(config.get("head_dim") or hidden // heads)
         kv_heads = int(config.get("num_key_value_heads") or heads)
         layers = int(config["num_hidden_layers"])
-        if params is None:  # attention + MLP weights of a gated-MLP decoder, no embeddings
+        if params is None:  # attention + MLP weights of a gated-MLP decoder and its output layer
             inter = int(config.get("intermediate_size") or 4 * hidden)
             per_layer = hidden * head_dim * (2 * heads + 2 * kv_heads) + 3 * hidden * inter
-            params = layers * per_layer + (0 if config.get("tie_word_embeddings") else hidden * int(config["vocab_size"]))
+            # The logits cost hidden x vocab multiply-adds a token whether or not the output layer
+            # shares its weights with the input embedding table (tie_word_embeddings).
+            params = layers * per_layer + hidden * int(config["vocab_size"])
         return cls(float(params), layers, heads * head_dim, kv_heads * head_dim)
 
     @classmethod

@@ -222,8 +222,9 @@ def test_gemma_is_assembled_checked_converted_and_chats_through_its_template():
 
     response = asyncio.run(ask())
     assert backend.name == "local:gemma-3-270m" and 1 <= response.completion_tokens <= 8
-    # 268M weights, 168M of them the (tied) embedding table, which flops_params leaves out.
-    assert 0.9e8 < backend.params < 1.1e8
+    # 268M weights, 168M of them the embedding table, which is also the output layer (tied): every
+    # weight costs a multiply-add per token.
+    assert 2.6e8 < backend.params < 2.7e8
 
 
 def test_a_carried_gguf_is_written_from_the_parts_and_converted_only_when_it_is_the_pinned_file(monkeypatch, tmp_path):
@@ -244,3 +245,19 @@ def test_a_carried_gguf_is_written_from_the_parts_and_converted_only_when_it_is_
     with pytest.raises(BackendUnavailable, match="expected 8"):
         local_model.convert_checked(other, "fake", tmp_path / "hf3")
     assert len(converted) == 1
+
+
+def test_flops_params_counts_the_embedding_table_once_when_it_is_also_the_output_layer(tmp_path):
+    """The input embedding is a lookup (no multiply-adds); the logits are a multiply by the output
+    layer: its own ``lm_head`` when the model has one, else the tied embedding table (Gemma)."""
+    import torch
+    from safetensors.torch import save_file
+
+    layers = {"model.embed_tokens.weight": torch.zeros(50, 4), "model.layers.0.mlp.up_proj.weight": torch.zeros(8, 4)}
+    untied, tied = tmp_path / "untied", tmp_path / "tied"
+    untied.mkdir()
+    tied.mkdir()
+    save_file({**layers, "lm_head.weight": torch.zeros(50, 4)}, str(untied / "model.safetensors"))
+    save_file(layers, str(tied / "model.safetensors"))
+    assert local_model.flops_params(untied) == 32 + 200  # MLP + output layer; the lookup table left out
+    assert local_model.flops_params(tied) == 32 + 200  # MLP + the table, used as the output layer

@@ -380,7 +380,8 @@ def local_model_info(name: str = DEFAULT_MODEL, cache_dir: Path | None = None) -
     """Name, folder and parameter counts of a prepared model (reads only the safetensors headers).
 
     ``params`` counts every weight; ``flops_params`` leaves out the input embedding table
-    (a lookup, not a matmul), so 2 x flops_params is the forward FLOPs per token.
+    (a lookup, not a matmul) unless it is also the output layer (tied), so 2 x flops_params is
+    the forward FLOPs per token.
     """
     path = ensure_local_model(name, cache_dir)
     counts = _param_counts(path)
@@ -388,8 +389,12 @@ def local_model_info(name: str = DEFAULT_MODEL, cache_dir: Path | None = None) -
 
 
 def flops_params(path: Path) -> int:
-    """Weights that cost a multiply-add per token: all but the input embedding table."""
+    """Weights that cost a multiply-add per token: all but the input embedding table (a lookup).
+    A model without its own output layer (``lm_head``; Gemma ties it to the embedding table)
+    multiplies every token by that table to get its logits, so then the table counts once."""
     counts = _param_counts(path)
+    if not any(key.endswith("lm_head.weight") for key in counts):
+        return sum(counts.values())
     embedding = sum(n for key, n in counts.items() if key.endswith("embed_tokens.weight"))
     return sum(counts.values()) - embedding
 
