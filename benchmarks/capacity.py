@@ -174,12 +174,12 @@ def logprob_rate(results: Path, over: Overhead | None = None) -> Rate:
 def efficiency(results: Path) -> float:
     """Data-parallel efficiency: two Ray workers' generated tokens/s over one GPU's (each the mean
     of the rounds), per worker, at most 1 (``two_gpu.py`` on two H200s)."""
-    rounds = [{run["config"]: run for run in load(results, name)["runs"]} for name in TWO_GPU]
-    try:
-        ray, one = (statistics.mean(r[config]["tokens_per_s"] for r in rounds) for config in ("ray2", "one_gpu"))
-    except (KeyError, TypeError):
-        raise ConfigError(f"{TWO_GPU}: every round needs a finished ray2 and one_gpu run") from None
-    return min(1.0, ray / one / 2)
+    from .two_gpu import mean_rates
+
+    rates = mean_rates([load(results, name) for name in TWO_GPU])
+    if "ray2" not in rates or "one_gpu" not in rates:
+        raise ConfigError(f"{TWO_GPU}: every round needs a finished ray2 and one_gpu run")
+    return min(1.0, rates["ray2"] / rates["one_gpu"] / 2)
 
 
 def unloaded_sequence_rate(results: Path) -> float:

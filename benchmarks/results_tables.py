@@ -745,12 +745,13 @@ def two_gpu(folder: str, rounds: tuple[str, ...]) -> Callable[[Path], str]:
     ledger charged against the run budget."""
 
     def build(results: Path) -> str:
+        from .two_gpu import mean_rates
+
         reports = [load(results, f"{folder}/{name}") for name in rounds]
         runs = [{run["config"]: run for run in report["runs"]} for report in reports]
-        order = [run["config"] for run in reports[0]["runs"] if run.get("tokens_per_s")]
-        mean = {name: sum(r[name]["tokens_per_s"] for r in runs) / len(runs) for name in order}
+        mean = mean_rates(reports)
         body = []
-        for name in order:
+        for name in mean:
             each = [r[name] for r in runs]
             scaling = mean[name] / mean["one_gpu"]
             body.append([f"`{name}`", str(each[0]["gpus"]),

@@ -136,6 +136,14 @@ def figures(entries: list[dict[str, Any]]) -> None:
             entry["efficiency"] = entry["scaling"] / entry["gpus"]
 
 
+def mean_rates(reports: list[dict[str, Any]]) -> dict[str, float]:
+    """Per configuration that has a throughput in every round's report: its mean tokens/s over
+    the rounds, in the first round's order (the scaling RESULTS.md and the capacity model use)."""
+    rounds = [{run["config"]: run.get("tokens_per_s") for run in report["runs"]} for report in reports]
+    return {name: sum(r[name] for r in rounds) / len(rounds) for name in rounds[0]
+            if all(r.get(name) for r in rounds)}
+
+
 def gpu_names() -> list[str]:
     try:
         listed = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
