@@ -19,8 +19,9 @@ cut short left out with ``cut_by_run_budget``), answers graded with ``run.grade_
 the stage's signal: agreement or mean token confidence); each stage's vote is graded and its
 cost kept (tokens, FLOPs). The thresholds t_1..t_{k-1} (one per model but the last) are then
 chosen by exhaustive search: the candidates of stage i are the distinct signals stage i showed on
-the split plus "always escalate"; each choice is replayed on the records (a problem stops at the
-first stage whose signal reaches its threshold, as ``Cascade.run`` does), and the choice kept is
+the split plus "skip" (``null``: never sure, so ``Cascade.run`` does not run the stage and it
+costs nothing); each choice is replayed on the records (a problem stops at the first stage whose
+signal reaches its threshold, as ``Cascade.run`` does), and the choice kept is
 the one with the least mean cost (FLOPs where every model has a parameter count, else tokens)
 whose accuracy reaches the target (``--target-accuracy``; with ``--relative``, that fraction of
 the largest model's accuracy on the split); ties go to the higher accuracy, then to the first
@@ -143,11 +144,14 @@ def replay(record: dict[str, Any], models: Sequence[str], thresholds: Sequence[f
     the stages it runs, the model whose vote answers, whether that is right, and the cost."""
     ran, answered = [], None
     for index, model in enumerate(models):
+        last = index == len(models) - 1
+        threshold = thresholds[index] if index < len(thresholds) else None
+        if threshold is None and not last:  # never sure: the cascade skips the stage (no cost)
+            continue
         stage = record["stages"][model]
         ran.append(model)
         if stage["answer"] is not None:
             answered = model
-        threshold = thresholds[index] if index < len(thresholds) else None
         if stage["signal"] is not None and threshold is not None and stage["signal"] >= threshold:
             break
     correct = bool(answered is not None and record["stages"][answered]["correct"])

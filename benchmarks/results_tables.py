@@ -613,6 +613,83 @@ def atts_speedup(name: str) -> Callable[[Path], str]:
     return build
 
 
+MULTI_MODEL = "multi_model_h200x2_2026-11-29"  # issue 17: three models on one H200 (benchmarks/multi_model.py)
+MULTI_ORDER = ("sc-mid-n1", "sc-mid-n4", "sc-mid-n8", "sc-large-n1", "sc-large-n4", "sc-large-n8",
+               "cascade", "ensemble-vote", "skill-route", "atts")
+
+
+def multi_model_runs(dataset: str) -> Callable[[Path], str]:
+    """Issue 17 (``benchmarks/multi_model.py``): per run folder of one dataset, accuracy, tokens,
+    generated tokens, FLOPs and calls per problem and tokens per role, from its ``results.jsonl``;
+    the most accurate "large model alone" (self-consistency) point that spends no more FLOPs per
+    problem; for the cascade the share each model answered, for ATTS the share of its samples the
+    turn limit cut before they ended (``info.jsonl``, the traces' outcome info)."""
+
+    def build(results: Path) -> str:
+        folder = results / MULTI_MODEL / dataset
+        runs = {}
+        for label in MULTI_ORDER:
+            rows = jsonl(folder / label / "results.jsonl")
+            mean = {key: sum(r["usage"][key] for r in rows) / len(rows)
+                    for key in ("tokens", "completion_tokens", "flops", "calls")}
+            roles = sorted({role for r in rows for role in r.get("usage_by_role", {})})
+            by_role = {role: sum(r["usage_by_role"].get(role, {}).get("tokens", 0) for r in rows) / len(rows)
+                       for role in roles}
+            runs[label] = {"rows": rows, "accuracy": sum(bool(r["correct"]) for r in rows) / len(rows), **mean,
+                           "by_role": by_role}
+        alone = [(label, run) for label, run in runs.items() if label.startswith("sc-large-")]
+        body = []
+        for label, run in runs.items():
+            cheaper = [(other, o) for other, o in alone if o["flops"] <= run["flops"] * (1 + 1e-9)]
+            best = max(cheaper, key=lambda pair: pair[1]["accuracy"]) if cheaper else None
+            note = ""
+            if label in ("cascade", "atts"):
+                infos = jsonl(folder / label / "info.jsonl")
+                if label == "cascade":
+                    answered = [info["info"]["answered_by"] for info in infos]
+                    note = "answered: " + ", ".join(f"{m} {answered.count(m) / len(answered):.1%}"
+                                                    for m in ("small", "mid", "large"))
+                else:
+                    samples = [len(s) for info in infos for s in info["info"]["samples"]]
+                    turns = max(samples)
+                    boxed = sum("\\boxed" in (info["text"] or "") for info in infos) / len(infos)
+                    note = (f"{sum(t == turns for t in samples) / len(samples):.1%} of samples used all "
+                            f"{turns} turns; {boxed:.1%} of answers boxed")
+            body.append([f"`{label}`", str(len(run["rows"])), f"{run['accuracy']:.3f}", f"{run['tokens']:,.0f}",
+                         f"{run['completion_tokens']:,.0f}", f"{run['flops'] / 1e12:.2f}", f"{run['calls']:.2f}",
+                         ", ".join(f"{role} {t:,.0f}" for role, t in run["by_role"].items()),
+                         "–" if best is None or best[0] == label else f"{best[1]['accuracy']:.3f} (`{best[0]}`)",
+                         note])
+        return table(["run", "problems", "accuracy", "tokens / problem", "generated / problem", "TFLOPs / problem",
+                      "calls / problem", "tokens / problem by role", "large alone at ≤ these FLOPs", "note"], body)
+
+    return build
+
+
+def multi_model_cascade_calibration(results: Path) -> str:
+    """Issue 17's cascade calibrations: the thresholds the run used (chosen when a stage that
+    never answers still ran and cost) against those the current rule picks from the same stored
+    calibration records (such a stage is skipped), with their in-sample accuracy and cost saved."""
+    from .calibrate_thresholds import select_thresholds
+
+    body = []
+    for dataset in ("gsm8k", "math500"):
+        folder = results / MULTI_MODEL / dataset / "calibration"
+        used = load(folder, "cascade.json")
+        records = jsonl(folder / "cascade.records.jsonl")
+        now = select_thresholds(records, used["models"], target_accuracy=used["target_accuracy"],
+                                relative=used["relative"], signal=used["signal"])
+        for label, made in (("as run", used), ("current rule (a null stage is skipped)", now)):
+            notes = made["notes"]
+            never = "never sure (ran)" if made is used else "skip"  # what null meant for the run / means now
+            body.append([dataset, label, ", ".join(never if t is None else f"{t:g}" for t in made["thresholds"]),
+                         f"{notes['target']:.3f}", f"{notes['accuracy']:.3f}",
+                         ", ".join(f"{m} {s:.0%}" for m, s in notes["answered_share"].items()),
+                         f"{notes['cost_saved']:+.1%}"])
+    return table(["dataset", "rule", "thresholds: small, mid (agreement)", "target accuracy", "accuracy (40 held-out)",
+                  "answered", "FLOPs saved vs large alone"], body)
+
+
 LATENCY_PHASES = {"first_path_s": "first path's call ends", "last_path_s": "last path's call ends",
                   "gap_s": "gap: last path to the synthesis call (vote, prompt)", "synthesis_s": "synthesis call"}
 
@@ -801,6 +878,9 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "ray-ledger:cpu": ray_ledger("ray_ledger_cpu_2026-11-29.json"),
     "ray-speedup:cpu": ray_speedup("ray_ledger_cpu_2026-11-29.json"),
     "atts-speedup:cpu": atts_speedup("atts_speedup_cpu_2026-11-29.json"),
+    "multi-model:gsm8k": multi_model_runs("gsm8k"),
+    "multi-model:math500": multi_model_runs("math500"),
+    "multi-model:cascade-calibration": multi_model_cascade_calibration,
     "deepconf:math500": deepconf("deepconf_h200_math500_2026-11-29.json", "math500:50"),
     "deepconf-confidence:math500": deepconf_confidence("deepconf_h200_math500_2026-11-29.json", "math500:50"),
     "paired-throughput:h200": paired_throughput((

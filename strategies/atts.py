@@ -18,8 +18,11 @@ For each of ``n`` parallel samples (the paper: 16 per question), for up to ``tur
 
 The answer is the majority vote of the samples' answers. The expensive model decodes only the
 rejected steps; everything else it does is prefill. ``Outcome.info`` has, per sample and step,
-who wrote it, its perplexity and p-value, and the realised rejection rate; the trace has one span
-per turn with the draft, score and rewrite calls under it, each with its role.
+who wrote it, its perplexity and p-value, the realised rejection rate, and ``unfinished``: the
+samples the ``turns`` limit cut before they ended (a step is a paragraph, ~30-70 tokens for the
+Qwen2.5 models on GSM8K, so a whole solution needs ~6-12 turns; with too few, the vote is over
+unfinished texts); the trace has one span per turn with the draft, score and rewrite calls under
+it, each with its role.
 
 Calibration (``python -m reasoning.benchmarks.calibrate_thresholds atts``, as the reference
 code's ``ref_conformal.py``): the draft's first steps on held-out problems, scored by the target.
@@ -199,6 +202,9 @@ class ATTS(Strategy):
             "draft_steps": sum(e["by"] == self.draft for log in logs for e in log),
             "target_steps": sum(e["by"] == self.target for log in logs for e in log),
             "rejection_rate": (sum(not e["accepted"] for e in judged) / len(judged)) if judged else None,
+            # samples cut by the turn limit before they boxed an answer or ended: their answer is
+            # whatever number the unfinished text has (too few turns for the model's step length)
+            "unfinished": sum(not finished for finished in done),
             "samples": logs,
         }
         return Outcome(vote.answer, vote.sample.text if vote.sample else None, samples, info)

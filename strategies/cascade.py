@@ -10,7 +10,8 @@ i draws ``n`` samples from model i and votes (``voting.majority``). Its *signal*
   ``top_logprobs``).
 
 The cascade stops at the first stage whose signal reaches that stage's threshold and answers
-with its vote; the last model always answers. A stage that drew no answer (or whose call the
+with its vote; the last model always answers. A stage whose threshold is ``null`` in the
+calibration file (never sure enough) is not run at all: drawing its samples could only cost. A stage that drew no answer (or whose call the
 budget refused) escalates; if the last stages draw nothing, the latest vote that had an answer
 stands (``answered_by`` names its model).
 Thresholds come from ``threshold`` (one for every stage) or, better, from a calibration file
@@ -176,9 +177,14 @@ class Cascade(Strategy):
         answer: str | None = None
         answered_by: str | None = None
         text: str | None = None
+        skipped: list[str] = []
         for index, role in enumerate(self._roles):
             last = index == len(self._roles) - 1
             threshold = None if last else self._thresholds[index]
+            if threshold is None and not last:
+                # A stage calibrated never to answer would only spend: it is not run at all.
+                skipped.append(role)
+                continue
             async with ctx.span(f"stage:{role}", role=role, threshold=threshold) as sub:
                 model = role_context(sub, role, self._budgets)
                 before = ctx.ledger.used.minus(Usage())  # a copy
@@ -202,5 +208,5 @@ class Cascade(Strategy):
             if sure:
                 break
         info = {"answered_by": answered_by, "signal": self._signal, "stages": stages,
-                "escalations": len(stages) - 1, **self._notes}
+                "escalations": len(stages) - 1, "skipped": skipped, **self._notes}
         return Outcome(answer, text, samples, info)

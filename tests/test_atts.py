@@ -236,3 +236,11 @@ def test_a_recorded_atts_run_replays_without_a_model():
                                      backends={"generator": replay, "draft": replay, "target": replay}))
     assert replayed.answer == original.answer and replayed.info["samples"] == original.info["samples"]
     assert replayed.usage.tokens == original.usage.tokens
+
+
+def test_samples_cut_by_the_turn_limit_are_counted_as_unfinished():
+    # Three steps end the solution (the third boxes 5); two turns leave both samples unfinished.
+    cut, _, _ = solve(ATTS(n=2, threshold=5.0, turns=2))
+    assert cut.info["unfinished"] == 2 and cut.answer is None and len(route(cut)[0]) == 2
+    whole, _, _ = solve(ATTS(n=2, threshold=5.0, turns=3))
+    assert whole.info["unfinished"] == 0 and whole.answer == "5"

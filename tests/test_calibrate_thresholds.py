@@ -34,12 +34,25 @@ def test_replay_stops_at_the_first_stage_that_reaches_its_threshold():
     assert replay(RECORDS[1], MODELS, [0.75]) == {"ran": ["small", "large"], "answered_by": "large",
                                                   "correct": True, "tokens": 110, "flops": 0.0}
     assert replay(RECORDS[2], MODELS, [0.75])["ran"] == ["small"]
-    assert replay(RECORDS[2], MODELS, [None])["ran"] == ["small", "large"]  # None: always escalate
+    # None: never sure, so the stage is skipped (as Cascade.run does): neither run nor paid.
+    assert replay(RECORDS[2], MODELS, [None]) == {"ran": ["large"], "answered_by": "large", "correct": False,
+                                                  "tokens": 100, "flops": 0.0}
+
+
+def test_a_stage_that_cannot_help_is_skipped_so_the_cascade_never_costs_more_than_the_largest_model():
+    # small is sure (1.0) and wrong on every problem: any threshold that lets it answer loses accuracy,
+    # so reaching the large model's accuracy means skipping small; a skipped stage costs nothing.
+    useless = [{"id": str(i), "stages": {"small": stage(1.0, False, 10), "large": stage(1.0, True, 100)}}
+               for i in range(3)]
+    made = select_thresholds(useless, MODELS, target_accuracy=1.0, relative=True)
+    assert made["thresholds"] == [None] and made["notes"]["target_met"]
+    assert made["notes"]["mean_cost"] == 100.0 and made["notes"]["cost_saved"] == 0.0
+    assert made["notes"]["answered_share"] == {"small": 0.0, "large": 1.0}
 
 
 def test_the_cheapest_thresholds_that_reach_the_target_accuracy_are_chosen():
     # small at 0.5 stops everything (3/4 right, 10 tokens); 0.75 escalates 2 and 4 (4/4, 60 tokens);
-    # 1.0 escalates three (3/4, 85); always escalating is the large model alone (3/4, 110).
+    # 1.0 escalates three (3/4, 85); skipping small is the large model alone (3/4, 100).
     made = select_thresholds(RECORDS, MODELS, target_accuracy=1.0)
     notes = made["notes"]
     assert made["thresholds"] == [0.75] and made["kind"] == "cascade" and made["models"] == MODELS

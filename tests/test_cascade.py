@@ -117,12 +117,22 @@ def test_calibrated_thresholds_are_per_stage(tmp_path):
     assert strategy.thresholds() == {"small": 0.5, "medium": None, "large": None}
     result = solve(strategy, small=small, medium=medium, large=large)
     assert result.answer == "1" and stage_roles(result) == ["small"]  # 0.5 >= 0.5
-    # A null threshold always escalates:
+    # A null threshold (never sure) skips the stage: the model is not called and costs nothing.
     path.write_text(json.dumps({"kind": "cascade", "models": ["small", "medium", "large"], "signal": "agreement",
                                 "thresholds": [None, 0.5]}))
+    small, medium, large = Scripted(["1"], name="s"), Scripted(["3"], name="m"), Scripted(["9"], name="l")
     result = solve(Cascade(models="small,medium,large", n=2, calibration=str(path)),
-                   small=Scripted(["1"]), medium=Scripted(["3"]), large=Scripted(["9"]))
-    assert stage_roles(result) == ["small", "medium"] and result.answer == "3"
+                   small=small, medium=medium, large=large)
+    assert stage_roles(result) == ["medium"] and result.answer == "3" and result.info["answered_by"] == "medium"
+    assert result.info["skipped"] == ["small"] and small.calls == 0 and "small" not in result.usage_by_role
+    # Every stage but the last skipped: the largest model alone.
+    path.write_text(json.dumps({"kind": "cascade", "models": ["small", "medium", "large"], "signal": "agreement",
+                                "thresholds": [None, None]}))
+    small, medium, large = Scripted(["1"], name="s"), Scripted(["3"], name="m"), Scripted(["9"], name="l")
+    result = solve(Cascade(models="small,medium,large", n=2, calibration=str(path)),
+                   small=small, medium=medium, large=large)
+    assert stage_roles(result) == ["large"] and result.answer == "9" and (small.calls, medium.calls) == (0, 0)
+    assert result.info["skipped"] == ["small", "medium"] and result.info["escalations"] == 0
 
 
 def test_bad_options_are_refused_naming_the_option(tmp_path):

@@ -33,7 +33,9 @@ def small_says(request, index):
 
 
 def models(small_cls=Scripted):
-    small, large = small_cls(responder=small_says, name="small"), Scripted(["7"], name="large")
+    # the small model is the cheap one (FLOPs: parameters), or the cascade would skip it
+    small = small_cls(responder=small_says, name="small", params=100)
+    large = Scripted(["7"], name="large", params=1000)
     return small, large, ({"small": small, "large": large}, {"small": "scripted:small", "large": "scripted:7"})
 
 
