@@ -125,7 +125,7 @@ def load_thresholds(path: str | Path, roles: list[str]) -> dict[str, Any]:
     if not isinstance(thresholds, list) or len(thresholds) != len(roles) - 1 \
             or not all(isinstance(t, (int, float)) or t is None for t in thresholds):
         raise ConfigError(f"cascade calibration {source}: 'thresholds' must be {len(roles) - 1} numbers "
-                          "(null: always escalate)")
+                          "(null: skip that stage)")
     if data.get("signal") not in ("agreement", "confidence"):
         raise ConfigError(f"cascade calibration {source}: signal must be 'agreement' or 'confidence'")
     return data

