@@ -219,13 +219,16 @@ def label_summary(folder: Path) -> dict[str, Any]:
         return {key: sum(u.get(key, 0) for u in usages) / n for key in ("tokens", "completion_tokens", "calls")}
 
     roles = sorted({r for row in rows for r in row.get("usage_by_role", {})})
+    # a model alone ("sc-MODEL-nN") ran as the generator role: name the model instead
+    alone = folder.name.split("-")[1] if folder.name.startswith("sc-") else None
     made: dict[str, Any] = {
         "problems": len(rows), "accuracy": sum(bool(r["correct"]) for r in rows) / n,
         **per_problem([r["usage"] for r in rows]),
-        "by_role": {role: per_problem([r["usage_by_role"][role] for r in rows if role in r["usage_by_role"]])
+        "by_role": {(alone if alone and role == "generator" else role):
+                    per_problem([r["usage_by_role"][role] for r in rows if role in r["usage_by_role"]])
                     for role in roles},
     }
-    if folder.name == "cascade" and rows:
+    if folder.name == "cascade" and rows and (folder / "traces.jsonl").exists():  # stored copies may lack traces
         made["answered_share"] = cascade_report(folder)["answered_share"]
     return made
 

@@ -633,7 +633,9 @@ def multi_model_runs(dataset: str) -> Callable[[Path], str]:
             mean = {key: sum(r["usage"][key] for r in rows) / len(rows)
                     for key in ("tokens", "completion_tokens", "flops", "calls")}
             roles = sorted({role for r in rows for role in r.get("usage_by_role", {})})
-            by_role = {role: sum(r["usage_by_role"].get(role, {}).get("tokens", 0) for r in rows) / len(rows)
+            alone = label.split("-")[1] if label.startswith("sc-") else None  # ran as the generator role
+            by_role = {(alone if alone and role == "generator" else role):
+                       sum(r["usage_by_role"].get(role, {}).get("tokens", 0) for r in rows) / len(rows)
                        for role in roles}
             runs[label] = {"rows": rows, "accuracy": sum(bool(r["correct"]) for r in rows) / len(rows), **mean,
                            "by_role": by_role}

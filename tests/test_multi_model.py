@@ -88,6 +88,12 @@ def test_the_summary_gives_usage_per_problem_overall_and_per_role_and_who_answer
     assert (small["completion_tokens"], large["completion_tokens"]) == pytest.approx((3 * 20, 2 / 3 * 3 * 20))
     assert cascade["tokens"] == pytest.approx(small["tokens"] + large["tokens"])
     assert summary["sc-small-n3"]["accuracy"] == pytest.approx(1 / 3) and summary["sc-large-n3"]["accuracy"] == 1
+    # a model alone ran as the generator role; its usage is named by the model
+    assert set(summary["sc-small-n3"]["by_role"]) == {"small"} and set(summary["sc-large-n3"]["by_role"]) == {"large"}
+    # a stored copy without traces (too big to keep) still summarises, without who answered
+    (out / "problems" / "cascade" / "traces.jsonl").unlink()
+    assert main(["--table", str(out)]) == 0
+    assert "answered_share" not in json.loads((out / "summary.json").read_text())["problems"]["cascade"]
     printed = capsys.readouterr().out
     assert "| cascade | 3 | 1.000 | " in printed and "| small 33%, large 67% |" in printed
 
