@@ -741,7 +741,7 @@ def latency_all(name: str) -> Callable[[Path], str]:
     return build
 
 
-ISSUE_18_21 = "sweeps_h200_2026-11-29c"  # issue 18's sweeps and issue 21's certainty probe (one call; some cut)
+ISSUE_18_21 = "sweeps_h200_2026-11-29c"  # issue 18's sweeps (cut, then resumed) and issue 21's certainty probe
 
 
 def paired_throughput(runs: tuple[tuple[str, str, str], ...]) -> Callable[[Path], str]:
@@ -775,45 +775,75 @@ def paired_throughput(runs: tuple[tuple[str, str, str], ...]) -> Callable[[Path]
     return build
 
 
-def _sweep_rows(name: str, dataset: str, strategies: tuple[str, ...]) -> Callable[[Path], str]:
+def _sweep_rows(name: str, dataset: str, strategies: tuple[str, ...], *, offline: bool = False) -> Callable[[Path], str]:
     """Every point of some strategies of one dataset in a sweep folder: accuracy (95 % CI),
-    problems, tokens, generated tokens and calls per problem."""
+    problems, tokens, generated tokens and calls per problem. ``offline`` (sleep-time compute)
+    adds the offline notes' tokens per problem, which the test-time columns leave out: the mean
+    of the point's rows' ``info.sleep_tokens_amortised`` (its context's offline prompt +
+    completion tokens divided by the context's questions; "—" for a label without notes)."""
 
     def build(results: Path) -> str:
-        rows = [r for r in cells(results / ISSUE_18_21 / name) if r["dataset"] == dataset]
+        folder = results / ISSUE_18_21 / name
+        rows = [r for r in cells(folder) if r["dataset"] == dataset]
+        amortised: dict[tuple[str, str], list[float]] = {}
+        if offline:
+            for r in jsonl(folder / "problems.jsonl"):
+                if r["dataset"] == dataset and "sleep_tokens_amortised" in (r.get("info") or {}):
+                    amortised.setdefault((r["strategy"], r["point"]), []).append(r["info"]["sleep_tokens_amortised"])
         body = []
         for strategy in strategies:
             for row in (r for r in rows if r["strategy"] == strategy):
-                body.append([strategy, row["point"], accuracy(row), str(row["n_problems"]), tokens(row),
-                             tokens(row, "completion_tokens"), f"{row['usage']['calls']:.1f}"])
-        return table(["strategy", "point", "accuracy (95 % CI)", "problems", "tokens / problem",
-                      "generated / problem", "calls / problem"], body)
+                line = [strategy, row["point"], accuracy(row), str(row["n_problems"]), tokens(row),
+                        tokens(row, "completion_tokens")]
+                if offline:
+                    shares = amortised.get((strategy, row["point"]))
+                    line.append(f"{sum(shares) / len(shares):,.0f}" if shares else "—")
+                body.append(line + [f"{row['usage']['calls']:.1f}"])
+        header = ["strategy", "point", "accuracy (95 % CI)", "problems", "tokens / problem", "generated / problem"]
+        if offline:
+            header.append("offline notes / problem (amortised, not in tokens)")
+        return table(header + ["calls / problem"], body)
 
     return build
 
 
-def plan_search_common(results: Path) -> str:
-    """PlanSearch against repeated sampling on the HumanEval problems both finished (the call was
-    cut): pass@k over each pool (coverage.json's unbiased estimator, recomputed on those problems
-    from problems.jsonl's per-problem pass@k) and tokens per problem."""
-    from .estimators import pass_at_k
+def plan_search_common(dataset: str, title: str) -> Callable[[Path], str]:
+    """PlanSearch against repeated sampling on the problems of ``dataset`` both finished (a call
+    may cut either): pass@k over each pool (coverage.json's unbiased estimator, recomputed on
+    those problems from problems.jsonl's per-problem pass@k) and tokens per problem. When one
+    strategy finished more problems than that, a second table gives its figures on all of them."""
 
-    rows = jsonl(results / ISSUE_18_21 / "plan_search_code" / "problems.jsonl")
-    rows = [r for r in rows if r["dataset"] == "humaneval"]
-    ids = {s: {r["id"] for r in rows if r["strategy"] == s} for s in ("plan-search", "repeated-sampling")}
-    common = ids["plan-search"] & ids["repeated-sampling"]
-    body = []
-    for strategy in ("plan-search", "repeated-sampling"):
-        points = sorted({r["point"] for r in rows if r["strategy"] == strategy}, key=lambda p: int(p.split("=")[1]))
-        for point in points:
-            mine = [r for r in rows if r["strategy"] == strategy and r["point"] == point and r["id"] in common]
-            k = int(point.split("=")[1])
-            passed = sum(pass_at_k(r["pool"], r["pool_correct"], k) for r in mine) / len(mine)
-            chosen = sum(r["correct"] for r in mine) / len(mine)
-            cost = sum(r["cost"]["tokens"] for r in mine) / len(mine)
-            body.append([strategy, str(k), f"{passed:.3f}", f"{chosen:.3f}", f"{cost:,.0f}"])
-    return (f"HumanEval, the {len(common)} problems both finished:\n\n"
-            + table(["strategy", "k (programs)", "pass@k", "chosen program passes", "tokens / problem"], body))
+    def build(results: Path) -> str:
+        from .estimators import pass_at_k
+
+        rows = jsonl(results / ISSUE_18_21 / "plan_search_code" / "problems.jsonl")
+        rows = [r for r in rows if r["dataset"] == dataset]
+        strategies = ("plan-search", "repeated-sampling")
+        ids = {s: {r["id"] for r in rows if r["strategy"] == s} for s in strategies}
+        common = ids["plan-search"] & ids["repeated-sampling"]
+
+        def body(strategy: str, problems: set[str]) -> list[list[str]]:
+            lines = []
+            points = sorted({r["point"] for r in rows if r["strategy"] == strategy}, key=lambda p: int(p.split("=")[1]))
+            for point in points:
+                mine = [r for r in rows if r["strategy"] == strategy and r["point"] == point and r["id"] in problems]
+                k = int(point.split("=")[1])
+                passed = sum(pass_at_k(r["pool"], r["pool_correct"], k) for r in mine) / len(mine)
+                chosen = sum(r["correct"] for r in mine) / len(mine)
+                cost = sum(r["cost"]["tokens"] for r in mine) / len(mine)
+                lines.append([strategy, str(k), f"{passed:.3f}", f"{chosen:.3f}", f"{cost:,.0f}"])
+            return lines
+
+        header = ["strategy", "k (programs)", "pass@k", "chosen program passes", "tokens / problem"]
+        text = (f"{title}, the {len(common)} problems both finished:\n\n"
+                + table(header, [line for s in strategies for line in body(s, common)]))
+        for strategy in strategies:
+            if len(ids[strategy]) > len(common):
+                text += (f"\n{title}, {strategy} alone on the {len(ids[strategy])} problems it finished:\n\n"
+                         + table(header, body(strategy, ids[strategy])))
+        return text
+
+    return build
 
 
 def two_gpu(folder: str, rounds: tuple[str, ...]) -> Callable[[Path], str]:
@@ -890,9 +920,13 @@ TABLES: dict[str, Callable[[Path], str]] = {
         ("`vllm serve` (`serve_throughput`)", "serve_throughput_h200_issue19_2026-11-29.json", "raw"))),
     "certainty-probe:gsm8k": _sweep_rows("certainty_probe_gsm8k", "gsm8k", ("self-consistency", "certainty-probe")),
     "sift:gsm8k": _sweep_rows("sift_gsm8k", "gsm8k", ("self-consistency", "sift rounds=0", "sift", "sift rounds=2")),
-    "plan-search:humaneval": plan_search_common,
+    "plan-search:humaneval": plan_search_common("humaneval", "HumanEval"),
+    "plan-search:mbpp": plan_search_common("mbpp", "MBPP (sanitized, test split)"),
     "sleep-time:stateful-gsm8k": _sweep_rows("sleep_time_gsm8k", "stateful-gsm8k", ("self-consistency", "sleep-time",
-                                                                                      "sleep-time-off")),
+                                                                                      "sleep-time-off"), offline=True),
+    "sleep-time:stateful-gsm8k-generated": _sweep_rows("sleep_time_gsm8k_generated", "stateful-gsm8k",
+                                                       ("self-consistency", "sleep-time", "sleep-time-off"),
+                                                       offline=True),
     "cheatsheet:game24": _sweep_rows("cheatsheet_game24", "game24", ("self-consistency", "cheatsheet", "cheatsheet-n4",
                                                                       "cheatsheet-off")),
     "latency:h200-2026-11-22": latency_all("latency_h200_2026-11-22.json"),

@@ -228,7 +228,7 @@ def test_the_sweep_config_runs_sleep_time_against_self_consistency(tmp_path, mon
     from reasoning.benchmarks.sweep import SweepConfig
 
     path = Path(__file__).resolve().parent.parent / "benchmarks" / "sweeps" / "sleep_time_gsm8k.yaml"
-    assert "sleep-time-off never started" in path.read_text()  # the header says what was published
+    assert "resumed to completion" in path.read_text()  # the header says what was published
     config = SweepConfig.from_file(path, out="unused")
     assert config.datasets == ["stateful-gsm8k"] and config.budget_grid == {"tokens": [384, 768, 1536, 3072]}
     monkeypatch.chdir(tmp_path)  # the notes file is relative to the working directory
