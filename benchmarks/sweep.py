@@ -349,14 +349,18 @@ class Sweep:
             self.size_option[spec.key] = option if option in options_of(get(spec.name)) else None
             self.strategies[spec.key] = self._create(spec)
 
-    @staticmethod
-    def _create(spec: StrategySpec, **overrides: Any) -> Strategy:
+    def _create(self, spec: StrategySpec, **overrides: Any) -> Strategy:
         from reasoning.strategies import create
         from reasoning.verifiers import make_verifier
 
         options = {**spec.options, **overrides}
         if isinstance(options.get("verifier"), str):  # a verifier by name, as on the command line
             options["verifier"] = make_verifier(options["verifier"])
+        if isinstance(options.get("memory"), str) and not Path(options["memory"]).is_absolute():
+            # a memory that grows over the run (cheatsheet, sleep-time's notes) lives with the
+            # sweep's rows, so a resume elsewhere (another machine, another working directory)
+            # continues it instead of starting an empty one
+            options["memory"] = str(self.out / options["memory"])
         return create(spec.name, **options)
 
     # -- setup ---------------------------------------------------------------------

@@ -309,11 +309,21 @@ def test_the_sweep_config_runs_cheatsheet_in_order_against_self_consistency_and_
     options = {s.key: s.options for s in config.strategies}
     assert options["cheatsheet-off"]["learn"] is False and options["cheatsheet"]["n"] == 1
     assert len({o.get("memory") for k, o in options.items() if k.startswith("cheatsheet") and k != "cheatsheet-off"}) == 2
-    monkeypatch.chdir(tmp_path)  # the memory files are relative to the working directory
+    monkeypatch.chdir(tmp_path)
     assert main(["sweep", "--config", str(path), "--backend", "scripted:13", "--limit", "3", "--out", "cs"]) == 0
     rows = [json.loads(line) for line in (tmp_path / "cs" / "problems.jsonl").read_text().splitlines()]
     assert {r["strategy"] for r in rows} == {"self-consistency", "cheatsheet", "cheatsheet-n4", "cheatsheet-off"}
-    assert (tmp_path / "cheatsheet_game24_n1.sqlite").exists() and not (tmp_path / "cheatsheet-off.sqlite").exists()
+    # a relative memory file lives in the sweep's out folder, with its rows, not in the working directory
+    assert sorted(p.name for p in (tmp_path / "cs").glob("cheatsheet_game24_n*.sqlite")) == [
+        "cheatsheet_game24_n1.sqlite", "cheatsheet_game24_n4.sqlite"]
+    assert not list(tmp_path.glob("cheatsheet_game24_n*.sqlite"))
+    # so a resume from another working directory continues that memory instead of starting an empty one
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["sweep", "--config", str(path), "--backend", "scripted:13", "--limit", "4",
+                 "--out", str(tmp_path / "cs")]) == 0
+    assert not list(elsewhere.glob("cheatsheet_game24_n*.sqlite"))
 
 
 ASKS_TO_RUN = "Let me compute it.\n```python\nprint(6 * 4, 'from the sandbox')\n```\nEXECUTE CODE!"
