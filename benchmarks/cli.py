@@ -265,9 +265,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .report import render
+    from .run import stored
 
     out = Path(args.out)
-    if not (out / "problems.jsonl").is_file() or not (out / "config.json").is_file():
+    if not stored(out / "problems.jsonl").is_file() or not (out / "config.json").is_file():
         raise ConfigError(f"{out} is not a sweep folder (no problems.jsonl / config.json)")
     print(render(out, resummarise=True))
     return 0

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .datasets import load_items
-from .run import read_rows
+from .run import read_rows, stored
 
 
 def halves(rows: Sequence[dict[str, Any]], order: Sequence[str]) -> dict[str, Any]:
@@ -37,7 +37,7 @@ def halves(rows: Sequence[dict[str, Any]], order: Sequence[str]) -> dict[str, An
 
 def report(out: Path) -> list[dict[str, Any]]:
     """One line per (dataset, strategy, point) of a run or sweep folder."""
-    if (out / "problems.jsonl").exists():
+    if stored(out / "problems.jsonl").exists():
         rows = read_rows(out / "problems.jsonl")
         groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
         for row in rows:

@@ -36,7 +36,14 @@ MARKER = re.compile(r"(<!-- table: (?P<name>[\w:.-]+) -->\n)(?P<body>.*?)(<!-- /
 
 # -- reading ------------------------------------------------------------------------------
 def jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """A JSONL file's rows, or its stored compressed copy's (``run.stored``: ``path.gz``)."""
+    import gzip
+
+    from .run import stored
+
+    found = stored(path)
+    text = gzip.decompress(found.read_bytes()).decode() if found != path else path.read_text()
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def cells(folder: Path) -> list[dict[str, Any]]:
@@ -242,8 +249,7 @@ def accounting_change(results: Path) -> str:
     on the same samples: the pool's prompt is its tokens minus its completion tokens."""
     body = []
     for dataset, label in (("gsm8k", "GSM8K-200"), ("math500", "MATH-500-100")):
-        rows = [json.loads(line) for line in
-                (results / OLD_SWEEPS / f"sc_vs_genrm_{dataset}" / "problems.jsonl").read_text().splitlines()]
+        rows = jsonl(results / OLD_SWEEPS / f"sc_vs_genrm_{dataset}" / "problems.jsonl")
         for n in (1, 4, 16, 64):
             picked = [r for r in rows if r["strategy"] == "self-consistency" and r["point"] == f"n={n}"]
             old_tokens = sum(r["cost"]["tokens"] for r in picked) / len(picked)
@@ -289,8 +295,7 @@ def kinetics(results: Path) -> str:
     model = KineticsCost(SWEEP_SHAPE)
     body = []
     for dataset, label in (("gsm8k", "GSM8K-200"), ("math500", "MATH-500-100")):
-        rows = [json.loads(line) for line in
-                (results / SWEEPS / f"sc_vs_genrm_{dataset}" / "problems.jsonl").read_text().splitlines() if line.strip()]
+        rows = jsonl(results / SWEEPS / f"sc_vs_genrm_{dataset}" / "problems.jsonl")
         for row in rows:
             found = prefill_params(row) if row.get("mode") == "reuse" else None
             if found is not None and abs(found - SWEEP_SHAPE.params) > 1:

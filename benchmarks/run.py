@@ -65,9 +65,35 @@ class RunConfig(BaseModel):
     out: str
 
 
+def stored(path: Path) -> Path:
+    """``path``, or its gzip-compressed copy ``path.gz`` when only that exists: finished result
+    folders keep their big JSONL files compressed (every GPU call carries the repository)."""
+    packed = path.with_name(path.name + ".gz")
+    return packed if not path.exists() and packed.exists() else path
+
+
+def unpack(path: Path) -> None:
+    """Before appending to ``path``: a compressed stored copy (``path.gz``) becomes the plain
+    file again, so a resumed folder keeps one append-only file."""
+    packed = path.with_name(path.name + ".gz")
+    if not path.exists() and packed.exists():
+        import gzip
+        import shutil
+
+        with gzip.open(packed, "rb") as source, path.open("wb") as target:
+            shutil.copyfileobj(source, target)
+        packed.unlink()
+
+
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """The complete rows of an append-only JSONL results file, in order; a truncated last line
-    (killed mid-write) is cut from the file so that appending can resume after it."""
+    (killed mid-write) is cut from the file so that appending can resume after it. A file
+    stored compressed (``path.gz``, see ``stored``) is read as it is."""
+    if stored(path) != path:
+        import gzip
+
+        with gzip.open(stored(path), "rt", encoding="utf-8") as handle:
+            return [json.loads(line) for line in handle if line.strip()]
     if not path.exists():
         return []
     rows: list[dict[str, Any]] = []

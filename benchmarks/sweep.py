@@ -74,7 +74,7 @@ from reasoning.strategy import Outcome, SampleReuse, Strategy
 from .compute import H100_INTENSITY, KINETICS_INTENSITY, ComputeModel, ModelShape
 from .datasets import Item, load_items
 from .estimators import MIN_FIT_POINTS, bootstrap_ci, coverage_curve, fit_coverage, saturation, subset_mean
-from .run import _Appender, check_resume, grade_item, read_rows, solve_options
+from .run import _Appender, check_resume, grade_item, read_rows, solve_options, unpack
 from .scaling_models import MIN_POINTS, fit_ttspm
 
 BUDGET_KINDS = tuple(limit for limit in LIMITS if limit != "seconds")  # seconds are not comparable across runs
@@ -415,6 +415,7 @@ class Sweep:
     async def run(self) -> dict[str, Any]:
         self.out.mkdir(parents=True, exist_ok=True)
         self._check_identity()
+        unpack(self.out / "problems.jsonl")  # a stored, compressed folder resumes as a plain one
         done = read_done_rows(self.out / "problems.jsonl")
         items = {name: load_items(name, self.config.limit) for name in self.config.datasets}
         jobs = self._jobs(items, done)

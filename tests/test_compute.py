@@ -111,10 +111,7 @@ def test_on_the_half_billion_model_the_extended_weight_term_dominates_and_kineti
 
 @pytest.mark.skipif(not (results_tables.RESULTS / results_tables.SWEEPS).is_dir(), reason="raw results ship only in a checkout")
 def test_the_kinetics_table_uses_the_shape_the_sweeps_ran_with(monkeypatch):
-    import json
-
-    path = results_tables.RESULTS / results_tables.SWEEPS / "sc_vs_genrm_gsm8k" / "problems.jsonl"
-    row = json.loads(path.read_text().splitlines()[0])
+    row = results_tables.jsonl(results_tables.RESULTS / results_tables.SWEEPS / "sc_vs_genrm_gsm8k" / "problems.jsonl")[0]
     assert results_tables.prefill_params(row) == pytest.approx(494_032_768, abs=1)
     monkeypatch.setattr(results_tables, "SWEEP_SHAPE", ModelShape(358_000_000, 24, 896, 128))
     with pytest.raises(ValueError, match="imply P = 494,032,768"):

@@ -418,6 +418,37 @@ def test_a_killed_sweep_resumes_without_regenerating(tmp_path):
         run(other.run())
 
 
+def test_a_stored_compressed_sweep_folder_reads_reports_and_resumes_as_one_plain_file(tmp_path):
+    """Finished result folders keep problems.jsonl gzip-compressed (every GPU call carries the
+    repository): tables and reports read it as is, and a resume turns it back into the one
+    append-only file instead of starting a second one beside it."""
+    import gzip
+
+    from reasoning.benchmarks.cli import main as bench
+    from reasoning.benchmarks.run import read_rows
+
+    golds = gsm8k_gold(4)
+    strategies = [{"name": "self-consistency"}]
+    sweep, cached = make_sweep(tmp_path, Scripted(responder=per_problem_responder(2, golds)), strategies=strategies,
+                               n=[1, 4], limit=3)
+    run(sweep.run())
+    run(cached.aclose())
+    problems = tmp_path / "sweep" / "problems.jsonl"
+    plain = problems.read_bytes()
+    packed = problems.with_name("problems.jsonl.gz")
+    packed.write_bytes(gzip.compress(plain))
+    problems.unlink()
+    assert read_rows(problems) == [json.loads(line) for line in plain.splitlines()]
+    assert bench(["report", str(tmp_path / "sweep")]) == 0
+    # one more problem: the stored rows are kept, the new ones appended, only the new problem generated
+    again = Scripted(responder=per_problem_responder(2, golds))
+    sweep2, cached2 = make_sweep(tmp_path, again, strategies=strategies, n=[1, 4], limit=4)
+    summary = run(sweep2.run())
+    run(cached2.aclose())
+    assert not packed.exists() and problems.read_bytes().startswith(plain)
+    assert again.calls == 1 and all(cell["n_problems"] == 4 for cell in summary["cells"])
+
+
 def test_genrm_pools_are_reused_with_verification_cost_per_candidate(tmp_path):
     def respond(req: GenerationRequest, i: int) -> str:
         text = req.prompt_text()
