@@ -8,7 +8,9 @@ equal width: each strategy is built with its size option (``n``, ``paths``, ``ma
 
     python -m reasoning.benchmarks.latency --backend vllm:/root/model --dataset gsm8k --limit 30 --paths 8
     python -m reasoning.benchmarks.latency --backend vllm:/root/model --strategies all --limit 10 \
-        --max-seconds-per-strategy 7 --max-seconds-per-strategy parallel-thinking=25 --out latency_all.json
+        --max-seconds-per-strategy 25 --max-seconds-per-strategy dvts=45 --out latency_all.json
+
+(docs/vllm.md "Strategy latency" has the GPU commands and their expected length.)
 
 ``--strategies``: ``all`` (every registered strategy, in registry order after the three
 below), or a comma-separated list of names; default ``greedy,self-consistency,parallel-thinking``
@@ -17,20 +19,38 @@ with RESULTS.md's first latency run (one batched call of identical paths, clippe
 label ``parallel-thinking paths=P``, as in the stored JSON) and with its defaults (one hinted
 path group per path: ``parallel-thinking paths=P, default options``); its synthesis is
 bound by ``--max-tokens`` as every path is (``synthesis_tokens``; 512 in the stored run).
+``deepconf`` runs online (its default: label ``deepconf n=P``) on a backend that stops traces
+while they run (vLLM built with ``confidence_stop=1``); on any other it is measured in its
+offline mode (every trace in full, then the confidence filter), labelled ``deepconf n=P,
+offline``, rather than recorded as an error. At P up to its warm-up (16 by default) the two are
+the same work: online's warm-up is clipped to P, so it samples all P traces in full in one call
+and has none left to stop. (Building the engine with ``confidence_stop=1`` would move the whole
+vLLM engine to its Model Runner V1, and every other strategy of the run with it.)
+
+``--role NAME=SPEC[@API_BASE]`` (repeatable, as for ``reasoning-bench run``): another model under
+a role name, for the strategies that need several (``atts``: ``draft`` and ``target``;
+``cascade``: ``small`` and ``large``). A role whose spec is ``--backend``'s, or another role's,
+shares that backend (one engine, loaded once). Without them those strategies get no figure and
+their ``reason`` says which roles they need.
 
 Per strategy: p50 and p95 seconds per problem (linear interpolation between order statistics,
 as numpy's default), median and mean, mean completion tokens, tokens and calls per problem,
-and p50 / p95 over self-consistency's. Parallel thinking's latency is split into phases from
+the ids of the problems timed (in order), and ``vs_sc``: its p50 / p95 over self-consistency's
+**on the same problems** (``problems``: those both timed; problems are solved in order, so with
+a cut strategy that is the first k). Parallel thinking's latency is split into phases from
 each problem's trace: until the first path's call ends, until the last one ends, the gap
 before the synthesis call starts (voting, the prompt) and the synthesis call itself.
 
 ``--max-seconds-per-strategy`` S (or NAME=S for one strategy; repeatable): a strategy's
 problems stop once S seconds are spent on it, and a problem still running then is cancelled
 (its engine request aborted) and not counted: its ``status`` says so, and its p95 is then
-biased low (the slow problems are the ones left out). A strategy that raises (e.g. one that
-needs a capability the backend lacks) is recorded with its error and the run goes on. The JSON
-(``--out``) is rewritten after every strategy, so a run cut off loses only the strategy in
-progress. Warm-up: the first problem of each strategy is solved twice and its first time dropped.
+biased low (the slow problems are the ones left out). The baselines (``greedy``,
+``self-consistency``) are never cut by the plain S, only by their own NAME=S: every ratio needs
+self-consistency's time on the same problems. A strategy that gets no figure (cut before its
+first problem, an error, roles not given) is recorded with its ``status`` and a plain
+``reason``, and the run goes on. The JSON (``--out``) is rewritten after every strategy, so a
+run cut off loses only the strategy in progress. Warm-up: the first problem of each strategy is
+solved twice and its first time dropped (the warm-up counts against the strategy's seconds).
 """
 
 from __future__ import annotations
@@ -41,6 +61,7 @@ import json
 import math
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -56,6 +77,8 @@ from .datasets import load_items
 
 DEFAULT_STRATEGIES = "greedy,self-consistency,parallel-thinking"
 SC = "self-consistency"
+# The baselines every ratio needs: a plain --max-seconds-per-strategy never cuts them.
+BASELINES = ("greedy", SC)
 # The options published with RESULTS.md's first latency run (parallel-thinking's defaults
 # before issue 22): the paths are one batched call of the same prompt, clipped and labelled.
 PUBLISHED_PT = {"groups": 1, "hints": False, "path_chars": 2000, "label_answers": True}
@@ -72,12 +95,16 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def variants(names: list[str], paths: int, max_tokens: int) -> list[tuple[str, str, dict[str, Any]]]:
-    """(label, registry name, options) of each strategy to measure, at width ``paths``."""
+def variants(names: list[str], paths: int, max_tokens: int,
+             stops_traces: bool = True) -> list[tuple[str, str, dict[str, Any]]]:
+    """(label, registry name, options) of each strategy to measure, at width ``paths``;
+    ``stops_traces``: the backend can stop traces while they run (else deepconf is offline)."""
     out = []
     for name in names:
         size = available()[name].size_option
-        if name == "parallel-thinking":  # its synthesis is bound by --max-tokens too (512: the stored run's)
+        if name == "deepconf" and not stops_traces:
+            out.append((f"{name} {size}={paths}, offline", name, {"n": paths, "mode": "offline"}))
+        elif name == "parallel-thinking":  # its synthesis is bound by --max-tokens too (512: the stored run's)
             out.append((f"{name} paths={paths}", name, {"paths": paths, "synthesis_tokens": max_tokens, **PUBLISHED_PT}))
             out.append((f"{name} paths={paths}, default options", name, {"paths": paths, "synthesis_tokens": max_tokens}))
         else:
@@ -111,20 +138,22 @@ def parallel_thinking_phases(trace: Any) -> dict[str, float] | None:
             "synthesis_s": synthesis.ended - synthesis.started}
 
 
-def summary(seconds: list[float], tokens: list[int], completion: list[int], calls: list[float]) -> dict[str, Any]:
+def summary(seconds: list[float], tokens: list[int], completion: list[int], calls: list[float],
+            ids: list[str] | None = None) -> dict[str, Any]:
     return {
         "problems": len(seconds),
         "p50_s": percentile(seconds, 0.5), "p95_s": percentile(seconds, 0.95),
         "median_s": statistics.median(seconds), "mean_s": statistics.fmean(seconds),
         "mean_completion_tokens": statistics.fmean(completion), "mean_tokens": statistics.fmean(tokens),
-        "mean_calls": statistics.fmean(calls), "seconds": seconds,
+        "mean_calls": statistics.fmean(calls), "seconds": seconds, **({} if ids is None else {"ids": ids}),
     }
 
 
 async def measure_one(strategy: Any, items: list, backend: Any, sampling: Sampling, deadline: float | None,
-                      phases: bool) -> dict[str, Any]:
-    """One strategy over ``items``: its summary, ``status`` and (``phases``) parallel-thinking phases."""
-    seconds, tokens, completion, calls, split = [], [], [], [], []
+                      phases: bool, roles: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One strategy over ``items`` (in order, one at a time): its summary, ``status`` and
+    (``phases``) parallel-thinking phases; ``roles``: the other models, by role name."""
+    seconds, tokens, completion, calls, split, ids = [], [], [], [], [], []
     started = time.perf_counter()
     status = "done"
     for index, item in enumerate(items):
@@ -137,7 +166,8 @@ async def measure_one(strategy: Any, items: list, backend: Any, sampling: Sampli
                 break
             began = time.perf_counter()
             try:
-                solve = asolve(Problem(item.problem, item.id), strategy, backend, sampling=sampling)
+                solve = asolve(Problem(item.problem, item.id), strategy, backend, sampling=sampling,
+                               backends=roles or None)
                 result = await (solve if left is None else asyncio.wait_for(solve, left))
             except TimeoutError:
                 result = None
@@ -147,6 +177,7 @@ async def measure_one(strategy: Any, items: list, backend: Any, sampling: Sampli
             status = f"cut at {deadline:g} s after {len(seconds)} of {len(items)} problems"
             break
         seconds.append(elapsed)
+        ids.append(str(item.id))
         tokens.append(result.usage.tokens)
         completion.append(result.usage.completion_tokens)
         calls.append(result.usage.calls)
@@ -154,7 +185,7 @@ async def measure_one(strategy: Any, items: list, backend: Any, sampling: Sampli
             split.append(found)
     if not seconds:
         return {"problems": 0, "status": status}
-    report = {**summary(seconds, tokens, completion, calls), "status": status}
+    report = {**summary(seconds, tokens, completion, calls, ids), "status": status}
     if split:
         report["phases"] = {key: {"p50_s": percentile([p[key] for p in split], 0.5),
                                   "p95_s": percentile([p[key] for p in split], 0.95),
@@ -164,18 +195,70 @@ async def measure_one(strategy: Any, items: list, backend: Any, sampling: Sampli
     return report
 
 
+def same_problems(figures: dict[str, Any], sc: dict[str, Any]) -> tuple[list[float], list[float]]:
+    """A strategy's seconds and self-consistency's on the problems both timed, in the
+    strategy's order: matched by id where both runs stored (distinct) ids, else the first k of each (a run
+    solves its problems in order, one at a time, and a cut one stops, so its k timed problems
+    are the first k)."""
+    if "ids" in figures and "ids" in sc and len(set(figures["ids"])) == len(figures["ids"]) \
+            and len(set(sc["ids"])) == len(sc["ids"]):
+        theirs = dict(zip(sc["ids"], sc["seconds"], strict=True))
+        pairs = [(mine, theirs[i]) for i, mine in zip(figures["ids"], figures["seconds"], strict=True) if i in theirs]
+    else:
+        k = min(len(figures["seconds"]), len(sc["seconds"]))
+        pairs = list(zip(figures["seconds"][:k], sc["seconds"][:k]))
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def ratio_to_sc(figures: dict[str, Any], sc: dict[str, Any]) -> dict[str, Any] | None:
+    """p50 and p95 of the strategy over self-consistency's on the same problems, and how many
+    (``problems``); None when they timed no problem in common."""
+    mine, theirs = same_problems(figures, sc)
+    if not mine:
+        return None
+    return {"problems": len(mine), "p50": percentile(mine, 0.5) / percentile(theirs, 0.5),
+            "p95": percentile(mine, 0.95) / percentile(theirs, 0.95)}
+
+
 def ratios(report: dict[str, Any], paths: int) -> None:
-    """Each strategy's p50 / p95 over self-consistency's (``vs_sc``), and the stored run's
-    ``parallel_thinking_over_sc`` (median and mean), where both were measured."""
+    """Each strategy's p50 / p95 over self-consistency's on the same problems (``vs_sc``), and
+    the stored run's ``parallel_thinking_over_sc`` (median and mean, the same problems), where
+    both were measured."""
     sc = report["strategies"].get(f"{SC} n={paths}")
     if not sc or not sc.get("problems"):
         return
     for figures in report["strategies"].values():
-        if figures.get("problems"):
-            figures["vs_sc"] = {"p50": figures["p50_s"] / sc["p50_s"], "p95": figures["p95_s"] / sc["p95_s"]}
+        if figures.get("problems") and (found := ratio_to_sc(figures, sc)) is not None:
+            figures["vs_sc"] = found
     pt = report["strategies"].get(f"parallel-thinking paths={paths}")
     if pt and pt.get("problems"):
-        report["parallel_thinking_over_sc"] = {"median": pt["median_s"] / sc["median_s"], "mean": pt["mean_s"] / sc["mean_s"]}
+        mine, theirs = same_problems(pt, sc)
+        if mine:
+            report["parallel_thinking_over_sc"] = {"median": statistics.median(mine) / statistics.median(theirs),
+                                                   "mean": statistics.fmean(mine) / statistics.fmean(theirs),
+                                                   "problems": len(mine)}
+
+
+def no_figure_reason(status: str) -> str:
+    """Why a strategy has no figure, in plain words, from its ``status``."""
+    if (cut := re.match(r"cut at (\S+) s after 0 of", status)):
+        return (f"cut: not one problem finished within its {cut[1]} s (the warm-up solve counts); "
+                "give it a longer NAME=SECONDS")
+    if (roles := re.search(r"names roles with no backend: ([^;]+);", status)):
+        return f"not run: needs the roles {roles[1]} (--role NAME=SPEC), not given"
+    if "no backend" in status and "--role" in status:
+        return "not run: needs roles not given (--role NAME=SPEC): " + status.removeprefix("error: ").split(";")[0]
+    if "deepconf online needs a backend that stops traces" in status:
+        return ("not run: online DeepConf needs an engine that stops traces (vllm:PATH?confidence_stop=1); "
+                "since fixed: on any other backend it is measured offline")
+    return status.split(";")[0]
+
+
+def deadline_for(name: str, given: dict[str | None, float]) -> float | None:
+    """The seconds ``name`` may take: its own NAME=SECONDS, else (not for the baselines) the plain one."""
+    if name in given:
+        return given[name]
+    return None if name in BASELINES else given.get(None)
 
 
 def deadlines(given: list[str], parser: argparse.ArgumentParser) -> dict[str | None, float]:
@@ -201,27 +284,49 @@ def write(report: dict[str, Any], out: str | None) -> None:
     os.replace(partial, out)
 
 
+def build_roles(backend_spec: str, backend: Any, given: list[str]) -> dict[str, Any]:
+    """``--role NAME=SPEC[@API_BASE]`` -> {name: backend}: a spec already built (``--backend``'s
+    or another role's) shares that backend."""
+    from .cli import _parse_roles
+
+    built: dict[tuple[str, str | None], Any] = {(backend_spec, None): backend}
+    roles = {}
+    for name, (spec, base) in _parse_roles(given).items():
+        if (spec, base) not in built:
+            built[spec, base] = from_spec(spec) if base is None else from_spec(spec, api_base=base)
+        roles[name] = built[spec, base]
+    return roles
+
+
 async def measure(args: argparse.Namespace) -> dict:
-    chosen = variants(strategy_names(args.strategies), args.paths, args.max_tokens)
     backend = from_spec(args.backend)
-    await backend.load()
+    roles = build_roles(args.backend, backend, args.role)
+    chosen = variants(strategy_names(args.strategies), args.paths, args.max_tokens,
+                      stops_traces=backend.capabilities.confidence_stop)
+    engines = list(dict.fromkeys([backend, *roles.values()]))
     items = load_items(args.dataset, args.limit)
     sampling = Sampling(max_tokens=args.max_tokens, temperature=0.7)
     report: dict = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "backend": backend.describe(),
                     "machine": platform.platform(), "dataset": args.dataset, "problems": len(items),
                     "paths": args.paths, "max_tokens": args.max_tokens,
                     "max_seconds_per_strategy": {name or "*": seconds for name, seconds in args.deadlines.items()},
+                    "baselines_uncut": list(BASELINES),
                     "command": "python -m reasoning.benchmarks.latency " + " ".join(args.argv), "strategies": {}}
+    if roles:
+        report["roles"] = {name: role.describe() for name, role in roles.items()}
     try:
+        for engine in engines:
+            await engine.load()
         for label, name, options in chosen:
             try:
                 strategy = create(name, **options)
-                figures = await measure_one(strategy, items, backend, sampling,
-                                            args.deadlines.get(name, args.deadlines.get(None)),
-                                            phases=name == "parallel-thinking")
+                figures = await measure_one(strategy, items, backend, sampling, deadline_for(name, args.deadlines),
+                                            phases=name == "parallel-thinking", roles=roles)
                 figures["options"] = strategy.describe()
-            except Exception as failed:  # noqa: BLE001 - recorded; one strategy's failure must not end a GPU call
+            except Exception as failed:  # noqa: BLE001 - recorded (roles not given, ...); one failure must not end a GPU call
                 figures = {"problems": 0, "status": f"error: {type(failed).__name__}: {failed}"}
+            if not figures.get("problems"):
+                figures["reason"] = no_figure_reason(figures["status"])
             report["strategies"][label] = figures
             ratios(report, args.paths)
             write(report, args.out)
@@ -230,12 +335,14 @@ async def measure(args: argparse.Namespace) -> dict:
                       f"tokens {figures['mean_tokens']:8.1f}  calls {figures['mean_calls']:5.1f}  {figures['status']}",
                       flush=True)
             else:
-                print(f"{label:44} {figures['status']}", flush=True)
+                print(f"{label:44} {figures['reason']}", flush=True)
     finally:
-        await backend.aclose()
+        for engine in engines:
+            await engine.aclose()
     for label, figures in report["strategies"].items():
         if "vs_sc" in figures:
-            print(f"{label:44} vs self-consistency: p50 {figures['vs_sc']['p50']:.2f}x  p95 {figures['vs_sc']['p95']:.2f}x")
+            print(f"{label:44} vs self-consistency on the same {figures['vs_sc']['problems']} problems: "
+                  f"p50 {figures['vs_sc']['p50']:.2f}x  p95 {figures['vs_sc']['p95']:.2f}x")
     return report
 
 
@@ -250,7 +357,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="'all' or a comma-separated list of registered strategies")
     parser.add_argument("--max-seconds-per-strategy", action="append", default=[], metavar="[NAME=]SECONDS",
                         help="stop a strategy after this many seconds (a problem in flight is cancelled); "
-                             "NAME=SECONDS for one strategy (repeatable)")
+                             "NAME=SECONDS for one strategy (repeatable); the baselines (greedy, "
+                             "self-consistency) only by their own NAME=SECONDS")
+    parser.add_argument("--role", action="append", default=[], metavar="NAME=SPEC[@API_BASE]",
+                        help="another model under a role name, repeatable, SPEC as for --backend (atts: "
+                             "draft, target; cascade: small, large); a spec given twice is one backend")
     parser.add_argument("--out", help="write the report as JSON here (after every strategy)")
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)

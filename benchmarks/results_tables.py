@@ -701,43 +701,80 @@ LATENCY_PHASES = {"first_path_s": "first path's call ends", "last_path_s": "last
                   "gap_s": "gap: last path to the synthesis call (vote, prompt)", "synthesis_s": "synthesis call"}
 
 
-def latency_all(name: str) -> Callable[[Path], str]:
+def latency_all(name: str, second: str | None = None) -> Callable[[Path], str]:
     """``benchmarks/latency.py``: per strategy, p50 / p95 seconds per problem (one problem at a
-    time), each over self-consistency's at the same width, tokens and calls per problem; then
-    parallel thinking's phases from its traces. A run from before p50 / p95 were stored (the
-    first, 2026-11-22) gets them from its per-problem seconds, and "–" for what it did not
-    record. Before a run is stored under ``name`` the table says so instead of failing."""
-    from .latency import percentile
+    time), each over self-consistency's **on the same problems** (``latency.ratio_to_sc``,
+    recomputed from the per-problem seconds: a strategy cut after k problems is compared with
+    SC's first k), tokens and calls per problem, and in plain words why a strategy has no
+    figure; then parallel thinking's phases from its traces. ``second``: a second call's JSON
+    (the strategies that need roles, with its own SC; its engines differ): a
+    strategy without a figure in the first call takes the second's, and the second's other
+    strategies follow, each against the second call's SC. A run from before p50 / p95 were
+    stored (the first, 2026-11-22) gets them from its per-problem seconds, and "–" for what it
+    did not record. Before a run is stored under ``name`` (or ``second``) the table says so
+    instead of failing."""
+    from .latency import no_figure_reason, percentile, ratio_to_sc
+
+    def rows(data: dict[str, Any], note: str = "") -> dict[str, list[str]]:
+        """{label: row} of one call, each timed strategy against that call's SC."""
+        strategies = data["strategies"]
+        sc = next((s for label, s in strategies.items() if label.startswith("self-consistency ") and s.get("seconds")),
+                  None)
+        out = {}
+        for label, s in strategies.items():
+            if not s.get("seconds"):
+                reason = s.get("reason") or no_figure_reason(s.get("status", ""))
+                out[label] = [label, "0", "–", "–", "–", "–", "–", "–", "–", "–", "; ".join(filter(None, [note, reason]))]
+                continue
+            ratio = None if sc is None else ratio_to_sc(s, sc)
+            status = "" if s.get("status", "done") == "done" else s["status"]
+            out[label] = [label, str(len(s["seconds"])), f"{percentile(s['seconds'], 0.5):.2f}",
+                          f"{percentile(s['seconds'], 0.95):.2f}",
+                          *(("–", "–", "–") if ratio is None else
+                            (str(ratio["problems"]), f"**{ratio['p50']:.2f}×**", f"**{ratio['p95']:.2f}×**")),
+                          *("–" if key not in s else f"{s[key]:,.{digits}f}"
+                            for key, digits in (("mean_tokens", 0), ("mean_completion_tokens", 0), ("mean_calls", 1))),
+                          "; ".join(filter(None, [note, status]))]
+        return out
+
+    def described(data: dict[str, Any]) -> str:
+        command = f"`{data['command']}`" if "command" in data else "as above (not stored with this run)"
+        return (f"{command}; {data['dataset']}, {data['problems']} problems, width {data.get('paths', '–')}, "
+                f"max_tokens {data.get('max_tokens', '–')}; {data['backend'].get('backend')} on {data['machine']}, "
+                f"{data['date']}.")
 
     def build(results: Path) -> str:
         if not (results / name).is_file():
             return f"No run stored yet (`benchmarks/results/{name}`): the command is in docs/vllm.md.\n"
         data = load(results, name)
-        timed = {label: {"p50_s": percentile(s["seconds"], 0.5), "p95_s": percentile(s["seconds"], 0.95), **s}
-                 for label, s in data["strategies"].items() if s.get("seconds")}
-        sc = next((s for label, s in timed.items() if label.startswith("self-consistency ")), None)
-        body, phases = [], []
+        body = rows(data)
+        lines = [("Call 1: " if second else "Command: ") + described(data)]
+        if second and (results / second).is_file():
+            other = load(results, second)
+            lines.append("Call 2 (rows marked \"call 2\", each against call 2's own self-consistency): "
+                         + described(other))
+            for label, row in rows(other, "call 2").items():
+                if label in body and body[label][1] == "0":
+                    body[label] = row  # no figure in call 1: call 2's
+                elif label in body:
+                    body[f"{label} (call 2)"] = [f"{label} (call 2)", *row[1:]]
+                else:
+                    body[label] = row
+        elif second:
+            lines.append(f"Call 2 (the strategies that need roles: atts, cascade): no run stored yet "
+                         f"(`benchmarks/results/{second}`; the command is in docs/vllm.md).")
+        lines.append("p50 / SC and p95 / SC: the strategy's p50 (p95) over self-consistency's on the same problems, "
+                     "\"vs SC over\" of them (problems are solved in order, so a strategy cut after k problems is "
+                     "compared with SC's first k); p50 s and p95 s are over every problem the strategy timed.")
+        lines.append(table(["strategy", "problems timed", "p50 s", "p95 s", "vs SC over", "p50 / SC", "p95 / SC",
+                            "tokens / problem", "generated tokens / problem", "calls / problem", "note"],
+                           list(body.values())))
+        phases = []
         for label, s in data["strategies"].items():
-            if label not in timed:
-                body.append([label, "0", "–", "–", "–", "–", "–", "–", "–", s.get("status", "").split(";")[0]])
-                continue
-            s = timed[label]
-            body.append([label, str(len(s["seconds"])), f"{s['p50_s']:.2f}", f"{s['p95_s']:.2f}",
-                         *(("–", "–") if sc is None else
-                           (f"**{s[k] / sc[k]:.2f}×**" for k in ("p50_s", "p95_s"))),
-                         *("–" if key not in s else f"{s[key]:,.{digits}f}"
-                           for key, digits in (("mean_tokens", 0), ("mean_completion_tokens", 0), ("mean_calls", 1))),
-                         "" if s.get("status", "done") == "done" else s["status"]])
             for key, what in LATENCY_PHASES.items():
                 if key in s.get("phases", {}):
                     phase = s["phases"][key]
                     phases.append([label, what, f"{phase['p50_s']:.3f}", f"{phase['p95_s']:.3f}", f"{phase['mean_s']:.3f}"])
-        command = f"`{data['command']}`" if "command" in data else "as above (not stored with this run)"
-        lines = [f"Command: {command}; {data['dataset']}, {data['problems']} problems, width {data.get('paths', '–')}, "
-                 f"max_tokens {data.get('max_tokens', '–')}; {data['backend'].get('backend')} on {data['machine']}, "
-                 f"{data['date']}.",
-                 table(["strategy", "problems timed", "p50 s", "p95 s", "p50 / SC", "p95 / SC", "tokens / problem",
-                        "generated tokens / problem", "calls / problem", "note"], body)]
         if phases:
             lines.append(table(["parallel thinking", "phase (seconds from the solve's start; the synthesis: its own time)",
                                  "p50 s", "p95 s", "mean s"], phases))
@@ -921,8 +958,14 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "deepconf:math500": deepconf("deepconf_h200_math500_2026-11-29.json", "math500:50"),
     "deepconf-confidence:math500": deepconf_confidence("deepconf_h200_math500_2026-11-29.json", "math500:50"),
     "paired-throughput:h200": paired_throughput((
-        ("in process (`vllm_throughput`)", "vllm_throughput_h200_issue19_2026-11-29.json", "raw_async"),
-        ("`vllm serve` (`serve_throughput`)", "serve_throughput_h200_issue19_2026-11-29.json", "raw"))),
+        ("in process (`vllm_throughput`), 61a8a8f, 8 rounds asked (before)", "vllm_throughput_h200_issue19_2026-11-29.json",
+         "raw_async"),
+        ("`vllm serve` (`serve_throughput`), 61a8a8f, 8 rounds asked (before)",
+         "serve_throughput_h200_issue19_2026-11-29.json", "raw"),
+        ("in process (`vllm_throughput`), b8cc67b, 10 rounds (after)", "vllm_throughput_h200_issue19_2026-11-29b.json",
+         "raw_async"),
+        ("`vllm serve` (`serve_throughput`), b8cc67b, 10 rounds (after)",
+         "serve_throughput_h200_issue19_2026-11-29b.json", "raw"))),
     "certainty-probe:gsm8k": _sweep_rows("certainty_probe_gsm8k", "gsm8k", ("self-consistency", "certainty-probe")),
     "sift:gsm8k": _sweep_rows("sift_gsm8k", "gsm8k", ("self-consistency", "sift rounds=0", "sift", "sift rounds=2")),
     "plan-search:humaneval": plan_search_common("humaneval", "HumanEval"),
@@ -935,7 +978,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "cheatsheet:game24": _sweep_rows("cheatsheet_game24", "game24", ("self-consistency", "cheatsheet", "cheatsheet-n4",
                                                                       "cheatsheet-off")),
     "latency:h200-2026-11-22": latency_all("latency_h200_2026-11-22.json"),
-    "latency-all:h200": latency_all("latency_all_h200.json"),
+    "latency-all:h200": latency_all("latency_all_h200.json", "latency_roles_h200.json"),
     "two-gpu:h200x2": two_gpu("two_gpu_h200x2_2026-11-29", ("round1.json", "round2.json")),
     "deepconf:gsm8k200-n256": deepconf("deepconf_h200x2_gsm8k200_n256_2026-11-29.json", "gsm8k:200"),
     "deepconf-confidence:gsm8k200-n256": deepconf_confidence("deepconf_h200x2_gsm8k200_n256_2026-11-29.json",
