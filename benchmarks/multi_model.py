@@ -228,8 +228,11 @@ def label_summary(folder: Path) -> dict[str, Any]:
                     per_problem([r["usage_by_role"][role] for r in rows if role in r["usage_by_role"]])
                     for role in roles},
     }
-    if folder.name == "cascade" and rows and (folder / "traces.jsonl").exists():  # stored copies may lack traces
-        made["answered_share"] = cascade_report(folder)["answered_share"]
+    if folder.name == "cascade" and rows:
+        try:
+            made["answered_share"] = cascade_report(folder)["answered_share"]
+        except ConfigError:  # a stored copy without its traces (too big to keep): who answered is unknown
+            pass
     return made
 
 

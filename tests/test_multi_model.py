@@ -90,10 +90,15 @@ def test_the_summary_gives_usage_per_problem_overall_and_per_role_and_who_answer
     assert summary["sc-small-n3"]["accuracy"] == pytest.approx(1 / 3) and summary["sc-large-n3"]["accuracy"] == 1
     # a model alone ran as the generator role; its usage is named by the model
     assert set(summary["sc-small-n3"]["by_role"]) == {"small"} and set(summary["sc-large-n3"]["by_role"]) == {"large"}
-    # a stored copy without traces (too big to keep) still summarises, without who answered
-    (out / "problems" / "cascade" / "traces.jsonl").unlink()
+    # a stored copy without traces and journals (too big to keep) still summarises, without who
+    # answered, and resumes: nothing is solved again
+    for name in ("traces.jsonl", "journal.jsonl"):
+        for path in (out / "problems").glob(f"*/{name}"):
+            path.unlink()
     assert main(["--table", str(out)]) == 0
     assert "answered_share" not in json.loads((out / "summary.json").read_text())["problems"]["cascade"]
+    small, large, roles = models()
+    assert main(args(data, out), roles) == 0 and (small.calls, large.calls) == (0, 0)
     printed = capsys.readouterr().out
     assert "| cascade | 3 | 1.000 | " in printed and "| small 33%, large 67% |" in printed
 
