@@ -37,13 +37,17 @@ if [ -d "$STAGE/wheel-parts" ]; then
     done
 fi
 export PYTHONPATH=/tmp/site:$PWD VLLM_USE_FLASHINFER_SAMPLER=0 HF_HUB_OFFLINE=1 VLLM_LOGGING_LEVEL=WARNING
+# The GGUF conversions (dequantizing, single-threaded: ~4.5 min for the three models one after
+# another on 2026-11-29) run side by side, one process per model; each is marked done on success.
+converting=()
 if [ ! -f "$MODEL/.reasoning-converted" ]; then
-    python3 -c "
+    rm -rf "${MODEL:?}"
+    ( python3 -c "
 from pathlib import Path
 from reasoning.backends.local_model import convert_gguf, _spec
 convert_gguf(Path('$STAGE/payload/qwen05b.gguf'), Path('$MODEL'), _spec('qwen2.5-coder-0.5b-instruct'))
-"
-    touch "$MODEL/.reasoning-converted"
+" && touch "$MODEL/.reasoning-converted" ) &
+    converting+=($!)
 fi
 # The other local models (issue 17), when their pinned GGUFs travel in the payload (written here by
 # `python -c "from reasoning.backends.local_model import write_gguf; write_gguf(NAME, FILE)"`):
@@ -64,11 +68,14 @@ for pair in qwen15b.gguf:qwen2.5-coder-1.5b-instruct gemma270m.gguf:gemma-3-270m
     name="${pair#*:}"
     if [ -f "$file" ] && [ ! -f "$MODELS/$name/.reasoning-converted" ]; then
         rm -rf "${MODELS:?}/$name"
-        python3 -c "
+        ( python3 -c "
 from reasoning.backends.local_model import convert_checked
 convert_checked('$file', '$name', '$MODELS/$name')
-"
-        touch "$MODELS/$name/.reasoning-converted"
+" && touch "$MODELS/$name/.reasoning-converted" ) &
+        converting+=($!)
     fi
+done
+for pid in "${converting[@]}"; do
+    wait "$pid" || { echo "gpu_host.sh: a model conversion failed (see above)" >&2; exit 1; }
 done
 "$@"
