@@ -41,7 +41,8 @@ def host(tmp_path):
         env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "STAGE": str(stage), "SITE": str(site),
                "MODEL": str(tmp_path / "model"), "MODELS": str(tmp_path / "models"), "LOG": str(tmp_path / "log"),
                "FAIL": fail, "EXPECT": str(expect)}
-        return subprocess.run(["bash", str(SCRIPT), *command], env=env, capture_output=True, text=True, timeout=60)
+        return subprocess.run(["bash", str(SCRIPT), *command], env=env, capture_output=True, text=True, timeout=60,
+                              check=False)
 
     return tmp_path, run
 
