@@ -248,7 +248,8 @@ def vote_groups(info: dict[str, Any], nodes: list[dict[str, Any]], tree: list[di
                 ) -> list[dict[str, Any]] | None:
     """The answer groups of a vote: each answer (as voted: normalised) with the strategy's weight
     (``info["votes"]``) and how many samples gave it: the finished paths of a search, the
-    answers a strategy lists (``answers``, ``path_answers``), else every sample the generator
+    answers a strategy lists (``answers``, only those that ``voted`` when it says, ``path_answers``),
+    else every sample the generator
     drew outside verification, in the trace. Heaviest first."""
     votes = info.get("votes")
     if not isinstance(votes, dict):
@@ -259,6 +260,11 @@ def vote_groups(info: dict[str, Any], nodes: list[dict[str, Any]], tree: list[di
         answers = [r.get("answer") for r in tree if r.get("status") in ("complete", "final")]
     elif isinstance(info.get("answers"), list):
         source, answers = "samples (info.answers)", list(info["answers"])
+        voted = info.get("voted")
+        if isinstance(voted, list) and len(voted) == len(answers):  # count the voters only (DeepConf)
+            filtered = sum(not v for v in voted)
+            answers = [a for a, v in zip(answers, voted, strict=True) if v]
+            source = f"samples that voted (info.answers; {filtered} filtered or stopped)"
     elif isinstance(info.get("path_answers"), list):
         source, answers = "paths", list(info["path_answers"])
     else:

@@ -192,9 +192,11 @@ class DeepConf(Strategy):
 
     def _outcome(self, samples: list[Sample], voters: list[tuple[Sample, float]], info: dict) -> Outcome:
         vote = majority([s for s, _ in voters], [c for _, c in voters])
+        voted = {id(s) for s, _ in voters}
         info.update(
             n=len(samples), voters=len(voters), votes=vote.tally, share=vote.share,
             tokens=[s.completion.completion_tokens if s.completion else 0 for s in samples],
             answers=[s.answer for s in samples],
+            voted=[id(s) in voted for s in samples],  # per sample: in the vote, or filtered / stopped
         )
         return Outcome(vote.answer, vote.sample.text if vote.sample else None, samples, info)

@@ -214,7 +214,7 @@ def test_the_other_searches_pages_show_pruned_nodes(strategy, options, tmp_path)
 
 
 @pytest.mark.parametrize("strategy, options, source", [
-    ("deepconf", ["--n", "32", "--option", "warmup=4"], "samples (info.answers)"),
+    ("deepconf", ["--n", "32", "--option", "warmup=4"], "samples that voted"),
     ("early-stop-sc", [], "samples in the trace"),
     ("parallel-thinking", ["--option", "paths=4"], "paths"),
 ])
@@ -222,11 +222,15 @@ def test_the_pages_of_voting_strategies_show_answer_groups(strategy, options, so
     out = run(tmp_path / strategy, "--limit", "1", "--strategy", strategy, *options, "--backend", "scripted:42,7")
     html, data = view(out)
     meta, *groups = data["details"]["0"]["votes"]
-    assert meta["source"] == source
+    assert meta["source"].startswith(source)
     assert {g["answer"] for g in groups} == {"42", "7"}
     traced = json.loads((out / "traces.jsonl").read_text().splitlines()[0])
     assert {g["answer"]: g["weight"] for g in groups} == pytest.approx(traced["info"]["votes"])
     assert all(g["count"] >= 1 for g in groups)
+    if strategy == "deepconf":  # the counts are of the samples that voted, not of those filtered out
+        info = traced["info"]
+        assert sum(g["count"] for g in groups) == info["voters"] == sum(info["voted"]) < info["n"]
+        assert f"{info['n'] - info['voters']} filtered or stopped" in meta["source"]
 
 
 def test_a_genrm_run_shows_the_verifier_role_and_its_calls(tmp_path):
