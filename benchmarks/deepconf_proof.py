@@ -57,6 +57,7 @@ from reasoning.answers import normalize_answer
 from reasoning.backends import from_spec
 from reasoning.context import Sampling
 from reasoning.strategies.deepconf import DeepConf, lowest_group_confidence, percentile
+from reasoning.strategies.voting import weighted_tally
 from reasoning.types import ConfidenceStop
 
 from .datasets import load_items
@@ -125,17 +126,12 @@ async def run_phase(backend, items, strategy: DeepConf, args, label: str) -> dic
 
 
 def _vote(keys: Sequence[str | None], correct: Sequence[bool], weights: Sequence[float] | None = None) -> bool:
-    """Whether the (weighted) majority over keys is a right answer; ties to the first seen."""
-    tally: dict[str, float] = {}
-    right: dict[str, bool] = {}
-    for i, key in enumerate(keys):
-        if key is None:
-            continue
-        tally[key] = tally.get(key, 0.0) + (1.0 if weights is None else weights[i])
-        right.setdefault(key, correct[i])
+    """Whether the (weighted) majority over stored vote keys is a right answer, as
+    ``voting.majority`` votes (ties to the first seen)."""
+    tally, first = weighted_tally(keys, weights)
     if not tally:
         return False
-    return right[max(tally, key=tally.__getitem__)]
+    return correct[first[max(tally, key=tally.__getitem__)]]
 
 
 def sc_at(problem: dict[str, Any], k: int) -> tuple[bool, int]:

@@ -27,20 +27,29 @@ def majority(samples: Sequence[Sample], weights: Sequence[float] | None = None) 
     """
     if weights is not None and len(weights) != len(samples):
         raise ValueError("one weight per sample")
+    tally, first = weighted_tally([key_of(sample) for sample in samples], weights)
+    if not tally:
+        return Vote(None, None, {}, 0.0)
+    winner = max(tally, key=tally.__getitem__)
+    total = sum(tally.values())
+    chosen = samples[first[winner]]
+    return Vote(chosen.answer, chosen, tally, tally[winner] / total if total > 0 else 0.0)
+
+
+def weighted_tally(keys: Sequence[str | None], weights: Sequence[float] | None = None
+                   ) -> tuple[dict[str, float], dict[str, int]]:
+    """The vote over already-computed keys (None or empty: no vote): key -> total weight, in the
+    order first seen, and key -> index of its first voter. ``max(tally, key=tally.get)`` is then
+    the winner with ties to the answer seen first (dicts keep insertion order; max keeps the
+    first maximal item), which is what ``majority`` returns; replays of stored votes use it too."""
     tally: dict[str, float] = {}
-    first: dict[str, Sample] = {}
-    for index, sample in enumerate(samples):
-        key = key_of(sample)
+    first: dict[str, int] = {}
+    for index, key in enumerate(keys):
         if not key:  # no answer, or e.g. an empty \boxed{}: no vote
             continue
         tally[key] = tally.get(key, 0.0) + (1.0 if weights is None else weights[index])
-        first.setdefault(key, sample)
-    if not tally:
-        return Vote(None, None, {}, 0.0)
-    # dicts keep insertion order, and max() keeps the first maximal item: deterministic ties.
-    winner = max(tally, key=tally.__getitem__)
-    total = sum(tally.values())
-    return Vote(first[winner].answer, first[winner], tally, tally[winner] / total if total > 0 else 0.0)
+        first.setdefault(key, index)
+    return tally, first
 
 
 def key_of(sample: Sample) -> str | None:

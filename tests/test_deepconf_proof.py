@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reasoning.benchmarks.deepconf_proof import auroc, histogram, offline_at, online_at, replay_at, sc_at, summarize
+from reasoning.benchmarks.deepconf_proof import _vote, auroc, histogram, offline_at, online_at, replay_at, sc_at, summarize
 
 
 def problem(keys, correct, tokens, min_conf, stopped=None, threshold=None, replay=None, replay_threshold=None):
@@ -151,3 +151,22 @@ def test_pool_only_runs_the_pool_and_still_summarises_it(tmp_path):
     data = json.loads(out.read_text())["datasets"]["gsm8k:3"]
     assert [r["label"] for r in data["rounds"]] == ["pool"]
     assert data["summary"]["rows"]  # SC, offline and replayed online from the pool alone
+
+
+def test_the_replay_votes_as_the_strategies_vote():
+    """deepconf_proof replays votes over stored keys; they must pick what voting.majority picks
+    over samples with those answers (weights, ties to the first seen, no-answer samples)."""
+    import random
+
+    from reasoning.context import Sample
+    from reasoning.strategies.voting import majority
+
+    rng = random.Random(7)
+    for _ in range(300):
+        size = rng.randint(1, 9)
+        keys = [rng.choice([None, "1", "2", "3"]) for _ in range(size)]
+        weights = [rng.choice([0.5, 1.0, 2.0]) for _ in range(size)] if rng.random() < 0.5 else None
+        samples = [Sample(f"so {k}", k, info={"vote_key": k} if k else {}) for k in keys]
+        vote = majority(samples, weights)
+        right = [k == "2" for k in keys]
+        assert _vote(keys, right, weights) == (vote.answer == "2")
