@@ -94,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--target", default="local:qwen2.5-coder-1.5b-instruct", help="the target's backend spec")
     parser.add_argument("--n", type=int, default=2, help="ATTS samples")
     parser.add_argument("--sc-n", default="1,2,4", help="self-consistency sample counts on the target")
-    parser.add_argument("--turns", type=int, default=8)
+    parser.add_argument("--turns", type=int, default=16, help="ATTS steps per sample (a step is a paragraph)")
     parser.add_argument("--draft-tokens", type=int, default=64)
     parser.add_argument("--target-tokens", type=int, default=64)
     parser.add_argument("--alpha", type=float, default=0.4)
