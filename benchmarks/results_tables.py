@@ -883,6 +883,12 @@ def plan_search_common(dataset: str, title: str) -> Callable[[Path], str]:
             if len(ids[strategy]) > len(common):
                 text += (f"\n{title}, {strategy} alone on the {len(ids[strategy])} problems it finished:\n\n"
                          + table(header, body(strategy, ids[strategy])))
+        # Rows pooled before the sweep charged PlanSearch's observation call in full (fixed_cost
+        # without calls) spread it k/N over the programs: their costs below k = N are a lower bound.
+        before = {r["id"] for r in rows if r["strategy"] == "plan-search" and not r.get("fixed_cost", {}).get("calls")}
+        if before:
+            text += (f"\nPlanSearch's tokens below the pool's size are a lower bound on {len(before)} of its "
+                     f"{len(ids['plan-search'])} problems (pooled before its observation call was charged in full).\n")
         return text
 
     return build

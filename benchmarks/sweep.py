@@ -233,15 +233,39 @@ class _DrawPool(Strategy):
         return {"strategy": "pool", "of": self.inner.describe(), "size": self.size}
 
 
+def _under_shared_span(node: dict[str, Any], by_id: dict[int, dict[str, Any]]) -> bool:
+    """Whether a trace node lies under a span marked ``shared=True`` (see ``PoolCost``)."""
+    parent = node.get("parent")
+    while parent is not None and parent in by_id:
+        up = by_id[parent]
+        if up["kind"] == "span" and (up.get("info") or {}).get("shared") is True:
+            return True
+        parent = up.get("parent")
+    return False
+
+
+def _usage_costs(nodes: list[dict[str, Any]], backend: Backend, compute: ComputeModel | None) -> dict[str, float]:
+    """The cost kinds a sweep records (``Sweep._costs``) of some generate nodes of a trace."""
+    total = {kind: float(sum(node["usage"].get(kind, 0) or 0 for node in nodes))
+             for kind in ("tokens", "completion_tokens", "uncached_tokens", "usd", "calls")}
+    if compute is not None:
+        total.update(compute.of_trace(nodes, backend.capabilities.native_n))
+    else:
+        total["flops"] = float(sum(node["usage"].get("flops", 0) or 0 for node in nodes))
+    return total
+
+
 @dataclass(frozen=True)
 class PoolCost:
     """What a direct run at k would pay, derived from one pool of N candidates.
 
     ``fixed`` is what one batched request pays whatever its n: its prompt (tokens, USD,
     prefill FLOPs), the call and, in Kinetics' eFLOPs, the prompt's KV read once per decode step
-    for all its samples (``ComputeModel.shared``), on backends with native n. Everything else (completion
-    tokens, verification, more calls) grows with the candidates, so at k it is k/N of the
-    pool's. ``worst`` is the pool's cost had every completion used its whole ``max_tokens``.
+    for all its samples (``ComputeModel.shared``), on backends with native n; and every call
+    made under a span marked ``shared=True`` (calls a strategy makes once per problem whatever
+    the number of candidates, e.g. PlanSearch's observations), in full. Everything else
+    (completion tokens, verification, more calls) grows with the candidates, so at k it is k/N
+    of the pool's. ``worst`` is the pool's cost had every completion used its whole ``max_tokens``.
     """
 
     n: int
@@ -273,6 +297,11 @@ class PoolCost:
                 else:
                     fixed["flops"] = 2.0 * (backend.params or 0) * (prompt - cached)
                 fixed = {kind: min(value, pool.get(kind, 0.0)) for kind, value in fixed.items() if kind in pool}
+        shared = [node for node in trace if node["kind"] == "generate" and node.get("usage")
+                  and _under_shared_span(node, by_id)]
+        if shared:  # made once per problem: a direct run at any k pays them in full
+            part = _usage_costs(shared, backend, compute)
+            fixed = {kind: min(fixed.get(kind, 0.0) + part.get(kind, 0.0), pool.get(kind, 0.0)) for kind in pool}
         # Worst case: every completion of every call at its max_tokens.
         extra = 0.0
         extra_flops = 0.0

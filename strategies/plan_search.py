@@ -164,7 +164,9 @@ class PlanSearch(Strategy, SampleReuse):
         state = _Run()
         per_set = 2 if self.fix_plans else 1
         wanted = math.ceil(n / per_set)
-        async with ctx.span("observations", solutions=False) as sub:
+        # shared: made once per problem whatever the number of programs (a sweep's pooled costs
+        # charge these calls in full at every k, not k/N of them)
+        async with ctx.span("observations", solutions=False, shared=True) as sub:
             reply = await self._say(sub, "observe", "plan_search_observations", state,
                                     problem=ctx.problem.text, count=str(self.observations))
             first = parse_list(reply or "", self.observations)

@@ -2,6 +2,7 @@
 real code sandbox; the call order, the plan counts and the budget's stop on the Scripted backend."""
 
 import asyncio
+import json
 import math
 import re
 
@@ -299,3 +300,10 @@ def test_the_sweep_config_pools_plan_search_against_repeated_sampling(tmp_path):
     assert set(summary["coverage"]["humaneval"]) == {"repeated-sampling", "plan-search"}
     # A plan-search program costs more than one sample: observations, sketch, pseudocode, code.
     assert cells[("plan-search", "n=1")]["usage"]["calls"] > cells[("repeated-sampling", "n=1")]["usage"]["calls"]
+    # The observation call is made once whatever the number of programs: a direct run at k = 1
+    # pays it in full, so it is the pool's fixed part, and only the rest is charged k/N.
+    rows = [json.loads(line) for line in (tmp_path / "sweep" / "problems.jsonl").read_text().splitlines()]
+    for row in (r for r in rows if r["strategy"] == "plan-search"):
+        fixed, pool, k, size = row["fixed_cost"], row["pool_cost"], row["n"], row["pool"]
+        assert fixed["calls"] == 1 and 0 < fixed["tokens"] < pool["tokens"]
+        assert row["cost"]["tokens"] == pytest.approx(fixed["tokens"] + k * (pool["tokens"] - fixed["tokens"]) / size)
