@@ -37,13 +37,9 @@ MARKER = re.compile(r"(<!-- table: (?P<name>[\w:.-]+) -->\n)(?P<body>.*?)(<!-- /
 # -- reading ------------------------------------------------------------------------------
 def jsonl(path: Path) -> list[dict[str, Any]]:
     """A JSONL file's rows, or its stored compressed copy's (``run.stored``: ``path.gz``)."""
-    import gzip
+    from .run import stored_rows
 
-    from .run import stored
-
-    found = stored(path)
-    text = gzip.decompress(found.read_bytes()).decode() if found != path else path.read_text()
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return stored_rows(path)
 
 
 def cells(folder: Path) -> list[dict[str, Any]]:

@@ -85,15 +85,25 @@ def unpack(path: Path) -> None:
         packed.unlink()
 
 
+def stored_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a finished JSONL file as stored, plain or compressed (``stored``), read as they
+    are (no repair; a missing file raises)."""
+    found = stored(path)
+    if found != path:
+        import gzip
+
+        text = gzip.decompress(found.read_bytes()).decode("utf-8")
+    else:
+        text = path.read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """The complete rows of an append-only JSONL results file, in order; a truncated last line
     (killed mid-write) is cut from the file so that appending can resume after it. A file
     stored compressed (``path.gz``, see ``stored``) is read as it is."""
     if stored(path) != path:
-        import gzip
-
-        with gzip.open(stored(path), "rt", encoding="utf-8") as handle:
-            return [json.loads(line) for line in handle if line.strip()]
+        return stored_rows(path)
     if not path.exists():
         return []
     rows: list[dict[str, Any]] = []
