@@ -208,7 +208,8 @@ def _dataset(text: str) -> tuple[str, int]:
 # -- summary from disk ----------------------------------------------------------------
 def label_summary(folder: Path) -> dict[str, Any]:
     """One run folder's figures, from its rows: accuracy and, per problem, tokens, completion
-    tokens and calls overall and per role; a cascade's share of problems each model answered."""
+    tokens, calls and FLOPs overall and per role; a cascade's share of problems each model
+    answered (RESULTS.md's multi-model tables read these too)."""
     from .calibrate_thresholds import cascade_report
     from .run import read_rows
 
@@ -216,7 +217,7 @@ def label_summary(folder: Path) -> dict[str, Any]:
     n = len(rows) or 1
 
     def per_problem(usages: Sequence[dict[str, Any]]) -> dict[str, float]:
-        return {key: sum(u.get(key, 0) for u in usages) / n for key in ("tokens", "completion_tokens", "calls")}
+        return {key: sum(u.get(key, 0) for u in usages) / n for key in ("tokens", "completion_tokens", "calls", "flops")}
 
     roles = sorted({r for row in rows for r in row.get("usage_by_role", {})})
     # a model alone ("sc-MODEL-nN") ran as the generator role: name the model instead

@@ -627,19 +627,10 @@ def multi_model_runs(dataset: str) -> Callable[[Path], str]:
     turn limit cut before they ended (``info.jsonl``, the traces' outcome info)."""
 
     def build(results: Path) -> str:
+        from .multi_model import label_summary
+
         folder = results / MULTI_MODEL / dataset
-        runs = {}
-        for label in MULTI_ORDER:
-            rows = jsonl(folder / label / "results.jsonl")
-            mean = {key: sum(r["usage"][key] for r in rows) / len(rows)
-                    for key in ("tokens", "completion_tokens", "flops", "calls")}
-            roles = sorted({role for r in rows for role in r.get("usage_by_role", {})})
-            alone = label.split("-")[1] if label.startswith("sc-") else None  # ran as the generator role
-            by_role = {(alone if alone and role == "generator" else role):
-                       sum(r["usage_by_role"].get(role, {}).get("tokens", 0) for r in rows) / len(rows)
-                       for role in roles}
-            runs[label] = {"rows": rows, "accuracy": sum(bool(r["correct"]) for r in rows) / len(rows), **mean,
-                           "by_role": by_role}
+        runs = {label: label_summary(folder / label) for label in MULTI_ORDER}
         alone = [(label, run) for label, run in runs.items() if label.startswith("sc-large-")]
         body = []
         for label, run in runs.items():
@@ -658,9 +649,9 @@ def multi_model_runs(dataset: str) -> Callable[[Path], str]:
                     boxed = sum("\\boxed" in (info["text"] or "") for info in infos) / len(infos)
                     note = (f"{sum(t == turns for t in samples) / len(samples):.1%} of samples used all "
                             f"{turns} turns; {boxed:.1%} of answers boxed")
-            body.append([f"`{label}`", str(len(run["rows"])), f"{run['accuracy']:.3f}", f"{run['tokens']:,.0f}",
+            body.append([f"`{label}`", str(run["problems"]), f"{run['accuracy']:.3f}", f"{run['tokens']:,.0f}",
                          f"{run['completion_tokens']:,.0f}", f"{run['flops'] / 1e12:.2f}", f"{run['calls']:.2f}",
-                         ", ".join(f"{role} {t:,.0f}" for role, t in run["by_role"].items()),
+                         ", ".join(f"{role} {usage['tokens']:,.0f}" for role, usage in run["by_role"].items()),
                          "–" if best is None or best[0] == label else f"{best[1]['accuracy']:.3f} (`{best[0]}`)",
                          note])
         return table(["run", "problems", "accuracy", "tokens / problem", "generated / problem", "TFLOPs / problem",
