@@ -647,8 +647,15 @@ def multi_model_runs(dataset: str) -> Callable[[Path], str]:
                     samples = [len(s) for info in infos for s in info["info"]["samples"]]
                     turns = max(samples)
                     boxed = sum("\\boxed" in (info["text"] or "") for info in infos) / len(infos)
-                    note = (f"{sum(t == turns for t in samples) / len(samples):.1%} of samples used all "
-                            f"{turns} turns; {boxed:.1%} of answers boxed")
+                    if all("unfinished" in info["info"] for info in infos):  # recorded since turns=16
+                        cut = sum(info["info"]["unfinished"] for info in infos)
+                        steps = [(info["info"]["draft_steps"], info["info"]["target_steps"]) for info in infos]
+                        by_target = sum(t for _, t in steps) / (sum(d + t for d, t in steps) or 1)
+                        note = (f"{cut / len(samples):.1%} of samples cut at {turns} turns; {boxed:.1%} of answers "
+                                f"boxed; target rewrote {by_target:.1%} of steps")
+                    else:
+                        note = (f"{sum(t == turns for t in samples) / len(samples):.1%} of samples used all "
+                                f"{turns} turns; {boxed:.1%} of answers boxed")
             body.append([f"`{label}`", str(run["problems"]), f"{run['accuracy']:.3f}", f"{run['tokens']:,.0f}",
                          f"{run['completion_tokens']:,.0f}", f"{run['flops'] / 1e12:.2f}", f"{run['calls']:.2f}",
                          ", ".join(f"{role} {usage['tokens']:,.0f}" for role, usage in run["by_role"].items()),
