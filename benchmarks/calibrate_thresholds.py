@@ -257,8 +257,11 @@ def cascade_report(run_dir: str | Path, calibration: str | Path | None = None) -
     else the mean cost of the largest stage over the problems that reached it (``estimate``
     names which)."""
     run = Path(run_dir)
+    traces_file = run / "traces.jsonl"
+    if not traces_file.exists() and (run / "info.jsonl").exists():
+        traces_file = run / "info.jsonl"  # a stored copy keeps each trace's {id, text, info}, not the whole trace
     try:
-        traces = [json.loads(line) for line in (run / "traces.jsonl").read_text(encoding="utf-8").splitlines()]
+        traces = [json.loads(line) for line in traces_file.read_text(encoding="utf-8").splitlines()]
         results = {r["id"]: r for r in map(json.loads, (run / "results.jsonl").read_text(encoding="utf-8").splitlines())}
     except FileNotFoundError as missing:
         raise ConfigError(f"{run} is not a run folder ({missing.filename} missing)") from None

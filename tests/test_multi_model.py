@@ -90,11 +90,20 @@ def test_the_summary_gives_usage_per_problem_overall_and_per_role_and_who_answer
     assert summary["sc-small-n3"]["accuracy"] == pytest.approx(1 / 3) and summary["sc-large-n3"]["accuracy"] == 1
     # a model alone ran as the generator role; its usage is named by the model
     assert set(summary["sc-small-n3"]["by_role"]) == {"small"} and set(summary["sc-large-n3"]["by_role"]) == {"large"}
-    # a stored copy without traces and journals (too big to keep) still summarises, without who
-    # answered, and resumes: nothing is solved again
+    # a stored copy keeps each trace's {id, text, info} (info.jsonl) instead of the traces (too big
+    # to keep) and no journals: it still summarises, who answered included
+    cascade_dir = out / "problems" / "cascade"
+    kept = [{k: t[k] for k in ("id", "text", "info")}
+            for t in map(json.loads, (cascade_dir / "traces.jsonl").read_text().splitlines())]
+    (cascade_dir / "info.jsonl").write_text("".join(json.dumps(t) + "\n" for t in kept))
     for name in ("traces.jsonl", "journal.jsonl"):
         for path in (out / "problems").glob(f"*/{name}"):
             path.unlink()
+    assert main(["--table", str(out)]) == 0
+    stored = json.loads((out / "summary.json").read_text())["problems"]["cascade"]
+    assert stored["answered_share"] == pytest.approx({"small": 1 / 3, "large": 2 / 3})
+    # without that either, who answered is unknown; and it resumes: nothing is solved again
+    (cascade_dir / "info.jsonl").unlink()
     assert main(["--table", str(out)]) == 0
     assert "answered_share" not in json.loads((out / "summary.json").read_text())["problems"]["cascade"]
     small, large, roles = models()
