@@ -703,7 +703,9 @@ def latency_all(name: str, second: str | None = None) -> Callable[[Path], str]:
     figure; then parallel thinking's phases from its traces. ``second``: a second call's JSON
     (the strategies that need roles, with its own SC; its engines differ): a
     strategy without a figure in the first call takes the second's, and the second's other
-    strategies follow, each against the second call's SC. A run from before p50 / p95 were
+    strategies follow, each against the second call's SC, which runs on that call's
+    ``--backend`` (not on a role's model): its row sits under call 1's SC and each call-2 row
+    names that baseline. A run from before p50 / p95 were
     stored (the first, 2026-11-22) gets them from its per-problem seconds, and "–" for what it
     did not record. Before a run is stored under ``name`` (or ``second``) the table says so
     instead of failing."""
@@ -731,11 +733,19 @@ def latency_all(name: str, second: str | None = None) -> Callable[[Path], str]:
                           "; ".join(filter(None, [note, status]))]
         return out
 
+    def engine(spec: dict[str, Any]) -> str:
+        share = spec.get("gpu_memory_utilization")
+        return spec.get("backend", "?") + ("" if share is None else f" (gpu {share:g})")
+
     def described(data: dict[str, Any]) -> str:
         command = f"`{data['command']}`" if "command" in data else "as above (not stored with this run)"
+        roles = data.get("roles") or {}
+        # A roles call runs several engines: which model each role (and the baseline) ran on.
+        models = (f"default backend (its self-consistency) {engine(data['backend'])}, roles "
+                  + ", ".join(f"{role} {engine(spec)}" for role, spec in roles.items())) if roles \
+            else data["backend"].get("backend")
         return (f"{command}; {data['dataset']}, {data['problems']} problems, width {data.get('paths', '–')}, "
-                f"max_tokens {data.get('max_tokens', '–')}; {data['backend'].get('backend')} on {data['machine']}, "
-                f"{data['date']}.")
+                f"max_tokens {data.get('max_tokens', '–')}; {models} on {data['machine']}, {data['date']}.")
 
     def build(results: Path) -> str:
         if not (results / name).is_file():
@@ -745,15 +755,26 @@ def latency_all(name: str, second: str | None = None) -> Callable[[Path], str]:
         lines = [("Call 1: " if second else "Command: ") + described(data)]
         if second and (results / second).is_file():
             other = load(results, second)
-            lines.append("Call 2 (rows marked \"call 2\", each against call 2's own self-consistency): "
-                         + described(other))
-            for label, row in rows(other, "call 2").items():
+            baseline = other["backend"].get("backend")
+            if baseline == data["backend"].get("backend"):
+                baseline += ", call 1's model"
+            lines.append("Call 2 (rows marked \"call 2\", each against call 2's own self-consistency, "
+                         f"which ran on its default backend {baseline}, not on a role's model): " + described(other))
+            twins: dict[str, list[str]] = {}  # call 2's own run of a call-1 strategy (its SC): under call 1's
+            for label, row in rows(other, f"call 2, vs call 2's SC on {baseline}").items():
                 if label in body and body[label][1] == "0":
                     body[label] = row  # no figure in call 1: call 2's
                 elif label in body:
-                    body[f"{label} (call 2)"] = [f"{label} (call 2)", *row[1:]]
+                    note = f"call 2's baseline, on {baseline}" if label.startswith("self-consistency ") else row[-1]
+                    twins[label] = [f"{label} (call 2)", *row[1:-1], note]
                 else:
                     body[label] = row
+            ordered = {}
+            for label, row in body.items():
+                ordered[label] = row
+                if label in twins:
+                    ordered[twins[label][0]] = twins[label]
+            body = ordered
         elif second:
             lines.append(f"Call 2 (the strategies that need roles: atts, cascade): no run stored yet "
                          f"(`benchmarks/results/{second}`; the command is in docs/vllm.md).")

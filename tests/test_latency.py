@@ -221,10 +221,14 @@ def test_the_table_compares_a_cut_strategy_with_self_consistency_on_its_problems
     (tmp_path / "two.json").write_text(json.dumps(second))
     text = latency_all("one.json", "two.json")(tmp_path)
     rows = {r.split(" | ")[0][2:]: r for r in text.splitlines() if r.startswith("| ") and not r.startswith("| strategy")}
-    assert "| 2 | **2.50×** |" in rows["atts n=8"] and rows["atts n=8"].endswith("| call 2 |")
+    # Each call-2 row names its baseline: call 2's SC on call 2's --backend (here call 1's model).
+    assert "| 2 | **2.50×** |" in rows["atts n=8"]
+    assert rows["atts n=8"].endswith("| call 2, vs call 2's SC on vllm:model, call 1's model |")
     assert "| **1.50×** |" in rows["deepconf n=8"]
     assert rows["self-consistency n=8 (call 2)"].startswith("| self-consistency n=8 (call 2) | 2 | 2.00 |")
-    assert list(rows)[:4] == ["self-consistency n=8", "beam-search n=8", "atts n=8", "dvts n=8"]
+    assert "call 2's baseline" in rows["self-consistency n=8 (call 2)"]
+    assert list(rows)[:5] == ["self-consistency n=8", "self-consistency n=8 (call 2)", "beam-search n=8", "atts n=8",
+                              "dvts n=8"]
 
 
 def test_roles_let_multi_model_strategies_run_and_a_spec_given_twice_is_one_backend(tmp_path, monkeypatch):

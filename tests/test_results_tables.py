@@ -57,3 +57,23 @@ def test_the_accounting_change_table_re_derives_direct_run_costs_from_the_first_
     assert by_n[("GSM8K-200", "n=1")][2:4] == ["299", "0.016"]
     assert by_n[("GSM8K-200", "n=64")][2] == by_n[("GSM8K-200", "n=64")][4]
     assert int(by_n[("GSM8K-200", "n=1")][4].replace(",", "")) > 299
+
+
+def test_the_latency_table_takes_atts_and_cascade_from_the_roles_call(tmp_path):
+    """Issue 19: call 1 has no roles, so atts and cascade get their figures from call 2, each
+    labelled as measured against call 2's own SC; without call 2 they stay without a figure."""
+    build = results_tables.TABLES["latency-all:h200"]
+
+    def rows(text):
+        return {r[0].strip("| "): r for r in (line.split(" | ") for line in text.splitlines() if line.startswith("| "))}
+
+    both = rows(build(results_tables.RESULTS))
+    for label in ("atts n=8", "cascade n=8"):
+        assert both[label][1] == "10" and "call 2's SC" in both[label][-1]
+    assert "call 2's baseline" in both["self-consistency n=8 (call 2)"][-1]
+    labels = list(both)
+    assert labels.index("self-consistency n=8 (call 2)") == labels.index("self-consistency n=8") + 1
+
+    shutil.copy(results_tables.RESULTS / "latency_all_h200.json", tmp_path)  # call 1 alone
+    alone = build(tmp_path)
+    assert "no run stored yet" in alone and rows(alone)["atts n=8"][1] == "0"
