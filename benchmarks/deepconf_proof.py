@@ -38,6 +38,12 @@ generated tokens/s; ``--pool-only`` runs only the pool):
         --shard $i/8 --engine '{"gpu_memory_utilization": 0.2, "kv_cache_memory_bytes": 12000000000,
         "max_num_seqs": 1024}' ... --out s$i.json & if [ $((i%2)) = 1 ]; then sleep 8; fi; done; wait
     python -m reasoning.benchmarks.deepconf_proof --merge deepconf.json s0.json s1.json ... s7.json
+
+Wall time with shards: an engine with fewer traces than its ``max_num_seqs`` (12-13 problems of
+64 traces each above) runs them all in one batch, so a run lasts about its longest trace, and
+DeepConf online (the warm-up, then the stopped traces) is two such stages: there online generated
+~37 % fewer tokens yet took 0.92-1.32 times the pool's time (``paired_rounds``; RESULTS.md). Fewer
+tokens turn into less time on a saturated engine (one engine, 100 problems: 110.5 s against 168.0 s).
 """
 
 from __future__ import annotations
@@ -250,6 +256,73 @@ def summarize(dataset: dict[str, Any], ks: Sequence[int], warmup: int, keep_perc
                        "right_traces": len(right), "wrong_traces": len(wrong)},
     }
 
+
+
+def paired_rounds(dataset: dict[str, Any], k: int, warmup: int, keep_percent: float = 10.0,
+                  shards: Sequence[Sequence[dict[str, Any]]] = ()) -> dict[str, Any]:
+    """A ``--rounds R`` run's pool and online runs paired by round (the wall-time comparison).
+
+    Per round: which ran first, each run's wall seconds (a merged report's: the slowest shard's)
+    and generated tokens, the online / pool wall ratio, and at ``k`` the accuracy and generated
+    tokens per problem of self-consistency and the replayed rule (that round's pool) and of the
+    online run (that round's online run), so each round is an independent draw of both, and the
+    share of the online run's traces after the warm-up that the engine stopped. A round
+    that lacks either run (cut by ``--deadline-s``) is left out. ``shards``: each shard's phase
+    lines (label, round, wall_s), as it printed them; then also the mean over the shards of each
+    run's wall seconds per round and their ratio. ``pairing``: ``pairing.paired_ratio`` of the
+    online / pool ratios (mean, median, bootstrap interval; too narrow under ~8 rounds), and
+    with ``shards`` ``shard_pairing``, the same of the shard-mean ratios."""
+    from .pairing import paired_ratio
+
+    label = online_label(keep_percent)
+    by_round: dict[int, dict[str, tuple[int, dict[str, Any]]]] = {}
+    for position, phase in enumerate(dataset["rounds"]):
+        by_round.setdefault(phase["round"], {})[phase["label"]] = (position, phase)
+    shard_walls: dict[tuple[str, int], list[float]] = {}
+    for phases in shards:
+        for phase in phases:
+            shard_walls.setdefault((phase["label"], phase["round"]), []).append(phase["wall_s"])
+
+    def mean(results: list[tuple[bool, int]]) -> dict[str, float]:
+        return {"accuracy": sum(ok for ok, _ in results) / len(results),
+                "tokens": sum(t for _, t in results) / len(results)}
+
+    rounds = []
+    for index in sorted(by_round):
+        sides = by_round[index]
+        if "pool" not in sides or label not in sides:
+            continue
+        (pool_at, pool), (online_at_, online) = sides["pool"], sides[label]
+        row: dict[str, Any] = {
+            "round": index, "first": "pool" if pool_at < online_at_ else label,
+            "pool_wall_s": pool["wall_s"], "online_wall_s": online["wall_s"],
+            "ratio": online["wall_s"] / pool["wall_s"],
+            "pool_tokens": pool["generated_tokens"], "online_tokens": online["generated_tokens"],
+            "sc": mean([sc_at(p, k) for p in pool["problems"]]),
+            "replay": mean([replay_at(p, k, warmup, keep_percent) for p in pool["problems"]]),
+            "online": mean([online_at(p, k, warmup) for p in online["problems"]]),
+            "stopped_share": sum(sum(p["stopped"][warmup:]) for p in online["problems"])
+            / max(1, sum(len(p["stopped"][warmup:]) for p in online["problems"])),
+        }
+        if shards:
+            pool_walls, online_walls = shard_walls[("pool", index)], shard_walls[(label, index)]
+            row["pool_shard_mean_s"] = sum(pool_walls) / len(pool_walls)
+            row["online_shard_mean_s"] = sum(online_walls) / len(online_walls)
+            row["shard_mean_ratio"] = row["online_shard_mean_s"] / row["pool_shard_mean_s"]
+        rounds.append(row)
+    if not rounds:
+        raise ValueError(f"no round has both a pool and an {label} run")
+
+    def pairing(online: list[float], pool: list[float]) -> dict[str, Any]:  # without issue 19's target and naming
+        return {key: value for key, value in paired_ratio(online, pool).items()
+                if key not in ("order", "target", "target_met")}
+
+    report = {"k": k, "label": label, "rounds": rounds,
+              "pairing": pairing([r["online_wall_s"] for r in rounds], [r["pool_wall_s"] for r in rounds])}
+    if shards:
+        report["shard_pairing"] = pairing([r["online_shard_mean_s"] for r in rounds],
+                                          [r["pool_shard_mean_s"] for r in rounds])
+    return report
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     options = dict(window=args.window, warmup=args.warmup, n=args.n)

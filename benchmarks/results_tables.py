@@ -504,9 +504,10 @@ def deepconf(name: str, spec: str) -> Callable[[Path], str]:
     return render
 
 
-def deepconf_confidence(name: str, spec: str) -> Callable[[Path], str]:
+def deepconf_confidence(name: str, spec: str, *, runs: bool = True) -> Callable[[Path], str]:
     """The pool's traces by lowest group confidence: right vs wrong counts per bin, the AUROC,
-    and the wall time of each run (one round each: no interval)."""
+    and (``runs``) the wall time of each run (one round each: no interval; a run of several
+    rounds has its ``deepconf-rounds`` table instead)."""
 
     def render(results: Path) -> str:
         summary = load(results, name)["datasets"][spec]["summary"]
@@ -517,6 +518,8 @@ def deepconf_confidence(name: str, spec: str) -> Callable[[Path], str]:
         lines = [table(["lowest group confidence", "right traces", "wrong traces"], body), "",
                  f"AUROC of lowest group confidence, right vs wrong traces: {conf['auroc']:.3f} "
                  f"({conf['right_traces']} right, {conf['wrong_traces']} wrong).", ""]
+        if not runs:
+            return "\n".join(lines)
         walls = summary["wall_s"]
         tokens = summary["generated_tokens"]
         lines.append(table(["run", "wall s", "generated tokens", "online traces stopped"],
@@ -526,6 +529,54 @@ def deepconf_confidence(name: str, spec: str) -> Callable[[Path], str]:
                              if label.startswith("online-") else "–"]
                             for label in sorted(walls)]))
         return "\n".join(lines)
+
+    return render
+
+
+def deepconf_rounds(name: str, spec: str, k: int, shards: str, prefix: str) -> Callable[[Path], str]:
+    """A DeepConf run of alternating pool / online-10 rounds (``--rounds R``), paired by round
+    (``deepconf_proof.paired_rounds``): wall seconds of each run (the slowest shard's, and the
+    mean over the shards from ``shards``' phase lines of the shards named ``prefix``0, 1, ...),
+    the online / pool ratio, generated tokens, the share of online traces stopped and, at ``k``,
+    each round's accuracy of SC, the replay and the engine; then the ratios' mean, range and
+    bootstrap interval, and the accuracies' and tokens' means over the rounds."""
+
+    def render(results: Path) -> str:
+        from .deepconf_proof import paired_rounds
+
+        report = load(results, name)
+        phases = load(results, shards)["shards"]
+        paired = paired_rounds(report["datasets"][spec], k, report["options"]["warmup"], 10.0,
+                               [phases[f"{prefix}{i}"] for i in range(report["shards"])])
+        rows = paired["rounds"]
+        body = [[str(r["round"]), "pool" if r["first"] == "pool" else "online-10",
+                 f"{r['pool_wall_s']:.2f} / {r['online_wall_s']:.2f}", f"{r['ratio']:.3f}",
+                 f"{r['pool_shard_mean_s']:.2f} / {r['online_shard_mean_s']:.2f}", f"{r['shard_mean_ratio']:.3f}",
+                 f"{r['pool_tokens']:,} / {r['online_tokens']:,}", f"{r['stopped_share']:.1%}",
+                 f"{r['sc']['accuracy']:.3f} / {r['replay']['accuracy']:.3f} / {r['online']['accuracy']:.3f}"]
+                for r in rows]
+        text = table(["round", "first", "wall s, slowest shard (pool / online-10)", "online / pool",
+                      f"wall s, mean of {report['shards']} shards (pool / online-10)", "online / pool",
+                      "generated tokens (pool / online-10)", "online traces stopped",
+                      f"accuracy at k = {k} (SC / replay-10 / online-10)"], body)
+
+        def interval(pairing: dict[str, Any]) -> str:
+            low, high = pairing["interval"]
+            return (f"mean {pairing['mean']:.3f}, per round {min(pairing['ratios']):.3f}–{max(pairing['ratios']):.3f}, "
+                    f"95 % bootstrap interval [{low:.3f}, {high:.3f}] over {pairing['rounds']} rounds")
+
+        def average(key: str, field: str) -> float:
+            return sum(r[key][field] for r in rows) / len(rows)
+
+        saved = 1 - average("online", "tokens") / average("sc", "tokens")
+        walls = (f"Wall time online-10 / pool, slowest shard: {interval(paired['pairing'])}; mean of the shards: "
+                 f"{interval(paired['shard_pairing'])} (a bootstrap over fewer than ~8 rounds is too narrow).")
+        means = (f"Over the {len(rows)} rounds at k = {k}: self-consistency {average('sc', 'accuracy'):.4f} at "
+                 f"{average('sc', 'tokens'):,.0f} generated tokens / problem, replay-10 "
+                 f"{average('replay', 'accuracy'):.4f} at {average('replay', 'tokens'):,.0f}, online-10 (engine) "
+                 f"{average('online', 'accuracy'):.4f} at {average('online', 'tokens'):,.0f} "
+                 f"({saved:.1%} fewer than SC).")
+        return f"{text}\n{walls}\n\n{means}\n"
 
     return render
 
@@ -1007,6 +1058,13 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "deepconf:math500-100-n64": deepconf("deepconf_h200x2_math500_100_n64_2026-11-29.json", "math500:100"),
     "deepconf-confidence:math500-100-n64": deepconf_confidence("deepconf_h200x2_math500_100_n64_2026-11-29.json",
                                                                "math500:100"),
+    "deepconf:math500-100-n256": deepconf("deepconf_h200x2_math500_100_n256.json", "math500:100"),
+    "deepconf-confidence:math500-100-n256": deepconf_confidence("deepconf_h200x2_math500_100_n256.json", "math500:100"),
+    "deepconf:gsm8k100-walltime": deepconf("deepconf_h200x2_gsm8k100_walltime.json", "gsm8k:100"),
+    "deepconf-confidence:gsm8k100-walltime": deepconf_confidence("deepconf_h200x2_gsm8k100_walltime.json", "gsm8k:100",
+                                                                 runs=False),
+    "deepconf-rounds:gsm8k100-walltime": deepconf_rounds("deepconf_h200x2_gsm8k100_walltime.json", "gsm8k:100", 64,
+                                                         "deepconf_h200x2_2026-11-29_shard_phases.json", "w"),
 }
 
 

@@ -170,3 +170,49 @@ def test_the_replay_votes_as_the_strategies_vote():
         vote = majority(samples, weights)
         right = [k == "2" for k in keys]
         assert _vote(keys, right, weights) == (vote.answer == "2")
+
+
+# -- alternating rounds: the wall-time comparison --------------------------------------------
+def test_paired_rounds_pairs_each_rounds_own_pool_and_online_run_and_drops_a_cut_round():
+    from reasoning.benchmarks.deepconf_proof import paired_rounds
+
+    wrong = problem(keys=["8"] * 5, correct=[False] * 5, tokens=[10, 20, 30, 40, 50], min_conf=[5.0] * 5,
+                    stopped=[False, False, True, True, False], threshold=3.0,
+                    replay=[None, None, None, 12, None], replay_threshold=3.0)
+
+    def phase(label, index, wall, problems):
+        return {"label": label, "round": index, "wall_s": wall,
+                "generated_tokens": sum(sum(p["tokens"]) for p in problems), "problems": problems}
+
+    # ABBA: round 0 pool first, round 1 online first; round 2 lost its online run to the deadline.
+    dataset = {"rounds": [phase("pool", 0, 10.0, [P]), phase("online-10", 0, 5.0, [P]),
+                          phase("online-10", 1, 12.0, [wrong]), phase("pool", 1, 8.0, [wrong]),
+                          phase("pool", 2, 9.0, [P])]}
+    shards = [[{"label": "pool", "round": 0, "wall_s": 10.0}, {"label": "online-10", "round": 0, "wall_s": 5.0},
+               {"label": "online-10", "round": 1, "wall_s": 12.0}, {"label": "pool", "round": 1, "wall_s": 8.0}],
+              [{"label": "pool", "round": 0, "wall_s": 6.0}, {"label": "online-10", "round": 0, "wall_s": 3.0},
+               {"label": "online-10", "round": 1, "wall_s": 4.0}, {"label": "pool", "round": 1, "wall_s": 8.0}]]
+    report = paired_rounds(dataset, 5, warmup=2, keep_percent=10.0, shards=shards)
+    first, second = report["rounds"]
+    assert [r["round"] for r in report["rounds"]] == [0, 1]
+    assert (first["first"], second["first"]) == ("pool", "online-10")
+    assert first["ratio"] == 0.5 and second["ratio"] == 1.5
+    assert first["sc"] == {"accuracy": 1.0, "tokens": 150.0} and first["online"]["accuracy"] == 1.0
+    assert second["sc"]["accuracy"] == 0.0 and second["online"]["accuracy"] == 0.0  # round 1's own runs
+    assert second["replay"]["tokens"] == 10 + 20 + 30 + 12 + 50
+    assert first["stopped_share"] == pytest.approx(1 / 3) and second["stopped_share"] == pytest.approx(2 / 3)
+    assert (first["pool_shard_mean_s"], first["online_shard_mean_s"]) == (8.0, 4.0)
+    assert second["shard_mean_ratio"] == 1.0
+    pairing = report["pairing"]
+    assert pairing["ratios"] == [0.5, 1.5] and pairing["mean"] == 1.0 and pairing["rounds"] == 2
+    assert pairing["interval"][0] >= 0.5 and pairing["interval"][1] <= 1.5
+    assert "target" not in pairing and "order" not in pairing  # issue 19's framework / raw naming left out
+    assert report["shard_pairing"]["ratios"] == [0.5, 1.0]
+
+
+def test_paired_rounds_needs_a_round_with_both_runs():
+    from reasoning.benchmarks.deepconf_proof import paired_rounds
+
+    pool_only = {"rounds": [{"label": "pool", "round": 0, "wall_s": 1.0, "generated_tokens": 150, "problems": [P]}]}
+    with pytest.raises(ValueError, match="no round has both"):
+        paired_rounds(pool_only, 4, warmup=2)

@@ -77,3 +77,21 @@ def test_the_latency_table_takes_atts_and_cascade_from_the_roles_call(tmp_path):
     shutil.copy(results_tables.RESULTS / "latency_all_h200.json", tmp_path)  # call 1 alone
     alone = build(tmp_path)
     assert "no run stored yet" in alone and rows(alone)["atts n=8"][1] == "0"
+
+
+def test_the_deepconf_rounds_table_pairs_each_rounds_walls_and_averages_its_rows():
+    text = results_tables.TABLES["deepconf-rounds:gsm8k100-walltime"](results_tables.RESULTS)
+    rows = [line.strip("| ").split(" | ") for line in text.splitlines()[2:] if line.startswith("| ")]
+    assert [r[1] for r in rows] == ["pool", "online-10", "pool", "online-10"]  # ABBA
+    for row in rows:
+        pool, online = (float(x) for x in row[2].split(" / "))
+        assert float(row[3]) == pytest.approx(online / pool, abs=1e-3)
+        pool, online = (float(x) for x in row[4].split(" / "))
+        assert float(row[5]) == pytest.approx(online / pool, abs=2e-3)
+    accuracies = [[float(x) for x in r[8].split(" / ")] for r in rows]
+    sc, replay, online = (sum(a[i] for a in accuracies) / len(accuracies) for i in range(3))
+    assert f"self-consistency {sc:.4f}" in text and f"replay-10 {replay:.4f}" in text
+    assert f"online-10 (engine) {online:.4f}" in text
+    ratios = [float(r[3]) for r in rows]
+    assert f"per round {min(ratios):.3f}–{max(ratios):.3f}" in text
+    assert f"mean {sum(ratios) / len(ratios):.3f}" in text
