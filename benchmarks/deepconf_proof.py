@@ -257,7 +257,6 @@ def summarize(dataset: dict[str, Any], ks: Sequence[int], warmup: int, keep_perc
     }
 
 
-
 def paired_rounds(dataset: dict[str, Any], k: int, warmup: int, keep_percent: float = 10.0,
                   shards: Sequence[Sequence[dict[str, Any]]] = ()) -> dict[str, Any]:
     """A ``--rounds R`` run's pool and online runs paired by round (the wall-time comparison).
@@ -323,6 +322,7 @@ def paired_rounds(dataset: dict[str, Any], k: int, warmup: int, keep_percent: fl
         report["shard_pairing"] = pairing([r["online_shard_mean_s"] for r in rounds],
                                           [r["pool_shard_mean_s"] for r in rounds])
     return report
+
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     options = dict(window=args.window, warmup=args.warmup, n=args.n)
