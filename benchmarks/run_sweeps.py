@@ -26,9 +26,11 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from reasoning.backends import from_spec
 from reasoning.backends.cache import CachedBackend
+from reasoning.errors import ConfigError
 
 from .sweep import Sweep, SweepConfig, format_fit, format_ttspm, summarise_dir, x_value
 
@@ -53,6 +55,22 @@ def _configs(args: argparse.Namespace) -> list[SweepConfig]:
             "strategies": strategies,
         }))
     return configs
+
+
+def engine_kwargs(items: list[str]) -> dict[str, Any]:
+    """``--engine KEY=VALUE`` items as vLLM engine arguments: a value that reads as JSON (1024,
+    0.45, true, null, a list) is that value, anything else the string (e.g. ``dtype=bfloat16``);
+    ``gpu_memory_utilization=0.45`` reached vLLM as the string "0.45" before."""
+    engine: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--engine {item!r}: expected KEY=VALUE, e.g. max_num_seqs=1024")
+        try:
+            engine[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            engine[key.strip()] = raw.strip()
+    return engine
 
 
 def _existing(paths: set[str]) -> set[str]:
@@ -100,10 +118,7 @@ async def _calibrate(spec: str, root: str | None, backend, config: SweepConfig |
 
 async def main_async(args: argparse.Namespace) -> int:
     configs = _configs(args)
-    engine: dict[str, object] = {}
-    for item in args.engine:
-        key, _, raw = item.partition("=")
-        engine[key.strip()] = int(raw) if raw.strip().lstrip("-").isdigit() else raw.strip()
+    engine = args.engine  # engine_kwargs, parsed in main
     started = time.monotonic()  # the deadline counts the engine's load too: a call's clock starts here
     inner = from_spec(configs[0].backend, **({"engine_kwargs": engine} if engine else {}), **backend_options(configs))
     await inner.load()
@@ -182,6 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibrate", action="append", default=[], metavar="DATASET:OFFSET:LIMIT:BUDGET:AVERAGE=POLICY",
                         help="learn a compute-optimal policy first (see above); repeatable")
     args = parser.parse_args(argv)
+    try:
+        args.engine = engine_kwargs(args.engine)
+    except ConfigError as bad:
+        parser.error(str(bad))  # before any engine loads
     return asyncio.run(main_async(args))
 
 

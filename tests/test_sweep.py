@@ -724,3 +724,17 @@ def test_concurrency_scope_strategy_runs_labels_side_by_side_each_in_dataset_ord
     assert firsts == sorted(firsts)  # each label starts its problems in dataset order
     if scope == "strategy":
         assert order[:2] == [0, 0]  # both labels begin with the first problem
+
+
+def test_run_sweeps_engine_arguments_keep_their_types():
+    """``--engine gpu_memory_utilization=0.45`` must reach vLLM as a float (it was the string "0.45",
+    only integers were converted), booleans as booleans, other words as strings."""
+    from reasoning.benchmarks.run_sweeps import engine_kwargs
+
+    assert engine_kwargs(["max_num_seqs=1024", "gpu_memory_utilization=0.45", "enforce_eager=true",
+                          "dtype=bfloat16", " kv_cache_dtype = auto"]) == {
+        "max_num_seqs": 1024, "gpu_memory_utilization": 0.45, "enforce_eager": True,
+        "dtype": "bfloat16", "kv_cache_dtype": "auto"}
+    for bad in ("max_num_seqs", "=3"):
+        with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+            engine_kwargs([bad])
