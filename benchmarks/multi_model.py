@@ -1,5 +1,6 @@
 """The multi-model strategies against each model alone, in ONE process (issue 17): every engine is
-loaded once, every calibration and evaluation shares one event loop, so all engines stay busy.
+loaded once (only those the unfinished runs call: a resumed call builds no engine it does not
+need), every calibration and evaluation shares one event loop, so all engines stay busy.
 
 On the GPU host (three vLLM engines on one H200, loaded one after another; on 2026-11-29 the whole
 run, loads included, took under 7 minutes with ``atts:turns=4``; the deadline keeps a call under
@@ -140,9 +141,23 @@ class Plan:
         else:
             made.save(path)
 
+    def uses(self, strategy: str) -> list[str]:
+        """The models (roles) a strategy's runs and calibration call, as ``options`` and
+        ``calibrate`` name them; a model alone (self-consistency) uses only itself."""
+        return {"cascade": self.models, "atts": [self.chat[0], self.chat[-1]]}.get(strategy, self.chat)
+
+    def done(self, dataset: str, label: str, items: list[Item]) -> bool:
+        """Whether ``OUT/<dataset>/<label>`` has a row for every problem: resuming it solves nothing."""
+        from .run import read_done
+
+        results = self.out / _folder(dataset) / label / "results.jsonl"
+        return results.is_file() and {item.id for item in items} <= set(read_done(results))
+
     async def evaluate(self, dataset: str, items: list[Item], label: str, strategy: str, options: dict[str, Any],
-                       generator: str) -> dict[str, Any]:
-        """One ``reasoning-bench run`` folder, ``OUT/<dataset>/<label>``, resumed if there."""
+                       generator: str, uses: Sequence[str]) -> dict[str, Any]:
+        """One ``reasoning-bench run`` folder, ``OUT/<dataset>/<label>``, resumed if there. The
+        run gets the backends of ``uses`` only (it loads every backend it is given); its config
+        records every role, as the stored runs do (a resumed run must match them)."""
         from reasoning.strategies import create
 
         from .run import RunConfig, run_benchmark
@@ -151,29 +166,37 @@ class Plan:
                            backend=self.specs[generator], roles={r: s for r, s in self.specs.items() if r != "generator"},
                            concurrency=self.concurrency, max_tokens=self.max_tokens, temperature=self.temperature,
                            out=str(self.out / _folder(dataset) / label))
-        roles = {**self.roles, "generator": self.roles[generator]}
+        roles = {role: self.roles[role] for role in uses} | {"generator": self.roles[generator]}
         return await run_benchmark(config, create(strategy, **options), roles[generator], items=items, roles=roles)
 
-    def jobs(self, dataset: str, limit: int, offset: int | None) -> dict[str, Awaitable[Any]]:
-        """Every run of one dataset: each model alone at each n, each strategy after its calibration."""
+    def jobs(self, dataset: str, limit: int, offset: int | None) -> dict[str, tuple[Awaitable[Any], set[str]]]:
+        """Every run of one dataset: each model alone at each n, each strategy after its
+        calibration; each with the models it still has to call (none once its rows and its
+        calibration are on disk)."""
         items = load_items(dataset, limit)
         start = limit if offset is None else offset
         held_out = load_items(dataset, start + self.calibrate_limit)[start:]
         if start < len(items):
             raise ConfigError(f"--calibrate-offset {start} overlaps the {len(items)} evaluation problems of {dataset}")
-        jobs: dict[str, Awaitable[Any]] = {
-            f"{dataset} sc-{model}-n{n}": self.evaluate(dataset, items, f"sc-{model}-n{n}", "self-consistency",
-                                                         {"n": n}, model)
+        jobs: dict[str, tuple[Awaitable[Any], set[str]]] = {
+            f"{dataset} sc-{model}-n{n}": (
+                self.evaluate(dataset, items, f"sc-{model}-n{n}", "self-consistency", {"n": n}, model, [model]),
+                set() if self.done(dataset, f"sc-{model}-n{n}", items) else {model})
             for model in self.alone for n in self.ns}
 
+        def calibration(strategy: str) -> Path:
+            return self.out / _folder(dataset) / "calibration" / f"{strategy}.json"
+
         async def calibrated(strategy: str) -> Any:
-            path = self.out / _folder(dataset) / "calibration" / f"{strategy}.json"
             if not held_out:
                 raise ConfigError(f"{dataset} has no problems after {start} to calibrate on")
-            await self.calibrate(strategy, held_out, path)
-            return await self.evaluate(dataset, items, strategy, strategy, self.options(strategy, path), self.chat[0])
+            await self.calibrate(strategy, held_out, calibration(strategy))
+            return await self.evaluate(dataset, items, strategy, strategy, self.options(strategy, calibration(strategy)),
+                                       self.chat[0], self.uses(strategy))
 
-        return jobs | {f"{dataset} {s}": calibrated(s) for s in self.strategies}
+        return jobs | {f"{dataset} {s}": (calibrated(s), set() if calibration(s).exists() and self.done(dataset, s, items)
+                                          else {*self.uses(s), self.chat[0]})
+                       for s in self.strategies}
 
 
 def _names(text: str | None) -> list[str]:
@@ -309,18 +332,21 @@ def build_roles(args: argparse.Namespace) -> tuple[dict[str, Backend], dict[str,
 
 async def run_all(args: argparse.Namespace, roles: Mapping[str, Backend], specs: Mapping[str, str],
                   on_deadline: Callable[[], None] = lambda: None) -> dict[str, BaseException]:
-    """Load every backend once, run every dataset's jobs at once until done or the deadline;
-    the backends are closed at the end. Returns the jobs that failed (the others went on)."""
+    """Load the backends the unfinished runs use, once, run every dataset's jobs at once until
+    done or the deadline; the backends are closed at the end. Returns the jobs that failed (the others went on)."""
     plan = Plan(args, roles, specs)
     datasets = [_dataset(d) for d in args.dataset]
     if not datasets:
         raise ConfigError("give at least one --dataset NAME:LIMIT")
     failed: dict[str, BaseException] = {}
     try:
-        jobs = {label: job for name, limit in datasets for label, job in plan.jobs(name, limit, args.calibrate_offset).items()}
+        planned = {label: job for name, limit in datasets for label, job in plan.jobs(name, limit, args.calibrate_offset).items()}
+        jobs = {label: job for label, (job, _) in planned.items()}
+        # Only the models of runs still to do: a resumed call must not build engines it never calls.
+        needed = [role for role in plan.roles if any(role in uses for _, uses in planned.values())]
         left = None if args.deadline_s is None else max(0.0, args.deadline_s - (time.monotonic() - STARTED))
         async with asyncio.timeout(left):
-            for backend in dict.fromkeys(plan.roles.values()):
+            for backend in dict.fromkeys(plan.roles[role] for role in needed):  # one at a time (engine start-up)
                 await backend.load()
             done = await asyncio.gather(*jobs.values(), return_exceptions=True)
         failed = {label: got for label, got in zip(jobs, done, strict=True) if isinstance(got, BaseException)}

@@ -75,6 +75,45 @@ def test_a_second_run_reuses_the_calibration_and_the_rows_and_calls_no_model(dat
     assert (small.calls, large.calls) == (1, int(lost["id"] != "0")) and len(rows(results)) == EVAL
 
 
+class Counted(Scripted):
+    """A scripted model that says whether it was loaded (an engine start on the GPU; later
+    loads of a loaded backend cost nothing)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loads = 0
+
+    async def load(self):
+        self.loads = 1
+
+
+def test_a_resumed_call_loads_only_the_models_of_the_runs_left(data, tmp_path):
+    """Resuming after one run was lost (e.g. re-running ATTS in a stored folder) loaded every
+    engine; now only the models that run still calls, and none once everything is on disk."""
+    out = tmp_path / "out"
+
+    def counted():
+        small = Counted(responder=small_says, name="small", params=100)
+        large = Counted(["7"], name="large", params=1000)
+        return small, large, ({"small": small, "large": large}, {"small": "scripted:small", "large": "scripted:7"})
+
+    small, large, roles = counted()
+    assert main(args(data, out), roles) == 0
+    assert (small.loads, large.loads) == (1, 1)
+
+    small, large, roles = counted()
+    assert main(args(data, out), roles) == 0
+    assert (small.loads, large.loads, small.calls, large.calls) == (0, 0, 0, 0)
+
+    for lost in ("sc-large-n3", "cascade"):  # one model's run, then the run using both
+        (out / "problems" / lost / "results.jsonl").unlink()
+        small, large, roles = counted()
+        assert main(args(data, out), roles) == 0
+        expected = (0, 1) if lost == "sc-large-n3" else (1, 1)
+        assert (small.loads, large.loads) == expected and len(rows(out / "problems" / lost / "results.jsonl")) == EVAL
+        assert (small.calls > 0, large.calls > 0) == (bool(expected[0]), True)
+
+
 def test_the_summary_gives_usage_per_problem_overall_and_per_role_and_who_answered(data, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(args(data, out), models()[2]) == 0
