@@ -4,7 +4,9 @@ For strategies whose memory grows over a run (``cheatsheet``): if it helps, the 
 (solved with more memory) gains on the first, relative to the same strategy without memory.
 Reads a ``reasoning-bench run`` folder (``results.jsonl``, the dataset from ``config.json``) or a
 sweep folder (``problems.jsonl``: one line per dataset, strategy and budget point); the order is
-the dataset's own (``load_items``), which is the order a ``--concurrency 1`` run solves it in.
+the dataset's own (``load_items``), which is the order a ``--concurrency 1`` run solves it in. In a
+sweep, every label of a dataset is split over the problems all of its labels ran (a sweep cut
+short leaves them at different problems); ``left_out`` counts a label's other rows.
 
     python -m reasoning.benchmarks.halves OUT_DIR
 """
@@ -45,13 +47,20 @@ def report(out: Path) -> list[dict[str, Any]]:
     else:
         config = json.loads((out / "config.json").read_text())
         groups = {(config["dataset"], config["strategy"], ""): read_rows(out / "results.jsonl")}
+    # The labels of a dataset are compared on the problems every one of them ran: a sweep cut
+    # short leaves its labels at different problems, and halves of different problems differ in
+    # difficulty as well as in memory.
+    common: dict[str, set[str]] = {}
+    for (dataset, _, _), rows in groups.items():
+        ran = {str(r["id"]) for r in rows}
+        common[dataset] = common[dataset] & ran if dataset in common else ran
     orders: dict[str, list[str]] = {}
     lines = []
     for (dataset, strategy, point), rows in sorted(groups.items()):
         if dataset not in orders:
-            orders[dataset] = [item.id for item in load_items(dataset)]
-        order = [i for i in orders[dataset] if i in {str(r["id"]) for r in rows}]  # the problems it ran
-        lines.append({"dataset": dataset, "strategy": strategy, "point": point, **halves(rows, order)})
+            orders[dataset] = [i for i in (item.id for item in load_items(dataset)) if i in common[dataset]]
+        lines.append({"dataset": dataset, "strategy": strategy, "point": point, **halves(rows, orders[dataset]),
+                      "left_out": len({str(r["id"]) for r in rows} - common[dataset])})
     return lines
 
 
@@ -62,8 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     for line in report(Path(args.out)):
         fmt = lambda p: "-" if p["accuracy"] is None else f"{p['accuracy']:.3f} (n={p['n']})"
         gain = "-" if line["gain"] is None else f"{line['gain']:+.3f}"
+        left_out = f"  ({line['left_out']} problems not run by every label left out)" if line["left_out"] else ""
         print(f"{line['dataset']}  {line['strategy']}  {line['point']}  first {fmt(line['first'])}  "
-              f"second {fmt(line['second'])}  gain {gain}")
+              f"second {fmt(line['second'])}  gain {gain}{left_out}")
     return 0
 
 

@@ -286,7 +286,17 @@ def test_halves_compares_the_first_and_second_half_of_the_dataset_order(tmp_path
     (sweep / "problems.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert halves.report(sweep) == [{"dataset": "game24", "strategy": "cheatsheet", "point": "tokens=4096",
                                      "first": {"n": 2, "accuracy": 0.0}, "second": {"n": 2, "accuracy": 1.0},
-                                     "gain": 1.0}]
+                                     "gain": 1.0, "left_out": 0}]
+    # a sweep cut short: the labels are compared on the problems both ran (900, 901), the first
+    # label's 902 and 903 left out (split alone, its halves would be 900-901 against 902-903)
+    rows += [{"dataset": "game24", "strategy": "cheatsheet-off", "point": "tokens=4096", "id": str(i), "correct": c}
+             for i, c in ((901, 1.0), (900, 0.0))]
+    (sweep / "problems.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    both = {line["strategy"]: line for line in halves.report(sweep)}
+    assert both["cheatsheet"]["first"] == {"n": 1, "accuracy": 0.0} and both["cheatsheet"]["second"] == {
+        "n": 1, "accuracy": 0.0} and both["cheatsheet"]["left_out"] == 2
+    assert both["cheatsheet-off"]["first"] == {"n": 1, "accuracy": 0.0} and both["cheatsheet-off"]["gain"] == 1.0
+    assert both["cheatsheet-off"]["left_out"] == 0
     run = tmp_path / "run"  # scripted:18 answers GSM8K's first problem (gold 18) and no other
     assert main(["run", "--dataset", "gsm8k", "--limit", "4", "--strategy", "cheatsheet", "--option",
                  "embedder=ngrams", "--backend", "scripted:18", "--concurrency", "1", "--out", str(run)]) == 0
