@@ -206,9 +206,13 @@ def test_the_table_compares_a_cut_strategy_with_self_consistency_on_its_problems
                  "atts n=8": {"problems": 0, "status": "error: ConfigError: atts: draft/target names roles with no "
                               "backend: draft, target; give each as --role NAME=SPEC"},
                  "dvts n=8": {"problems": 0, "status": "cut at 7 s after 0 of 5 problems"}})
+    def table() -> tuple[str, dict[str, str]]:  # the table of both calls, and its rows by strategy
+        text = latency_all("one.json", "two.json")(tmp_path)
+        return text, {r.split(" | ")[0][2:]: r for r in text.splitlines()
+                      if r.startswith("| ") and not r.startswith("| strategy")}
+
     (tmp_path / "one.json").write_text(json.dumps(first))
-    text = latency_all("one.json", "two.json")(tmp_path)
-    rows = {r.split(" | ")[0][2:]: r for r in text.splitlines() if r.startswith("| ") and not r.startswith("| strategy")}
+    text, rows = table()
     # 2 problems each: beam search's p50 3.0 over SC's 1.5 on those problems (over all five SC's p50 is 10.0).
     assert "| 2 | 3.00 | 3.90 | 2 | **2.00×** | **2.00×** |" in rows["beam-search n=8"]
     assert rows["atts n=8"].endswith("not run: needs the roles draft, target (--role NAME=SPEC), not given |")
@@ -219,8 +223,7 @@ def test_the_table_compares_a_cut_strategy_with_self_consistency_on_its_problems
                   "atts n=8": {"seconds": [4.0, 6.0], "status": "done"},
                   "deepconf n=8": {"seconds": [3.0, 3.0], "status": "done"}})
     (tmp_path / "two.json").write_text(json.dumps(second))
-    text = latency_all("one.json", "two.json")(tmp_path)
-    rows = {r.split(" | ")[0][2:]: r for r in text.splitlines() if r.startswith("| ") and not r.startswith("| strategy")}
+    text, rows = table()
     # Each call-2 row names its baseline: call 2's SC on call 2's --backend (here call 1's model).
     assert "| 2 | **2.50×** |" in rows["atts n=8"]
     assert rows["atts n=8"].endswith("| call 2, vs call 2's SC on vllm:model, call 1's model |")
