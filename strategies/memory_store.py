@@ -76,9 +76,12 @@ class MemoryStore:
         self.option = option  # the strategy option that named the file, for error messages
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self._connect() as con:
+            con = self._connect()  # closed here: sqlite3's `with` only commits, it never closes
+            try:
                 con.execute("PRAGMA journal_mode=WAL")
                 con.executescript(SCHEMA)
+            finally:
+                con.close()
         except (sqlite3.DatabaseError, OSError) as bad:
             raise ConfigError(f"{option}={str(path)!r} cannot be used as a memory file: {bad}") from None
 
@@ -101,12 +104,9 @@ class MemoryStore:
         """Every committed entry in commit order, but the one of problem ``exclude``."""
         con = self._connect()
         try:
-            rows = con.execute("SELECT seq, problem_id, problem, entry, embedder, embedding FROM entries "
-                               "WHERE problem_id IS NOT ? ORDER BY seq", (exclude,)).fetchall()
+            return _entries(con, exclude)
         finally:
             con.close()
-        return [Entry(seq, pid, problem, entry, embedder, np.frombuffer(blob, dtype=np.float32))
-                for seq, pid, problem, entry, embedder, blob in rows]
 
     def put_entry(self, problem_id: str, problem: str, entry: str, embedder: str, embedding: np.ndarray) -> None:
         """Commit ``problem_id``'s entry; a second commit for the same id replaces the first
@@ -139,6 +139,29 @@ class MemoryStore:
         self._write("UPDATE notes SET uses = uses + 1 WHERE context_id = ?", (context_id,))
         stored = self.notes(context_id)
         return stored.uses if stored else 0
+
+
+def _entries(con: sqlite3.Connection, exclude: str | None = None) -> list[Entry]:
+    rows = con.execute("SELECT seq, problem_id, problem, entry, embedder, embedding FROM entries "
+                       "WHERE problem_id IS NOT ? ORDER BY seq", (exclude,)).fetchall()
+    return [Entry(seq, pid, problem, entry, embedder, np.frombuffer(blob, dtype=np.float32))
+            for seq, pid, problem, entry, embedder, blob in rows]
+
+
+def read_entries(path: str | Path) -> list[Entry]:
+    """The entries of a stored memory file, read without changing it (read-only: no WAL switch,
+    no schema, no lock files beside a file kept with results)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"no memory file at {str(path)!r}")
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+        try:
+            return _entries(con)
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as bad:
+        raise ConfigError(f"{str(path)!r} is not a cheatsheet memory file: {bad}") from None
 
 
 def open_store(memory: str | None) -> MemoryStore:

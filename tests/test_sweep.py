@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from reasoning.benchmarks.cli import main
 from reasoning.benchmarks.compute import ExtendedComputeModel, ModelShape
@@ -738,3 +739,21 @@ def test_run_sweeps_engine_arguments_keep_their_types():
     for bad in ("max_num_seqs", "=3"):
         with pytest.raises(ConfigError, match="expected KEY=VALUE"):
             engine_kwargs([bad])
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parent.parent / "benchmarks" / "sweeps").glob("*.y*ml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_sweep_file_loads_and_names_only_options_its_strategies_take(path):
+    """A typo in a shipped sweep file (an option its strategy does not have, a wrong type) would
+    otherwise surface only on the GPU host, after the payload went over."""
+    from reasoning.strategies.registry import get, options_of
+
+    config = SweepConfig.from_file(path)
+    for spec in config.strategies:
+        cls = get(spec.name)
+        unknown = set(spec.options) - set(options_of(cls)) - {"n"}
+        assert not unknown, f"{spec.key}: {sorted(unknown)} are not options of {spec.name}"
+        try:
+            cls(**{k: v for k, v in spec.options.items() if k != "n" or cls.size_option in (None, "n")})
+        except ValidationError as bad:  # a file the run makes first (a calibrated policy) may be missing here
+            assert all("not found" in error["msg"] for error in bad.errors()), str(bad)
