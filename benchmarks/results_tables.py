@@ -850,6 +850,7 @@ def latency_all(name: str, second: str | None = None) -> Callable[[Path], str]:
 
 
 ISSUE_18_21 = "sweeps_h200_2026-11-29c"  # issue 18's sweeps (cut, then resumed) and issue 21's certainty probe
+ISSUE_18_LAST = "sweeps_h200_2026-11-30"  # issue 18's two added cheatsheet sweeps (the 1.5B; GSM8K)
 
 
 def paired_throughput(runs: tuple[tuple[str, str, str], ...]) -> Callable[[Path], str]:
@@ -883,21 +884,31 @@ def paired_throughput(runs: tuple[tuple[str, str, str], ...]) -> Callable[[Path]
     return build
 
 
-def _sweep_rows(name: str, dataset: str, strategies: tuple[str, ...], *, offline: bool = False) -> Callable[[Path], str]:
+def _sweep_rows(name: str, dataset: str, strategies: tuple[str, ...], *, offline: bool = False,
+                memory: bool = False, folder: str = ISSUE_18_21) -> Callable[[Path], str]:
     """Every point of some strategies of one dataset in a sweep folder: accuracy (95 % CI),
     problems, tokens, generated tokens and calls per problem. ``offline`` (sleep-time compute)
     adds the offline notes' tokens per problem, which the test-time columns leave out: the mean
     of the point's rows' ``info.sleep_tokens_amortised`` (its context's offline prompt +
-    completion tokens divided by the context's questions; "—" for a label without notes)."""
+    completion tokens divided by the context's questions; "—" for a label without notes).
+    ``memory`` (Dynamic Cheatsheet) adds the accuracy of the first and second half of the
+    dataset's order (``halves``: where a memory that helps shows), the entries the problems
+    committed (``info.entry``), the problems the budget stopped (a call cut or refused:
+    ``stopped_by``) and the most calls one problem made (solve and curate are 2; a run code
+    block adds a call)."""
 
     def build(results: Path) -> str:
-        folder = results / ISSUE_18_21 / name
-        rows = [r for r in cells(folder) if r["dataset"] == dataset]
+        from .halves import report
+
+        out = results / folder / name
+        rows = [r for r in cells(out) if r["dataset"] == dataset]
+        problems = [r for r in jsonl(out / "problems.jsonl") if r["dataset"] == dataset]
         amortised: dict[tuple[str, str], list[float]] = {}
         if offline:
-            for r in jsonl(folder / "problems.jsonl"):
-                if r["dataset"] == dataset and "sleep_tokens_amortised" in (r.get("info") or {}):
+            for r in problems:
+                if "sleep_tokens_amortised" in (r.get("info") or {}):
                     amortised.setdefault((r["strategy"], r["point"]), []).append(r["info"]["sleep_tokens_amortised"])
+        split = {(h["strategy"], h["point"]): h for h in report(out) if h["dataset"] == dataset} if memory else {}
         body = []
         for strategy in strategies:
             for row in (r for r in rows if r["strategy"] == strategy):
@@ -906,11 +917,43 @@ def _sweep_rows(name: str, dataset: str, strategies: tuple[str, ...], *, offline
                 if offline:
                     shares = amortised.get((strategy, row["point"]))
                     line.append(f"{sum(shares) / len(shares):,.0f}" if shares else "—")
-                body.append(line + [f"{row['usage']['calls']:.1f}"])
+                line.append(f"{row['usage']['calls']:.1f}")
+                if memory:
+                    half = split[(strategy, row["point"])]
+                    mine = [r for r in problems if r["strategy"] == strategy and r["point"] == row["point"]]
+                    line += [f"{half[part]['accuracy']:.3f} ({half[part]['n']})" for part in ("first", "second")]
+                    line += [str(sum(1 for r in mine if (r.get("info") or {}).get("entry")))
+                             if strategy.startswith("cheatsheet") else "—",
+                             str(sum(1 for r in mine if r.get("stopped_by"))),
+                             f"{max(r['cost']['calls'] for r in mine):.0f}"]
+                body.append(line)
         header = ["strategy", "point", "accuracy (95 % CI)", "problems", "tokens / problem", "generated / problem"]
         if offline:
             header.append("offline notes / problem (amortised, not in tokens)")
-        return table(header + ["calls / problem"], body)
+        header.append("calls / problem")
+        if memory:
+            header += ["first half (problems)", "second half (problems)", "entries stored", "stopped by the budget",
+                       "most calls on a problem"]
+        return table(header, body)
+
+    return build
+
+
+def cheatsheet_entries(memories: tuple[tuple[str, str, str], ...]) -> Callable[[Path], str]:
+    """Issue 18: what each stored cheatsheet memory holds (``memory_audit``): (label, memory file
+    under ``results``, dataset) per row; "—" where a dataset's examples cannot be checked."""
+
+    def build(results: Path) -> str:
+        from .memory_audit import audit
+
+        body = []
+        for label, name, dataset in memories:
+            found = audit(results / name, dataset)
+            checked = ("expression", "solves_its_problem")
+            body.append([label, f"`{name}`", str(found["entries"]), str(found["placeholder"]), str(found["code"]),
+                         *(str(found[key]) if "checked" in found else "—" for key in checked)])
+        return table(["run", "memory file", "entries", "copy the template's placeholder", "hold code",
+                      "example is an expression", "example solves its own problem"], body)
 
     return build
 
@@ -936,7 +979,9 @@ def plan_search_common(dataset: str, title: str) -> Callable[[Path], str]:
             for point in points:
                 mine = [r for r in rows if r["strategy"] == strategy and r["point"] == point and r["id"] in problems]
                 k = int(point.split("=")[1])
-                passed = sum(pass_at_k(r["pool"], r["pool_correct"], k) for r in mine) / len(mine)
+                # A pool smaller than k (PlanSearch wrote fewer programs than asked) is all that
+                # strategy produces at k: its pass@k is that of the whole pool, as its row's pick is.
+                passed = sum(pass_at_k(r["pool"], r["pool_correct"], min(k, r["pool"])) for r in mine) / len(mine)
                 chosen = sum(r["correct"] for r in mine) / len(mine)
                 cost = sum(r["cost"]["tokens"] for r in mine) / len(mine)
                 lines.append([strategy, str(k), f"{passed:.3f}", f"{chosen:.3f}", f"{cost:,.0f}"])
@@ -951,6 +996,10 @@ def plan_search_common(dataset: str, title: str) -> Callable[[Path], str]:
                          + table(header, body(strategy, ids[strategy])))
         # Rows pooled before the sweep charged PlanSearch's observation call in full (fixed_cost
         # without calls) spread it k/N over the programs: their costs below k = N are a lower bound.
+        small = {(r["strategy"], r["id"], r["pool"]) for r in rows if r["pool"] < int(r["point"].split("=")[1])}
+        for strategy, problem, size in sorted(small):
+            text += (f"\nOn problem {problem} {strategy} wrote {size} programs: its pass@k above k = {size} is that "
+                     f"of those {size}.\n")
         before = {r["id"] for r in rows if r["strategy"] == "plan-search" and not r.get("fixed_cost", {}).get("calls")}
         if before:
             text += (f"\nPlanSearch's tokens below the pool's size are a lower bound on {len(before)} of its "
@@ -1048,7 +1097,19 @@ TABLES: dict[str, Callable[[Path], str]] = {
                                                        ("self-consistency", "sleep-time", "sleep-time-off"),
                                                        offline=True),
     "cheatsheet:game24": _sweep_rows("cheatsheet_game24", "game24", ("self-consistency", "cheatsheet", "cheatsheet-n4",
-                                                                      "cheatsheet-off")),
+                                                                      "cheatsheet-off"), memory=True),
+    "cheatsheet:game24-1.5b": _sweep_rows("cheatsheet_game24_1.5b", "game24",
+                                          ("self-consistency", "cheatsheet", "cheatsheet-off"), memory=True,
+                                          folder=ISSUE_18_LAST),
+    "cheatsheet:gsm8k": _sweep_rows("cheatsheet_gsm8k", "gsm8k", ("self-consistency", "cheatsheet", "cheatsheet-off"),
+                                    memory=True, folder=ISSUE_18_LAST),
+    "cheatsheet-entries": cheatsheet_entries((
+        ("Game of 24, 0.5B, cheatsheet", f"{ISSUE_18_21}/cheatsheet_game24/cheatsheet_game24_n1.sqlite", "game24"),
+        ("Game of 24, 0.5B, cheatsheet-n4", f"{ISSUE_18_21}/cheatsheet_game24/cheatsheet_game24_n4.sqlite", "game24"),
+        ("Game of 24, 1.5B, cheatsheet", f"{ISSUE_18_LAST}/cheatsheet_game24_1.5b/cheatsheet_game24_1.5b_n1.sqlite",
+         "game24"),
+        ("GSM8K-100, 0.5B, cheatsheet", f"{ISSUE_18_LAST}/cheatsheet_gsm8k/cheatsheet_gsm8k_n1.sqlite", "gsm8k"))),
+    "latency:1.5b-sc:h200": latency_all("latency_sc_1.5b_h200.json"),
     "latency:h200-2026-11-22": latency_all("latency_h200_2026-11-22.json"),
     "latency-all:h200": latency_all("latency_all_h200.json", "latency_roles_h200.json"),
     "two-gpu:h200x2": two_gpu("two_gpu_h200x2_2026-11-29", ("round1.json", "round2.json")),

@@ -313,7 +313,7 @@ def test_the_sweep_config_runs_cheatsheet_in_order_against_self_consistency_and_
     from reasoning.benchmarks.sweep import SweepConfig
 
     path = Path(__file__).resolve().parent.parent / "benchmarks" / "sweeps" / "cheatsheet_game24.yaml"
-    assert "no result yet" in path.read_text()  # the header says what was published
+    assert "finished on\n# 2026-11-30" in path.read_text()  # the header says what was published
     config = SweepConfig.from_file(path, out="unused")
     assert config.concurrency == 1 and config.datasets == ["game24"] and config.budget_grid == {"tokens": [4096]}
     options = {s.key: s.options for s in config.strategies}
