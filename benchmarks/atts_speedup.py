@@ -26,13 +26,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from reasoning import Sampling, asolve
-from reasoning.context import Problem
-from reasoning.errors import ConfigError, ReasoningError
 from reasoning.strategies.atts import ATTS
 from reasoning.strategies.self_consistency import SelfConsistency
 
+from reasoning import Sampling, asolve
+from reasoning.context import Problem
+from reasoning.errors import ConfigError, ReasoningError
+
 from .datasets import load_items
+from .provenance import command
 
 
 async def measure(items, draft, target, *, n: int, sc_ns: Sequence[int], sampling: Sampling,
@@ -122,7 +124,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         for backend in (draft, target):
             await backend.aclose()
-    result["command"] = "python -m reasoning.benchmarks.atts_speedup " + " ".join(sys.argv[1:])
+    result["command"] = command("atts_speedup", args.argv)
     result["machine"] = f"{platform.machine()} {platform.processor() or ''}".strip()
     result["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     out = Path(args.out)
@@ -133,6 +135,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.argv = argv
     try:
         result = asyncio.run(_main(args))
     except (ReasoningError, ValueError) as failed:

@@ -58,15 +58,17 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from reasoning.strategies.deepconf import DeepConf, lowest_group_confidence, percentile
+from reasoning.strategies.voting import weighted_tally
+
 from reasoning import Budget, Problem, asolve_many
 from reasoning.answers import normalize_answer
 from reasoning.backends import from_spec
 from reasoning.context import Sampling
-from reasoning.strategies.deepconf import DeepConf, lowest_group_confidence, percentile
-from reasoning.strategies.voting import weighted_tally
 from reasoning.types import ConfidenceStop
 
 from .datasets import load_items
+from .provenance import command
 from .run import grade_item, solve_options
 
 
@@ -331,7 +333,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     vllm = {"confidence_stop": True} if args.backend.partition(":")[0] == "vllm" else {}
     backend = from_spec(args.backend, **({"engine_kwargs": json.loads(args.engine)} if args.engine else {}), **vllm)
     await backend.load()
-    report: dict[str, Any] = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "command": " ".join(sys.argv),
+    report: dict[str, Any] = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "command": command("deepconf_proof", args.argv),
                               "machine": platform.platform(), "backend": backend.describe(),
                               "options": {**options, "max_tokens": args.max_tokens, "temperature": args.temperature,
                                           "top_p": args.top_p, "ks": list(args.ks),
@@ -459,6 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--merge", nargs="+", metavar=("OUT", "SHARD"),
                         help="write OUT from the shards' reports (--shard 0/K ... K-1/K) and exit")
     args = parser.parse_args(argv)
+    args.argv = argv
     if args.merge:
         if len(args.merge) < 2:
             parser.error("--merge OUT SHARD.json [SHARD.json ...]")

@@ -28,12 +28,14 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import reasoning as rz
-from reasoning.backends import from_spec
 from reasoning.strategies import GenRMBestOfN, SelfConsistency
 from reasoning.verifiers import ais_equivalent
 
+import reasoning as rz
+from reasoning.backends import from_spec
+
 from .datasets import BUILTIN, DATA_DIR
+from .provenance import command
 
 
 def gsm8k(limit: int) -> list[rz.Problem]:
@@ -109,7 +111,7 @@ async def run(args: argparse.Namespace) -> dict:
             "stopped_by_budget": sum(o[3] is not None for o in mine),
         })
     return {
-        "command": "python -m reasoning.benchmarks.genrm_vs_sc " + " ".join(sys.argv[1:]),
+        "command": command("genrm_vs_sc", args.argv),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "backend": backend.describe(),
@@ -128,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--out", help="write the figures as JSON here")
     args = parser.parse_args(argv)
+    args.argv = argv
     report = asyncio.run(run(args))
     print(f"{report['date']}  {report['backend']}  {report['problems']} GSM8K problems  wall {report['wall_s']} s")
     print(f"{'budget':>7s}  {'configuration':22s} {'accuracy':>8s} {'completion tok':>15s} {'total tok':>10s}")

@@ -29,9 +29,7 @@ import os
 import platform
 import random
 import re
-import shlex
 import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import datetime, timezone
@@ -39,6 +37,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from .datasets import load_items
+from .provenance import command
 
 KINDS = {  # kind -> share of the pairs
     "correct_boxed": 0.30,
@@ -136,8 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--note", default="", help="a remark stored with the figures (e.g. machine load)")
     args = parser.parse_args(argv)
 
-    from reasoning.answers.extract import extract_answer
     from reasoning.verifiers import grade_many
+
+    from reasoning.answers.extract import extract_answer
 
     triples = build_pairs(args.pairs, args.seed)
     pairs = [(gold, text) for _, gold, text in triples]
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     for (kind, _, _), verdict in zip(triples, verdicts, strict=True):
         by_kind.setdefault(kind, Counter())[str(verdict)] += 1
     report = {
-        "command": shlex.join(["python", "-m", "reasoning.benchmarks.grading_speed", *(argv if argv is not None else sys.argv[1:])]),
+        "command": command("grading_speed", argv),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} "
                    f"{platform.python_version()}",

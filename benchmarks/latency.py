@@ -68,12 +68,14 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from reasoning.strategies import available, create
+
 from reasoning import Problem, asolve
 from reasoning.backends import from_spec
 from reasoning.context import Sampling
-from reasoning.strategies import available, create
 
 from .datasets import load_items
+from .provenance import command
 
 DEFAULT_STRATEGIES = "greedy,self-consistency,parallel-thinking"
 SC = "self-consistency"
@@ -311,7 +313,7 @@ async def measure(args: argparse.Namespace) -> dict:
                     "paths": args.paths, "max_tokens": args.max_tokens,
                     "max_seconds_per_strategy": {name or "*": seconds for name, seconds in args.deadlines.items()},
                     "baselines_uncut": list(BASELINES),
-                    "command": "python -m reasoning.benchmarks.latency " + " ".join(args.argv), "strategies": {}}
+                    "command": command("latency", args.argv), "strategies": {}}
     if roles:
         report["roles"] = {name: role.describe() for name, role in roles.items()}
     try:

@@ -15,6 +15,7 @@ problem's numbers): an entry that shows a wrong solution as the worked method te
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import re
 from collections.abc import Sequence
@@ -22,13 +23,22 @@ from pathlib import Path
 from typing import Any
 
 from reasoning.strategies.memory_store import Entry, read_entries
-from reasoning.verifiers.expression import check_expression
+from reasoning.verifiers.expression import check_expression, normalize_expression
 
 from .datasets import load_items
 
 PLACEHOLDERS = ("[the method, formula or code snippet]", "[when this applies")
 _EXAMPLE = re.compile(r"<example>(.*?)(?:</example>|$)", re.DOTALL)
 _CODE = re.compile(r"```|^\s*def |^\s*import |^\s*from \S+ import ", re.MULTILINE)
+
+
+def _parses(expression: str) -> bool:
+    """Whether ``expression`` is Python expression syntax (arithmetic or not; nothing is run)."""
+    try:
+        ast.parse(expression, mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return bool(expression)
 
 
 def audit_entry(entry: Entry, numbers: Sequence[Any] | None = None, target: Any = None) -> dict[str, Any]:
@@ -39,9 +49,9 @@ def audit_entry(entry: Entry, numbers: Sequence[Any] | None = None, target: Any 
              "code": bool(_CODE.search(text))}
     if numbers is not None:
         example = _EXAMPLE.search(text)
-        verdict = check_expression(example.group(1).strip() if example else None, numbers, target)
-        found["expression"] = verdict.expression is not None and "could not parse" not in verdict.reason
-        found["solves_its_problem"] = verdict.valid
+        shown = example.group(1).strip() if example else ""
+        found["expression"] = _parses(normalize_expression(shown)) if shown else False
+        found["solves_its_problem"] = check_expression(shown or None, numbers, target).valid
     return found
 
 

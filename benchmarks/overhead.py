@@ -29,10 +29,12 @@ from datetime import datetime, timezone
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-import reasoning as rz  # noqa: E402
-from reasoning.solve import problem_messages  # noqa: E402
 from reasoning.strategies import SelfConsistency  # noqa: E402
 
+import reasoning as rz  # noqa: E402
+from reasoning.solve import problem_messages  # noqa: E402
+
+from .provenance import command
 from .stub_server import stub_process  # noqa: E402
 
 MODEL = "stub-model"
@@ -168,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     median = {name: (statistics.median(w for w, _ in ts), statistics.median(c for _, c in ts)) for name, ts in times.items()}
     floor_wall, floor_cpu = median["raw openai client"]
     report = {
-        "command": "python -m reasoning.benchmarks.overhead " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": command("overhead", argv),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}",
         "problems": args.problems, "n": args.n, "repeats": args.repeats, "concurrency": args.concurrency,

@@ -26,8 +26,6 @@ import asyncio
 import json
 import os
 import platform
-import shlex
-import sys
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -37,8 +35,9 @@ from typing import Any
 from reasoning import Budget, Ledger, Usage
 from reasoning.budget import CallShape
 
-from .distributed import ActorUpstream, LedgerService, RayCluster
+from .distributed import ActorUpstream, RayCluster
 from .grading_speed import git_version
+from .provenance import command
 from .run import RunProgress
 
 SHAPE = CallShape(200, False, False)
@@ -148,8 +147,7 @@ def main(argv: list[str] | None = None) -> int:
 
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     report: dict[str, Any] = {
-        "command": shlex.join(["python", "-m", "reasoning.benchmarks.ray_ledger_rate",
-                               *(argv if argv is not None else sys.argv[1:])]),
+        "command": command("ray_ledger_rate", argv),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} "
                    f"{platform.python_version()}",

@@ -60,6 +60,8 @@ from typing import Any
 from reasoning.benchmarks.pairing import first_in_round, loop_cpu_per_sample, paired_ratio
 from reasoning.benchmarks.vllm_throughput import finish_report, profiled, write_json
 
+from .provenance import command
+
 DATA = Path(__file__).parent / "data" / "gsm8k_test.jsonl"
 
 
@@ -322,7 +324,7 @@ def report_of(args: argparse.Namespace, argv: Sequence[str], base_url: str, mode
               run: dict[str, Any]) -> dict[str, Any]:
     rounds = run["rounds"]
     report: dict[str, Any] = {
-        "command": shlex.join(["python", "-m", "reasoning.benchmarks.serve_throughput", *argv]),
+        "command": command("serve_throughput", argv),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": platform.platform(),
         "server": {"api_base": base_url, "model": model, "started_here": args.api_base is None,

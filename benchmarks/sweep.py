@@ -636,9 +636,18 @@ class Sweep:
         return summarise_dir(self.out, self.config, items, wall)
 
 
+SHORT_LIST = 16  # a row keeps a list of at most this many scalars (cheatsheet's retrieved ids, similarities)
+
+
 def _scalars(info: dict[str, Any]) -> dict[str, Any]:
-    """The JSON scalars of a strategy's Outcome.info (drops samples, tallies, histories)."""
-    return {k: v for k, v in info.items() if isinstance(v, (str, int, float, bool)) or v is None}
+    """The JSON scalars of a strategy's Outcome.info, and its short lists of scalars (which
+    entries a problem retrieved, with their similarities); drops samples, tallies, histories."""
+
+    def scalar(v: Any) -> bool:
+        return isinstance(v, (str, int, float, bool)) or v is None
+
+    return {k: v for k, v in info.items()
+            if scalar(v) or (isinstance(v, (list, tuple)) and len(v) <= SHORT_LIST and all(map(scalar, v)))}
 
 
 def _pool_samples(result) -> list[Sample]:

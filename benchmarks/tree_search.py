@@ -27,12 +27,14 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from reasoning.strategies import create, get
+
 from reasoning import Budget, Problem, asolve_many
 from reasoning.backends import from_spec
 from reasoning.context import Sampling
-from reasoning.strategies import create, get
 
 from .datasets import load_items
+from .provenance import command
 from .run import grade_item, solve_options
 
 
@@ -86,7 +88,7 @@ async def measure(backend, items, label: str, strategy, args) -> dict[str, Any]:
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     backend = from_spec(args.backend)
     await backend.load()
-    report: dict[str, Any] = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "command": " ".join(sys.argv),
+    report: dict[str, Any] = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "command": command("tree_search", args.argv),
                               "machine": platform.platform(), "backend": backend.describe(), "width": args.width,
                               "datasets": {}}
     try:
@@ -146,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="JSON file")
     parser.add_argument("--table", metavar="REPORT.json", help="print the markdown table of a saved report and exit")
     args = parser.parse_args(argv)
+    args.argv = argv
     if args.table:
         with open(args.table) as handle:
             print(markdown_table(json.load(handle)))

@@ -25,9 +25,7 @@ import argparse
 import asyncio
 import os
 import platform
-import shlex
 import statistics
-import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -35,6 +33,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from .provenance import command
 from .stub_server import long_responder
 
 
@@ -138,10 +137,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    command = shlex.join(["python", "-m", "reasoning.benchmarks.vllm_overhead", *(argv if argv is not None
-                                                                                     else sys.argv[1:])])
+    line = command("vllm_overhead", argv)
     figures = asyncio.run(measure(args))
-    print(command)
+    print(line)
     print(f"{datetime.now(UTC).isoformat(timespec='seconds')}  {platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}")
     print(f"{args.limit} problems x n={args.n}, {args.tokens} tokens / {args.words} words per sample, "

@@ -44,15 +44,15 @@ import gc
 import json
 import os
 import platform
-import shlex
 import statistics
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from reasoning.benchmarks.pairing import describe, first_in_round, loop_cpu_per_sample, paired_ratio
+
+from .provenance import command
 
 DATA = Path(__file__).parent / "data" / "gsm8k_test.jsonl"
 WARMUP_PROBLEMS = 8
@@ -331,9 +331,10 @@ def grade(golds: list[str], votes: list[str | None], samples: list[list[str]]) -
 
 
 def majority_votes(samples: list[list[str]]) -> list[str | None]:
-    from reasoning.context import Sample
     from reasoning.strategies.voting import majority
     from reasoning.verifiers import extract_answer
+
+    from reasoning.context import Sample
 
     return [majority([Sample(t, extract_answer(t)) for t in texts]).answer for texts in samples]
 
@@ -352,8 +353,8 @@ def main(argv: list[str] | None = None) -> dict:
     if not torch.cuda.is_available():  # small CPU defaults, unless set by the caller
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "4")
     import vllm
-
     from reasoning.prompts import load_prompt
+
     from reasoning import Problem
     from reasoning.backends.vllm_backend import VLLM
     from reasoning.types import GenerationRequest
@@ -373,7 +374,7 @@ def main(argv: list[str] | None = None) -> dict:
     spare_problems = [Problem(row["question"], row["id"]) for row in spare]
     golds = [row["answer"] for row in chosen]
     report: dict[str, Any] = {
-        "command": shlex.join(["python", "-m", "reasoning.benchmarks.vllm_throughput", *(argv or sys.argv[1:])]),
+        "command": command("vllm_throughput", argv),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "device": device_name(),
         "vllm": vllm.__version__,

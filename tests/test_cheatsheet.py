@@ -323,6 +323,9 @@ def test_the_sweep_config_runs_cheatsheet_in_order_against_self_consistency_and_
     assert main(["sweep", "--config", str(path), "--backend", "scripted:13", "--limit", "3", "--out", "cs"]) == 0
     rows = [json.loads(line) for line in (tmp_path / "cs" / "problems.jsonl").read_text().splitlines()]
     assert {r["strategy"] for r in rows} == {"self-consistency", "cheatsheet", "cheatsheet-n4", "cheatsheet-off"}
+    # each row keeps what its problem retrieved (the memory's provenance), within what it saw
+    for row in (r for r in rows if r["strategy"] in ("cheatsheet", "cheatsheet-n4")):
+        assert isinstance(row["info"]["retrieved"], list) and len(row["info"]["retrieved"]) <= row["info"]["visible"]
     # a relative memory file lives in the sweep's out folder, with its rows, not in the working directory
     assert sorted(p.name for p in (tmp_path / "cs").glob("cheatsheet_game24_n*.sqlite")) == [
         "cheatsheet_game24_n1.sqlite", "cheatsheet_game24_n4.sqlite"]

@@ -757,3 +757,12 @@ def test_every_shipped_sweep_file_loads_and_names_only_options_its_strategies_ta
             cls(**{k: v for k, v in spec.options.items() if k != "n" or cls.size_option in (None, "n")})
         except ValidationError as bad:  # a file the run makes first (a calibrated policy) may be missing here
             assert all("not found" in error["msg"] for error in bad.errors()), str(bad)
+
+
+def test_a_row_keeps_an_outcomes_scalars_and_short_lists_of_them_only():
+    from reasoning.benchmarks.sweep import SHORT_LIST, _scalars
+
+    info = {"route": "a", "visible": 3, "entry": None, "retrieved": ["7", "2"], "similarity": [0.9, 0.5],
+            "long": list(range(SHORT_LIST + 1)), "samples": [{"text": "x"}], "votes": {"4": 2}}
+    assert _scalars(info) == {"route": "a", "visible": 3, "entry": None, "retrieved": ["7", "2"],
+                              "similarity": [0.9, 0.5]}
