@@ -63,10 +63,14 @@ CONFIGS: dict[str, tuple[int, str, list[str]]] = {
 GRACE_S = 45.0  # after the deadline's SIGINT: time for the run to write its summary
 
 
+def config_of(name: str) -> tuple[int, str, list[str]]:
+    """A configuration's entry in CONFIGS: a ``*_binding`` run is its base configuration again."""
+    return CONFIGS[name.removesuffix("_binding")]
+
+
 def command(args: argparse.Namespace, name: str, run_budget: str, out: Path) -> tuple[list[str], dict[str, str]]:
     """The ``reasoning-bench run`` of configuration ``name`` and its environment."""
-    base = name.removesuffix("_binding")
-    gpus, suffix, extra = CONFIGS[base]
+    gpus, suffix, extra = config_of(name)
     backend = args.backend if args.backend != "vllm" else f"vllm:{args.model}{suffix}"
     concurrency = args.concurrency
     if "--ray" in extra:  # --concurrency is per worker: the same problems in flight in all
@@ -105,7 +109,7 @@ def run_config(args: argparse.Namespace, name: str, run_budget: str, deadline: f
             code = process.wait()
     entry: dict[str, Any] = {"config": name, "argv": argv[3:], "returncode": code, "cut_by_deadline": cut,
                              "process_seconds": time.monotonic() - started, "run_budget": run_budget,
-                             "gpus": CONFIGS[name.removesuffix("_binding")][0]}
+                             "gpus": config_of(name)[0]}
     summary_path = out / "summary.json"
     if summary_path.is_file():
         summary = json.loads(summary_path.read_text())

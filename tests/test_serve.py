@@ -438,3 +438,14 @@ def test_strategy_options_schema_and_options_in_requests(server, client):
                           ({"synthesis_share": 2.0}, None), ({"paths": "three"}, None)):
         response = post(server, {"model": "parallel-thinking", "messages": PROBLEM, "reasoning": {"options": options}})
         assert_openai_error(response, 400, code)
+
+
+def test_an_upstream_failure_text_goes_to_the_log_and_never_to_the_caller(caplog):
+    from reasoning.serve.errors import upstream_message
+
+    from reasoning.errors import BackendUnavailable
+
+    with caplog.at_level("WARNING", logger="reasoning.serve"):
+        status, code, message = upstream_message(BackendUnavailable("http://10.0.0.7:8000 refused: key sk-abc"))
+    assert (status, code) == (502, "upstream_unavailable") and "10.0.0.7" not in message and "sk-abc" not in message
+    assert "10.0.0.7" in caplog.text  # the operator still sees what failed

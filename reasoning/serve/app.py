@@ -225,7 +225,6 @@ def create_app(service: ReasoningService, *, api_key: str | None = None,
         except ConfigError as bad:
             return error_response(400, str(bad), code="invalid_request")
         except BackendError as failed:
-            log.warning("backend failed: %r", failed)
             return upstream_failure(failed)
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)

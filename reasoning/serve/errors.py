@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from starlette.responses import JSONResponse
 
 from reasoning.errors import (
@@ -47,7 +49,13 @@ UPSTREAM_FAILURES: tuple[tuple[type[BackendError], int, str, str], ...] = (
 )
 
 
+log = logging.getLogger("reasoning.serve")
+
+
 def upstream_message(failed: BackendError) -> tuple[int, str, str]:
-    """(HTTP status, error code, message for the caller) of a backend failure."""
+    """(HTTP status, error code, message for the caller) of a backend failure. The failure's own
+    text (an upstream's URL, key hints, internals) goes to the server's log only, never to the
+    caller: the HTTP server and the MCP tool both answer through here."""
+    log.warning("backend failed: %r", failed)
     status, code, message = next((s, c, m) for kind, s, c, m in UPSTREAM_FAILURES if isinstance(failed, kind))
     return status, code, f"{message} (details in the server's log)"

@@ -16,7 +16,6 @@ what failed (unreachable, timed out, credentials refused...), its own text only 
 from __future__ import annotations
 
 import inspect
-import logging
 import sys
 from typing import Any
 
@@ -25,7 +24,6 @@ from reasoning.errors import BackendError, ConfigError
 from .errors import upstream_message
 from .service import ReasoningService, SolveRequest, trace_summary
 
-log = logging.getLogger("reasoning.serve")
 
 
 def _mcp_api():
@@ -60,7 +58,6 @@ def build_mcp_server(service: ReasoningService):
         except ConfigError as bad:  # RequestRejected included: the caller can fix it
             raise ToolError(str(bad)) from None
         except BackendError as failed:  # as the HTTP server: the error's own text only in the log
-            log.warning("backend failed: %r", failed)
             raise ToolError(upstream_message(failed)[2]) from None
         return {
             "answer": result.answer,
