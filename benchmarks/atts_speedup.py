@@ -26,12 +26,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from reasoning.strategies.atts import ATTS
-from reasoning.strategies.self_consistency import SelfConsistency
-
 from reasoning import Sampling, asolve
 from reasoning.context import Problem
 from reasoning.errors import ConfigError, ReasoningError
+from reasoning.strategies.atts import ATTS
+from reasoning.strategies.self_consistency import SelfConsistency
 
 from .datasets import load_items
 from .provenance import command

@@ -58,13 +58,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from reasoning.strategies.deepconf import DeepConf, lowest_group_confidence, percentile
-from reasoning.strategies.voting import weighted_tally
-
 from reasoning import Budget, Problem, asolve_many
 from reasoning.answers import normalize_answer
 from reasoning.backends import from_spec
 from reasoning.context import Sampling
+from reasoning.strategies.deepconf import DeepConf, lowest_group_confidence, percentile
+from reasoning.strategies.voting import weighted_tally
 from reasoning.types import ConfidenceStop
 
 from .datasets import load_items
@@ -333,7 +332,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     vllm = {"confidence_stop": True} if args.backend.partition(":")[0] == "vllm" else {}
     backend = from_spec(args.backend, **({"engine_kwargs": json.loads(args.engine)} if args.engine else {}), **vllm)
     await backend.load()
-    report: dict[str, Any] = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "command": command("deepconf_proof", args.argv),
+    report: dict[str, Any] = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                              "command": command("deepconf_proof", args.argv),
                               "machine": platform.platform(), "backend": backend.describe(),
                               "options": {**options, "max_tokens": args.max_tokens, "temperature": args.temperature,
                                           "top_p": args.top_p, "ks": list(args.ks),

@@ -28,11 +28,10 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from reasoning.strategies import GenRMBestOfN, SelfConsistency
-from reasoning.verifiers import ais_equivalent
-
 import reasoning as rz
 from reasoning.backends import from_spec
+from reasoning.strategies import GenRMBestOfN, SelfConsistency
+from reasoning.verifiers import ais_equivalent
 
 from .datasets import BUILTIN, DATA_DIR
 from .provenance import command

@@ -135,9 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--note", default="", help="a remark stored with the figures (e.g. machine load)")
     args = parser.parse_args(argv)
 
-    from reasoning.verifiers import grade_many
-
     from reasoning.answers.extract import extract_answer
+    from reasoning.verifiers import grade_many
 
     triples = build_pairs(args.pairs, args.seed)
     pairs = [(gold, text) for _, gold, text in triples]

@@ -68,11 +68,10 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from reasoning.strategies import available, create
-
 from reasoning import Problem, asolve
 from reasoning.backends import from_spec
 from reasoning.context import Sampling
+from reasoning.strategies import available, create
 
 from .datasets import load_items
 from .provenance import command

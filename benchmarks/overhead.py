@@ -29,12 +29,11 @@ from datetime import datetime, timezone
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from reasoning.strategies import SelfConsistency  # noqa: E402
-
 import reasoning as rz  # noqa: E402
 from reasoning.solve import problem_messages  # noqa: E402
+from reasoning.strategies import SelfConsistency  # noqa: E402
 
-from .provenance import command
+from .provenance import command  # noqa: E402
 from .stub_server import stub_process  # noqa: E402
 
 MODEL = "stub-model"

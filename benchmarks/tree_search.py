@@ -27,11 +27,10 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from reasoning.strategies import create, get
-
 from reasoning import Budget, Problem, asolve_many
 from reasoning.backends import from_spec
 from reasoning.context import Sampling
+from reasoning.strategies import create, get
 
 from .datasets import load_items
 from .provenance import command
@@ -88,7 +87,8 @@ async def measure(backend, items, label: str, strategy, args) -> dict[str, Any]:
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     backend = from_spec(args.backend)
     await backend.load()
-    report: dict[str, Any] = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "command": command("tree_search", args.argv),
+    report: dict[str, Any] = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                              "command": command("tree_search", args.argv),
                               "machine": platform.platform(), "backend": backend.describe(), "width": args.width,
                               "datasets": {}}
     try:

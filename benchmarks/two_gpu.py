@@ -183,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.binding_budget:
         plan.append(("ray2_binding", f"tokens={args.binding_budget}"))
     report: dict[str, Any] = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-                              "command": provenance.command("two_gpu", argv), "machine": platform.platform(), "gpus": gpu_names(),
+                              "command": provenance.command("two_gpu", argv), "machine": platform.platform(),
+                              "gpus": gpu_names(),
                               "dataset": args.dataset, "limit": args.limit, "n": args.n,
                               "max_tokens": args.max_tokens, "runs": []}
     for name, budget in plan:

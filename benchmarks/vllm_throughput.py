@@ -331,10 +331,9 @@ def grade(golds: list[str], votes: list[str | None], samples: list[list[str]]) -
 
 
 def majority_votes(samples: list[list[str]]) -> list[str | None]:
+    from reasoning.context import Sample
     from reasoning.strategies.voting import majority
     from reasoning.verifiers import extract_answer
-
-    from reasoning.context import Sample
 
     return [majority([Sample(t, extract_answer(t)) for t in texts]).answer for texts in samples]
 
@@ -353,8 +352,8 @@ def main(argv: list[str] | None = None) -> dict:
     if not torch.cuda.is_available():  # small CPU defaults, unless set by the caller
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "4")
     import vllm
-    from reasoning.prompts import load_prompt
 
+    from reasoning.prompts import load_prompt
     from reasoning import Problem
     from reasoning.backends.vllm_backend import VLLM
     from reasoning.types import GenerationRequest

@@ -25,7 +25,6 @@ from .errors import upstream_message
 from .service import ReasoningService, SolveRequest, trace_summary
 
 
-
 def _mcp_api():
     """(server class, ToolError): mcp 2.x renamed FastMCP to MCPServer."""
     try:
